@@ -1,0 +1,218 @@
+//! Retry budgets: a host that fails cannot multiply its load.
+//!
+//! # Why budgets and not only max attempts?
+//!
+//! With `max_attempts = 3`, a host that fails every request receives three times its normal
+//! traffic exactly when it can least take it. A budget caps retries as a *fraction* of recent
+//! requests, shared by every request to the host: each request deposits `ratio` of a retry,
+//! each retry withdraws one, and deposits expire after `ttl`. A small reserve
+//! (`min_per_sec × ttl`) lets a quiet host still retry the odd failure. This is the scheme of
+//! Finagle's `RetryBudget` and tower's `TpsBudget`.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Shared per-host retry accounting. Implement it to keep the budget elsewhere (a store shared
+/// by a fleet); [`RatioBudget`] is the in-memory default.
+pub trait RetryBudget: Send + Sync + fmt::Debug {
+    /// A logical request started at `now`.
+    fn deposit(&self, now: Instant);
+    /// A retry is wanted at `now`; `true` if the budget allows it (and it has been withdrawn).
+    fn withdraw(&self, now: Instant) -> bool;
+}
+
+/// The shape of a [`RatioBudget`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetConfig {
+    ratio: f32,
+    min_per_sec: u32,
+    ttl: Duration,
+}
+
+impl Default for BudgetConfig {
+    /// 20 % of requests may be retried, plus 10 retries a second, over a 10 s window.
+    fn default() -> Self {
+        BudgetConfig {
+            ratio: 0.2,
+            min_per_sec: 10,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BudgetConfig {
+    /// `ratio` retries per request (0.2 = 20 %, at most 1000), a reserve of `min_per_sec`
+    /// retries a second, deposits kept for `ttl` (1 s to 60 s).
+    ///
+    /// # Panics
+    /// If a value is out of range; these are programming errors in a static configuration.
+    pub fn new(ratio: f32, min_per_sec: u32, ttl: Duration) -> Self {
+        assert!(
+            ratio.is_finite() && (0.0..=1000.0).contains(&ratio),
+            "ratio must be in 0..=1000"
+        );
+        assert!(
+            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&ttl),
+            "ttl must be between 1 and 60 seconds"
+        );
+        BudgetConfig {
+            ratio,
+            min_per_sec,
+            ttl,
+        }
+    }
+
+    /// Retries allowed per request.
+    pub fn ratio(&self) -> f32 {
+        self.ratio
+    }
+    /// Retries a second allowed regardless of traffic.
+    pub fn min_per_sec(&self) -> u32 {
+        self.min_per_sec
+    }
+    /// How long a deposit counts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+const SLOTS: usize = 10;
+/// Fixed-point unit: one retry.
+const UNIT: i64 = 1000;
+
+/// A sliding-window ratio budget (see the [module docs](self)).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use redial_core::budget::{BudgetConfig, RatioBudget, RetryBudget};
+/// let budget = RatioBudget::new(BudgetConfig::new(0.2, 0, Duration::from_secs(10)));
+/// let now = Instant::now();
+/// for _ in 0..5 { budget.deposit(now); }
+/// assert!(budget.withdraw(now));   // 5 requests × 20 % = one retry
+/// assert!(!budget.withdraw(now));
+/// ```
+#[derive(Debug)]
+pub struct RatioBudget {
+    deposit: i64,
+    reserve: i64,
+    slot_len: Duration,
+    inner: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    origin: Option<Instant>,
+    /// Per slot: the epoch it holds and its net balance (deposits − withdrawals).
+    slots: [(u64, i64); SLOTS],
+}
+
+impl RatioBudget {
+    /// A budget with the given shape.
+    pub fn new(config: BudgetConfig) -> Self {
+        let ttl_secs = config.ttl.as_secs_f64();
+        RatioBudget {
+            deposit: (f64::from(config.ratio) * UNIT as f64).round() as i64,
+            reserve: (f64::from(config.min_per_sec) * ttl_secs * UNIT as f64).round() as i64,
+            slot_len: config.ttl / SLOTS as u32,
+            inner: Mutex::new(Window {
+                origin: None,
+                slots: [(0, 0); SLOTS],
+            }),
+        }
+    }
+
+    fn with_slot<R>(&self, now: Instant, f: impl FnOnce(&mut i64, i64) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-update of plain integers.
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let origin = *w.origin.get_or_insert(now);
+        let epoch = (now.saturating_duration_since(origin).as_nanos()
+            / self.slot_len.as_nanos().max(1)) as u64;
+        let mut balance = self.reserve;
+        for (e, v) in &mut w.slots {
+            if epoch.saturating_sub(*e) >= SLOTS as u64 {
+                *e = epoch;
+                *v = 0;
+            }
+            balance += *v;
+        }
+        let slot = &mut w.slots[(epoch % SLOTS as u64) as usize];
+        if slot.0 != epoch {
+            balance -= slot.1;
+            *slot = (epoch, 0);
+        }
+        f(&mut slot.1, balance)
+    }
+
+    /// The retries currently available, for observability.
+    pub fn available(&self, now: Instant) -> f64 {
+        self.with_slot(now, |_, balance| balance as f64 / UNIT as f64)
+    }
+}
+
+impl RetryBudget for RatioBudget {
+    fn deposit(&self, now: Instant) {
+        self.with_slot(now, |slot, _| *slot += self.deposit);
+    }
+
+    fn withdraw(&self, now: Instant) -> bool {
+        self.with_slot(now, |slot, balance| {
+            if balance >= UNIT {
+                *slot -= UNIT;
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_host_gets_at_most_ratio_retries() {
+        let b = RatioBudget::new(BudgetConfig::new(0.2, 0, Duration::from_secs(10)));
+        let now = Instant::now();
+        let mut retries = 0;
+        for _ in 0..1000 {
+            b.deposit(now);
+            while b.withdraw(now) {
+                retries += 1;
+            }
+        }
+        assert_eq!(retries, 200);
+    }
+
+    #[test]
+    fn reserve_allows_retries_without_traffic() {
+        let b = RatioBudget::new(BudgetConfig::new(0.0, 2, Duration::from_secs(5)));
+        let now = Instant::now();
+        let n = std::iter::from_fn(|| b.withdraw(now).then_some(())).count();
+        assert_eq!(n, 10);
+    }
+
+    #[test]
+    fn deposits_expire_after_ttl() {
+        let b = RatioBudget::new(BudgetConfig::new(1.0, 0, Duration::from_secs(10)));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.deposit(t0);
+        }
+        assert_eq!(b.available(t0 + Duration::from_secs(9)), 3.0);
+        assert_eq!(b.available(t0 + Duration::from_secs(11)), 0.0);
+        assert!(!b.withdraw(t0 + Duration::from_secs(30)));
+        b.deposit(t0 + Duration::from_secs(30));
+        assert!(b.withdraw(t0 + Duration::from_secs(31)));
+    }
+
+    #[test]
+    fn withdrawals_expire_too() {
+        let b = RatioBudget::new(BudgetConfig::new(0.0, 1, Duration::from_secs(1)));
+        let t0 = Instant::now();
+        assert!(b.withdraw(t0));
+        assert!(!b.withdraw(t0));
+        assert!(b.withdraw(t0 + Duration::from_millis(1100)));
+    }
+}

@@ -1,0 +1,424 @@
+//! The decision: a classification weighed against the policy, the history, the deadline and
+//! the budget. A plain function; the async driver only carries its result out.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::backoff::Rng;
+use crate::budget::RetryBudget;
+use crate::classify::{Advice, Classification, Failure, RetryRule, Rewrite, Safety};
+use crate::hint::ServerHint;
+use crate::{Action, Kind, Policy};
+
+/// One attempt of a logical request, as the history and the [`Report`](crate::Report) keep it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// The response status, when there was a response.
+    pub status: Option<StatusCode>,
+    /// Why there was no response, when there was none.
+    pub failure: Option<Failure>,
+    /// The first vendor error code of the response, if any.
+    pub code: Option<String>,
+    /// What happened.
+    pub kind: Kind,
+    /// What redial did next.
+    pub action: Action,
+    /// The retry rule that matched, if the action was a retry.
+    pub rule: Option<&'static str>,
+    /// The wait before the next attempt, if there was one.
+    pub delay: Option<Duration>,
+    /// Time since the logical request started when this attempt's outcome was known.
+    pub elapsed: Duration,
+}
+
+impl Attempt {
+    /// Record an attempt from its classification and the decision taken.
+    pub fn new(
+        number: u32,
+        status: Option<StatusCode>,
+        failure: Option<Failure>,
+        c: &Classification,
+        d: &Decision,
+        elapsed: Duration,
+    ) -> Self {
+        Attempt {
+            number,
+            status,
+            failure,
+            code: c.code().map(str::to_owned),
+            kind: c.kind,
+            action: d.action(),
+            rule: match (&c.advice, d) {
+                (Advice::Retry(rule), Decision::Retry { .. }) => Some(rule.name()),
+                _ => None,
+            },
+            delay: match d {
+                Decision::Retry { after, .. } => Some(*after),
+                _ => None,
+            },
+            elapsed,
+        }
+    }
+}
+
+/// Why a request cannot be sent again.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReplayable {
+    /// The body is a stream of unknown length: it was sent as it came and not kept.
+    Streaming,
+    /// The body is longer than the policy's replay limit.
+    TooLarge {
+        /// The replay limit, in bytes.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for NotReplayable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotReplayable::Streaming => f.write_str(
+                "the request body is a stream of unknown length, sent once and not kept",
+            ),
+            NotReplayable::TooLarge { limit } => write!(
+                f,
+                "the request body is larger than the replay limit ({limit} bytes)"
+            ),
+        }
+    }
+}
+
+/// Why redial gave up.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The vendor's rule says this outcome is final.
+    Final,
+    /// The policy's attempt limit was reached.
+    AttemptsExhausted {
+        /// The limit.
+        max: u32,
+    },
+    /// The matching rule's own retry limit was reached (e.g. "resubmit only once").
+    RuleExhausted {
+        /// The rule.
+        rule: &'static str,
+        /// Retries already made under it.
+        retries: u32,
+    },
+    /// The wait before the next attempt would end past the deadline.
+    DeadlineExceeded {
+        /// The wait that was wanted.
+        wait: Duration,
+        /// The time left before the deadline.
+        remaining: Duration,
+    },
+    /// The server asked for a longer wait than redial will sleep.
+    HintExceedsLimit {
+        /// The server's hint.
+        hint: ServerHint,
+        /// The limit it exceeded: the `Retry-After` cap, or the time left before the deadline.
+        limit: Duration,
+        /// Whether the limit was the deadline (else the cap).
+        deadline: bool,
+    },
+    /// The host's retry budget is spent.
+    BudgetExhausted,
+    /// The request cannot be replayed.
+    NotReplayable(NotReplayable),
+    /// The request may have reached the server and is not idempotent.
+    NotIdempotent,
+    /// The credential was refreshed as often as the policy allows.
+    AuthRefreshExhausted {
+        /// The limit.
+        max: u32,
+    },
+    /// The request was already rewritten once.
+    RewriteExhausted,
+    /// A rule asks for reconciliation and no hook is registered for this request.
+    NoReconcileHook,
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::Final => f.write_str("the vendor's rule says this is final"),
+            FailReason::AttemptsExhausted { max } => write!(f, "gave up after {max} attempts"),
+            FailReason::RuleExhausted { rule, retries } => {
+                write!(f, "rule {rule} allows no more than {retries} retries")
+            }
+            FailReason::DeadlineExceeded { wait, remaining } => {
+                write!(
+                    f,
+                    "waiting {wait:?} would pass the deadline ({remaining:?} left)"
+                )
+            }
+            FailReason::HintExceedsLimit {
+                hint,
+                limit,
+                deadline,
+            } => write!(
+                f,
+                "the server asked to wait {:?}, more than {} ({limit:?})",
+                hint.delay,
+                if *deadline {
+                    "the time left before the deadline"
+                } else {
+                    "the Retry-After cap"
+                }
+            ),
+            FailReason::BudgetExhausted => f.write_str("the host's retry budget is spent"),
+            FailReason::NotReplayable(why) => write!(f, "not retried: {why}"),
+            FailReason::NotIdempotent => f.write_str(
+                "not retried: the request may have reached the server and is not idempotent",
+            ),
+            FailReason::AuthRefreshExhausted { max } => {
+                write!(f, "the credential was already refreshed {max} times")
+            }
+            FailReason::RewriteExhausted => f.write_str("the request was already rewritten once"),
+            FailReason::NoReconcileHook => f.write_str(
+                "not retried: the rule asks to reconcile and no reconcile hook is registered",
+            ),
+        }
+    }
+}
+
+/// What redial does next.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Hand the response to the caller.
+    Return,
+    /// Wait `after`, then send again.
+    Retry {
+        /// The wait.
+        after: Duration,
+        /// The range `after` was drawn from (equal ends for hints and fixed delays).
+        range: (Duration, Duration),
+    },
+    /// Refresh the credential, then replay.
+    RefreshAuth,
+    /// Rewrite the request, then replay.
+    Rewrite(Rewrite),
+    /// Ask the reconcile hook.
+    Reconcile,
+    /// Give up.
+    Fail(FailReason),
+}
+
+impl Decision {
+    /// The action word of this decision.
+    pub fn action(&self) -> Action {
+        match self {
+            Decision::Return => Action::Return,
+            Decision::Retry { .. } => Action::Retry,
+            Decision::RefreshAuth => Action::RefreshAuth,
+            Decision::Rewrite(_) => Action::Rewrite,
+            Decision::Reconcile => Action::Reconcile,
+            Decision::Fail(_) => Action::Fail,
+        }
+    }
+}
+
+/// Everything about the request and its past that a decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The 1-based number of the attempt whose outcome is being decided.
+    pub attempt: u32,
+    /// The attempts before it.
+    pub history: &'a [Attempt],
+    /// The host's policy.
+    pub policy: &'a Policy,
+    /// Whether the request may be re-sent after it may have reached the server.
+    pub idempotent: bool,
+    /// Whether the request can be sent again at all.
+    pub replayable: Result<(), NotReplayable>,
+    /// Time since the logical request started.
+    pub elapsed: Duration,
+    /// Whether a reconcile hook is registered for this request.
+    pub can_reconcile: bool,
+}
+
+/// Decide what to do with a classified outcome.
+///
+/// Checks run from the most forbidding down, and the budget is withdrawn from only when every
+/// other check allows a retry: replayability, idempotency, the attempt limit, the rule's own
+/// limit, the hint cap, the deadline, then the budget.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use redial_core::*;
+/// use redial_core::backoff::SplitMix64;
+///
+/// let policy = Policy::default();
+/// let c = Classification::retry(Kind::Transient, RetryRule::new("generic.502"), "bad gateway");
+/// let ctx = Context {
+///     attempt: 1, history: &[], policy: &policy, idempotent: true, replayable: Ok(()),
+///     elapsed: Duration::ZERO, can_reconcile: false,
+/// };
+/// let d = decide(&c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(1));
+/// assert_eq!(d.action(), Action::Retry);
+///
+/// // The same outcome for a POST that may have reached the server:
+/// let ctx = Context { idempotent: false, ..ctx };
+/// let d = decide(&c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(1));
+/// assert_eq!(d, Decision::Fail(FailReason::NotIdempotent));
+/// ```
+pub fn decide(
+    c: &Classification,
+    ctx: &Context<'_>,
+    budget: Option<&dyn RetryBudget>,
+    now: Instant,
+    rng: &mut dyn Rng,
+) -> Decision {
+    let policy = ctx.policy;
+    let count = |action: Action| ctx.history.iter().filter(|a| a.action == action).count() as u32;
+    match &c.advice {
+        Advice::Return => Decision::Return,
+        Advice::Fail => Decision::Fail(FailReason::Final),
+        Advice::Retry(rule) => retry(c, rule, ctx, budget, now, rng),
+        Advice::RefreshAuth => {
+            if let Err(why) = ctx.replayable {
+                return Decision::Fail(FailReason::NotReplayable(why));
+            }
+            if count(Action::RefreshAuth) >= policy.max_auth_refreshes() {
+                return Decision::Fail(FailReason::AuthRefreshExhausted {
+                    max: policy.max_auth_refreshes(),
+                });
+            }
+            if ctx.attempt >= policy.max_attempts() {
+                return Decision::Fail(FailReason::AttemptsExhausted {
+                    max: policy.max_attempts(),
+                });
+            }
+            Decision::RefreshAuth
+        }
+        Advice::Rewrite(rewrite) => {
+            if let Err(why) = ctx.replayable {
+                return Decision::Fail(FailReason::NotReplayable(why));
+            }
+            if count(Action::Rewrite) >= 1 {
+                return Decision::Fail(FailReason::RewriteExhausted);
+            }
+            if ctx.attempt >= policy.max_attempts() {
+                return Decision::Fail(FailReason::AttemptsExhausted {
+                    max: policy.max_attempts(),
+                });
+            }
+            Decision::Rewrite(*rewrite)
+        }
+        Advice::Reconcile => {
+            if !ctx.can_reconcile {
+                Decision::Fail(FailReason::NoReconcileHook)
+            } else if count(Action::Reconcile) >= 1 {
+                Decision::Fail(FailReason::Final)
+            } else {
+                Decision::Reconcile
+            }
+        }
+    }
+}
+
+fn retry(
+    c: &Classification,
+    rule: &RetryRule,
+    ctx: &Context<'_>,
+    budget: Option<&dyn RetryBudget>,
+    now: Instant,
+    rng: &mut dyn Rng,
+) -> Decision {
+    let policy = ctx.policy;
+    if let Err(why) = ctx.replayable {
+        return Decision::Fail(FailReason::NotReplayable(why));
+    }
+    if rule.safety() == Safety::IdempotentOnly && !ctx.idempotent {
+        return Decision::Fail(FailReason::NotIdempotent);
+    }
+    if ctx.attempt >= policy.max_attempts() {
+        return Decision::Fail(FailReason::AttemptsExhausted {
+            max: policy.max_attempts(),
+        });
+    }
+    let retries = ctx
+        .history
+        .iter()
+        .filter(|a| a.action == Action::Retry)
+        .count() as u32;
+    let rule_retries = ctx
+        .history
+        .iter()
+        .filter(|a| a.rule == Some(rule.name()))
+        .count() as u32;
+    if let Some(max) = rule.max_retries() {
+        if rule_retries >= max {
+            return Decision::Fail(FailReason::RuleExhausted {
+                rule: rule.name(),
+                retries: rule_retries,
+            });
+        }
+    }
+
+    let hint = c.hint.filter(|_| rule.uses_hint());
+    let (after, range) = match hint {
+        Some(hint) if hint.delay > policy.retry_after_cap() => {
+            return Decision::Fail(FailReason::HintExceedsLimit {
+                hint,
+                limit: policy.retry_after_cap(),
+                deadline: false,
+            });
+        }
+        Some(hint) => {
+            let d = hint.delay.max(rule.min_delay_ref());
+            (d, (d, d))
+        }
+        None => {
+            let backoff = rule.backoff_ref().unwrap_or(policy.backoff());
+            // A schedule is indexed by retries under this rule; growth by all retries so far.
+            let index = if backoff.max_retries().is_some() {
+                rule_retries
+            } else {
+                retries
+            };
+            let previous = ctx.history.iter().rev().find_map(|a| a.delay);
+            let (Some(after), Some((lo, hi))) = (
+                backoff.delay(index, previous, rng),
+                backoff.bounds(index, previous),
+            ) else {
+                return Decision::Fail(FailReason::RuleExhausted {
+                    rule: rule.name(),
+                    retries: rule_retries,
+                });
+            };
+            let min = rule.min_delay_ref();
+            (after.max(min), (lo.max(min), hi.max(min)))
+        }
+    };
+
+    if let Some(deadline) = policy.deadline() {
+        let remaining = deadline.saturating_sub(ctx.elapsed);
+        if after >= remaining {
+            return match hint {
+                Some(hint) => Decision::Fail(FailReason::HintExceedsLimit {
+                    hint,
+                    limit: remaining,
+                    deadline: true,
+                }),
+                None => Decision::Fail(FailReason::DeadlineExceeded {
+                    wait: after,
+                    remaining,
+                }),
+            };
+        }
+    }
+    if let Some(budget) = budget {
+        if !budget.withdraw(now) {
+            return Decision::Fail(FailReason::BudgetExhausted);
+        }
+    }
+    Decision::Retry { after, range }
+}

@@ -1,0 +1,306 @@
+//! Server hints: `Retry-After` (RFC 9110 §10.2.3) and the IETF `RateLimit` header fields.
+//!
+//! Parsing never fails loudly: a value that is not a valid hint is ignored, and the caller falls
+//! back to its backoff. Capping a valid hint is the decision's job
+//! ([`FailReason::HintExceedsLimit`](crate::FailReason::HintExceedsLimit)), so that a hint
+//! beyond the cap reaches the caller instead of being silently shortened.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
+
+/// Where a server hint came from.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintSource {
+    /// A `Retry-After` header.
+    RetryAfter,
+    /// A `RateLimit` header field (`r=0;t=N`) or `RateLimit-Reset` with `RateLimit-Remaining: 0`.
+    RateLimit,
+    /// A vendor rule (a documented reset time, a body field).
+    Vendor,
+}
+
+/// A delay the server asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerHint {
+    /// How long to wait, measured from when the response was received.
+    pub delay: Duration,
+    /// Which header or rule it came from.
+    pub source: HintSource,
+}
+
+/// Parse one `Retry-After` value: `delay-seconds` or an HTTP-date in any of the three formats
+/// of RFC 9110 §5.6.7 (IMF-fixdate, RFC 850, asctime). A date in the past is a zero delay.
+/// Anything else (negative, fractional, empty, garbage) is `None`. A `delay-seconds` too large
+/// for a `u64` saturates, so it is still caught by any cap.
+///
+/// ```
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// use redial_core::hint::parse_retry_after;
+/// let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+/// assert_eq!(parse_retry_after(b"120", now), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_retry_after(b"Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+/// assert_eq!(parse_retry_after(b"Sunday, 06-Nov-94 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+/// assert_eq!(parse_retry_after(b"Sun Nov  6 08:49:47 1994", now), Some(Duration::from_secs(10)));
+/// assert_eq!(parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+/// assert_eq!(parse_retry_after(b"-1", now), None);
+/// assert_eq!(parse_retry_after(b"soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
+    let value = trim_ows(value);
+    if value.is_empty() {
+        return None;
+    }
+    if value.iter().all(u8::is_ascii_digit) {
+        return Some(Duration::from_secs(parse_digits_saturating(value)));
+    }
+    let text = std::str::from_utf8(value).ok()?;
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `Retry-After` of a response. A field that appears more than once (or as a
+/// comma-separated list of `delay-seconds`) yields the longest valid delay: the server's most
+/// conservative request wins, and the cap still applies.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    for value in headers.get_all(RETRY_AFTER) {
+        let bytes = value.as_bytes();
+        let parsed = match parse_retry_after(bytes, now) {
+            Some(d) => Some(d),
+            // "5, 10": a list folded by an intermediary; dates contain commas, so only when
+            // every item is delay-seconds.
+            None if bytes.contains(&b',') => bytes
+                .split(|b| *b == b',')
+                .map(|item| {
+                    let item = trim_ows(item);
+                    (!item.is_empty() && item.iter().all(u8::is_ascii_digit))
+                        .then(|| Duration::from_secs(parse_digits_saturating(item)))
+                })
+                .collect::<Option<Vec<_>>>()
+                .and_then(|v| v.into_iter().max()),
+            None => None,
+        };
+        best = best.max(parsed);
+    }
+    best
+}
+
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The reset delay announced by the IETF RateLimit header fields, when the quota is used up:
+/// `RateLimit: "default";r=0;t=30` (draft-ietf-httpapi-ratelimit-headers), or the older
+/// separate fields `RateLimit-Remaining: 0` with `RateLimit-Reset: 30`. With several quota
+/// policies, the longest reset among those with nothing remaining wins.
+pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    for value in headers.get_all(&RATELIMIT) {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let (mut remaining, mut reset) = (None, None);
+            for param in item.split(';').skip(1) {
+                let Some((k, v)) = param.split_once('=') else {
+                    continue;
+                };
+                let v = trim_ows(v.as_bytes());
+                let n = (!v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                    .then(|| parse_digits_saturating(v));
+                match k.trim() {
+                    "r" => remaining = n,
+                    "t" => reset = n,
+                    _ => {}
+                }
+            }
+            if let (Some(0), Some(t)) = (remaining, reset) {
+                best = best.max(Some(Duration::from_secs(t)));
+            }
+        }
+    }
+    if best.is_none() {
+        let digits = |name: &HeaderName| {
+            let v = trim_ows(headers.get(name)?.as_bytes());
+            (!v.is_empty() && v.iter().all(u8::is_ascii_digit)).then(|| parse_digits_saturating(v))
+        };
+        if digits(&RATELIMIT_REMAINING) == Some(0) {
+            best = digits(&RATELIMIT_RESET).map(Duration::from_secs);
+        }
+    }
+    best
+}
+
+/// The server's hint for a response: `Retry-After` when present and valid, else the RateLimit
+/// reset when the quota is exhausted.
+pub fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<ServerHint> {
+    if let Some(delay) = retry_after(headers, now) {
+        return Some(ServerHint {
+            delay,
+            source: HintSource::RetryAfter,
+        });
+    }
+    rate_limit_reset(headers).map(|delay| ServerHint {
+        delay,
+        source: HintSource::RateLimit,
+    })
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn parse_digits_saturating(digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .try_fold(0u64, |acc, d| {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::time::UNIX_EPOCH;
+
+    /// Sun, 06 Nov 1994 08:49:37 GMT, the RFC's example date.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let table: &[(&[u8], Option<Duration>)] = &[
+            // delay-seconds
+            (b"0", secs(0)),
+            (b"2", secs(2)),
+            (b"120", secs(120)),
+            (b" 7 ", secs(7)),
+            (b"\t7", secs(7)),
+            (b"007", secs(7)),
+            // the three HTTP-date formats, 10 s ahead
+            (b"Sun, 06 Nov 1994 08:49:47 GMT", secs(10)),
+            (b"Sunday, 06-Nov-94 08:49:47 GMT", secs(10)),
+            (b"Sun Nov  6 08:49:47 1994", secs(10)),
+            // past dates and now are zero
+            (b"Sun, 06 Nov 1994 08:49:37 GMT", secs(0)),
+            (b"Sat, 05 Nov 1994 08:49:47 GMT", secs(0)),
+            (b"Thu, 01 Jan 1970 00:00:00 GMT", secs(0)),
+            // far future dates are long delays, left for the cap to judge
+            (
+                b"Fri, 31 Dec 9999 23:59:59 GMT",
+                Some(Duration::from_secs(253_402_300_799 - 784_111_777)),
+            ),
+            // huge delay-seconds saturate instead of wrapping or failing
+            (b"99999999999", secs(99_999_999_999)),
+            (b"99999999999999999999999999", secs(u64::MAX)),
+            // garbage is ignored
+            (b"-5", None),
+            (b"+5", None),
+            (b"1.5", None),
+            (b"5s", None),
+            (b"", None),
+            (b"   ", None),
+            (b"soon", None),
+            (b"Sun, 06 Nov 1994 25:49:47 GMT", None),
+            (b"Sun, 32 Nov 1994 08:49:47 GMT", None),
+            (b"\xff\xfe", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(
+                parse_retry_after(value, now()),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_retry_after_takes_the_longest_valid() {
+        let mut h = HeaderMap::new();
+        h.append(RETRY_AFTER, HeaderValue::from_static("garbage"));
+        h.append(RETRY_AFTER, HeaderValue::from_static("3"));
+        h.append(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:47 GMT"),
+        );
+        assert_eq!(retry_after(&h, now()), secs(10));
+        let mut h = HeaderMap::new();
+        h.append(RETRY_AFTER, HeaderValue::from_static("5, 30 ,2"));
+        assert_eq!(retry_after(&h, now()), secs(30));
+        let mut h = HeaderMap::new();
+        h.append(RETRY_AFTER, HeaderValue::from_static("5, soon"));
+        assert_eq!(retry_after(&h, now()), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now()), None);
+    }
+
+    #[test]
+    fn rate_limit_fields() {
+        let table: &[(&[(&str, &str)], Option<Duration>)] = &[
+            (&[("ratelimit", r#""default";r=0;t=30"#)], secs(30)),
+            (&[("ratelimit", r#""default";r=5;t=30"#)], None),
+            (
+                &[("ratelimit", r#""burst";r=0;t=2, "daily";r=0;t=3600"#)],
+                secs(3600),
+            ),
+            (
+                &[("ratelimit", r#""burst";r=1;t=2, "daily";r=0;t=60"#)],
+                secs(60),
+            ),
+            (&[("ratelimit", r#""x";r=0;t=-1"#)], None),
+            (
+                &[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")],
+                secs(12),
+            ),
+            (
+                &[("ratelimit-remaining", "3"), ("ratelimit-reset", "12")],
+                None,
+            ),
+            (&[("ratelimit-reset", "12")], None),
+        ];
+        for (headers, want) in table {
+            let mut h = HeaderMap::new();
+            for (k, v) in *headers {
+                h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+            }
+            assert_eq!(rate_limit_reset(&h), *want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_ratelimit() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit",
+            HeaderValue::from_static(r#""default";r=0;t=30"#),
+        );
+        assert_eq!(
+            server_hint(&h, now()),
+            Some(ServerHint {
+                delay: Duration::from_secs(30),
+                source: HintSource::RateLimit
+            })
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("4"));
+        assert_eq!(
+            server_hint(&h, now()),
+            Some(ServerHint {
+                delay: Duration::from_secs(4),
+                source: HintSource::RetryAfter
+            })
+        );
+    }
+}

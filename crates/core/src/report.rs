@@ -1,0 +1,51 @@
+//! The report of a logical request: every attempt, every wait, every vendor error.
+
+use std::time::Duration;
+
+use crate::{Attempt, Kind, VendorError};
+
+/// What happened across the attempts of one logical request.
+///
+/// A successful response carries it as an `http` extension when anything was worth reporting
+/// (a retry, a vendor error, a partial success); a response without one went through on its
+/// first attempt with nothing to report. Errors always carry it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+    /// Every vendor error seen, with the number of the attempt that reported it.
+    pub errors: Vec<(u32, VendorError)>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new() -> Self {
+        Report::default()
+    }
+
+    /// How many attempts were made.
+    pub fn attempt_count(&self) -> u32 {
+        self.attempts.len() as u32
+    }
+
+    /// The total time slept between attempts.
+    pub fn total_delay(&self) -> Duration {
+        self.attempts.iter().filter_map(|a| a.delay).sum()
+    }
+
+    /// The kind of the last attempt.
+    pub fn last_kind(&self) -> Option<Kind> {
+        self.attempts.last().map(|a| a.kind)
+    }
+
+    /// The vendor errors reported by the last attempt (e.g. the record errors of a partial
+    /// success).
+    pub fn last_errors(&self) -> impl Iterator<Item = &VendorError> {
+        let last = self.attempts.last().map(|a| a.number);
+        self.errors
+            .iter()
+            .filter(move |(n, _)| Some(*n) == last)
+            .map(|(_, e)| e)
+    }
+}

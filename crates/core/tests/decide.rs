@@ -1,0 +1,318 @@
+//! The decision, check by check: limits, hints, deadline and budget.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use redial_core::backoff::{Backoff, SplitMix64};
+use redial_core::budget::{BudgetConfig, RatioBudget};
+use redial_core::hint::{HintSource, ServerHint};
+use redial_core::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn ctx<'a>(policy: &'a Policy, history: &'a [Attempt], elapsed: Duration) -> Context<'a> {
+    Context {
+        attempt: history.len() as u32 + 1,
+        history,
+        policy,
+        idempotent: true,
+        replayable: Ok(()),
+        elapsed,
+        can_reconcile: false,
+    }
+}
+
+fn run(c: &Classification, ctx: &Context<'_>) -> Decision {
+    decide(c, ctx, None, Instant::now(), &mut SplitMix64::seeded(9))
+}
+
+fn retried(rule: &'static str, n: u32) -> Vec<Attempt> {
+    let c = Classification::retry(Kind::Transient, RetryRule::new(rule), "x");
+    (1..=n)
+        .map(|i| {
+            Attempt::new(
+                i,
+                None,
+                None,
+                &c,
+                &Decision::Retry {
+                    after: S,
+                    range: (S, S),
+                },
+                S * i,
+            )
+        })
+        .collect()
+}
+
+fn hinted(secs: u64) -> Classification {
+    Classification::retry(Kind::Throttled, RetryRule::new("t"), "x").with_hint(Some(ServerHint {
+        delay: S * secs as u32,
+        source: HintSource::RetryAfter,
+    }))
+}
+
+#[test]
+fn stops_at_max_attempts() {
+    let p = Policy::builder().max_attempts(3).build().unwrap();
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
+    assert_eq!(
+        run(&c, &ctx(&p, &retried("r", 1), S)).action(),
+        Action::Retry
+    );
+    assert_eq!(
+        run(&c, &ctx(&p, &retried("r", 2), S)),
+        Decision::Fail(FailReason::AttemptsExhausted { max: 3 })
+    );
+}
+
+#[test]
+fn rule_limit_counts_only_its_own_retries() {
+    let p = Policy::builder().max_attempts(10).build().unwrap();
+    let once = Classification::retry(Kind::Transient, RetryRule::new("once").max(1), "x");
+    assert_eq!(
+        run(&once, &ctx(&p, &retried("other", 3), S)).action(),
+        Action::Retry
+    );
+    assert_eq!(
+        run(&once, &ctx(&p, &retried("once", 1), S)),
+        Decision::Fail(FailReason::RuleExhausted {
+            rule: "once",
+            retries: 1
+        })
+    );
+}
+
+#[test]
+fn schedule_gives_its_delays_then_stops() {
+    let p = Policy::builder()
+        .max_attempts(10)
+        .deadline(S * 3600)
+        .build()
+        .unwrap();
+    let rule = RetryRule::new("sched")
+        .backoff(Backoff::schedule([S * 120; 3]))
+        .any_method();
+    let c = Classification::retry(Kind::Transient, rule, "x");
+    let mut history = Vec::new();
+    for i in 1..=3 {
+        let d = run(&c, &ctx(&p, &history, S * 200 * i));
+        assert_eq!(
+            d,
+            Decision::Retry {
+                after: S * 120,
+                range: (S * 120, S * 120)
+            },
+            "retry {i}"
+        );
+        history.push(Attempt::new(i, None, None, &c, &d, S));
+    }
+    assert_eq!(
+        run(&c, &ctx(&p, &history, S)),
+        Decision::Fail(FailReason::RuleExhausted {
+            rule: "sched",
+            retries: 3
+        })
+    );
+}
+
+#[test]
+fn hint_over_the_cap_fails_with_the_hint() {
+    let p = Policy::builder()
+        .retry_after_cap(S * 60)
+        .deadline(S * 3600)
+        .build()
+        .unwrap();
+    assert_eq!(
+        run(&hinted(60), &ctx(&p, &[], Duration::ZERO)).action(),
+        Action::Retry
+    );
+    let d = run(&hinted(61), &ctx(&p, &[], Duration::ZERO));
+    let Decision::Fail(FailReason::HintExceedsLimit {
+        hint,
+        limit,
+        deadline: false,
+    }) = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!((hint.delay, limit), (S * 61, S * 60));
+}
+
+#[test]
+fn hint_past_the_deadline_fails_with_the_hint() {
+    let p = Policy::builder().deadline(S * 10).build().unwrap();
+    let d = run(&hinted(5), &ctx(&p, &[], S * 6));
+    assert_eq!(
+        d,
+        Decision::Fail(FailReason::HintExceedsLimit {
+            hint: ServerHint {
+                delay: S * 5,
+                source: HintSource::RetryAfter
+            },
+            limit: S * 4,
+            deadline: true
+        })
+    );
+}
+
+#[test]
+fn backoff_past_the_deadline_fails() {
+    let p = Policy::builder().deadline(S * 10).build().unwrap();
+    let c = Classification::retry(
+        Kind::Transient,
+        RetryRule::new("r").backoff(Backoff::constant(S * 3)),
+        "x",
+    );
+    assert_eq!(run(&c, &ctx(&p, &[], S * 6)).action(), Action::Retry);
+    assert_eq!(
+        run(&c, &ctx(&p, &[], S * 8)),
+        Decision::Fail(FailReason::DeadlineExceeded {
+            wait: S * 3,
+            remaining: S * 2
+        })
+    );
+}
+
+#[test]
+fn min_delay_raises_short_hints() {
+    let p = Policy::default();
+    let c = Classification::retry(Kind::Throttled, RetryRule::new("r").min_delay(S * 60), "x")
+        .with_hint(Some(ServerHint {
+            delay: S,
+            source: HintSource::RetryAfter,
+        }));
+    assert_eq!(
+        run(&c, &ctx(&p, &[], Duration::ZERO)),
+        Decision::Retry {
+            after: S * 60,
+            range: (S * 60, S * 60)
+        }
+    );
+}
+
+#[test]
+fn forbidding_checks_come_first() {
+    let p = Policy::default();
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
+    let mut x = ctx(&p, &[], Duration::ZERO);
+    x.replayable = Err(NotReplayable::Streaming);
+    assert_eq!(
+        run(&c, &x),
+        Decision::Fail(FailReason::NotReplayable(NotReplayable::Streaming))
+    );
+    let mut x = ctx(&p, &[], Duration::ZERO);
+    x.idempotent = false;
+    assert_eq!(run(&c, &x), Decision::Fail(FailReason::NotIdempotent));
+    let any = Classification::retry(Kind::Transient, RetryRule::new("r").any_method(), "x");
+    assert_eq!(run(&any, &x).action(), Action::Retry);
+}
+
+#[test]
+fn budget_is_withdrawn_only_when_everything_else_allows() {
+    let p = Policy::builder().max_attempts(2).build().unwrap();
+    let budget = RatioBudget::new(BudgetConfig::new(0.0, 1, S));
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
+    let now = Instant::now();
+    let mut rng = SplitMix64::seeded(1);
+    // Refused for attempts: the budget is untouched.
+    assert_eq!(
+        decide(
+            &c,
+            &ctx(&p, &retried("r", 1), S),
+            Some(&budget),
+            now,
+            &mut rng
+        )
+        .action(),
+        Action::Fail
+    );
+    assert_eq!(budget.available(now), 1.0);
+    assert_eq!(
+        decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng).action(),
+        Action::Retry
+    );
+    assert_eq!(
+        decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng),
+        Decision::Fail(FailReason::BudgetExhausted)
+    );
+}
+
+#[test]
+fn refresh_rewrite_reconcile_limits() {
+    let p = Policy::builder()
+        .max_attempts(10)
+        .max_auth_refreshes(2)
+        .build()
+        .unwrap();
+    let refresh = Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "x");
+    let mk = |c: &Classification, d: Decision, n| Attempt::new(n, None, None, c, &d, S);
+    let h1 = [mk(&refresh, Decision::RefreshAuth, 1)];
+    let h2 = [
+        mk(&refresh, Decision::RefreshAuth, 1),
+        mk(&refresh, Decision::RefreshAuth, 2),
+    ];
+    assert_eq!(run(&refresh, &ctx(&p, &h1, S)), Decision::RefreshAuth);
+    assert_eq!(
+        run(&refresh, &ctx(&p, &h2, S)),
+        Decision::Fail(FailReason::AuthRefreshExhausted { max: 2 })
+    );
+
+    let rw = Classification::new(
+        Kind::Transient,
+        Advice::Rewrite(Rewrite::MethodOverridePost),
+        "x",
+    );
+    assert_eq!(
+        run(&rw, &ctx(&p, &[], S)),
+        Decision::Rewrite(Rewrite::MethodOverridePost)
+    );
+    let h = [mk(&rw, Decision::Rewrite(Rewrite::MethodOverridePost), 1)];
+    assert_eq!(
+        run(&rw, &ctx(&p, &h, S)),
+        Decision::Fail(FailReason::RewriteExhausted)
+    );
+
+    let rc = Classification::new(Kind::Transient, Advice::Reconcile, "x");
+    assert_eq!(
+        run(&rc, &ctx(&p, &[], S)),
+        Decision::Fail(FailReason::NoReconcileHook)
+    );
+    let mut x = ctx(&p, &[], S);
+    x.can_reconcile = true;
+    assert_eq!(run(&rc, &x), Decision::Reconcile);
+}
+
+proptest! {
+    /// Whatever the backoff, hint, history and elapsed time, a retry never waits past the
+    /// deadline, never past the cap, and never beyond the attempt limit.
+    #[test]
+    fn no_retry_ends_past_the_deadline(
+        deadline_s in 1u64..600,
+        elapsed_ms in 0u64..700_000,
+        hint_s in proptest::option::of(0u64..1000),
+        retries in 0u32..8,
+        max_attempts in 1u32..10,
+        base_ms in 1u64..5000,
+        seed: u64,
+    ) {
+        let p = Policy::builder()
+            .max_attempts(max_attempts)
+            .deadline(Duration::from_secs(deadline_s))
+            .retry_after_cap(S * 300)
+            .backoff(Backoff::decorrelated(Duration::from_millis(base_ms), S * 60).unwrap())
+            .build()
+            .unwrap();
+        let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x")
+            .with_hint(hint_s.map(|s| ServerHint { delay: Duration::from_secs(s), source: HintSource::RetryAfter }));
+        let history = retried("r", retries);
+        let elapsed = Duration::from_millis(elapsed_ms);
+        let d = decide(&c, &ctx(&p, &history, elapsed), None, Instant::now(), &mut SplitMix64::seeded(seed));
+        if let Decision::Retry { after, range } = d {
+            prop_assert!(elapsed + after < Duration::from_secs(deadline_s));
+            prop_assert!(after <= S * 300 || hint_s.is_none());
+            prop_assert!(range.0 <= after && after <= range.1);
+            prop_assert!(retries + 1 < max_attempts);
+        }
+    }
+}
