@@ -5,15 +5,23 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use redial_sim::{ConnFault, Fault, Reply, Sim, RECORDED_BODY_LIMIT};
+use redial_sim::{ConnFault, Fault, Recorded, Reply, Sim, RECORDED_BODY_LIMIT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
+
+/// The handle and the script types can be shared across tasks and threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Sim>();
+    send_sync::<Reply>();
+    send_sync::<Recorded>();
+};
 
 type TestClient = Client<HttpConnector, Full<Bytes>>;
 type ClientResult = Result<Response<Incoming>, hyper_util::client::legacy::Error>;
@@ -26,12 +34,26 @@ async fn get(client: &TestClient, url: String) -> ClientResult {
     client.get(url.parse().unwrap()).await
 }
 
-async fn read_all(response: Response<Incoming>) -> (StatusCode, Bytes) {
-    let status = response.status();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
+/// GET and read the whole response: (status, body).
+async fn fetch(client: &TestClient, url: String) -> (u16, String) {
+    let response = get(client, url).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Reads a body frame by frame without keeping it: (bytes received, how it ended), where
+/// `Err(None)` means no frame arrived within 10 s.
+async fn drain(mut body: Incoming) -> (u64, Result<(), Option<hyper::Error>>) {
+    let mut received = 0;
+    loop {
+        match timeout(Duration::from_secs(10), body.frame()).await {
+            Ok(Some(Ok(frame))) => received += frame.into_data().unwrap().len() as u64,
+            Ok(Some(Err(error))) => return (received, Err(Some(error))),
+            Ok(None) => return (received, Ok(())),
+            Err(_elapsed) => return (received, Err(None)),
+        }
+    }
 }
 
 /// Whether an error chain contains an I/O error of this kind.
@@ -57,48 +79,27 @@ fn is_reset(error: &(dyn StdError + 'static)) -> bool {
 async fn fifo_replies_then_fallback_then_404() {
     let sim = Sim::start().await.unwrap();
     let c = client();
+    let fetch = |path: &str| fetch(&c, sim.url(path));
     sim.enqueue("/a", Reply::json(429, "first"));
     sim.enqueue_many("/a", [Reply::status(503), Reply::ok().body("third")]);
     sim.set_fallback("/b", Reply::status(202).body("fallback"));
 
-    assert_eq!(
-        read_all(get(&c, sim.url("/a?x=1")).await.unwrap()).await,
-        (StatusCode::TOO_MANY_REQUESTS, Bytes::from("first"))
-    );
-    assert_eq!(
-        read_all(get(&c, sim.url("/a")).await.unwrap()).await.0,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        read_all(get(&c, sim.url("/a")).await.unwrap()).await,
-        (StatusCode::OK, Bytes::from("third"))
-    );
+    assert_eq!(fetch("/a?x=1").await, (429, "first".into()));
+    assert_eq!(fetch("/a").await, (503, "".into()));
+    assert_eq!(fetch("/a").await, (200, "third".into()));
     // Queue drained, no fallback: 404 with an empty body.
-    assert_eq!(
-        read_all(get(&c, sim.url("/a")).await.unwrap()).await,
-        (StatusCode::NOT_FOUND, Bytes::new())
-    );
+    assert_eq!(fetch("/a").await, (404, "".into()));
     for _ in 0..3 {
-        assert_eq!(
-            read_all(get(&c, sim.url("/b")).await.unwrap()).await,
-            (StatusCode::ACCEPTED, Bytes::from("fallback"))
-        );
+        assert_eq!(fetch("/b").await, (202, "fallback".into()));
     }
     // Queued replies take precedence over the fallback.
     sim.enqueue("/b", Reply::status(500));
-    assert_eq!(
-        read_all(get(&c, sim.url("/b")).await.unwrap()).await.0,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    assert_eq!(
-        read_all(get(&c, sim.url("/nowhere")).await.unwrap())
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(fetch("/b").await.0, 500);
+    assert_eq!(fetch("/b").await.0, 202);
+    assert_eq!(fetch("/nowhere").await, (404, "".into()));
 
     assert_eq!(sim.count("/a"), 4);
-    assert_eq!(sim.count("/b?ignored"), 4);
+    assert_eq!(sim.count("/b?ignored"), 5);
     assert_eq!(sim.count("/nowhere"), 1);
     assert_eq!(sim.count("/never"), 0);
 }
@@ -130,9 +131,9 @@ async fn request_log_records_everything() {
         .header("x-custom", "abc")
         .body(Full::new(Bytes::from("hello")))
         .unwrap();
-    read_all(c.request(request).await.unwrap()).await;
+    c.request(request).await.unwrap().collect().await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    read_all(get(&c, sim.url("/other")).await.unwrap()).await;
+    fetch(&c, sim.url("/other")).await;
 
     let log = sim.requests();
     assert_eq!(log.len(), 2);
@@ -147,13 +148,10 @@ async fn request_log_records_everything() {
     assert_eq!(first.connection, 0);
     assert_eq!(first.at, start);
     let second = &log[1];
+    assert_eq!(second.method, Method::GET);
     assert_eq!(
-        (
-            second.method.clone(),
-            second.path.as_str(),
-            second.query.as_deref()
-        ),
-        (Method::GET, "/other", None)
+        (second.path.as_str(), second.query.as_deref()),
+        ("/other", None)
     );
     assert_eq!(second.at - first.at, Duration::from_secs(5));
     // Keep-alive: the client reused its connection.
@@ -168,7 +166,13 @@ async fn recorded_body_is_capped() {
     let request = Request::post(sim.url("/upload"))
         .body(Full::new(body))
         .unwrap();
-    read_all(client().request(request).await.unwrap()).await;
+    client()
+        .request(request)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let log = sim.requests();
     assert_eq!(log[0].body.len(), RECORDED_BODY_LIMIT);
     assert_eq!(log[0].body_len, RECORDED_BODY_LIMIT as u64 + 10);
@@ -204,8 +208,7 @@ async fn delay_waits_in_virtual_time() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue("/d", Reply::status(503).delay(Duration::from_secs(90)));
     let start = Instant::now();
-    let response = get(&client(), sim.url("/d")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(fetch(&client(), sim.url("/d")).await.0, 503);
     assert_eq!(start.elapsed(), Duration::from_secs(90));
 }
 
@@ -222,10 +225,7 @@ async fn reset_after_read_records_then_resets() {
     assert_eq!(sim.requests()[0].query.as_deref(), Some("q=1"));
     // The next request is served normally (on a new connection).
     sim.enqueue("/r", Reply::ok());
-    assert_eq!(
-        get(&client(), sim.url("/r")).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(fetch(&client(), sim.url("/r")).await.0, 200);
     assert_eq!(sim.connections(), 2);
 }
 
@@ -245,10 +245,7 @@ async fn reset_on_accept_resets_before_reading() {
     assert!(sim.requests().is_empty());
 
     // Faults are consumed one per connection.
-    assert_eq!(
-        get(&client(), sim.url("/x")).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(fetch(&client(), sim.url("/x")).await.0, 200);
     assert_eq!(sim.connections(), 3);
     assert_eq!(sim.requests()[0].connection, 2);
 }
@@ -288,7 +285,7 @@ async fn slow_body_arrives_complete_and_slowly() {
     let response = get(&client(), sim.url("/s")).await.unwrap();
     assert!(start.elapsed() < every, "the head is sent at once");
     assert_eq!(response.headers()["content-length"], "10");
-    let (_, body) = read_all(response).await;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "0123456789");
     assert!(
         start.elapsed() >= every * 4,
@@ -308,15 +305,9 @@ async fn stall_body_sends_a_prefix_then_nothing() {
     );
     let response = get(&client(), sim.url("/st")).await.unwrap();
     assert_eq!(response.headers()["content-length"], "10");
-    let mut body = response.into_body();
-    let mut received = Vec::new();
-    loop {
-        match timeout(Duration::from_secs(10), body.frame()).await {
-            Ok(frame) => received.extend_from_slice(&frame.unwrap().unwrap().into_data().unwrap()),
-            Err(_elapsed) => break,
-        }
-    }
-    assert_eq!(received, b"0123");
+    let (received, end) = drain(response.into_body()).await;
+    assert_eq!(received, 4);
+    assert!(matches!(end, Err(None)), "expected a stall, got {end:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -331,25 +322,20 @@ async fn truncated_body_is_a_client_error() {
     sim.enqueue(
         "/t",
         Reply::ok()
-            .generated_body(1 << 20, 1)
-            .fault(Fault::TruncatedBody { sent: 100_000 }),
+            .generated_body(8 << 20, 1)
+            .fault(Fault::TruncatedBody { sent: 5_000_000 }),
     );
-    for (expected_len, sent) in [(100, 10), (1 << 20, 100_000)] {
+    for (expected_len, sent) in [(100, 10), (8 << 20, 5_000_000)] {
         let response = get(&client(), sim.url("/t")).await.unwrap();
         assert_eq!(
             response.headers()["content-length"],
             expected_len.to_string().as_str()
         );
-        let mut body = response.into_body();
-        let mut received = 0;
-        let error = loop {
-            match body.frame().await {
-                Some(Ok(frame)) => received += frame.into_data().unwrap().len(),
-                Some(Err(error)) => break error,
-                None => panic!("truncated body ended cleanly after {received} bytes"),
-            }
-        };
+        let (received, end) = drain(response.into_body()).await;
         assert_eq!(received, sent);
+        let Err(Some(error)) = end else {
+            panic!("expected a body error, got {end:?}")
+        };
         // The connection was closed before Content-Length bytes arrived.
         assert!(has_io_kind(&error, ErrorKind::UnexpectedEof), "{error:?}");
     }
@@ -363,24 +349,16 @@ async fn generated_body_streams_100_mib() {
     let response = get(&client(), sim.url("/big")).await.unwrap();
     assert!(response.headers().get("content-length").is_none());
     assert_eq!(response.headers()["transfer-encoding"], "chunked");
-    let mut body = response.into_body();
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let data = frame.unwrap().into_data().unwrap();
-        assert!(data.first() == Some(&b'z') && data.last() == Some(&b'z'));
-        total += data.len() as u64;
-    }
-    assert_eq!(total, LEN);
+    let (received, end) = drain(response.into_body()).await;
+    assert_eq!(received, LEN);
+    assert!(end.is_ok(), "{end:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_stops_accepting() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/", Reply::ok());
-    assert_eq!(
-        get(&client(), sim.url("/")).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(fetch(&client(), sim.url("/")).await.0, 200);
     sim.shutdown();
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(TcpStream::connect(sim.addr()).await.is_err());
