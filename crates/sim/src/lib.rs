@@ -280,7 +280,13 @@ impl Sim {
     ///
     /// Works on a `current_thread` runtime with a paused clock.
     pub async fn start() -> std::io::Result<Sim> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Sim::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Like [`start`](Sim::start), on a given loopback address (e.g. a port a test saw refuse
+    /// connections a moment ago).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Sim> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();

@@ -1,1 +1,65 @@
-//! stub
+//! The async driver of redial: a [`tower`](https://docs.rs/tower) layer that retries HTTP
+//! requests by the rules of each host's vendor.
+//!
+//! [`RetryLayer`] wraps any `Service<http::Request<RetryBody<B>>, Response = http::Response<RB>>`
+//! (hyper-util's legacy `Client`, a reqwest adapter, a `tower::service_fn`). For each request it:
+//!
+//! 1. finds the host's profile and policy (exact host, then `*.suffix`, then the default);
+//! 2. keeps the request body for replay when its size is known and within the replay limit
+//!    (a stream, or a larger body, is sent once and never replayed);
+//! 3. sends an attempt under the attempt timeout and the deadline;
+//! 4. reads at most the inspect limit of the body when the profile needs it (and of error
+//!    responses, so that errors own what the vendor said);
+//! 5. classifies and decides with [`redial_core`], then returns the response (rebuilt around
+//!    the bytes read), sleeps and retries, or fails with an [`Error`] that owns the last
+//!    response and the history of every attempt.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use redial_tower::{RetryBody, RetryLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! # tokio::time::pause();
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let vendor = tower::service_fn(move |_req: Request<RetryBody<String>>| {
+//!     let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!     async move {
+//!         let status = if n == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+//!         Ok::<_, Infallible>(Response::builder().status(status).header("retry-after", "1").body(String::new()).unwrap())
+//!     }
+//! });
+//! let mut svc = ServiceBuilder::new().layer(RetryLayer::generic()).service(vendor);
+//! let res = svc.ready().await.unwrap().call(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let report = res.extensions().get::<redial_tower::Report>().unwrap();
+//! assert_eq!(report.attempt_count(), 2);
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod error;
+mod failure;
+mod future;
+mod hosts;
+mod layer;
+mod rewrite;
+mod service;
+
+pub use body::{ResponseBody, RetryBody};
+pub use error::Error;
+pub use failure::classify_error;
+pub use future::ResponseFuture;
+pub use hosts::InvalidHost;
+pub use layer::{FailureClassifier, RetryLayer, RetryLayerBuilder};
+pub use service::Retry;
+
+pub use redial_core as core;
+pub use redial_core::{Policy, Report, RetrySafe};
+
+/// A boxed error, as the inner services' errors are carried.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,179 @@
+//! Body types: the request body redial sends (kept for replay, or streamed once) and the
+//! response body it hands back (the bytes already read for inspection, then the rest).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::BoxError;
+
+pin_project! {
+    /// The request body redial sends to the inner service.
+    ///
+    /// A body that fits the replay limit is buffered once and sent from shared [`Bytes`] on
+    /// every attempt (no copy per attempt, and no copy at all when the body already was one
+    /// `Bytes`); any other body is streamed through once.
+    #[derive(Debug)]
+    pub struct RetryBody<B> {
+        #[pin]
+        inner: Inner<B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<B> {
+        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Streaming { #[pin] body: B },
+    }
+}
+
+impl<B> RetryBody<B> {
+    pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        RetryBody { inner: Inner::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
+    }
+
+    pub(crate) fn streaming(body: B) -> Self {
+        RetryBody { inner: Inner::Streaming { body } }
+    }
+
+    /// Whether this body is replayed from memory (else it streams the caller's body once).
+    pub fn is_buffered(&self) -> bool {
+        matches!(self.inner, Inner::Buffered { .. })
+    }
+}
+
+impl<B> Body for RetryBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().inner.project() {
+            InnerProj::Buffered { data, trailers } => Poll::Ready(match data.take() {
+                Some(d) => Some(Ok(Frame::data(d))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            }),
+            InnerProj::Streaming { body } => body.poll_frame(cx).map(|f| {
+                f.map(|r| match r {
+                    Ok(frame) => Ok(frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))),
+                    Err(e) => Err(e.into()),
+                })
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            Inner::Streaming { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Buffered { data, .. } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inner::Streaming { body } => body.size_hint(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body redial hands back: whatever it read to classify the response,
+    /// followed by the untouched rest of the inner body.
+    #[derive(Debug)]
+    pub struct ResponseBody<B> {
+        prefix: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+        #[pin]
+        rest: Rest<B>,
+    }
+}
+
+pin_project! {
+    #[project = RestProj]
+    #[derive(Debug)]
+    enum Rest<B> {
+        Inline { #[pin] body: B },
+        Boxed { body: Pin<Box<B>> },
+        Done,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// The inner body, untouched.
+    pub(crate) fn passthrough(body: B) -> Self {
+        ResponseBody { prefix: None, trailers: None, rest: Rest::Inline { body } }
+    }
+
+    /// Bytes already read, then (if the body was not read to its end) the rest.
+    pub(crate) fn prefixed(prefix: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<B>>>) -> Self {
+        ResponseBody {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            trailers,
+            rest: rest.map_or(Rest::Done, |body| Rest::Boxed { body }),
+        }
+    }
+
+    fn rest_hint(&self) -> Option<(bool, SizeHint)>
+    where
+        B: Body,
+    {
+        match &self.rest {
+            Rest::Inline { body } => Some((body.is_end_stream(), body.size_hint())),
+            Rest::Boxed { body } => Some((body.is_end_stream(), body.size_hint())),
+            Rest::Done => None,
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        let frame = match this.rest.as_mut().project() {
+            RestProj::Inline { body } => std::task::ready!(body.poll_frame(cx)),
+            RestProj::Boxed { body } => std::task::ready!(body.as_mut().poll_frame(cx)),
+            RestProj::Done => None,
+        };
+        match frame {
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                this.rest.set(Rest::Done);
+                Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.trailers.is_none() && self.rest_hint().is_none_or(|(end, _)| end)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let mut hint = self.rest_hint().map_or_else(|| SizeHint::with_exact(0), |(_, h)| h);
+        let upper = hint.upper().map(|u| u.saturating_add(prefix));
+        hint.set_lower(hint.lower().saturating_add(prefix));
+        if let Some(upper) = upper {
+            hint.set_upper(upper);
+        }
+        hint
+    }
+}

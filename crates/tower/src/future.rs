@@ -1,0 +1,566 @@
+//! [`ResponseFuture`]: the engine. One pinned state machine drives every logical request:
+//!
+//! ```text
+//! Buffer ─▶ Ready ─▶ Call ─▶ (Inspect) ─▶ decide ─┬─▶ Return
+//!             ▲                                   ├─▶ Sleep ─▶ Ready   (retry)
+//!             └────────────── rewrite ◀───────────┤
+//!                                                 └─▶ Fail
+//! ```
+//!
+//! Deciding is the pure [`redial_core::decide`]; this file only carries its result out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{request, response, HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use redial_core::backoff::SplitMix64;
+use redial_core::{
+    decide, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable, Outcome, Report,
+    RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
+};
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower_service::Service;
+use tracing::Span;
+
+use crate::body::{ResponseBody, RetryBody};
+use crate::error::{Error, ErrorKind};
+use crate::hosts::Host;
+use crate::layer::Shared;
+use crate::BoxError;
+
+pin_project! {
+    /// The future of a [`Retry`](crate::Retry) call: every attempt of one logical request.
+    pub struct ResponseFuture<S, B, RB>
+    where
+        S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    {
+        #[pin]
+        state: State<S::Future, B, RB>,
+        #[pin]
+        timer: Option<Sleep>,
+        svc: S,
+        span: Span,
+        engine: Engine<B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, RB> {
+        /// Reading the request body into memory so it can be replayed.
+        Buffer { #[pin] body: B, first: Option<Bytes>, rest: BytesMut, trailers: Option<HeaderMap> },
+        /// Waiting for the inner service to be ready for an attempt.
+        Ready,
+        /// An attempt is in flight.
+        Call { #[pin] fut: F },
+        /// Reading (at most the inspect limit of) the response body.
+        Inspect { read: Option<Reading<RB>> },
+        /// Waiting before the next attempt.
+        Sleep,
+        Done,
+    }
+}
+
+struct Reading<RB> {
+    body: Pin<Box<RB>>,
+    head: response::Parts,
+    received_at: SystemTime,
+    first: Option<Bytes>,
+    rest: BytesMut,
+    trailers: Option<HeaderMap>,
+}
+
+impl<RB> Reading<RB> {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(data);
+        } else {
+            if let Some(first) = self.first.take() {
+                self.rest.extend_from_slice(&first);
+            }
+            self.rest.extend_from_slice(&data);
+        }
+    }
+
+    fn bytes(&mut self) -> Bytes {
+        match self.first.take() {
+            Some(b) if self.rest.is_empty() => b,
+            first => {
+                debug_assert!(first.is_none());
+                self.rest.split().freeze()
+            }
+        }
+    }
+}
+
+/// What an attempt produced, in the form the decision's outcome is acted on.
+enum Got<RB> {
+    /// A response whose body was not read.
+    Head(response::Parts, RB),
+    /// A response and the bytes read of its body; `rest` is what was not read.
+    Read { head: response::Parts, bytes: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<RB>>> },
+    /// No response.
+    Nothing(Failure, Option<BoxError>),
+}
+
+/// Everything about the logical request that outlives one attempt.
+struct Engine<B> {
+    shared: Arc<Shared>,
+    host: Arc<Host>,
+    parts: request::Parts,
+    /// The body to send on every attempt, or why there is none to send again.
+    replay: Result<(Bytes, Option<HeaderMap>), NotReplayable>,
+    /// A body that is sent once, until it is.
+    once: Option<B>,
+    attempt: u32,
+    history: Vec<Attempt>,
+    errors: Vec<(u32, VendorError)>,
+    start: Instant,
+    idempotent: bool,
+    /// Whether `svc` is ready for the next call without polling (true for the first attempt).
+    ready: bool,
+    rng: Option<SplitMix64>,
+}
+
+impl<S, B, RB> ResponseFuture<S, B, RB>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    B: Body,
+{
+    pub(crate) fn new(svc: S, shared: Arc<Shared>, req: Request<B>) -> Self {
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        let host = shared.hosts.lookup(&parts.uri).clone();
+        let policy = &host.policy;
+        if let Some(budget) = &host.budget {
+            budget.deposit(start.into_std());
+        }
+        let idempotent = policy.idempotent_methods().contains(&parts.method)
+            || (policy.honor_idempotency_key() && parts.headers.contains_key("idempotency-key"))
+            || parts.extensions.get::<RetrySafe>().is_some();
+        let span = tracing::debug_span!(
+            "redial",
+            vendor = host.profile.name(),
+            method = %parts.method,
+            host = parts.uri.host().unwrap_or(""),
+            path = parts.uri.path(),
+        );
+
+        let size = body.size_hint();
+        let (state, replay, once) = match size.exact() {
+            _ if body.is_end_stream() => (State::Ready, Ok((Bytes::new(), None)), None),
+            Some(n) if n <= policy.replay_limit() as u64 => (
+                State::Buffer { body, first: None, rest: BytesMut::new(), trailers: None },
+                Ok((Bytes::new(), None)),
+                None,
+            ),
+            exact => {
+                let why = if exact.is_some() || size.lower() > policy.replay_limit() as u64 {
+                    NotReplayable::TooLarge { limit: policy.replay_limit() }
+                } else {
+                    NotReplayable::Streaming
+                };
+                (State::Ready, Err(why), Some(body))
+            }
+        };
+
+        ResponseFuture {
+            state,
+            timer: None,
+            svc,
+            span,
+            engine: Engine {
+                shared,
+                host,
+                parts,
+                replay,
+                once,
+                attempt: 1,
+                history: Vec::new(),
+                errors: Vec::new(),
+                start,
+                idempotent,
+                ready: true,
+                rng: None,
+            },
+        }
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B, RB>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+    RB: Body,
+    RB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<RB>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        let eng = this.engine;
+        loop {
+            let got = match this.state.as_mut().project() {
+                StateProj::Buffer { body, first, rest, trailers } => {
+                    match ready!(body.poll_frame(cx)) {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(mut data) => {
+                                let data = data.copy_to_bytes(data.remaining());
+                                if first.is_none() && rest.is_empty() {
+                                    *first = Some(data);
+                                } else {
+                                    rest.extend_from_slice(&first.take().unwrap_or_default());
+                                    rest.extend_from_slice(&data);
+                                }
+                                let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
+                                if len > eng.host.policy.replay_limit() {
+                                    this.state.set(State::Done);
+                                    let e = Error::new(ErrorKind::RequestBody, eng.report())
+                                        .with_source("the request body is longer than its declared size".into());
+                                    return Poll::Ready(Err(e));
+                                }
+                            }
+                            Err(frame) => {
+                                if let Ok(t) = frame.into_trailers() {
+                                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                                }
+                            }
+                        },
+                        Some(Err(e)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::new(ErrorKind::RequestBody, eng.report()).with_source(e.into())));
+                        }
+                        None => {
+                            let data = match first.take() {
+                                Some(b) if rest.is_empty() => b,
+                                _ => rest.split().freeze(),
+                            };
+                            eng.replay = Ok((data, trailers.take()));
+                            this.state.set(State::Ready);
+                        }
+                    }
+                    continue;
+                }
+                StateProj::Ready => {
+                    if !eng.ready {
+                        if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Error::new(ErrorKind::NotReady, eng.report()).with_source(e.into())));
+                        }
+                    }
+                    eng.ready = false;
+                    let req = eng.next_request();
+                    this.timer.set(eng.attempt_deadline().map(sleep_until));
+                    let fut = this.svc.call(req);
+                    this.state.set(State::Call { fut });
+                    continue;
+                }
+                StateProj::Call { fut } => match fut.poll(cx) {
+                    Poll::Ready(Ok(res)) => {
+                        let received_at = (eng.shared.wall_clock)();
+                        let (head, body) = res.into_parts();
+                        if eng.wants_body(&head, received_at) {
+                            let read = Reading {
+                                body: Box::pin(body),
+                                head,
+                                received_at,
+                                first: None,
+                                rest: BytesMut::new(),
+                                trailers: None,
+                            };
+                            this.state.set(State::Inspect { read: Some(read) });
+                            continue;
+                        }
+                        let c = eng.classify_response(&head, received_at, BodyView::NotRead);
+                        (c, Got::Head(head, body))
+                    }
+                    Poll::Ready(Err(e)) => {
+                        let e: BoxError = e.into();
+                        let failure = (eng.shared.classify_error)(&*e);
+                        (eng.classify_failure(failure), Got::Nothing(failure, Some(e)))
+                    }
+                    Poll::Pending => {
+                        if !timer_fired(this.timer.as_mut(), cx) {
+                            return Poll::Pending;
+                        }
+                        (eng.classify_failure(Failure::Timeout), Got::Nothing(Failure::Timeout, None))
+                    }
+                },
+                StateProj::Inspect { read } => {
+                    let Some(r) = read.as_mut() else { unreachable!("inspecting without a response") };
+                    let limit = eng.host.policy.inspect_limit();
+                    let end = loop {
+                        if r.len() >= limit {
+                            break ReadEnd::Limit;
+                        }
+                        match r.body.as_mut().poll_frame(cx) {
+                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                                Ok(mut data) => r.push(data.copy_to_bytes(data.remaining())),
+                                Err(frame) => {
+                                    if let Ok(t) = frame.into_trailers() {
+                                        r.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                                    }
+                                }
+                            },
+                            Poll::Ready(Some(Err(e))) => break ReadEnd::Failed(Failure::BodyRead, Some(e.into())),
+                            Poll::Ready(None) => break ReadEnd::Complete,
+                            Poll::Pending => {
+                                if !timer_fired(this.timer.as_mut(), cx) {
+                                    return Poll::Pending;
+                                }
+                                break ReadEnd::Failed(Failure::Timeout, None);
+                            }
+                        }
+                    };
+                    let Some(mut r) = read.take() else { unreachable!() };
+                    match end {
+                        ReadEnd::Failed(f, source) => (eng.classify_failure(f), Got::Nothing(f, source)),
+                        ReadEnd::Complete | ReadEnd::Limit => {
+                            let complete = matches!(end, ReadEnd::Complete);
+                            let bytes = r.bytes();
+                            let view = if complete { BodyView::Complete(&bytes) } else { BodyView::Prefix(&bytes) };
+                            let c = eng.classify_response(&r.head, r.received_at, view);
+                            let rest = (!complete).then_some(r.body);
+                            (c, Got::Read { head: r.head, bytes, trailers: r.trailers, rest })
+                        }
+                    }
+                }
+                StateProj::Sleep => {
+                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    eng.attempt += 1;
+                    this.state.set(State::Ready);
+                    continue;
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+
+            // An attempt is over: decide, then act.
+            let (c, got) = got;
+            let status = match &got {
+                Got::Head(h, _) | Got::Read { head: h, .. } => Some(h.status),
+                Got::Nothing(..) => None,
+            };
+            let failure = match &got {
+                Got::Nothing(f, _) => Some(*f),
+                _ => None,
+            };
+            let decision = eng.decide(&c);
+            eng.trace(&c, &decision, status, failure);
+            match decision {
+                Decision::Return => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(eng.respond(c, &decision, got)));
+                }
+                Decision::Retry { after, .. } => {
+                    eng.record(&c, &decision, status, failure);
+                    this.timer.set(Some(tokio::time::sleep(after)));
+                    this.state.set(State::Sleep);
+                }
+                Decision::Rewrite(rewrite) => {
+                    eng.record(&c, &decision, status, failure);
+                    eng.rewrite(rewrite);
+                    eng.attempt += 1;
+                    eng.ready = false;
+                    this.state.set(State::Ready);
+                }
+                Decision::RefreshAuth => {
+                    eng.record(&c, &decision, status, failure);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(eng.fail(ErrorKind::NoTokenSource, c, got)));
+                }
+                Decision::Fail(reason) => {
+                    eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
+                }
+                other => {
+                    // Reconcile is only decided when a hook is registered, and none can be yet.
+                    let reason = FailReason::NoReconcileHook;
+                    debug_assert!(matches!(other, Decision::Reconcile), "{other:?}");
+                    eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
+                }
+            }
+        }
+    }
+}
+
+enum ReadEnd {
+    Complete,
+    Limit,
+    Failed(Failure, Option<BoxError>),
+}
+
+/// Poll the attempt timer; true if it has fired.
+fn timer_fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
+}
+
+impl<B> Engine<B> {
+    fn request_head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: &self.parts.method,
+            uri: &self.parts.uri,
+            headers: &self.parts.headers,
+            body: self.replay.as_ref().ok().map(|(b, _)| &b[..]),
+        }
+    }
+
+    /// The body is read when the profile needs it to classify, and for error statuses, so that
+    /// an error owns what the vendor said.
+    fn wants_body(&self, head: &response::Parts, received_at: SystemTime) -> bool {
+        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
+        head.status.as_u16() >= 400 || self.host.profile.inspect(&self.request_head(), &res)
+    }
+
+    fn classify_response(&self, head: &response::Parts, received_at: SystemTime, body: BodyView<'_>) -> Classification {
+        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
+        self.host.profile.classify(&self.request_head(), &Outcome::Response(res, body))
+    }
+
+    fn classify_failure(&self, failure: Failure) -> Classification {
+        self.host.profile.classify(&self.request_head(), &Outcome::Failure(failure))
+    }
+
+    fn decide(&mut self, c: &Classification) -> Decision {
+        let now = Instant::now();
+        let ctx = redial_core::Context {
+            attempt: self.attempt,
+            history: &self.history,
+            policy: &self.host.policy,
+            idempotent: self.idempotent,
+            replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
+            elapsed: now.duration_since(self.start),
+            can_reconcile: false,
+        };
+        let rng = self.rng.get_or_insert_with(|| self.shared.rng());
+        decide(c, &ctx, self.host.budget.as_deref(), now.into_std(), rng)
+    }
+
+    /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
+    fn attempt_deadline(&self) -> Option<Instant> {
+        let policy = &self.host.policy;
+        let attempt = policy.attempt_timeout().map(|t| Instant::now() + t);
+        let total = policy.deadline().map(|d| self.start + d);
+        match (attempt, total) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
+    }
+
+    fn next_request(&mut self) -> Request<RetryBody<B>> {
+        let body = match (&self.replay, self.once.take()) {
+            (_, Some(body)) => RetryBody::streaming(body),
+            (Ok((data, trailers)), None) => RetryBody::buffered(data.clone(), trailers.clone()),
+            // decide() never retries a request that cannot be replayed.
+            (Err(_), None) => RetryBody::buffered(Bytes::new(), None),
+        };
+        Request::from_parts(self.parts.clone(), body)
+    }
+
+    fn rewrite(&mut self, rewrite: Rewrite) {
+        if let (Rewrite::MethodOverridePost, Ok(replay)) = (rewrite, &mut self.replay) {
+            crate::rewrite::method_override_post(&mut self.parts, replay);
+        }
+    }
+
+    fn record(&mut self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
+        let elapsed = Instant::now().duration_since(self.start);
+        self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
+        self.errors.extend(c.errors.iter().cloned().map(|e| (self.attempt, e)));
+    }
+
+    fn report(&self) -> Report {
+        let mut r = Report::new();
+        r.attempts = self.history.clone();
+        r.errors = self.errors.clone();
+        r
+    }
+
+    fn take_report(&mut self) -> Report {
+        let mut r = Report::new();
+        r.attempts = std::mem::take(&mut self.history);
+        r.errors = std::mem::take(&mut self.errors);
+        r
+    }
+
+    fn trace(&self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
+        let delay_ms = match d {
+            Decision::Retry { after, .. } => Some(after.as_millis() as u64),
+            _ => None,
+        };
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    attempt = self.attempt,
+                    status = status.map(|s| s.as_u16()),
+                    failure = failure.map(Failure::as_str),
+                    code = c.code(),
+                    kind = c.kind.as_str(),
+                    action = d.action().as_str(),
+                    delay_ms,
+                    reason = %c.reason,
+                    "attempt"
+                )
+            };
+        }
+        match d {
+            Decision::Return => event!(tracing::Level::DEBUG),
+            _ => event!(tracing::Level::INFO),
+        }
+    }
+
+    fn respond<RB: Body>(&mut self, c: Classification, d: &Decision, got: Got<RB>) -> Response<ResponseBody<RB>> {
+        let worth_reporting = !self.history.is_empty() || !c.errors.is_empty() || c.kind != Kind::Success;
+        let report = worth_reporting.then(|| {
+            self.record(&c, d, got.status(), None);
+            self.take_report()
+        });
+        let (mut head, body) = match got {
+            Got::Head(head, body) => (head, ResponseBody::passthrough(body)),
+            Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
+            Got::Nothing(..) => unreachable!("a failure is never returned as a response"),
+        };
+        if let Some(report) = report {
+            head.extensions.insert(report);
+        }
+        Response::from_parts(head, body)
+    }
+
+    fn fail<RB>(&mut self, kind: ErrorKind, c: Classification, got: Got<RB>) -> Error {
+        let error = Error::new(kind, self.take_report());
+        let error = match got {
+            Got::Head(head, _) => error.with_response(head, Bytes::new(), false),
+            Got::Read { head, bytes, rest, .. } => error.with_response(head, bytes, rest.is_none()),
+            Got::Nothing(_, Some(source)) => error.with_source(source),
+            Got::Nothing(_, None) => error,
+        };
+        error.with_classification(c)
+    }
+}
+
+impl<RB> Got<RB> {
+    fn status(&self) -> Option<StatusCode> {
+        match self {
+            Got::Head(h, _) | Got::Read { head: h, .. } => Some(h.status),
+            Got::Nothing(..) => None,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Which profile and policy serve a request: exact hosts, then `*.suffix` patterns, then the
+//! default. Each host has its own shared state (the retry budget), shared by every clone of the
+//! service.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use redial_core::budget::{RatioBudget, RetryBudget};
+use redial_core::{Policy, Profile};
+
+/// A host's profile, policy and shared state.
+pub(crate) struct Host {
+    pub(crate) pattern: Arc<str>,
+    pub(crate) profile: Arc<dyn Profile>,
+    pub(crate) policy: Policy,
+    pub(crate) budget: Option<Arc<dyn RetryBudget>>,
+}
+
+impl Host {
+    pub(crate) fn new(pattern: &str, profile: Arc<dyn Profile>, policy: Policy) -> Self {
+        let budget = policy.budget().map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
+        Host { pattern: pattern.into(), profile, policy, budget }
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("pattern", &self.pattern)
+            .field("profile", &self.profile.name())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host pattern was not of the form `host.example.com` or `*.example.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidHost(pub(crate) String);
+
+impl fmt::Display for InvalidHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`", self.0)
+    }
+}
+
+impl std::error::Error for InvalidHost {}
+
+#[derive(Debug)]
+pub(crate) struct Hosts {
+    exact: HashMap<Box<str>, Arc<Host>>,
+    /// `(".example.com", host)`, longest suffix first.
+    suffixes: Vec<(Box<str>, Arc<Host>)>,
+    default: Arc<Host>,
+}
+
+impl Hosts {
+    pub(crate) fn new(default: Host) -> Self {
+        Hosts { exact: HashMap::new(), suffixes: Vec::new(), default: Arc::new(default) }
+    }
+
+    pub(crate) fn set_default(&mut self, host: Host) {
+        self.default = Arc::new(host);
+    }
+
+    pub(crate) fn insert(&mut self, pattern: &str, host: Host) -> Result<(), InvalidHost> {
+        let invalid = || InvalidHost(pattern.to_owned());
+        let lower = pattern.to_ascii_lowercase();
+        let host = Arc::new(host);
+        if let Some(suffix) = lower.strip_prefix('*') {
+            let valid = suffix.len() > 1
+                && suffix.starts_with('.')
+                && !suffix.ends_with('.')
+                && !suffix.contains(['*', '/', ' '])
+                && !suffix.contains("..");
+            if !valid {
+                return Err(invalid());
+            }
+            self.suffixes.retain(|(s, _)| **s != *suffix);
+            self.suffixes.push((suffix.into(), host));
+            self.suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        } else {
+            if lower.is_empty() || lower.contains(['*', '/', ' ']) {
+                return Err(invalid());
+            }
+            self.exact.insert(lower.into(), host);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lookup(&self, uri: &Uri) -> &Arc<Host> {
+        if self.exact.is_empty() && self.suffixes.is_empty() {
+            return &self.default;
+        }
+        let Some(host) = uri.host() else { return &self.default };
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if let Some(h) = self.exact.get(host) {
+            return h;
+        }
+        self.suffixes
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+            .map_or(&self.default, |(_, h)| h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redial_core::generic::Generic;
+
+    fn host(name: &str) -> Host {
+        Host::new(name, Arc::new(Generic), Policy::default())
+    }
+
+    #[test]
+    fn exact_then_longest_suffix_then_default() {
+        let mut hosts = Hosts::new(host("default"));
+        hosts.insert("*.example.com", host("*.example.com")).unwrap();
+        hosts.insert("*.api.example.com", host("*.api.example.com")).unwrap();
+        hosts.insert("special.api.example.com", host("special")).unwrap();
+        for (uri, want) in [
+            ("https://a.example.com/x", "*.example.com"),
+            ("https://A.EXAMPLE.com/x", "*.example.com"),
+            ("https://a.example.com./x", "*.example.com"),
+            ("https://b.api.example.com/x", "*.api.example.com"),
+            ("https://special.api.example.com/x", "special"),
+            ("https://example.com/x", "default"),
+            ("https://notexample.com/x", "default"),
+            ("/relative", "default"),
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(&*hosts.lookup(&uri).pattern, want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn patterns_are_validated() {
+        let mut hosts = Hosts::new(host("default"));
+        for bad in ["", "*", "*.", "*example.com", "a.*.com", "**.x.com", "*..com", "a/b"] {
+            assert!(hosts.insert(bad, host(bad)).is_err(), "{bad:?}");
+        }
+        for good in ["x.com", "*.x.com", "localhost", "127.0.0.1"] {
+            assert!(hosts.insert(good, host(good)).is_ok(), "{good:?}");
+        }
+    }
+}

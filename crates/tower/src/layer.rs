@@ -1,0 +1,158 @@
+//! [`RetryLayer`]: configuration only, cheap to clone.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use redial_core::backoff::SplitMix64;
+use redial_core::generic::Generic;
+use redial_core::{Failure, Policy, Profile};
+use tower_layer::Layer;
+
+use crate::hosts::{Host, Hosts, InvalidHost};
+use crate::Retry;
+
+/// Tells from an inner service's error whether the request may have reached the server.
+pub type FailureClassifier = fn(&(dyn std::error::Error + 'static)) -> Failure;
+
+pub(crate) struct Shared {
+    pub(crate) hosts: Hosts,
+    pub(crate) wall_clock: fn() -> SystemTime,
+    pub(crate) classify_error: FailureClassifier,
+    seed: u64,
+    sequence: AtomicU64,
+}
+
+impl Shared {
+    /// A generator for one logical request: distinct per request, reproducible from the seed.
+    pub(crate) fn rng(&self) -> SplitMix64 {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        SplitMix64::seeded(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// Wraps a service with redial's retry engine.
+///
+/// ```
+/// use std::time::Duration;
+/// use redial_tower::{Policy, RetryLayer};
+/// use redial_tower::core::generic::Generic;
+///
+/// let layer = RetryLayer::builder()
+///     .host("*.example.com", Generic, Policy::builder().max_attempts(5).build()?)?
+///     .default_host(Generic, Policy::default())
+///     .build();
+/// let svc = tower::ServiceBuilder::new()
+///     .layer(layer)
+///     .service(tower::service_fn(|_req: http::Request<redial_tower::RetryBody<String>>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RetryLayer {
+    shared: Arc<Shared>,
+}
+
+impl RetryLayer {
+    /// Every request goes to one profile with one policy.
+    pub fn new(profile: impl Profile, policy: Policy) -> Self {
+        Self::builder().default_host(profile, policy).build()
+    }
+
+    /// The generic HTTP rules with the default policy.
+    pub fn generic() -> Self {
+        Self::new(Generic, Policy::default())
+    }
+
+    /// A builder for per-host profiles and policies.
+    pub fn builder() -> RetryLayerBuilder {
+        RetryLayerBuilder {
+            hosts: Hosts::new(Host::new("*", Arc::new(Generic), Policy::default())),
+            wall_clock: SystemTime::now,
+            classify_error: crate::failure::classify_error,
+            seed: None,
+        }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry::new(inner, self.shared.clone())
+    }
+}
+
+impl fmt::Debug for RetryLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer").field("hosts", &self.shared.hosts).finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RetryLayer`].
+#[must_use]
+pub struct RetryLayerBuilder {
+    hosts: Hosts,
+    wall_clock: fn() -> SystemTime,
+    classify_error: FailureClassifier,
+    seed: Option<u64>,
+}
+
+impl RetryLayerBuilder {
+    /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain) with this
+    /// profile and policy. Exact hosts win over patterns, longer patterns over shorter ones.
+    pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
+        self.hosts.insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
+        Ok(self)
+    }
+
+    /// Serve every other host with this profile and policy (default: the generic rules).
+    pub fn default_host(mut self, profile: impl Profile, policy: Policy) -> Self {
+        self.hosts.set_default(Host::new("*", Arc::new(profile), policy));
+        self
+    }
+
+    /// The wall clock against which `Retry-After` HTTP-dates are measured (default
+    /// [`SystemTime::now`]).
+    pub fn wall_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.wall_clock = now;
+        self
+    }
+
+    /// How an inner service's error is read: did the request fail before it was sent? The
+    /// default walks the error's sources for an `io::Error` of kind `ConnectionRefused`
+    /// (connect) or `TimedOut`; anything else may have reached the server.
+    pub fn failure_classifier(mut self, f: FailureClassifier) -> Self {
+        self.classify_error = f;
+        self
+    }
+
+    /// Seed the jitter, for reproducible delays in tests.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Build the layer.
+    pub fn build(self) -> RetryLayer {
+        use redial_core::backoff::Rng;
+        let seed = self.seed.unwrap_or_else(|| SplitMix64::from_entropy().next_u64());
+        RetryLayer {
+            shared: Arc::new(Shared {
+                hosts: self.hosts,
+                wall_clock: self.wall_clock,
+                classify_error: self.classify_error,
+                seed,
+                sequence: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for RetryLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayerBuilder").field("hosts", &self.hosts).finish_non_exhaustive()
+    }
+}
