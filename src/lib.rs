@@ -2,6 +2,7 @@
 //!
 //! This facade re-exports the pieces: the tower layer ([`RetryLayer`]), the policy and the
 //! sans-io [`core`] every decision is made in.
+#![forbid(unsafe_code)]
 #![doc(html_root_url = "https://docs.rs/redial/0.1.0")]
 
 #[doc(inline)]

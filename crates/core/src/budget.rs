@@ -10,7 +10,8 @@
 //! Finagle's `RetryBudget` and tower's `TpsBudget`.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Shared per-host retry accounting. Implement it to keep the budget elsewhere (a store shared
@@ -83,6 +84,9 @@ const UNIT: i64 = 1000;
 
 /// A sliding-window ratio budget (see the [module docs](self)).
 ///
+/// Deposits are one atomic add on the success path; the window's slots are summed only when a
+/// retry is wanted.
+///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use redial_core::budget::{BudgetConfig, RatioBudget, RetryBudget};
@@ -96,15 +100,13 @@ const UNIT: i64 = 1000;
 pub struct RatioBudget {
     deposit: i64,
     reserve: i64,
-    slot_len: Duration,
-    inner: Mutex<Window>,
-}
-
-#[derive(Debug)]
-struct Window {
-    origin: Option<Instant>,
-    /// Per slot: the epoch it holds and its net balance (deposits − withdrawals).
-    slots: [(u64, i64); SLOTS],
+    slot_nanos: u128,
+    origin: OnceLock<Instant>,
+    /// Per slot: the epoch (slot index since `origin`) it holds, and its net balance
+    /// (deposits − withdrawals) in thousandths of a retry.
+    slots: [(AtomicU64, AtomicI64); SLOTS],
+    /// Serialises withdrawals, so two retries cannot both spend the last unit.
+    withdrawing: Mutex<()>,
 }
 
 impl RatioBudget {
@@ -114,56 +116,64 @@ impl RatioBudget {
         RatioBudget {
             deposit: (f64::from(config.ratio) * UNIT as f64).round() as i64,
             reserve: (f64::from(config.min_per_sec) * ttl_secs * UNIT as f64).round() as i64,
-            slot_len: config.ttl / SLOTS as u32,
-            inner: Mutex::new(Window {
-                origin: None,
-                slots: [(0, 0); SLOTS],
-            }),
+            slot_nanos: (config.ttl / SLOTS as u32).as_nanos().max(1),
+            origin: OnceLock::new(),
+            slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicI64::new(0))),
+            withdrawing: Mutex::new(()),
         }
     }
 
-    fn with_slot<R>(&self, now: Instant, f: impl FnOnce(&mut i64, i64) -> R) -> R {
-        // A poisoned lock only means another thread panicked mid-update of plain integers.
-        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let origin = *w.origin.get_or_insert(now);
-        let epoch = (now.saturating_duration_since(origin).as_nanos()
-            / self.slot_len.as_nanos().max(1)) as u64;
-        let mut balance = self.reserve;
-        for (e, v) in &mut w.slots {
-            if epoch.saturating_sub(*e) >= SLOTS as u64 {
-                *e = epoch;
-                *v = 0;
-            }
-            balance += *v;
+    fn epoch(&self, now: Instant) -> u64 {
+        let origin = *self.origin.get_or_init(|| now);
+        (now.saturating_duration_since(origin).as_nanos() / self.slot_nanos) as u64
+    }
+
+    /// The slot for `epoch`, emptied first if it still holds an older epoch.
+    fn slot(&self, epoch: u64) -> &AtomicI64 {
+        let (e, v) = &self.slots[(epoch % SLOTS as u64) as usize];
+        let held = e.load(Ordering::Acquire);
+        if held < epoch && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            v.store(0, Ordering::Release);
         }
-        let slot = &mut w.slots[(epoch % SLOTS as u64) as usize];
-        if slot.0 != epoch {
-            balance -= slot.1;
-            *slot = (epoch, 0);
-        }
-        f(&mut slot.1, balance)
+        v
+    }
+
+    fn balance(&self, epoch: u64) -> i64 {
+        self.reserve
+            + self
+                .slots
+                .iter()
+                .filter(|(e, _)| epoch.saturating_sub(e.load(Ordering::Acquire)) < SLOTS as u64)
+                .map(|(_, v)| v.load(Ordering::Acquire))
+                .sum::<i64>()
     }
 
     /// The retries currently available, for observability.
     pub fn available(&self, now: Instant) -> f64 {
-        self.with_slot(now, |_, balance| balance as f64 / UNIT as f64)
+        let epoch = self.epoch(now);
+        self.slot(epoch);
+        self.balance(epoch) as f64 / UNIT as f64
     }
 }
 
 impl RetryBudget for RatioBudget {
     fn deposit(&self, now: Instant) {
-        self.with_slot(now, |slot, _| *slot += self.deposit);
+        if self.deposit != 0 {
+            self.slot(self.epoch(now)).fetch_add(self.deposit, Ordering::AcqRel);
+        }
     }
 
     fn withdraw(&self, now: Instant) -> bool {
-        self.with_slot(now, |slot, balance| {
-            if balance >= UNIT {
-                *slot -= UNIT;
-                true
-            } else {
-                false
-            }
-        })
+        // A poisoned lock guards no data: carry on.
+        let _one_at_a_time = self.withdrawing.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = self.epoch(now);
+        let slot = self.slot(epoch);
+        if self.balance(epoch) >= UNIT {
+            slot.fetch_sub(UNIT, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
     }
 }
 

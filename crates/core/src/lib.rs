@@ -8,6 +8,7 @@
 //! - [`decide()`]: the advice weighed against [`Policy`], history, deadline and budget → [`Decision`].
 //! - [`backoff`], [`hint`], [`budget`]: the arithmetic of waiting.
 //! - [`generic`]: plain HTTP rules and RFC 9457 problem details.
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;

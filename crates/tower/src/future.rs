@@ -21,7 +21,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable, Outcome, Report,
+    decide, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable, Outcome, Report,
     RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
 };
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -60,7 +60,7 @@ pin_project! {
         /// An attempt is in flight.
         Call { #[pin] fut: F },
         /// Reading (at most the inspect limit of) the response body.
-        Inspect { read: Option<Reading<RB>> },
+        Inspect { read: Option<Box<Reading<RB>>> },
         /// Waiting before the next attempt.
         Sleep,
         Done,
@@ -129,6 +129,8 @@ struct Engine<B> {
     idempotent: bool,
     /// Whether `svc` is ready for the next call without polling (true for the first attempt).
     ready: bool,
+    /// When the attempt in flight must end.
+    attempt_until: Option<Instant>,
     rng: Option<SplitMix64>,
 }
 
@@ -191,6 +193,7 @@ where
                 start,
                 idempotent,
                 ready: true,
+                attempt_until: None,
                 rng: None,
             },
         }
@@ -263,7 +266,10 @@ where
                     }
                     eng.ready = false;
                     let req = eng.next_request();
-                    this.timer.set(eng.attempt_deadline().map(sleep_until));
+                    // Armed lazily: an attempt that completes on its first poll never touches
+                    // the timer wheel.
+                    eng.attempt_until = eng.attempt_deadline();
+                    this.timer.set(None);
                     let fut = this.svc.call(req);
                     this.state.set(State::Call { fut });
                     continue;
@@ -281,7 +287,7 @@ where
                                 rest: BytesMut::new(),
                                 trailers: None,
                             };
-                            this.state.set(State::Inspect { read: Some(read) });
+                            this.state.set(State::Inspect { read: Some(Box::new(read)) });
                             continue;
                         }
                         let c = eng.classify_response(&head, received_at, BodyView::NotRead);
@@ -293,7 +299,7 @@ where
                         (eng.classify_failure(failure), Got::Nothing(failure, Some(e)))
                     }
                     Poll::Pending => {
-                        if !timer_fired(this.timer.as_mut(), cx) {
+                        if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                             return Poll::Pending;
                         }
                         (eng.classify_failure(Failure::Timeout), Got::Nothing(Failure::Timeout, None))
@@ -318,14 +324,15 @@ where
                             Poll::Ready(Some(Err(e))) => break ReadEnd::Failed(Failure::BodyRead, Some(e.into())),
                             Poll::Ready(None) => break ReadEnd::Complete,
                             Poll::Pending => {
-                                if !timer_fired(this.timer.as_mut(), cx) {
+                                if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                                     return Poll::Pending;
                                 }
                                 break ReadEnd::Failed(Failure::Timeout, None);
                             }
                         }
                     };
-                    let Some(mut r) = read.take() else { unreachable!() };
+                    let Some(r) = read.take() else { unreachable!() };
+                    let mut r = *r;
                     match end {
                         ReadEnd::Failed(f, source) => (eng.classify_failure(f), Got::Nothing(f, source)),
                         ReadEnd::Complete | ReadEnd::Limit => {
@@ -407,8 +414,14 @@ enum ReadEnd {
     Failed(Failure, Option<BoxError>),
 }
 
-/// Poll the attempt timer; true if it has fired.
-fn timer_fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+/// Poll the attempt timer, arming it first if the attempt has a time limit; true if it fired.
+fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &mut Context<'_>) -> bool {
+    if timer.is_none() {
+        match until {
+            Some(until) => timer.set(Some(sleep_until(until))),
+            None => return false,
+        }
+    }
     timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
 }
 
@@ -439,6 +452,10 @@ impl<B> Engine<B> {
     }
 
     fn decide(&mut self, c: &Classification) -> Decision {
+        if c.advice == Advice::Return {
+            // decide() returns at once for this advice; the clock and the rng are not needed.
+            return Decision::Return;
+        }
         let now = Instant::now();
         let ctx = redial_core::Context {
             attempt: self.attempt,

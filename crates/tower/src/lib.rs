@@ -39,6 +39,7 @@
 //! assert_eq!(report.attempt_count(), 2);
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
