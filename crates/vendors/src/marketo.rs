@@ -1,0 +1,653 @@
+//! Marketo Engage REST (`*.mktorest.com`).
+//!
+//! Marketo reports almost every error with HTTP 200: `{"success":false,"errors":[{"code":"606",
+//! "message":…}]}` (the code is a string or a number), and per-record failures inside a
+//! success: `result[i].status == "skipped"` with `reasons[{code:"1xxx",message}]`, in input
+//! order. So the profile reads every 2xx JSON body, and every 4xx/5xx body.
+//!
+//! | signal | kind | action | re-sent for |
+//! |---|---|---|---|
+//! | 601, 602 | auth_expired | refresh_auth, replay | |
+//! | 606 (100 calls / 20 s) | throttled | retry, [`RATE_RETRY_MIN`] to [`RATE_WINDOW`] | any method (6xx: not executed) |
+//! | 615 (10 concurrent) | throttled | retry, [`CONCURRENCY_RETRY_MIN`] to [`CONCURRENCY_RETRY_MAX`] | any method |
+//! | 604, 608, 611, 614 | transient | retry, the policy's backoff (exponential, jittered) | any method |
+//! | 713 ("wait, then retry") | transient | retry, the policy's backoff | any method |
+//! | 719 (lock wait timeout), 500 **\[I\]**, HTTP 502 / code 502 | transient | retry, the policy's backoff | idempotent only |
+//! | 1016, 1019, 1022, 1029 at response level **\[I\]** | throttled | retry, [`QUEUE_RETRY_MIN`] to [`QUEUE_RETRY_MAX`] | any method |
+//! | 607 daily quota | quota_exhausted | fail; the reset (next 00:00 US Central) is the hint and the `resets_at` attribute | |
+//! | HTTP 414 on a GET | transient | rewrite to `POST` + `_method=GET`, replay | |
+//! | HTTP 413, 414 on another method | fatal | fail | |
+//! | 603, 605, 609, 610, 612, 613, 616, other 6xx/7xx, any other code | fatal | fail | |
+//! | `success:true`, a `skipped` record | partial | return; one error per reason, scope `Record(i)` | |
+//! | any other status, or a body that is not Marketo's | the [generic](Generic) status rules | | |
+//!
+//! When `errors[]` holds several codes, the most forbidding decides (quota, then fatal, then
+//! auth, then throttled, then transient); every error is kept.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method};
+use redial_core::backoff::Backoff;
+use redial_core::generic::Generic;
+use redial_core::hint::{server_hint, HintSource, ServerHint};
+use redial_core::{
+    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy,
+    Profile, RequestHead, ResponseHead, RetryRule, Rewrite, VendorError,
+};
+use serde_json::{Map, Value};
+
+/// The hosts Marketo's REST API is served from (`<munchkin-id>.mktorest.com`).
+pub const HOSTS: &[&str] = &["*.mktorest.com"];
+
+/// Marketo's rate window: 100 calls per 20 s per instance (VENDORS.md). A 606 retry waits at
+/// most this long; the host limiter (a later layer) holds requests more precisely.
+pub const RATE_WINDOW: Duration = Duration::from_secs(20);
+/// The shortest wait after a 606 **\[I\]**: the window is full, an immediate retry is wasted.
+pub const RATE_RETRY_MIN: Duration = Duration::from_secs(2);
+/// The shortest wait after a 615 (10 concurrent calls per instance) **\[I\]**.
+pub const CONCURRENCY_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait after a 615 **\[I\]**: in-flight calls finish within a rate window.
+pub const CONCURRENCY_RETRY_MAX: Duration = RATE_WINDOW;
+/// The shortest wait after a response-level 1016/1019/1022/1029 (import or export queues full,
+/// object in use) **\[I\]**: "a long backoff, tens of seconds".
+pub const QUEUE_RETRY_MIN: Duration = Duration::from_secs(20);
+/// The longest wait after a response-level 1016/1019/1022/1029 **\[I\]**.
+pub const QUEUE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Marketo's default host policy.
+///
+/// ```
+/// let p = redial_vendors::marketo::policy();
+/// assert_eq!(p.max_attempts(), 4);
+/// ```
+pub fn policy() -> Policy {
+    Policy::builder()
+        // Three retries: enough for a 606 to find room in the 20 s window, or for a 601 to be
+        // refreshed and the call to meet a 606 after it (VENDORS.md, Marketo table).
+        .max_attempts(4)
+        // Three queue waits of up to QUEUE_RETRY_MAX (60 s) plus the calls themselves; also
+        // covers three 606 waits of up to 20 s.
+        .deadline(Duration::from_secs(300))
+        // 604/608/611/614/713/719/502: "exponential backoff with jitter" (VENDORS.md); the
+        // decorrelated form never retries sooner than 1 s.
+        .backoff(backoff(Duration::from_secs(1), Duration::from_secs(30)))
+        // Every 2xx JSON body is read: a batch of 300 records with reasons fits easily.
+        .inspect_limit(256 * 1024)
+        // The replay limit stays at 1 MiB: Marketo refuses bodies over 1 MB (HTTP 413).
+        // Two refreshes (the default): a token may expire between its refresh and its use, as
+        // `expires_in` is the remaining lifetime (VENDORS.md, Auth).
+        .build()
+        .expect("Marketo's default policy is valid")
+}
+
+fn backoff(min: Duration, max: Duration) -> Backoff {
+    Backoff::decorrelated(min, max).unwrap_or(Backoff::constant(max))
+}
+
+/// The Marketo profile (see the [module docs](self) for its table).
+///
+/// ```
+/// use redial_core::Profile;
+/// assert_eq!(redial_vendors::marketo::Marketo::new().name(), "marketo");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Marketo {
+    _private: (),
+}
+
+impl Marketo {
+    /// The profile with the defaults of `VENDORS.md`.
+    pub const fn new() -> Self {
+        Marketo { _private: () }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The code table.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The policy's backoff.
+    Policy,
+    /// 606: within the 20 s window.
+    RateWindow,
+    /// 615: until in-flight calls drop.
+    Concurrency,
+    /// 1016/1019/1022/1029: tens of seconds.
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    RefreshAuth,
+    /// Retry; `true` when any method may be re-sent (the request was not executed).
+    Retry(Wait, bool),
+    Fail,
+    /// 607: fail, with the next 00:00 US Central as the hint.
+    FailUntilReset,
+}
+
+#[derive(Debug)]
+struct Row {
+    code: &'static str,
+    rule: &'static str,
+    kind: Kind,
+    then: Then,
+    what: &'static str,
+}
+
+macro_rules! row {
+    ($code:literal, $kind:ident, $then:expr, $what:literal) => {
+        Row {
+            code: $code,
+            rule: concat!("marketo.", $code),
+            kind: Kind::$kind,
+            then: $then,
+            what: $what,
+        }
+    };
+}
+
+const ANY: bool = true;
+const IDEMPOTENT: bool = false;
+
+/// Response-level codes (`errors[]`), from VENDORS.md's Marketo table and research notes.
+#[rustfmt::skip]
+static CODES: &[Row] = &[
+    row!("601", AuthExpired, Then::RefreshAuth, "access token invalid"),
+    row!("602", AuthExpired, Then::RefreshAuth, "access token expired"),
+    row!("603", Fatal, Then::Fail, "access denied"),
+    row!("604", Transient, Then::Retry(Wait::Policy, ANY), "request timed out"),
+    row!("605", Fatal, Then::Fail, "HTTP method not supported"),
+    row!("606", Throttled, Then::Retry(Wait::RateWindow, ANY), "rate limit exceeded (100 calls / 20 s)"),
+    row!("607", QuotaExhausted, Then::FailUntilReset, "daily quota reached"),
+    row!("608", Transient, Then::Retry(Wait::Policy, ANY), "API temporarily unavailable"),
+    row!("609", Fatal, Then::Fail, "invalid JSON"),
+    row!("610", Fatal, Then::Fail, "requested resource not found"),
+    row!("611", Transient, Then::Retry(Wait::Policy, ANY), "system error"),
+    row!("612", Fatal, Then::Fail, "invalid content type"),
+    row!("613", Fatal, Then::Fail, "invalid multipart request"),
+    row!("614", Transient, Then::Retry(Wait::Policy, ANY), "invalid subscription (temporarily inaccessible)"),
+    row!("615", Throttled, Then::Retry(Wait::Concurrency, ANY), "concurrent access limit reached (10)"),
+    row!("616", Fatal, Then::Fail, "invalid subscription type"),
+    row!("713", Transient, Then::Retry(Wait::Policy, ANY), "transient error"),
+    row!("719", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "lock wait timeout"),
+    row!("500", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "internal server error"),
+    row!("502", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "bad gateway"),
+    row!("1016", Throttled, Then::Retry(Wait::Queue, ANY), "too many imports queued"),
+    row!("1019", Throttled, Then::Retry(Wait::Queue, ANY), "import in progress"),
+    row!("1022", Throttled, Then::Retry(Wait::Queue, ANY), "object in use"),
+    row!("1029", Throttled, Then::Retry(Wait::Queue, ANY), "too many jobs in queue"),
+];
+
+/// Any response-level code not in [`CODES`] (other 6xx and 7xx included) is final.
+static OTHER: Row = row!("other", Fatal, Then::Fail, "not a retryable Marketo code");
+
+fn lookup(code: &str) -> &'static Row {
+    CODES.iter().find(|r| r.code == code).unwrap_or(&OTHER)
+}
+
+/// Which of several response-level errors decides: the most forbidding.
+fn severity(row: &Row) -> u8 {
+    match row.kind {
+        Kind::QuotaExhausted => 0,
+        Kind::Fatal => 1,
+        Kind::AuthExpired => 2,
+        Kind::Throttled => 3,
+        _ => 4,
+    }
+}
+
+fn retry_rule(name: &'static str, wait: Wait, any_method: bool) -> RetryRule {
+    let rule = RetryRule::new(name);
+    let rule = if any_method { rule.any_method() } else { rule };
+    match wait {
+        Wait::Policy => rule,
+        Wait::RateWindow => rule.backoff(backoff(RATE_RETRY_MIN, RATE_WINDOW)),
+        Wait::Concurrency => rule.backoff(backoff(CONCURRENCY_RETRY_MIN, CONCURRENCY_RETRY_MAX)),
+        Wait::Queue => rule.backoff(backoff(QUEUE_RETRY_MIN, QUEUE_RETRY_MAX)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed bodies.
+
+/// A Marketo response body, as far as redial reads it.
+///
+/// ```
+/// let body = br#"{"requestId":"e42b#14272d07d78","success":false,"errors":[{"code":606,"message":"Max rate limit '100' exceeded with in '20' secs"}]}"#;
+/// let r = redial_vendors::marketo::parse(body).unwrap();
+/// assert_eq!(r.success, Some(false));
+/// assert_eq!(r.errors[0].code, "606");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarketoResponse {
+    /// `requestId`.
+    pub request_id: Option<String>,
+    /// `success` (`None` when absent or not a boolean).
+    pub success: Option<bool>,
+    /// Response-level `errors[]`.
+    pub errors: Vec<ErrorEntry>,
+    /// `warnings[]`, as text.
+    pub warnings: Vec<String>,
+    /// `result[]`: one status per input record, in input order (for the calls that report one).
+    pub result: Vec<RecordStatus>,
+}
+
+impl MarketoResponse {
+    /// Whether the request failed as a whole (`success:false`, or any `errors[]`).
+    pub fn is_failure(&self) -> bool {
+        self.success == Some(false) || !self.errors.is_empty()
+    }
+
+    /// The skipped records' reasons, with the record's index in the input.
+    pub fn record_errors(&self) -> impl Iterator<Item = (usize, &ErrorEntry)> {
+        self.result
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_skipped())
+            .flat_map(|(i, r)| r.reasons.iter().map(move |e| (i, e)))
+    }
+
+    /// Every error of the body as [`VendorError`]s: response-level ones (scope `Response`),
+    /// then one per reason of each skipped record (scope `Record(i)`), in input order.
+    pub fn vendor_errors(&self) -> Vec<VendorError> {
+        let tag = |e: VendorError| match &self.request_id {
+            Some(id) => e.with_attribute("requestId", id.clone()),
+            None => e,
+        };
+        let mut out: Vec<VendorError> = self
+            .errors
+            .iter()
+            .map(|e| tag(e.to_vendor_error()))
+            .collect();
+        for (i, record) in self
+            .result
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_skipped())
+        {
+            let record_error = |e: VendorError| {
+                let mut e = tag(e.with_scope(ErrorScope::Record(i)));
+                if let Some(id) = &record.id {
+                    e = e.with_attribute("id", id.clone());
+                }
+                if let Some(seq) = record.seq {
+                    e = e.with_attribute("seq", seq.to_string());
+                }
+                e
+            };
+            if record.reasons.is_empty() {
+                // Skipped without a reason: the status is all Marketo said.
+                out.push(record_error(VendorError::code_only("skipped")));
+            }
+            out.extend(
+                record
+                    .reasons
+                    .iter()
+                    .map(|r| record_error(r.to_vendor_error())),
+            );
+        }
+        out
+    }
+}
+
+/// One `{code, message}` entry of `errors[]` or of a record's `reasons[]`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorEntry {
+    /// The code as a string, whatever its type on the wire (`"606"`; empty when absent).
+    pub code: String,
+    /// The message.
+    pub message: Option<String>,
+}
+
+impl ErrorEntry {
+    /// The entry as a [`VendorError`] scoped to the response.
+    pub fn to_vendor_error(&self) -> VendorError {
+        VendorError::new(self.code.clone(), self.message.clone().unwrap_or_default())
+    }
+}
+
+/// One entry of `result[]`: a record's outcome.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordStatus {
+    /// `id` (a number or a string on the wire).
+    pub id: Option<String>,
+    /// `seq`: the record's index in the input, when the call reports it (custom objects).
+    pub seq: Option<u64>,
+    /// `status`: `created`, `updated`, `deleted`, `skipped`, …
+    pub status: Option<String>,
+    /// `reasons[]`.
+    pub reasons: Vec<ErrorEntry>,
+}
+
+impl RecordStatus {
+    /// Whether Marketo skipped this record.
+    pub fn is_skipped(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("skipped"))
+    }
+}
+
+/// A body is not a Marketo response; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(&'static str);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parse a Marketo response body: a JSON object with at least one of `success`, `errors`,
+/// `requestId`. Members of unexpected types are ignored; codes may be strings or numbers.
+pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
+    let map = json_object(body)?;
+    if !["success", "errors", "requestId"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        return Err(ParseError(
+            "not a Marketo response (no success, errors or requestId)",
+        ));
+    }
+    Ok(MarketoResponse {
+        request_id: map.get("requestId").and_then(text),
+        success: map.get("success").and_then(boolean),
+        errors: entries(map.get("errors")),
+        warnings: list(map.get("warnings")).iter().filter_map(text).collect(),
+        result: list(map.get("result"))
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|r| RecordStatus {
+                id: r.get("id").and_then(text),
+                seq: r.get("seq").and_then(Value::as_u64),
+                status: r.get("status").and_then(text),
+                reasons: entries(r.get("reasons")),
+            })
+            .collect(),
+    })
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError("empty body"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ParseError("not a JSON object")),
+        Err(e) if e.is_eof() => Err(ParseError("truncated JSON")),
+        Err(_) => Err(ParseError("not JSON")),
+    }
+}
+
+/// An array's items; a lone object counts as a one-item array.
+fn list(v: Option<&Value>) -> &[Value] {
+    match v {
+        Some(Value::Array(items)) => items,
+        Some(one @ Value::Object(_)) => std::slice::from_ref(one),
+        _ => &[],
+    }
+}
+
+fn entries(v: Option<&Value>) -> Vec<ErrorEntry> {
+    list(v)
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|e| ErrorEntry {
+            code: e.get("code").and_then(text).unwrap_or_default(),
+            message: e.get("message").and_then(text),
+        })
+        .collect()
+}
+
+/// A string, or a number written as an integer when it is one (`606`, `606.0` → `"606"`).
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => (f as i64).to_string(),
+            _ => n.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daily quota reset: 00:00 US Central.
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+
+/// When Marketo's daily quota (code 607) resets after `received_at`: the next 00:00 in US
+/// Central time, CST (UTC−6) or CDT (UTC−5) by the US rule (DST from the second Sunday of March,
+/// 02:00, to the first Sunday of November, 02:00). `None` for times tens of thousands of years
+/// away from 1970.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use redial_vendors::marketo::quota_reset;
+/// // Mon, 15 Jan 2024 15:30 UTC = 09:30 CST → Tue, 16 Jan 2024 00:00 CST = 06:00 UTC
+/// let at = UNIX_EPOCH + Duration::from_secs(1_705_332_600);
+/// assert_eq!(quota_reset(at), Some(UNIX_EPOCH + Duration::from_secs(1_705_384_800)));
+/// ```
+pub fn quota_reset(received_at: SystemTime) -> Option<SystemTime> {
+    let t = match received_at.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_secs()).ok()?,
+    };
+    if t.unsigned_abs() > 1 << 40 {
+        return None;
+    }
+    let local = t + central_offset(t);
+    let midnight = (local.div_euclid(DAY) + 1) * DAY; // on the local wall clock
+                                                      // Midnight is never inside a DST change (they happen at 02:00): one offset fits.
+    let reset = [5 * HOUR, 6 * HOUR]
+        .into_iter()
+        .map(|behind| midnight + behind)
+        .find(|&utc| central_offset(utc) == midnight - utc)
+        .unwrap_or(midnight + 6 * HOUR);
+    let secs = u64::try_from(reset).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+/// The UTC offset of US Central time at `t` (seconds since the epoch), in seconds.
+fn central_offset(t: i64) -> i64 {
+    let year = year_of_day(t.div_euclid(DAY));
+    let start = nth_sunday(year, 3, 2) * DAY + 8 * HOUR; // 02:00 CST
+    let end = nth_sunday(year, 11, 1) * DAY + 7 * HOUR; // 02:00 CDT
+    if (start..end).contains(&t) {
+        -5 * HOUR
+    } else {
+        -6 * HOUR
+    }
+}
+
+/// The `n`-th Sunday of a month, in days since 1970-01-01 (a Thursday).
+fn nth_sunday(year: i64, month: i64, n: i64) -> i64 {
+    let first = days_from_civil(year, month, 1);
+    let weekday = (first + 4).rem_euclid(7); // 0 = Sunday
+    first + (7 - weekday) % 7 + 7 * (n - 1)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The year of a day since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn year_of_day(days: i64) -> i64 {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153; // March = 0
+    yoe + era * 400 + i64::from(mp >= 10)
+}
+
+/// An IMF-fixdate, when `t` is one httpdate can write (years 1970 to 9999).
+fn http_date(t: SystemTime) -> Option<String> {
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    (secs < 253_402_300_800).then(|| httpdate::fmt_http_date(t))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The profile.
+
+/// Whether a body of this response is worth parsing: every 2xx JSON (or unlabelled) body except
+/// the empty statuses, every 4xx/5xx body.
+fn wants_body(headers: &HeaderMap, status: http::StatusCode) -> bool {
+    if status.is_client_error() || status.is_server_error() {
+        return true;
+    }
+    status.is_success()
+        && !matches!(status.as_u16(), 204 | 205)
+        && headers
+            .get(CONTENT_TYPE)
+            .is_none_or(|v| v.to_str().is_ok_and(is_json_media_type))
+}
+
+impl Profile for Marketo {
+    fn name(&self) -> &str {
+        "marketo"
+    }
+
+    fn inspect(&self, _req: &RequestHead<'_>, res: &ResponseHead<'_>) -> bool {
+        wants_body(res.headers, res.status)
+    }
+
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        let (head, body) = match outcome {
+            Outcome::Failure(f) => return Generic::classify_failure(*f),
+            Outcome::Response(head, body) => (head, body),
+        };
+        match body {
+            Body::Complete(bytes) if wants_body(head.headers, head.status) => match parse(bytes) {
+                Ok(parsed) => classify_parsed(req, head, &parsed).with_body(BodyUse::Parsed),
+                Err(why) => {
+                    let mut c = status_rules(req, head).with_body(BodyUse::Fallback);
+                    c.reason = format!("{} (body not used: {why})", c.reason).into();
+                    c
+                }
+            },
+            Body::Prefix(_) => status_rules(req, head).with_body(BodyUse::TooLarge),
+            Body::NotRead | Body::Complete(_) => status_rules(req, head),
+        }
+    }
+}
+
+/// The HTTP-level rows: 413, 414, 502, then the generic rules.
+fn status_rules(req: &RequestHead<'_>, head: &ResponseHead<'_>) -> Classification {
+    match head.status.as_u16() {
+        414 if *req.method == Method::GET => Classification::new(
+            Kind::Transient,
+            Advice::Rewrite(Rewrite::MethodOverridePost),
+            "marketo: HTTP 414, the URI is over 8 KB: re-send as POST with _method=GET",
+        ),
+        414 => Classification::fail(Kind::Fatal, "marketo: HTTP 414, the URI is over 8 KB"),
+        413 => Classification::fail(
+            Kind::Fatal,
+            "marketo: HTTP 413, the body is over 1 MB (10 MB for bulk import): split it",
+        ),
+        502 => Classification::retry(
+            Kind::Transient,
+            retry_rule("marketo.502", Wait::Policy, IDEMPOTENT),
+            "marketo: HTTP 502 bad gateway",
+        )
+        .with_hint(server_hint(head.headers, head.received_at)),
+        _ => Generic::classify_status(head),
+    }
+}
+
+fn classify_parsed(
+    req: &RequestHead<'_>,
+    head: &ResponseHead<'_>,
+    body: &MarketoResponse,
+) -> Classification {
+    let errors = body.vendor_errors();
+    let status = head.status.as_u16();
+    if body.is_failure() && !matches!(status, 413 | 414) {
+        return response_error(head, body, errors);
+    }
+    if head.status.is_success() {
+        let skipped = body.result.iter().filter(|r| r.is_skipped()).count();
+        if skipped > 0 {
+            let reason = format!(
+                "marketo: {skipped} of {} records skipped (record-level errors)",
+                body.result.len()
+            );
+            return Classification::new(Kind::Partial, Advice::Return, reason).with_errors(errors);
+        }
+        return Classification::success("marketo: success").with_errors(errors);
+    }
+    status_rules(req, head).with_errors(errors)
+}
+
+fn response_error(
+    head: &ResponseHead<'_>,
+    body: &MarketoResponse,
+    errors: Vec<VendorError>,
+) -> Classification {
+    let Some((entry, row)) = body
+        .errors
+        .iter()
+        .map(|e| (e, lookup(&e.code)))
+        .min_by_key(|(_, row)| severity(row))
+    else {
+        return Classification::fail(Kind::Fatal, "marketo: success:false without errors[]")
+            .with_errors(errors);
+    };
+    let mut reason = format!("marketo {}: {}", entry.code, row.what);
+    let c = match row.then {
+        Then::RefreshAuth => Classification::new(row.kind, Advice::RefreshAuth, reason),
+        Then::Retry(wait, any_method) => {
+            Classification::retry(row.kind, retry_rule(row.rule, wait, any_method), reason)
+                .with_hint(server_hint(head.headers, head.received_at))
+        }
+        Then::Fail => Classification::fail(row.kind, reason),
+        Then::FailUntilReset => {
+            let reset = quota_reset(head.received_at);
+            let hint = reset.map(|at| ServerHint {
+                delay: at.duration_since(head.received_at).unwrap_or_default(),
+                source: HintSource::Vendor,
+            });
+            let resets_at = reset.and_then(http_date);
+            if let Some(date) = &resets_at {
+                reason = format!("{reason}; it resets at {date} (00:00 US Central)");
+            }
+            // The reset time reaches the caller on the 607 error itself.
+            let errors = errors.into_iter().map(|e| match &resets_at {
+                Some(date) if e.code == "607" => e.with_attribute("resets_at", date.clone()),
+                _ => e,
+            });
+            return Classification::fail(row.kind, reason)
+                .with_hint(hint)
+                .with_errors(errors);
+        }
+    };
+    c.with_errors(errors)
+}

@@ -1,0 +1,645 @@
+//! Oracle Responsys REST and AFTM (Automatic Failover for Transactional Messaging).
+//!
+//! Every error comes in one envelope, `{"type":"","title":…,"errorCode":"…","detail":…,
+//! "errorDetails":[]}`, which the Polling API nests under `responseMessage` (or `response`) of
+//! an HTTP 200 body. The rules branch on `errorCode`, never on the status: Responsys documents
+//! the same code under different statuses.
+//!
+//! | signal | kind | action |
+//! |---|---|---|
+//! | `INVALID_TOKEN`, `TOKEN_EXPIRED` | auth_expired | refresh_auth (re-login to the account-specific endpoint), replay once |
+//! | `API_NOT_ALLOWED_IN_SECONDARY` | failover | fail (only AFTM endpoints work now: see [`Responsys::is_aftm_path`]) |
+//! | `UNRECOVERABLE_EXCEPTION` | transient | retry once after 30 s, any method |
+//! | no response (connect, timeout, reset, broken body) | transient | retry up to 3 times, 2 min apart, any method |
+//! | `API_LIMIT_EXCEEDED` | throttled | retry in the next minute window (60–120 s), any method **\[I\]** |
+//! | `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | throttled | retry with a long backoff, 60 s up to 10 min, any method **\[I\]** |
+//! | `SERVICE_UNAVAILABLE`, or a non-JSON 503 | transient | retry with the policy's backoff, any method |
+//! | `UNABLE_TO_SUBMIT_ASYNC_REQUEST` (async queue full) | throttled | retry with a backoff of 30 s up to 2 min, any method **\[I\]** |
+//! | `PROCESSING_REQUEST` (polling: still in progress) | transient | return: the caller's polling loop polls again **\[I\]** |
+//! | `ASYNC_REQUEST_EXPIRED` (polling) | fatal | fail: resubmitting is a new async call, after checking for a duplicate send **\[I\]** |
+//! | `RESPONSE_PURGED`, `INVALID_REQUEST_ID`, `ASYNC_API_DISABLED_FOR_USER`, `CAMPAIGN_IS_INVALID`, `INVALID_REQUEST_CONTENT`, `RECIPIENT_LIMIT_EXCEEDED` (split the batch) | fatal | fail |
+//! | `LOGIN_BLOCKED_TEMPORARILY`, `PASSWORD_*`, `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `API_BLOCKED`, `INVALID_PARAMETER`, `UNEXPECTED_EXCEPTION`, any other code | fatal | fail; never hammer the login |
+//! | 2xx record array with `success: false` records | partial | return; each record's `errorMessage` is a [`VendorError`] scoped to its index |
+//!
+//! A body that is not a Responsys envelope (an HTML gateway page, truncated JSON, an empty
+//! body) falls back to the [generic status rules](Generic::classify_status).
+//!
+//! ```
+//! use redial_core::{Body, Kind, Outcome, Profile, RequestHead, ResponseHead, Action};
+//! use redial_vendors::responsys::Responsys;
+//! # use std::time::SystemTime;
+//! # let (method, uri, headers) = (http::Method::POST, http::Uri::from_static("/"), http::HeaderMap::new());
+//! let req = RequestHead { method: &method, uri: &uri, headers: &headers, body: None };
+//! let res = ResponseHead { status: http::StatusCode::UNAUTHORIZED, headers: &headers, received_at: SystemTime::now() };
+//! let body = br#"{"type":"","title":"Invalid token","errorCode":"INVALID_TOKEN","detail":"Not a valid token","errorDetails":[]}"#;
+//! let c = Responsys::default().classify(&req, &Outcome::Response(res, Body::Complete(body)));
+//! assert_eq!(c.kind, Kind::AuthExpired);
+//! assert_eq!(c.advice.action(), Action::RefreshAuth);
+//! assert_eq!(c.code(), Some("INVALID_TOKEN"));
+//! ```
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::header::CONTENT_TYPE;
+use redial_core::backoff::Backoff;
+use redial_core::generic::Generic;
+use redial_core::hint::server_hint;
+use redial_core::{
+    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Failure, Kind, Outcome,
+    Policy, Profile, RequestHead, ResponseHead, RetryRule, VendorError,
+};
+use serde_json::{Map, Value};
+
+/// The hosts Responsys serves: account-specific and pod endpoints under Oracle Cloud
+/// (`{AccountToken}-aftm.responsys.ocs.oraclecloud.com`) and the legacy pods and login hosts
+/// (`wsX-company.responsys.net`, `login2.responsys.net`).
+pub const HOSTS: &[&str] = &["*.responsys.ocs.oraclecloud.com", "*.responsys.net"];
+
+/// `UNRECOVERABLE_EXCEPTION`: "wait about 30 seconds and then resubmit the request only once"
+/// (the AFTM seed page).
+pub const UNRECOVERABLE_RESUBMIT_DELAY: Duration = Duration::from_secs(30);
+
+/// No response: "retry up to three times, with two minute intervals, to prevent the API login
+/// being disabled" (the AFTM seed page).
+pub const NO_RESPONSE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// How many times a request without a response is retried (the AFTM seed page).
+pub const NO_RESPONSE_RETRIES: usize = 3;
+
+/// `API_LIMIT_EXCEEDED` **\[I\]**: limits are per API and per minute ("Please try again in a
+/// minute"), so a wait of a full minute always lands in the next window. The wait is drawn
+/// from this value up to twice it, so that throttled clients do not return together.
+pub const API_LIMIT_DELAY: Duration = Duration::from_secs(60);
+
+/// `INTERNAL_CAPACITY_LIMIT_EXCEEDED` **\[I\]**: the shortest wait; the backoff grows from it
+/// (decorrelated jitter) up to [`CAPACITY_MAX_DELAY`].
+pub const CAPACITY_MIN_DELAY: Duration = Duration::from_secs(60);
+
+/// `INTERNAL_CAPACITY_LIMIT_EXCEEDED` **\[I\]**: the longest wait. The capacity counters reset
+/// every 10 minutes (`InternalCapacityLimits.html`).
+pub const CAPACITY_MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// `UNABLE_TO_SUBMIT_ASYNC_REQUEST` **\[I\]**: the shortest wait ("the queue is full, try again
+/// later"); the backoff grows from it (decorrelated jitter) up to [`ASYNC_QUEUE_MAX_DELAY`].
+pub const ASYNC_QUEUE_MIN_DELAY: Duration = Duration::from_secs(30);
+
+/// `UNABLE_TO_SUBMIT_ASYNC_REQUEST` **\[I\]**: the longest wait.
+pub const ASYNC_QUEUE_MAX_DELAY: Duration = Duration::from_secs(120);
+
+/// The time one attempt may take **\[I\]**: Responsys documents none; a minute lets a large
+/// merge-trigger batch through and still leaves the no-response schedule inside the deadline.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The total time of a logical request: four attempts of [`ATTEMPT_TIMEOUT`] and three
+/// [`NO_RESPONSE_INTERVAL`]s take 10 min; five more minutes leave room for one long
+/// `INTERNAL_CAPACITY_LIMIT_EXCEEDED` wait early in a request.
+pub const DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+/// The default host policy for Responsys (values from `VENDORS.md`, Oracle Responsys).
+///
+/// ```
+/// let p = redial_vendors::responsys::policy();
+/// assert!(p.max_attempts() >= 4);
+/// assert_eq!(p.max_auth_refreshes(), 1);
+/// ```
+pub fn policy() -> Policy {
+    Policy::builder()
+        // "retry up to three times" without a response: 1 + 3 attempts, plus the replay after
+        // one re-login (INVALID_TOKEN / TOKEN_EXPIRED).
+        .max_attempts(NO_RESPONSE_RETRIES as u32 + 2)
+        // The 3 × 2 min no-response schedule and its attempts, with room to spare.
+        .deadline(DEADLINE)
+        .attempt_timeout(ATTEMPT_TIMEOUT)
+        // INTERNAL_CAPACITY_LIMIT_EXCEEDED: up to 10 min [I]; a server hint that long is honoured.
+        .retry_after_cap(CAPACITY_MAX_DELAY)
+        // INVALID_TOKEN / TOKEN_EXPIRED: re-login, "replay once"; never hammer the login.
+        .max_auth_refreshes(1)
+        .build()
+        .expect("the Responsys policy is valid")
+}
+
+/// A Responsys error envelope.
+///
+/// ```
+/// use redial_vendors::responsys::ResponsysError;
+/// let e = ResponsysError::parse(br#"{"type":"","title":"Invalid request parameters",
+///     "errorCode":"INVALID_PARAMETER","detail":" <Campaign Name> must be Transactional campaign",
+///     "errorDetails":[]}"#).unwrap();
+/// assert_eq!(e.error_code, "INVALID_PARAMETER");
+/// assert_eq!(e.title.as_deref(), Some("Invalid request parameters"));
+/// assert!(e.error_details.is_empty());
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsysError {
+    /// `title`: a short summary.
+    pub title: Option<String>,
+    /// `errorCode`: the code the rules branch on (a number on the wire becomes its digits).
+    pub error_code: String,
+    /// `detail`: what went wrong with this request.
+    pub detail: Option<String>,
+    /// `errorDetails`: reserved by Responsys and usually empty; an array, or a string holding
+    /// one (`"[]"`). Items that are not strings are kept as their JSON text.
+    pub error_details: Vec<String>,
+}
+
+impl ResponsysError {
+    /// Parse an error envelope: at the top level of the body, or nested under
+    /// `responseMessage` / `response` (the Polling API). `None` when the body is not JSON or
+    /// holds no non-empty `errorCode`.
+    pub fn parse(body: &[u8]) -> Option<ResponsysError> {
+        let doc = parse_json(body)?;
+        envelope(&doc).map(|(e, _)| e)
+    }
+
+    fn from_object(obj: &Map<String, Value>) -> Option<ResponsysError> {
+        let error_code = match obj.get("errorCode")? {
+            Value::String(s) => s.trim().to_owned(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        if error_code.is_empty() {
+            return None;
+        }
+        let text = |key: &str| match obj.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let error_details = match obj.get("errorDetails") {
+            Some(Value::Array(items)) => items.iter().map(json_text).collect(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Array(items)) => items.iter().map(json_text).collect(),
+                _ if s.trim().is_empty() => Vec::new(),
+                _ => vec![s.clone()],
+            },
+            None | Some(Value::Null) => Vec::new(),
+            Some(other) => vec![json_text(other)],
+        };
+        Some(ResponsysError {
+            title: text("title"),
+            error_code,
+            detail: text("detail"),
+            error_details,
+        })
+    }
+
+    /// The envelope as a [`VendorError`]: the code, the message (`detail`, else `title`), and
+    /// the `title` and each `errorDetails` item as attributes.
+    pub fn to_vendor_error(&self) -> VendorError {
+        let message = self
+            .detail
+            .as_deref()
+            .or(self.title.as_deref())
+            .unwrap_or("")
+            .trim();
+        let mut e = VendorError::new(self.error_code.clone(), message);
+        if let Some(title) = &self.title {
+            e = e.with_attribute("title", title.clone());
+        }
+        for detail in &self.error_details {
+            e = e.with_attribute("errorDetails", detail.clone());
+        }
+        e
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_json(body: &[u8]) -> Option<Value> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    serde_json::from_slice(body).ok()
+}
+
+/// Polling-API fields kept beside a nested envelope.
+const WRAPPER_FIELDS: [&str; 4] = ["requestId", "apiName", "status", "requestTime"];
+
+/// The envelope of a body, with the wrapper's fields when it was nested.
+fn envelope(doc: &Value) -> Option<(ResponsysError, Vec<(&'static str, String)>)> {
+    let obj = doc.as_object()?;
+    if let Some(e) = ResponsysError::from_object(obj) {
+        return Some((e, Vec::new()));
+    }
+    let inner = ["responseMessage", "response"]
+        .iter()
+        .find_map(|k| ResponsysError::from_object(obj.get(*k)?.as_object()?))?;
+    let extras = WRAPPER_FIELDS
+        .iter()
+        .filter_map(|k| match obj.get(*k)? {
+            Value::String(s) => Some((*k, s.clone())),
+            Value::Number(n) => Some((*k, n.to_string())),
+            _ => None,
+        })
+        .collect();
+    Some((inner, extras))
+}
+
+/// The record errors of a successful batch response: an array (at the top level, or under
+/// `response` of a poll) of `{"success":false,"errorMessage":"CODE: text","recipientId":…}`.
+fn record_errors(doc: &Value) -> Vec<VendorError> {
+    let records = match doc {
+        Value::Array(items) => items,
+        Value::Object(obj) => match obj.get("response") {
+            Some(Value::Array(items)) => items,
+            _ => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, record)| {
+            let record = record.as_object()?;
+            if record.get("success") != Some(&Value::Bool(false)) {
+                return None;
+            }
+            let message = match record.get("errorMessage") {
+                Some(Value::String(s)) => s.trim(),
+                _ => "",
+            };
+            // "RECIPIENT_STATUS_UNDELIVERABLE: …": the code is the leading UPPER_SNAKE word.
+            let (code, text) = match message.split_once(':') {
+                Some((code, text)) if is_code(code.trim()) => (code.trim(), text.trim()),
+                _ if is_code(message) => (message, ""),
+                _ => ("RECORD_FAILED", message),
+            };
+            let mut e = VendorError::new(code, text).with_scope(ErrorScope::Record(i));
+            if let Some(id) = record.get("recipientId").filter(|v| !v.is_null()) {
+                e = e.with_attribute("recipientId", json_text(id));
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+fn is_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+/// One row of the code table. A code ending in `*` matches every code with that prefix.
+struct Row {
+    code: &'static str,
+    kind: Kind,
+    advice: fn() -> Advice,
+    why: &'static str,
+}
+
+const fn row(code: &'static str, kind: Kind, advice: fn() -> Advice, why: &'static str) -> Row {
+    Row {
+        code,
+        kind,
+        advice,
+        why,
+    }
+}
+
+fn refresh() -> Advice {
+    Advice::RefreshAuth
+}
+fn fail() -> Advice {
+    Advice::Fail
+}
+fn ret() -> Advice {
+    Advice::Return
+}
+fn unrecoverable() -> Advice {
+    Advice::Retry(
+        RetryRule::new("responsys.unrecoverable_exception")
+            .backoff(Backoff::schedule([UNRECOVERABLE_RESUBMIT_DELAY]))
+            .min_delay(UNRECOVERABLE_RESUBMIT_DELAY)
+            .any_method(),
+    )
+}
+fn api_limit() -> Advice {
+    Advice::Retry(
+        RetryRule::new("responsys.api_limit_exceeded")
+            .backoff(decorrelated(API_LIMIT_DELAY, API_LIMIT_DELAY * 2))
+            .min_delay(API_LIMIT_DELAY)
+            .any_method(),
+    )
+}
+fn capacity() -> Advice {
+    Advice::Retry(
+        RetryRule::new("responsys.internal_capacity_limit_exceeded")
+            .backoff(decorrelated(CAPACITY_MIN_DELAY, CAPACITY_MAX_DELAY))
+            .min_delay(CAPACITY_MIN_DELAY)
+            .any_method(),
+    )
+}
+fn async_queue_full() -> Advice {
+    Advice::Retry(
+        RetryRule::new("responsys.unable_to_submit_async_request")
+            .backoff(decorrelated(ASYNC_QUEUE_MIN_DELAY, ASYNC_QUEUE_MAX_DELAY))
+            .min_delay(ASYNC_QUEUE_MIN_DELAY)
+            .any_method(),
+    )
+}
+fn service_unavailable() -> Advice {
+    Advice::Retry(RetryRule::new("responsys.service_unavailable").any_method())
+}
+
+/// Decorrelated jitter from `min` up to `max`: every wait is at least `min`.
+fn decorrelated(min: Duration, max: Duration) -> Backoff {
+    Backoff::decorrelated(min, max).unwrap_or(Backoff::constant(min))
+}
+
+use Kind::{AuthExpired, Failover, Fatal, Throttled, Transient};
+
+/// The code table of `VENDORS.md` (Oracle Responsys), with the async and polling codes of the
+/// research notes. Codes not listed are final.
+#[rustfmt::skip]
+static TABLE: &[Row] = &[
+    row("INVALID_TOKEN", AuthExpired, refresh, "the token is not valid: re-login to the account-specific endpoint, replay once"),
+    row("TOKEN_EXPIRED", AuthExpired, refresh, "the token expired: re-login to the account-specific endpoint, replay once"),
+    row("API_NOT_ALLOWED_IN_SECONDARY", Failover, fail, "the account failed over: only AFTM endpoints may be called until a health probe succeeds"),
+    row("UNRECOVERABLE_EXCEPTION", Transient, unrecoverable, "wait about 30 s, resubmit only once"),
+    row("API_LIMIT_EXCEEDED", Throttled, api_limit, "per-API, per-minute limit: retry in the next minute window [I]"),
+    row("INTERNAL_CAPACITY_LIMIT_EXCEEDED", Throttled, capacity, "account capacity exhausted (counters reset every 10 min): long backoff [I]"),
+    row("SERVICE_UNAVAILABLE", Transient, service_unavailable, "service down or in maintenance: retry with backoff within the deadline"),
+    row("UNABLE_TO_SUBMIT_ASYNC_REQUEST", Throttled, async_queue_full, "the async queue is full, the request was not queued: try again later [I]"),
+    row("PROCESSING_REQUEST", Transient, ret, "the async request is still in progress: the caller polls again [I]"),
+    row("ASYNC_REQUEST_EXPIRED", Fatal, fail, "the async request expired in the queue: resubmit it as a new call, after checking for a duplicate send [I]"),
+    row("RESPONSE_PURGED", Fatal, fail, "async responses are kept 24 h"),
+    row("INVALID_REQUEST_ID", Fatal, fail, "final"),
+    row("ASYNC_API_DISABLED_FOR_USER", Fatal, fail, "final"),
+    row("CAMPAIGN_IS_INVALID", Fatal, fail, "final"),
+    row("INVALID_REQUEST_CONTENT", Fatal, fail, "final"),
+    row("RECIPIENT_LIMIT_EXCEEDED", Fatal, fail, "more than 200 recipients: split the batch"),
+    row("LOGIN_BLOCKED_TEMPORARILY", Fatal, fail, "final; never hammer the login"),
+    row("LOGIN_BLOCKED_INVALID_IPRANGE", Fatal, fail, "final; never hammer the login"),
+    row("PASSWORD_*", Fatal, fail, "final; never hammer the login"),
+    row("ACCOUNT_SUSPENDED", Fatal, fail, "final; never hammer the login"),
+    row("WS_ARG_DISABLED", Fatal, fail, "final; open an SR if it persists"),
+    row("API_BLOCKED", Fatal, fail, "the user is blocked from this function"),
+    row("INVALID_PARAMETER", Fatal, fail, "final"),
+    row("UNEXPECTED_EXCEPTION", Fatal, fail, "final"),
+];
+
+/// The row for `code`: an exact match first, then the first prefix row.
+fn lookup(code: &str) -> Option<&'static Row> {
+    let code = code.trim();
+    TABLE
+        .iter()
+        .find(|r| r.code.eq_ignore_ascii_case(code))
+        .or_else(|| {
+            TABLE.iter().find(|r| {
+                r.code.strip_suffix('*').is_some_and(|prefix| {
+                    code.len() > prefix.len()
+                        && code
+                            .get(..prefix.len())
+                            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                })
+            })
+        })
+}
+
+fn classify_code(e: &ResponsysError) -> Classification {
+    match lookup(&e.error_code) {
+        Some(r) => Classification::new(
+            r.kind,
+            (r.advice)(),
+            format!("responsys: {}: {}", e.error_code, r.why),
+        ),
+        None => Classification::fail(
+            Kind::Fatal,
+            format!(
+                "responsys: {}: not a retryable Responsys code, final",
+                e.error_code
+            ),
+        ),
+    }
+}
+
+fn no_response(failure: Failure) -> Classification {
+    Classification::retry(
+        Kind::Transient,
+        RetryRule::new("responsys.no_response")
+            .backoff(Backoff::schedule(
+                [NO_RESPONSE_INTERVAL; NO_RESPONSE_RETRIES],
+            ))
+            .any_method(),
+        format!(
+            "responsys: no response ({}): retry up to 3 times, 2 minutes apart",
+            failure.as_str()
+        ),
+    )
+}
+
+fn fallback(head: &ResponseHead<'_>, body: BodyUse, why: &str) -> Classification {
+    let mut c = Generic::classify_status(head).with_body(body);
+    c.reason = format!("responsys: {why}; {}", c.reason).into();
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// The profile.
+
+/// Path patterns of the AFTM endpoints, the only ones that work while the account is failed
+/// over. `*` matches one path segment; a trailing `**` matches the rest of the path.
+pub const AFTM_PATHS: &[&str] = &[
+    // HA Merge Trigger Email / SMS / Push
+    "/rest/haApi/*/campaigns/*/email",
+    "/rest/haApi/*/campaigns/*/sms",
+    "/rest/haApi/*/campaigns/*/push",
+    // HA Retrieve List Members
+    "/rest/haApi/*/lists/*/members",
+    // Every other path of the HA and HA-async APIs
+    "/rest/haApi/**",
+    "/rest/haAsyncApi/**",
+];
+
+/// The Responsys profile (see the [module docs](self) for its table).
+///
+/// It also carries the AFTM allow-list, for the failover mode that follows
+/// `API_NOT_ALLOWED_IN_SECONDARY`.
+///
+/// ```
+/// use redial_vendors::responsys::Responsys;
+/// let r = Responsys::default().with_aftm_path("/rest/api/v1.3/lists/*/members");
+/// assert!(r.is_aftm_path("/rest/haApi/v1.3/campaigns/welcome/email"));
+/// assert!(r.is_aftm_path("/rest/api/v1.3/lists/master/members?qa=r"));
+/// assert!(!r.is_aftm_path("/rest/api/v1.3/campaigns/welcome/email"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Responsys {
+    aftm_paths: Vec<Cow<'static, str>>,
+}
+
+impl Default for Responsys {
+    fn default() -> Self {
+        Responsys {
+            aftm_paths: AFTM_PATHS.iter().map(|p| Cow::Borrowed(*p)).collect(),
+        }
+    }
+}
+
+impl Responsys {
+    /// The profile with the default AFTM allow-list ([`AFTM_PATHS`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a path pattern to the AFTM allow-list.
+    pub fn with_aftm_path(mut self, pattern: impl Into<Cow<'static, str>>) -> Self {
+        self.aftm_paths.push(pattern.into());
+        self
+    }
+
+    /// Replace the AFTM allow-list.
+    pub fn with_aftm_paths<I, P>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Cow<'static, str>>,
+    {
+        self.aftm_paths = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The AFTM allow-list.
+    pub fn aftm_paths(&self) -> &[Cow<'static, str>] {
+        &self.aftm_paths
+    }
+
+    /// Whether `path` (a query string is ignored) is an AFTM endpoint, allowed in failover mode.
+    pub fn is_aftm_path(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        self.aftm_paths.iter().any(|p| path_matches(p, path))
+    }
+}
+
+/// Segment-wise match: `*` is one segment, a trailing `**` the rest (possibly nothing);
+/// literal segments compare ASCII case-insensitively.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut path = path.split('/').filter(|s| !s.is_empty());
+    let mut pattern = pattern.split('/').filter(|s| !s.is_empty()).peekable();
+    while let Some(p) = pattern.next() {
+        if p == "**" && pattern.peek().is_none() {
+            return true;
+        }
+        match path.next() {
+            Some(s) if p == "*" || p.eq_ignore_ascii_case(s) => {}
+            _ => return false,
+        }
+    }
+    path.next().is_none()
+}
+
+impl Profile for Responsys {
+    fn name(&self) -> &str {
+        "responsys"
+    }
+
+    /// Error statuses, and JSON 2xx bodies (the Polling API answers errors with HTTP 200, and
+    /// batch responses carry per-record failures).
+    fn inspect(&self, _req: &RequestHead<'_>, res: &ResponseHead<'_>) -> bool {
+        let s = res.status;
+        s.is_client_error()
+            || s.is_server_error()
+            || s.is_success()
+                && res
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(is_json_media_type)
+    }
+
+    fn classify(&self, _req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        let (head, body) = match outcome {
+            Outcome::Failure(f) => return no_response(*f),
+            Outcome::Response(head, body) => (head, body),
+        };
+        let bytes = match body {
+            Body::NotRead => return Generic::classify_status(head),
+            Body::Prefix(_) => {
+                return fallback(
+                    head,
+                    BodyUse::TooLarge,
+                    "the body is longer than the inspect limit",
+                )
+            }
+            Body::Complete(bytes) => bytes,
+        };
+        let Some(doc) = parse_json(bytes) else {
+            return fallback(head, BodyUse::Fallback, "the body is not JSON");
+        };
+        if let Some((e, extras)) = envelope(&doc) {
+            let error = extras
+                .into_iter()
+                .fold(e.to_vendor_error(), |v, (k, val)| v.with_attribute(k, val));
+            return classify_code(&e)
+                .with_errors([error])
+                .with_hint(server_hint(head.headers, head.received_at))
+                .with_body(BodyUse::Parsed);
+        }
+        if head.status.is_success() {
+            let records = record_errors(&doc);
+            let c = if records.is_empty() {
+                Classification::success("responsys: success")
+            } else {
+                Classification::new(
+                    Kind::Partial,
+                    Advice::Return,
+                    format!("responsys: {} record(s) failed", records.len()),
+                )
+                .with_errors(records)
+            };
+            return c.with_body(BodyUse::Parsed);
+        }
+        fallback(
+            head,
+            BodyUse::Fallback,
+            "no Responsys error envelope (errorCode) in the body",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_has_a_distinct_code() {
+        for (i, r) in TABLE.iter().enumerate() {
+            assert!(
+                TABLE[..i].iter().all(|o| o.code != r.code),
+                "duplicate {}",
+                r.code
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_rows() {
+        assert_eq!(
+            lookup("PASSWORD_LOCKOUT").map(|r| r.code),
+            Some("PASSWORD_*")
+        );
+        assert_eq!(
+            lookup("password_expired").map(|r| r.code),
+            Some("PASSWORD_*")
+        );
+        assert!(lookup("PASSWORD_").is_none());
+        assert!(lookup("PASS").is_none());
+        assert!(lookup("NEW_CODE").is_none());
+    }
+
+    #[test]
+    fn path_patterns() {
+        assert!(path_matches("/rest/haApi/**", "/rest/haApi"));
+        assert!(path_matches("/rest/haApi/**", "/rest/haApi/v1.3/x/y"));
+        assert!(!path_matches("/rest/haApi/**", "/rest/api/v1.3"));
+        assert!(path_matches("/a/*/c", "/a/b/c/"));
+        assert!(!path_matches("/a/*/c", "/a/b/c/d"));
+        assert!(!path_matches("/a/*/c", "/a/c"));
+    }
+}
