@@ -1,9 +1,5 @@
-//! redial: vendor-aware retries for HTTP clients.
-//!
-//! This facade re-exports the pieces: the tower layer ([`RetryLayer`]), the policy and the
-//! sans-io [`core`] every decision is made in.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
-#![doc(html_root_url = "https://docs.rs/redial/0.1.0")]
 
 #[doc(inline)]
 pub use redial_tower::{
@@ -13,3 +9,58 @@ pub use redial_tower::{
 
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
 pub use redial_core as core;
+
+/// The built-in vendor profiles.
+pub use redial_vendors as vendors;
+
+#[doc(inline)]
+pub use redial_vendors::Vendor;
+
+/// A layer builder with every built-in vendor registered on its default hosts, and the generic
+/// rules for every other host.
+///
+/// ```
+/// let layer = redial::builder().build();
+/// # let _ = layer;
+/// ```
+pub fn builder() -> RetryLayerBuilder {
+    Vendor::ALL.into_iter().fold(RetryLayer::builder(), VendorExt::vendor)
+}
+
+/// Registers built-in vendors on a [`RetryLayerBuilder`].
+///
+/// ```
+/// use redial::{Vendor, VendorExt};
+/// let layer = redial::RetryLayer::builder()
+///     .vendor(Vendor::Marketo)                                   // *.mktorest.com
+///     .vendor_at(Vendor::GenesysEngage, "engage.example.com")?  // Genesys has no public host
+///     .build();
+/// # Ok::<(), redial::InvalidHost>(())
+/// ```
+pub trait VendorExt: Sized {
+    /// Serve the vendor's default hosts ([`Vendor::hosts`]) with its profile and policy.
+    fn vendor(self, vendor: Vendor) -> Self;
+
+    /// Serve `host` (exact, or `*.suffix`) with the vendor's profile and policy.
+    fn vendor_at(self, vendor: Vendor, host: &str) -> Result<Self, InvalidHost>;
+
+    /// Serve `host` with the vendor's profile and a policy of your own (start from
+    /// `vendor.policy().to_builder()` to adjust the vendor's defaults).
+    fn vendor_with(self, vendor: Vendor, host: &str, policy: Policy) -> Result<Self, InvalidHost>;
+}
+
+impl VendorExt for RetryLayerBuilder {
+    fn vendor(self, vendor: Vendor) -> Self {
+        vendor.hosts().iter().fold(self, |b, host| {
+            b.host(host, vendor.profile(), vendor.policy()).expect("built-in host patterns are valid")
+        })
+    }
+
+    fn vendor_at(self, vendor: Vendor, host: &str) -> Result<Self, InvalidHost> {
+        self.host(host, vendor.profile(), vendor.policy())
+    }
+
+    fn vendor_with(self, vendor: Vendor, host: &str, policy: Policy) -> Result<Self, InvalidHost> {
+        self.host(host, vendor.profile(), policy)
+    }
+}
