@@ -3,8 +3,8 @@
 
 #[doc(inline)]
 pub use redial_tower::{
-    classify_error, BoxError, Error, FailureClassifier, InvalidHost, Policy, Report, ResponseBody, ResponseFuture, Retry,
-    RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
+    classify_error, BoxError, Error, FailureClassifier, InvalidHost, Policy, Report, ResponseBody, ResponseFuture,
+    Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
 };
 
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
@@ -52,7 +52,8 @@ pub trait VendorExt: Sized {
 impl VendorExt for RetryLayerBuilder {
     fn vendor(self, vendor: Vendor) -> Self {
         vendor.hosts().iter().fold(self, |b, host| {
-            b.host(host, vendor.profile(), vendor.policy()).expect("built-in host patterns are valid")
+            b.host(host, vendor.profile(), vendor.policy())
+                .expect("built-in host patterns are valid")
         })
     }
 

@@ -127,11 +127,7 @@ impl Backoff {
     }
 
     /// Exponential backoff with the given jitter.
-    pub fn exponential_with(
-        base: Duration,
-        cap: Duration,
-        jitter: Jitter,
-    ) -> Result<Self, InvalidBackoff> {
+    pub fn exponential_with(base: Duration, cap: Duration, jitter: Jitter) -> Result<Self, InvalidBackoff> {
         if base.is_zero() {
             return Err(InvalidBackoff("base must be greater than zero"));
         }
@@ -162,12 +158,7 @@ impl Backoff {
 
     /// The delay before retry number `retry` (0 for the first retry), given the previous delay
     /// (for decorrelated jitter). `None` when a schedule has no entry for this retry.
-    pub fn delay(
-        &self,
-        retry: u32,
-        previous: Option<Duration>,
-        rng: &mut dyn Rng,
-    ) -> Option<Duration> {
+    pub fn delay(&self, retry: u32, previous: Option<Duration>, rng: &mut dyn Rng) -> Option<Duration> {
         let (lo, hi) = self.bounds(retry, previous)?;
         if lo == hi {
             return Some(lo);
@@ -230,9 +221,7 @@ mod tests {
     #[test]
     fn exponential_bounds_double_until_the_cap() {
         let b = Backoff::exponential_with(MS * 100, MS * 1000, Jitter::None).unwrap();
-        let got: Vec<_> = (0..6)
-            .map(|n| b.bounds(n, None).unwrap().1.as_millis())
-            .collect();
+        let got: Vec<_> = (0..6).map(|n| b.bounds(n, None).unwrap().1.as_millis()).collect();
         assert_eq!(got, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(b.bounds(u32::MAX, None), Some((MS * 1000, MS * 1000)));
     }
@@ -253,9 +242,7 @@ mod tests {
         let b = Backoff::exponential(MS, Duration::from_secs(1)).unwrap();
         let run = |seed| {
             let mut r = SplitMix64::seeded(seed);
-            (0..10)
-                .map(|n| b.delay(n, None, &mut r))
-                .collect::<Vec<_>>()
+            (0..10).map(|n| b.delay(n, None, &mut r)).collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));

@@ -132,7 +132,10 @@ impl RatioBudget {
     fn slot(&self, epoch: u64) -> &AtomicI64 {
         let (e, v) = &self.slots[(epoch % SLOTS as u64) as usize];
         let held = e.load(Ordering::Acquire);
-        if held < epoch && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if held < epoch
+            && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
             v.store(0, Ordering::Release);
         }
         v

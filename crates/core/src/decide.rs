@@ -82,13 +82,12 @@ pub enum NotReplayable {
 impl fmt::Display for NotReplayable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotReplayable::Streaming => f.write_str(
-                "the request body is a stream of unknown length, sent once and not kept",
-            ),
-            NotReplayable::TooLarge { limit } => write!(
-                f,
-                "the request body is larger than the replay limit ({limit} bytes)"
-            ),
+            NotReplayable::Streaming => {
+                f.write_str("the request body is a stream of unknown length, sent once and not kept")
+            }
+            NotReplayable::TooLarge { limit } => {
+                write!(f, "the request body is larger than the replay limit ({limit} bytes)")
+            }
         }
     }
 }
@@ -153,16 +152,9 @@ impl fmt::Display for FailReason {
                 write!(f, "rule {rule} allows no more than {retries} retries")
             }
             FailReason::DeadlineExceeded { wait, remaining } => {
-                write!(
-                    f,
-                    "waiting {wait:?} would pass the deadline ({remaining:?} left)"
-                )
+                write!(f, "waiting {wait:?} would pass the deadline ({remaining:?} left)")
             }
-            FailReason::HintExceedsLimit {
-                hint,
-                limit,
-                deadline,
-            } => write!(
+            FailReason::HintExceedsLimit { hint, limit, deadline } => write!(
                 f,
                 "the server asked to wait {:?}, more than {} ({limit:?})",
                 hint.delay,
@@ -174,16 +166,16 @@ impl fmt::Display for FailReason {
             ),
             FailReason::BudgetExhausted => f.write_str("the host's retry budget is spent"),
             FailReason::NotReplayable(why) => write!(f, "not retried: {why}"),
-            FailReason::NotIdempotent => f.write_str(
-                "not retried: the request may have reached the server and is not idempotent",
-            ),
+            FailReason::NotIdempotent => {
+                f.write_str("not retried: the request may have reached the server and is not idempotent")
+            }
             FailReason::AuthRefreshExhausted { max } => {
                 write!(f, "the credential was already refreshed {max} times")
             }
             FailReason::RewriteExhausted => f.write_str("the request was already rewritten once"),
-            FailReason::NoReconcileHook => f.write_str(
-                "not retried: the rule asks to reconcile and no reconcile hook is registered",
-            ),
+            FailReason::NoReconcileHook => {
+                f.write_str("not retried: the rule asks to reconcile and no reconcile hook is registered")
+            }
         }
     }
 }
@@ -344,16 +336,8 @@ fn retry(
             max: policy.max_attempts(),
         });
     }
-    let retries = ctx
-        .history
-        .iter()
-        .filter(|a| a.action == Action::Retry)
-        .count() as u32;
-    let rule_retries = ctx
-        .history
-        .iter()
-        .filter(|a| a.rule == Some(rule.name()))
-        .count() as u32;
+    let retries = ctx.history.iter().filter(|a| a.action == Action::Retry).count() as u32;
+    let rule_retries = ctx.history.iter().filter(|a| a.rule == Some(rule.name())).count() as u32;
     if let Some(max) = rule.max_retries() {
         if rule_retries >= max {
             return Decision::Fail(FailReason::RuleExhausted {
@@ -385,10 +369,8 @@ fn retry(
                 retries
             };
             let previous = ctx.history.iter().rev().find_map(|a| a.delay);
-            let (Some(after), Some((lo, hi))) = (
-                backoff.delay(index, previous, rng),
-                backoff.bounds(index, previous),
-            ) else {
+            let (Some(after), Some((lo, hi))) = (backoff.delay(index, previous, rng), backoff.bounds(index, previous))
+            else {
                 return Decision::Fail(FailReason::RuleExhausted {
                     rule: rule.name(),
                     retries: rule_retries,
@@ -408,10 +390,7 @@ fn retry(
                     limit: remaining,
                     deadline: true,
                 }),
-                None => Decision::Fail(FailReason::DeadlineExceeded {
-                    wait: after,
-                    remaining,
-                }),
+                None => Decision::Fail(FailReason::DeadlineExceeded { wait: after, remaining }),
             };
         }
     }

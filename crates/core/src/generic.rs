@@ -18,9 +18,7 @@
 //! `Idempotency-Key` header, or one the caller marked safe. `application/problem+json` bodies
 //! are parsed whatever the decision and reach the caller.
 
-use crate::classify::{
-    Body, BodyUse, Classification, Failure, Outcome, Profile, RequestHead, ResponseHead, RetryRule,
-};
+use crate::classify::{Body, BodyUse, Classification, Failure, Outcome, Profile, RequestHead, ResponseHead, RetryRule};
 use crate::hint::server_hint;
 use crate::problem::{is_problem_media_type, Problem};
 use crate::Kind;
@@ -124,13 +122,10 @@ impl Profile for Generic {
                 match body {
                     Body::NotRead => c,
                     Body::Prefix(_) => c.with_body(BodyUse::TooLarge),
-                    Body::Complete(bytes) if self.inspect(req, head) => match Problem::parse(bytes)
-                    {
+                    Body::Complete(bytes) if self.inspect(req, head) => match Problem::parse(bytes) {
                         Some(p) => {
                             let e = p.to_vendor_error();
-                            c.with_errors([e])
-                                .with_problem(Some(p))
-                                .with_body(BodyUse::Parsed)
+                            c.with_errors([e]).with_problem(Some(p)).with_body(BodyUse::Parsed)
                         }
                         None => c.with_body(BodyUse::Fallback),
                     },

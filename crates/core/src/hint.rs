@@ -106,8 +106,7 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
                     continue;
                 };
                 let v = trim_ows(v.as_bytes());
-                let n = (!v.is_empty() && v.iter().all(u8::is_ascii_digit))
-                    .then(|| parse_digits_saturating(v));
+                let n = (!v.is_empty() && v.iter().all(u8::is_ascii_digit)).then(|| parse_digits_saturating(v));
                 match k.trim() {
                     "r" => remaining = n,
                     "t" => reset = n,
@@ -159,9 +158,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 fn parse_digits_saturating(digits: &[u8]) -> u64 {
     digits
         .iter()
-        .try_fold(0u64, |acc, d| {
-            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
+        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
         .unwrap_or(u64::MAX)
 }
 
@@ -233,10 +230,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(RETRY_AFTER, HeaderValue::from_static("garbage"));
         h.append(RETRY_AFTER, HeaderValue::from_static("3"));
-        h.append(
-            RETRY_AFTER,
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:47 GMT"),
-        );
+        h.append(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:47 GMT"));
         assert_eq!(retry_after(&h, now()), secs(10));
         let mut h = HeaderMap::new();
         h.append(RETRY_AFTER, HeaderValue::from_static("5, 30 ,2"));
@@ -249,26 +243,15 @@ mod tests {
 
     #[test]
     fn rate_limit_fields() {
-        let table: &[(&[(&str, &str)], Option<Duration>)] = &[
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<Duration>);
+        let table: &[Row<'_>] = &[
             (&[("ratelimit", r#""default";r=0;t=30"#)], secs(30)),
             (&[("ratelimit", r#""default";r=5;t=30"#)], None),
-            (
-                &[("ratelimit", r#""burst";r=0;t=2, "daily";r=0;t=3600"#)],
-                secs(3600),
-            ),
-            (
-                &[("ratelimit", r#""burst";r=1;t=2, "daily";r=0;t=60"#)],
-                secs(60),
-            ),
+            (&[("ratelimit", r#""burst";r=0;t=2, "daily";r=0;t=3600"#)], secs(3600)),
+            (&[("ratelimit", r#""burst";r=1;t=2, "daily";r=0;t=60"#)], secs(60)),
             (&[("ratelimit", r#""x";r=0;t=-1"#)], None),
-            (
-                &[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")],
-                secs(12),
-            ),
-            (
-                &[("ratelimit-remaining", "3"), ("ratelimit-reset", "12")],
-                None,
-            ),
+            (&[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")], secs(12)),
+            (&[("ratelimit-remaining", "3"), ("ratelimit-reset", "12")], None),
             (&[("ratelimit-reset", "12")], None),
         ];
         for (headers, want) in table {
@@ -283,10 +266,7 @@ mod tests {
     #[test]
     fn retry_after_wins_over_ratelimit() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "ratelimit",
-            HeaderValue::from_static(r#""default";r=0;t=30"#),
-        );
+        h.insert("ratelimit", HeaderValue::from_static(r#""default";r=0;t=30"#));
         assert_eq!(
             server_hint(&h, now()),
             Some(ServerHint {

@@ -24,8 +24,8 @@ mod report;
 mod vendor_error;
 
 pub use classify::{
-    Advice, Body, BodyUse, Classification, Failure, Outcome, Profile, RequestHead, ResponseHead,
-    RetryRule, Rewrite, Safety,
+    Advice, Body, BodyUse, Classification, Failure, Outcome, Profile, RequestHead, ResponseHead, RetryRule, Rewrite,
+    Safety,
 };
 pub use decide::{decide, Attempt, Context, Decision, FailReason, NotReplayable};
 pub use kind::{Action, Kind};

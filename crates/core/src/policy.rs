@@ -280,9 +280,7 @@ impl PolicyBuilder {
         }
         if let (Some(t), Some(d)) = (p.attempt_timeout, p.deadline) {
             if t > d {
-                return Err(InvalidPolicy(
-                    "attempt_timeout must not exceed the deadline",
-                ));
+                return Err(InvalidPolicy("attempt_timeout must not exceed the deadline"));
             }
         }
         if p.retry_after_cap.is_zero() {
@@ -325,10 +323,7 @@ mod tests {
         }
         assert!(s.with(&Method::POST).contains(&Method::POST));
         assert!(!s.without(&Method::GET).contains(&Method::GET));
-        assert_eq!(
-            format!("{:?}", MethodSet::EMPTY.with(&Method::GET)),
-            "{GET}"
-        );
+        assert_eq!(format!("{:?}", MethodSet::EMPTY.with(&Method::GET)), "{GET}");
     }
 
     #[test]
@@ -340,19 +335,10 @@ mod tests {
             (Policy::builder().deadline(Duration::ZERO), false),
             (Policy::builder().attempt_timeout(Duration::ZERO), false),
             (Policy::builder().deadline(s).attempt_timeout(s * 2), false),
-            (
-                Policy::builder().deadline(s * 2).attempt_timeout(s * 2),
-                true,
-            ),
-            (
-                Policy::builder().no_deadline().attempt_timeout(s * 900),
-                true,
-            ),
+            (Policy::builder().deadline(s * 2).attempt_timeout(s * 2), true),
+            (Policy::builder().no_deadline().attempt_timeout(s * 900), true),
             (Policy::builder().retry_after_cap(Duration::ZERO), false),
-            (
-                Policy::builder().inspect_limit(MAX_INSPECT_LIMIT + 1),
-                false,
-            ),
+            (Policy::builder().inspect_limit(MAX_INSPECT_LIMIT + 1), false),
         ];
         for (i, (b, ok)) in cases.into_iter().enumerate() {
             assert_eq!(b.build().is_ok(), ok, "case {i}");

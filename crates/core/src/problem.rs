@@ -79,11 +79,9 @@ impl Problem {
     /// has one (`EXEG-0104-422`), else the status; the message is `title`, then `detail`.
     pub fn to_vendor_error(&self) -> VendorError {
         let code = match self.type_.as_deref() {
-            Some(t) if !t.is_empty() && t != "about:blank" => t
-                .rsplit('/')
-                .find(|s| !s.is_empty())
-                .unwrap_or(t)
-                .to_owned(),
+            Some(t) if !t.is_empty() && t != "about:blank" => {
+                t.rsplit('/').find(|s| !s.is_empty()).unwrap_or(t).to_owned()
+            }
             _ => self
                 .status
                 .map(|s| s.to_string())
@@ -109,8 +107,7 @@ pub fn is_json_media_type(content_type: &str) -> bool {
         return false;
     };
     top.eq_ignore_ascii_case("application")
-        && (sub.eq_ignore_ascii_case("json")
-            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+        && (sub.eq_ignore_ascii_case("json") || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
 /// Whether a `Content-Type` value is `application/problem+json` (parameters ignored).
@@ -148,8 +145,7 @@ mod tests {
 
     #[test]
     fn wrong_member_types_are_ignored() {
-        let p = Problem::parse(br#"{"type":5,"title":["x"],"status":"503","detail":"d","x":1}"#)
-            .unwrap();
+        let p = Problem::parse(br#"{"type":5,"title":["x"],"status":"503","detail":"d","x":1}"#).unwrap();
         assert_eq!(p.type_, None);
         assert_eq!(p.title, None);
         assert_eq!(p.status, None);
@@ -160,7 +156,10 @@ mod tests {
 
     #[test]
     fn vendor_error_code_from_type() {
-        let p = Problem::parse(br#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0503-401","status":401,"title":"Token expired"}"#).unwrap();
+        let p = Problem::parse(
+            br#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0503-401","status":401,"title":"Token expired"}"#,
+        )
+        .unwrap();
         let e = p.to_vendor_error();
         assert_eq!(e.code, "EXEG-0503-401");
         assert_eq!(e.message.as_deref(), Some("Token expired"));

@@ -85,21 +85,14 @@ impl VendorError {
     }
 
     /// Attach a named field.
-    pub fn with_attribute(
-        mut self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<String>,
-    ) -> Self {
+    pub fn with_attribute(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.attributes.push((name.into(), value.into()));
         self
     }
 
     /// The value of a named attribute, if present.
     pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 

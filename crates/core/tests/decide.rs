@@ -56,10 +56,7 @@ fn hinted(secs: u64) -> Classification {
 fn stops_at_max_attempts() {
     let p = Policy::builder().max_attempts(3).build().unwrap();
     let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
-    assert_eq!(
-        run(&c, &ctx(&p, &retried("r", 1), S)).action(),
-        Action::Retry
-    );
+    assert_eq!(run(&c, &ctx(&p, &retried("r", 1), S)).action(), Action::Retry);
     assert_eq!(
         run(&c, &ctx(&p, &retried("r", 2), S)),
         Decision::Fail(FailReason::AttemptsExhausted { max: 3 })
@@ -70,10 +67,7 @@ fn stops_at_max_attempts() {
 fn rule_limit_counts_only_its_own_retries() {
     let p = Policy::builder().max_attempts(10).build().unwrap();
     let once = Classification::retry(Kind::Transient, RetryRule::new("once").max(1), "x");
-    assert_eq!(
-        run(&once, &ctx(&p, &retried("other", 3), S)).action(),
-        Action::Retry
-    );
+    assert_eq!(run(&once, &ctx(&p, &retried("other", 3), S)).action(), Action::Retry);
     assert_eq!(
         run(&once, &ctx(&p, &retried("once", 1), S)),
         Decision::Fail(FailReason::RuleExhausted {
@@ -85,11 +79,7 @@ fn rule_limit_counts_only_its_own_retries() {
 
 #[test]
 fn schedule_gives_its_delays_then_stops() {
-    let p = Policy::builder()
-        .max_attempts(10)
-        .deadline(S * 3600)
-        .build()
-        .unwrap();
+    let p = Policy::builder().max_attempts(10).deadline(S * 3600).build().unwrap();
     let rule = RetryRule::new("sched")
         .backoff(Backoff::schedule([S * 120; 3]))
         .any_method();
@@ -123,10 +113,7 @@ fn hint_over_the_cap_fails_with_the_hint() {
         .deadline(S * 3600)
         .build()
         .unwrap();
-    assert_eq!(
-        run(&hinted(60), &ctx(&p, &[], Duration::ZERO)).action(),
-        Action::Retry
-    );
+    assert_eq!(run(&hinted(60), &ctx(&p, &[], Duration::ZERO)).action(), Action::Retry);
     let d = run(&hinted(61), &ctx(&p, &[], Duration::ZERO));
     let Decision::Fail(FailReason::HintExceedsLimit {
         hint,
@@ -177,11 +164,12 @@ fn backoff_past_the_deadline_fails() {
 #[test]
 fn min_delay_raises_short_hints() {
     let p = Policy::default();
-    let c = Classification::retry(Kind::Throttled, RetryRule::new("r").min_delay(S * 60), "x")
-        .with_hint(Some(ServerHint {
+    let c = Classification::retry(Kind::Throttled, RetryRule::new("r").min_delay(S * 60), "x").with_hint(Some(
+        ServerHint {
             delay: S,
             source: HintSource::RetryAfter,
-        }));
+        },
+    ));
     assert_eq!(
         run(&c, &ctx(&p, &[], Duration::ZERO)),
         Decision::Retry {
@@ -217,14 +205,7 @@ fn budget_is_withdrawn_only_when_everything_else_allows() {
     let mut rng = SplitMix64::seeded(1);
     // Refused for attempts: the budget is untouched.
     assert_eq!(
-        decide(
-            &c,
-            &ctx(&p, &retried("r", 1), S),
-            Some(&budget),
-            now,
-            &mut rng
-        )
-        .action(),
+        decide(&c, &ctx(&p, &retried("r", 1), S), Some(&budget), now, &mut rng).action(),
         Action::Fail
     );
     assert_eq!(budget.available(now), 1.0);
@@ -258,26 +239,16 @@ fn refresh_rewrite_reconcile_limits() {
         Decision::Fail(FailReason::AuthRefreshExhausted { max: 2 })
     );
 
-    let rw = Classification::new(
-        Kind::Transient,
-        Advice::Rewrite(Rewrite::MethodOverridePost),
-        "x",
-    );
+    let rw = Classification::new(Kind::Transient, Advice::Rewrite(Rewrite::MethodOverridePost), "x");
     assert_eq!(
         run(&rw, &ctx(&p, &[], S)),
         Decision::Rewrite(Rewrite::MethodOverridePost)
     );
     let h = [mk(&rw, Decision::Rewrite(Rewrite::MethodOverridePost), 1)];
-    assert_eq!(
-        run(&rw, &ctx(&p, &h, S)),
-        Decision::Fail(FailReason::RewriteExhausted)
-    );
+    assert_eq!(run(&rw, &ctx(&p, &h, S)), Decision::Fail(FailReason::RewriteExhausted));
 
     let rc = Classification::new(Kind::Transient, Advice::Reconcile, "x");
-    assert_eq!(
-        run(&rc, &ctx(&p, &[], S)),
-        Decision::Fail(FailReason::NoReconcileHook)
-    );
+    assert_eq!(run(&rc, &ctx(&p, &[], S)), Decision::Fail(FailReason::NoReconcileHook));
     let mut x = ctx(&p, &[], S);
     x.can_reconcile = true;
     assert_eq!(run(&rc, &x), Decision::Reconcile);

@@ -76,11 +76,7 @@ fn status_table_for_get_and_post() {
             assert_eq!(c.kind, kind, "{status} {method}");
             assert_eq!(d.action(), want, "{status} {method}: {d:?}");
             if want == Fail && c.advice.action() == Retry {
-                assert_eq!(
-                    d,
-                    Decision::Fail(FailReason::NotIdempotent),
-                    "{status} {method}"
-                );
+                assert_eq!(d, Decision::Fail(FailReason::NotIdempotent), "{status} {method}");
             }
         }
     }
@@ -163,10 +159,7 @@ fn problem_bodies_are_parsed_whatever_the_decision() {
     assert_eq!(p.extensions["balance"], 30);
 
     // Garbage where a problem was promised: the status rules decide, and the report says so.
-    let c = Generic.classify(
-        &req,
-        &Outcome::Response(head, Body::Complete(b"<html>oops")),
-    );
+    let c = Generic.classify(&req, &Outcome::Response(head, Body::Complete(b"<html>oops")));
     assert_eq!((c.kind, c.body), (Kind::Fatal, BodyUse::Fallback));
     assert!(c.errors.is_empty());
 }

@@ -124,8 +124,7 @@ impl Reply {
     /// # Panics
     /// If `code` is not a valid HTTP status code (100..=999).
     pub fn status(code: u16) -> Reply {
-        let status = StatusCode::from_u16(code)
-            .unwrap_or_else(|_| panic!("redial-sim: invalid status code {code}"));
+        let status = StatusCode::from_u16(code).unwrap_or_else(|_| panic!("redial-sim: invalid status code {code}"));
         Reply {
             status,
             headers: Vec::new(),
@@ -157,8 +156,8 @@ impl Reply {
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         let name = HeaderName::from_bytes(name.as_bytes())
             .unwrap_or_else(|_| panic!("redial-sim: invalid header name {name:?}"));
-        let value = HeaderValue::from_str(value)
-            .unwrap_or_else(|_| panic!("redial-sim: invalid header value {value:?}"));
+        let value =
+            HeaderValue::from_str(value).unwrap_or_else(|_| panic!("redial-sim: invalid header value {value:?}"));
         self.headers.push((name, value));
         self
     }
@@ -325,11 +324,7 @@ impl Sim {
     /// Without one, such requests get a 404 with an empty body.
     pub fn set_fallback(&self, path: &str, reply: Reply) {
         let mut state = self.shared.lock();
-        state
-            .routes
-            .entry(route_key(path).to_owned())
-            .or_default()
-            .fallback = Some(reply);
+        state.routes.entry(route_key(path).to_owned()).or_default().fallback = Some(reply);
     }
 
     /// Queues a fault for the next accepted TCP connection, applied before any byte is read.
@@ -346,12 +341,7 @@ impl Sim {
     /// Number of requests received for `path` (query ignored).
     pub fn count(&self, path: &str) -> usize {
         let path = route_key(path);
-        self.shared
-            .lock()
-            .log
-            .iter()
-            .filter(|r| r.path == path)
-            .count()
+        self.shared.lock().log.iter().filter(|r| r.path == path).count()
     }
 
     /// Number of TCP connections accepted, including ones reset on accept.
@@ -376,9 +366,7 @@ impl Drop for Sim {
 
 impl fmt::Debug for Sim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sim")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        f.debug_struct("Sim").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
@@ -473,21 +461,13 @@ struct SimIo {
 }
 
 impl AsyncRead for SimIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for SimIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -649,10 +629,7 @@ impl http_body::Body for SimBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         if this.source.remaining() == 0 {
             return Poll::Ready(None);
@@ -667,9 +644,7 @@ impl http_body::Body for SimBody {
             return Poll::Pending;
         }
         if let Some(every) = this.pace {
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
             ready!(sleep.as_mut().poll(cx));
             this.sleep = None;
         }
@@ -684,7 +659,6 @@ impl http_body::Body for SimBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.exact_len
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.exact_len.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }

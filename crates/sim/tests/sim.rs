@@ -60,9 +60,7 @@ async fn drain(mut body: Incoming) -> (u64, Result<(), Option<hyper::Error>>) {
 fn has_io_kind(error: &(dyn StdError + 'static), kind: ErrorKind) -> bool {
     let mut cur = Some(error);
     while let Some(e) = cur {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == kind)
-        {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind) {
             return true;
         }
         cur = e.source();
@@ -107,12 +105,7 @@ async fn fifo_replies_then_fallback_then_404() {
 #[tokio::test(start_paused = true)]
 async fn headers_repeat_and_json_sets_content_type() {
     let sim = Sim::start().await.unwrap();
-    sim.enqueue(
-        "/h",
-        Reply::json(200, "{}")
-            .header("x-rate", "1")
-            .header("X-Rate", "2"),
-    );
+    sim.enqueue("/h", Reply::json(200, "{}").header("x-rate", "1").header("X-Rate", "2"));
     let response = get(&client(), sim.url("/h")).await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
     let values: Vec<_> = response.headers().get_all("x-rate").iter().collect();
@@ -149,10 +142,7 @@ async fn request_log_records_everything() {
     assert_eq!(first.at, start);
     let second = &log[1];
     assert_eq!(second.method, Method::GET);
-    assert_eq!(
-        (second.path.as_str(), second.query.as_deref()),
-        ("/other", None)
-    );
+    assert_eq!((second.path.as_str(), second.query.as_deref()), ("/other", None));
     assert_eq!(second.at - first.at, Duration::from_secs(5));
     // Keep-alive: the client reused its connection.
     assert_eq!(second.connection, 0);
@@ -163,16 +153,8 @@ async fn request_log_records_everything() {
 async fn recorded_body_is_capped() {
     let sim = Sim::start().await.unwrap();
     let body = Bytes::from(vec![b'x'; RECORDED_BODY_LIMIT + 10]);
-    let request = Request::post(sim.url("/upload"))
-        .body(Full::new(body))
-        .unwrap();
-    client()
-        .request(request)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let request = Request::post(sim.url("/upload")).body(Full::new(body)).unwrap();
+    client().request(request).await.unwrap().collect().await.unwrap();
     let log = sim.requests();
     assert_eq!(log[0].body.len(), RECORDED_BODY_LIMIT);
     assert_eq!(log[0].body_len, RECORDED_BODY_LIMIT as u64 + 10);
@@ -215,10 +197,7 @@ async fn delay_waits_in_virtual_time() {
 #[tokio::test(start_paused = true)]
 async fn reset_after_read_records_then_resets() {
     let sim = Sim::start().await.unwrap();
-    sim.enqueue(
-        "/r",
-        Reply::ok().body("never sent").fault(Fault::ResetAfterRead),
-    );
+    sim.enqueue("/r", Reply::ok().body("never sent").fault(Fault::ResetAfterRead));
     let error = get(&client(), sim.url("/r?q=1")).await.unwrap_err();
     assert!(is_reset(&error), "expected a TCP reset, got {error:?}");
     assert_eq!(sim.count("/r"), 1);
@@ -256,19 +235,11 @@ async fn hang_never_answers_until_shutdown() {
     sim.enqueue("/h", Reply::ok().fault(Fault::Hang));
     let (c, url) = (client(), sim.url("/h"));
     let mut pending = tokio::spawn(async move { get(&c, url).await });
-    assert!(timeout(Duration::from_secs(10), &mut pending)
-        .await
-        .is_err());
+    assert!(timeout(Duration::from_secs(10), &mut pending).await.is_err());
     assert_eq!(sim.count("/h"), 1);
     sim.shutdown();
-    let result = timeout(Duration::from_secs(1), pending)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        result.is_err(),
-        "a hung request must fail once the sim shuts down"
-    );
+    let result = timeout(Duration::from_secs(1), pending).await.unwrap().unwrap();
+    assert!(result.is_err(), "a hung request must fail once the sim shuts down");
 }
 
 #[tokio::test(start_paused = true)]
@@ -287,11 +258,7 @@ async fn slow_body_arrives_complete_and_slowly() {
     assert_eq!(response.headers()["content-length"], "10");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "0123456789");
-    assert!(
-        start.elapsed() >= every * 4,
-        "4 chunks took only {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= every * 4, "4 chunks took only {:?}", start.elapsed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -299,9 +266,7 @@ async fn stall_body_sends_a_prefix_then_nothing() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue(
         "/st",
-        Reply::ok()
-            .body("0123456789")
-            .fault(Fault::StallBody { after: 4 }),
+        Reply::ok().body("0123456789").fault(Fault::StallBody { after: 4 }),
     );
     let response = get(&client(), sim.url("/st")).await.unwrap();
     assert_eq!(response.headers()["content-length"], "10");
@@ -327,10 +292,7 @@ async fn truncated_body_is_a_client_error() {
     );
     for (expected_len, sent) in [(100, 10), (8 << 20, 5_000_000)] {
         let response = get(&client(), sim.url("/t")).await.unwrap();
-        assert_eq!(
-            response.headers()["content-length"],
-            expected_len.to_string().as_str()
-        );
+        assert_eq!(response.headers()["content-length"], expected_len.to_string().as_str());
         let (received, end) = drain(response.into_body()).await;
         assert_eq!(received, sent);
         let Err(Some(error)) = end else {

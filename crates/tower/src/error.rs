@@ -64,7 +64,15 @@ pub(crate) enum ErrorKind {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, report: Report) -> Self {
-        Error { inner: Box::new(Inner { kind, classification: None, response: None, source: None, report }) }
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                classification: None,
+                response: None,
+                source: None,
+                report,
+            }),
+        }
     }
 
     pub(crate) fn with_classification(mut self, c: Classification) -> Self {
@@ -245,7 +253,9 @@ impl fmt::Display for Error {
             ErrorKind::Decided(r) => write!(f, "{r}")?,
             ErrorKind::NotReady => f.write_str("the inner service failed while getting ready for a retry")?,
             ErrorKind::RequestBody => f.write_str("the request body could not be read")?,
-            ErrorKind::NoTokenSource => f.write_str("the vendor asked for a new credential and no token source is configured")?,
+            ErrorKind::NoTokenSource => {
+                f.write_str("the vendor asked for a new credential and no token source is configured")?
+            }
         }
         write!(f, " ({attempts} attempt{}", if attempts == 1 { "" } else { "s" })?;
         if let Some(s) = self.status() {
@@ -258,6 +268,9 @@ impl fmt::Display for Error {
             if let Some(e) = c.errors.first() {
                 write!(f, ", vendor code {}", e.code)?;
             }
+        }
+        if let Some(hint) = self.hint() {
+            write!(f, ", the server asked to wait {}s", hint.delay.as_secs())?;
         }
         f.write_str(")")
     }
@@ -272,7 +285,9 @@ impl fmt::Debug for Error {
             d.field("status", &r.status).field("body_len", &r.body.len());
         }
         if let Some(c) = &self.inner.classification {
-            d.field("classification", &c.kind).field("vendor_errors", &c.errors).field("reason", &c.reason);
+            d.field("classification", &c.kind)
+                .field("vendor_errors", &c.errors)
+                .field("reason", &c.reason);
         }
         d.field("attempts", &self.inner.report.attempts.len());
         if let Some(s) = &self.inner.source {

@@ -21,8 +21,8 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable, Outcome, Report,
-    RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
+    decide, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable,
+    Outcome, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
 };
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
@@ -108,7 +108,12 @@ enum Got<RB> {
     /// A response whose body was not read.
     Head(response::Parts, RB),
     /// A response and the bytes read of its body; `rest` is what was not read.
-    Read { head: response::Parts, bytes: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<RB>>> },
+    Read {
+        head: response::Parts,
+        bytes: Bytes,
+        trailers: Option<HeaderMap>,
+        rest: Option<Pin<Box<RB>>>,
+    },
     /// No response.
     Nothing(Failure, Option<BoxError>),
 }
@@ -162,13 +167,20 @@ where
         let (state, replay, once) = match size.exact() {
             _ if body.is_end_stream() => (State::Ready, Ok((Bytes::new(), None)), None),
             Some(n) if n <= policy.replay_limit() as u64 => (
-                State::Buffer { body, first: None, rest: BytesMut::new(), trailers: None },
+                State::Buffer {
+                    body,
+                    first: None,
+                    rest: BytesMut::new(),
+                    trailers: None,
+                },
                 Ok((Bytes::new(), None)),
                 None,
             ),
             exact => {
                 let why = if exact.is_some() || size.lower() > policy.replay_limit() as u64 {
-                    NotReplayable::TooLarge { limit: policy.replay_limit() }
+                    NotReplayable::TooLarge {
+                        limit: policy.replay_limit(),
+                    }
                 } else {
                     NotReplayable::Streaming
                 };
@@ -217,7 +229,12 @@ where
         let eng = this.engine;
         loop {
             let got = match this.state.as_mut().project() {
-                StateProj::Buffer { body, first, rest, trailers } => {
+                StateProj::Buffer {
+                    body,
+                    first,
+                    rest,
+                    trailers,
+                } => {
                     match ready!(body.poll_frame(cx)) {
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(mut data) => {
@@ -244,7 +261,9 @@ where
                         },
                         Some(Err(e)) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::new(ErrorKind::RequestBody, eng.report()).with_source(e.into())));
+                            return Poll::Ready(Err(
+                                Error::new(ErrorKind::RequestBody, eng.report()).with_source(e.into())
+                            ));
                         }
                         None => {
                             let data = match first.take() {
@@ -261,7 +280,9 @@ where
                     if !eng.ready {
                         if let Err(e) = ready!(this.svc.poll_ready(cx)) {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(Error::new(ErrorKind::NotReady, eng.report()).with_source(e.into())));
+                            return Poll::Ready(Err(
+                                Error::new(ErrorKind::NotReady, eng.report()).with_source(e.into())
+                            ));
                         }
                     }
                     eng.ready = false;
@@ -287,7 +308,9 @@ where
                                 rest: BytesMut::new(),
                                 trailers: None,
                             };
-                            this.state.set(State::Inspect { read: Some(Box::new(read)) });
+                            this.state.set(State::Inspect {
+                                read: Some(Box::new(read)),
+                            });
                             continue;
                         }
                         let c = eng.classify_response(&head, received_at, BodyView::NotRead);
@@ -302,11 +325,16 @@ where
                         if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                             return Poll::Pending;
                         }
-                        (eng.classify_failure(Failure::Timeout), Got::Nothing(Failure::Timeout, None))
+                        (
+                            eng.classify_failure(Failure::Timeout),
+                            Got::Nothing(Failure::Timeout, None),
+                        )
                     }
                 },
                 StateProj::Inspect { read } => {
-                    let Some(r) = read.as_mut() else { unreachable!("inspecting without a response") };
+                    let Some(r) = read.as_mut() else {
+                        unreachable!("inspecting without a response")
+                    };
                     let limit = eng.host.policy.inspect_limit();
                     let end = loop {
                         if r.len() >= limit {
@@ -338,10 +366,22 @@ where
                         ReadEnd::Complete | ReadEnd::Limit => {
                             let complete = matches!(end, ReadEnd::Complete);
                             let bytes = r.bytes();
-                            let view = if complete { BodyView::Complete(&bytes) } else { BodyView::Prefix(&bytes) };
+                            let view = if complete {
+                                BodyView::Complete(&bytes)
+                            } else {
+                                BodyView::Prefix(&bytes)
+                            };
                             let c = eng.classify_response(&r.head, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
-                            (c, Got::Read { head: r.head, bytes, trailers: r.trailers, rest })
+                            (
+                                c,
+                                Got::Read {
+                                    head: r.head,
+                                    bytes,
+                                    trailers: r.trailers,
+                                    rest,
+                                },
+                            )
                         }
                     }
                 }
@@ -438,17 +478,29 @@ impl<B> Engine<B> {
     /// The body is read when the profile needs it to classify, and for error statuses, so that
     /// an error owns what the vendor said.
     fn wants_body(&self, head: &response::Parts, received_at: SystemTime) -> bool {
-        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
+        let res = ResponseHead {
+            status: head.status,
+            headers: &head.headers,
+            received_at,
+        };
         head.status.as_u16() >= 400 || self.host.profile.inspect(&self.request_head(), &res)
     }
 
     fn classify_response(&self, head: &response::Parts, received_at: SystemTime, body: BodyView<'_>) -> Classification {
-        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
-        self.host.profile.classify(&self.request_head(), &Outcome::Response(res, body))
+        let res = ResponseHead {
+            status: head.status,
+            headers: &head.headers,
+            received_at,
+        };
+        self.host
+            .profile
+            .classify(&self.request_head(), &Outcome::Response(res, body))
     }
 
     fn classify_failure(&self, failure: Failure) -> Classification {
-        self.host.profile.classify(&self.request_head(), &Outcome::Failure(failure))
+        self.host
+            .profile
+            .classify(&self.request_head(), &Outcome::Failure(failure))
     }
 
     fn decide(&mut self, c: &Classification) -> Decision {
@@ -499,7 +551,8 @@ impl<B> Engine<B> {
 
     fn record(&mut self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
         let elapsed = Instant::now().duration_since(self.start);
-        self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
+        self.history
+            .push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
         self.errors.extend(c.errors.iter().cloned().map(|e| (self.attempt, e)));
     }
 
@@ -552,7 +605,12 @@ impl<B> Engine<B> {
         });
         let (mut head, body) = match got {
             Got::Head(head, body) => (head, ResponseBody::passthrough(body)),
-            Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
+            Got::Read {
+                head,
+                bytes,
+                trailers,
+                rest,
+            } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
             Got::Nothing(..) => unreachable!("a failure is never returned as a response"),
         };
         if let Some(report) = report {

@@ -20,8 +20,15 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) fn new(pattern: &str, profile: Arc<dyn Profile>, policy: Policy) -> Self {
-        let budget = policy.budget().map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
-        Host { pattern: pattern.into(), profile, policy, budget }
+        let budget = policy
+            .budget()
+            .map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
+        Host {
+            pattern: pattern.into(),
+            profile,
+            policy,
+            budget,
+        }
     }
 }
 
@@ -41,7 +48,11 @@ pub struct InvalidHost(pub(crate) String);
 
 impl fmt::Display for InvalidHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`", self.0)
+        write!(
+            f,
+            "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`",
+            self.0
+        )
     }
 }
 
@@ -57,7 +68,11 @@ pub(crate) struct Hosts {
 
 impl Hosts {
     pub(crate) fn new(default: Host) -> Self {
-        Hosts { exact: HashMap::new(), suffixes: Vec::new(), default: Arc::new(default) }
+        Hosts {
+            exact: HashMap::new(),
+            suffixes: Vec::new(),
+            default: Arc::new(default),
+        }
     }
 
     pub(crate) fn set_default(&mut self, host: Host) {

@@ -87,7 +87,9 @@ impl<S> Layer<S> for RetryLayer {
 
 impl fmt::Debug for RetryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryLayer").field("hosts", &self.shared.hosts).finish_non_exhaustive()
+        f.debug_struct("RetryLayer")
+            .field("hosts", &self.shared.hosts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +106,8 @@ impl RetryLayerBuilder {
     /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain) with this
     /// profile and policy. Exact hosts win over patterns, longer patterns over shorter ones.
     pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
-        self.hosts.insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
+        self.hosts
+            .insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
         Ok(self)
     }
 
@@ -153,6 +156,8 @@ impl RetryLayerBuilder {
 
 impl fmt::Debug for RetryLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryLayerBuilder").field("hosts", &self.hosts).finish_non_exhaustive()
+        f.debug_struct("RetryLayerBuilder")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
     }
 }

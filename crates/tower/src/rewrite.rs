@@ -15,7 +15,10 @@ pub(crate) fn method_override_post(parts: &mut request::Parts, body: &mut (Bytes
     let Ok(uri) = Uri::from_parts(uri) else { return };
     parts.uri = uri;
     parts.method = Method::POST;
-    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
     parts.headers.remove(CONTENT_LENGTH);
     *body = (Bytes::from(query), None);
 }
@@ -26,11 +29,12 @@ mod tests {
 
     #[test]
     fn get_becomes_post_with_the_query_as_form_body() {
-        let (mut parts, ()) = http::Request::get("https://x.mktorest.com/rest/v1/leads.json?filterType=id&filterValues=1,2")
-            .header(CONTENT_LENGTH, "0")
-            .body(())
-            .unwrap()
-            .into_parts();
+        let (mut parts, ()) =
+            http::Request::get("https://x.mktorest.com/rest/v1/leads.json?filterType=id&filterValues=1,2")
+                .header(CONTENT_LENGTH, "0")
+                .body(())
+                .unwrap()
+                .into_parts();
         let mut body = (Bytes::new(), None);
         method_override_post(&mut parts, &mut body);
         assert_eq!(parts.method, Method::POST);

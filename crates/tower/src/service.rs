@@ -43,7 +43,9 @@ impl<S> Retry<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Retry").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 

@@ -29,8 +29,8 @@ use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
 use redial_core::hint::server_hint;
 use redial_core::{
-    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy,
-    Problem, Profile, RequestHead, ResponseHead, RetryRule, VendorError,
+    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy, Problem, Profile,
+    RequestHead, ResponseHead, RetryRule, VendorError,
 };
 use serde_json::Value;
 
@@ -161,10 +161,7 @@ fn classification(row: &Row, head: &ResponseHead<'_>, code: &str) -> Classificat
     let reason = format!("adobe {code}: {}", row.what);
     let hint = || server_hint(head.headers, head.received_at);
     match row.then {
-        Then::Retry => {
-            Classification::retry(row.kind, RetryRule::new(row.rule).any_method(), reason)
-                .with_hint(hint())
-        }
+        Then::Retry => Classification::retry(row.kind, RetryRule::new(row.rule).any_method(), reason).with_hint(hint()),
         Then::RetryThrottled => Classification::retry(
             row.kind,
             RetryRule::new(row.rule)
@@ -222,10 +219,7 @@ impl EdgeResponse {
     /// The errors then the warnings as [`VendorError`]s (scopes `NonFatal` and `Warning`).
     pub fn vendor_errors(&self) -> Vec<VendorError> {
         let id = self.request_id.as_deref();
-        let errors = self
-            .errors
-            .iter()
-            .map(|p| to_vendor_error(p, ErrorScope::NonFatal, id));
+        let errors = self.errors.iter().map(|p| to_vendor_error(p, ErrorScope::NonFatal, id));
         let warnings = self
             .warnings
             .iter()
@@ -342,12 +336,7 @@ fn to_vendor_error(p: &Problem, scope: ErrorScope, request_id: Option<&str>) -> 
         e = e.with_attribute("orgId", org);
     }
     if let Some(report) = report {
-        for item in report
-            .get("errors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for item in report.get("errors").and_then(Value::as_array).into_iter().flatten() {
             let text = match item {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),

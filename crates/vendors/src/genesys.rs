@@ -47,8 +47,8 @@ use quick_xml::Reader;
 use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
 use redial_core::{
-    Advice, Body, BodyUse, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead,
-    ResponseHead, RetryRule, VendorError,
+    Advice, Body, BodyUse, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead,
+    RetryRule, VendorError,
 };
 
 /// Genesys Engage has no fixed public host: every deployment has its own Service API host.
@@ -306,17 +306,9 @@ fn scan(body: &[u8]) -> Option<Scan> {
 }
 
 /// Which field a new element at `depth` (its parent chain is `path`) fills, if any.
-fn field_of(
-    name: &str,
-    depth: usize,
-    path: &[String],
-    open: &[Partial],
-    out: &Scan,
-) -> Option<Field> {
+fn field_of(name: &str, depth: usize, path: &[String], open: &[Partial], out: &Scan) -> Option<Field> {
     if let Some(p) = open.last().filter(|p| p.depth + 1 == depth) {
-        let (_, field) = ERROR_FIELDS
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        let (_, field) = ERROR_FIELDS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
         let i = *field as usize;
         return p.fields.get(i)?.is_none().then_some(*field);
     }
@@ -352,10 +344,7 @@ fn store(field: Field, text: String, open: &mut [Partial], fault: &mut SoapFault
         Field::FaultCode => fault.code = value,
         Field::FaultReason => fault.reason = value,
         _ => {
-            if let Some(slot) = open
-                .last_mut()
-                .and_then(|p| p.fields.get_mut(field as usize))
-            {
+            if let Some(slot) = open.last_mut().and_then(|p| p.fields.get_mut(field as usize)) {
                 *slot = value;
             }
         }
@@ -506,19 +495,16 @@ static OTHER: Row = row("*", Fatal, fail, "every other error is final");
 
 fn lookup(code: &str) -> Option<&'static Row> {
     let code = code.trim();
-    TABLE
-        .iter()
-        .find(|r| r.code.eq_ignore_ascii_case(code))
-        .or_else(|| {
-            TABLE.iter().find(|r| {
-                r.code.strip_suffix('*').is_some_and(|prefix| {
-                    code.len() > prefix.len()
-                        && code
-                            .get(..prefix.len())
-                            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-                })
+    TABLE.iter().find(|r| r.code.eq_ignore_ascii_case(code)).or_else(|| {
+        TABLE.iter().find(|r| {
+            r.code.strip_suffix('*').is_some_and(|prefix| {
+                code.len() > prefix.len()
+                    && code
+                        .get(..prefix.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
             })
         })
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,10 +527,7 @@ pub struct GenesysEngage {
 impl Default for GenesysEngage {
     fn default() -> Self {
         GenesysEngage {
-            reconcile: RECONCILE_OPERATIONS
-                .iter()
-                .map(|o| Cow::Borrowed(*o))
-                .collect(),
+            reconcile: RECONCILE_OPERATIONS.iter().map(|o| Cow::Borrowed(*o)).collect(),
         }
     }
 }
@@ -610,11 +593,7 @@ impl GenesysEngage {
     }
 
     /// The classification of a set of errors: the most final error decides. `None` for no errors.
-    fn classify_errors(
-        &self,
-        req: &RequestHead<'_>,
-        errors: &[GenesysError],
-    ) -> Option<Classification> {
+    fn classify_errors(&self, req: &RequestHead<'_>, errors: &[GenesysError]) -> Option<Classification> {
         let mut best: Option<(&GenesysError, &Row)> = None;
         for e in errors {
             let r = lookup(&e.code).unwrap_or(&OTHER);
@@ -640,11 +619,7 @@ impl GenesysEngage {
                 Advice::Reconcile,
                 format!("genesys: {what} on {op}: reconcile before re-invoking"),
             ),
-            None => Classification::new(
-                row.kind,
-                (row.advice)(),
-                format!("genesys: {what}: {}", row.why),
-            ),
+            None => Classification::new(row.kind, (row.advice)(), format!("genesys: {what}: {}", row.why)),
         }
     }
 }
@@ -662,10 +637,7 @@ fn is_xml(content_type: &str) -> bool {
     };
     (top.eq_ignore_ascii_case("application") || top.eq_ignore_ascii_case("text"))
         && (sub.eq_ignore_ascii_case("xml")
-            || sub.len() > 4
-                && sub
-                    .get(sub.len() - 4..)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("+xml")))
+            || sub.len() > 4 && sub.get(sub.len() - 4..).is_some_and(|s| s.eq_ignore_ascii_case("+xml")))
 }
 
 impl Profile for GenesysEngage {
@@ -693,13 +665,7 @@ impl Profile for GenesysEngage {
         };
         let bytes = match body {
             Body::NotRead => return Generic::classify_status(head),
-            Body::Prefix(_) => {
-                return fallback(
-                    head,
-                    BodyUse::TooLarge,
-                    "the body is longer than the inspect limit",
-                )
-            }
+            Body::Prefix(_) => return fallback(head, BodyUse::TooLarge, "the body is longer than the inspect limit"),
             Body::Complete(bytes) => bytes,
         };
         let Some(scan) = scan(bytes) else {
@@ -727,10 +693,6 @@ impl Profile for GenesysEngage {
         if head.status.is_success() {
             return Classification::success("genesys: success").with_body(BodyUse::Parsed);
         }
-        fallback(
-            head,
-            BodyUse::Fallback,
-            "no SOAP fault or Genesys error in the body",
-        )
+        fallback(head, BodyUse::Fallback, "no SOAP fault or Genesys error in the body")
     }
 }

@@ -33,8 +33,8 @@ use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
 use redial_core::hint::{server_hint, HintSource, ServerHint};
 use redial_core::{
-    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy,
-    Profile, RequestHead, ResponseHead, RetryRule, Rewrite, VendorError,
+    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy, Profile, RequestHead,
+    ResponseHead, RetryRule, Rewrite, VendorError,
 };
 use serde_json::{Map, Value};
 
@@ -259,17 +259,8 @@ impl MarketoResponse {
             Some(id) => e.with_attribute("requestId", id.clone()),
             None => e,
         };
-        let mut out: Vec<VendorError> = self
-            .errors
-            .iter()
-            .map(|e| tag(e.to_vendor_error()))
-            .collect();
-        for (i, record) in self
-            .result
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.is_skipped())
-        {
+        let mut out: Vec<VendorError> = self.errors.iter().map(|e| tag(e.to_vendor_error())).collect();
+        for (i, record) in self.result.iter().enumerate().filter(|(_, r)| r.is_skipped()) {
             let record_error = |e: VendorError| {
                 let mut e = tag(e.with_scope(ErrorScope::Record(i)));
                 if let Some(id) = &record.id {
@@ -284,12 +275,7 @@ impl MarketoResponse {
                 // Skipped without a reason: the status is all Marketo said.
                 out.push(record_error(VendorError::code_only("skipped")));
             }
-            out.extend(
-                record
-                    .reasons
-                    .iter()
-                    .map(|r| record_error(r.to_vendor_error())),
-            );
+            out.extend(record.reasons.iter().map(|r| record_error(r.to_vendor_error())));
         }
         out
     }
@@ -351,13 +337,8 @@ impl std::error::Error for ParseError {}
 /// `requestId`. Members of unexpected types are ignored; codes may be strings or numbers.
 pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
     let map = json_object(body)?;
-    if !["success", "errors", "requestId"]
-        .iter()
-        .any(|k| map.contains_key(*k))
-    {
-        return Err(ParseError(
-            "not a Marketo response (no success, errors or requestId)",
-        ));
+    if !["success", "errors", "requestId"].iter().any(|k| map.contains_key(*k)) {
+        return Err(ParseError("not a Marketo response (no success, errors or requestId)"));
     }
     Ok(MarketoResponse {
         request_id: map.get("requestId").and_then(text),
@@ -583,11 +564,7 @@ fn status_rules(req: &RequestHead<'_>, head: &ResponseHead<'_>) -> Classificatio
     }
 }
 
-fn classify_parsed(
-    req: &RequestHead<'_>,
-    head: &ResponseHead<'_>,
-    body: &MarketoResponse,
-) -> Classification {
+fn classify_parsed(req: &RequestHead<'_>, head: &ResponseHead<'_>, body: &MarketoResponse) -> Classification {
     let errors = body.vendor_errors();
     let status = head.status.as_u16();
     if body.is_failure() && !matches!(status, 413 | 414) {
@@ -607,19 +584,14 @@ fn classify_parsed(
     status_rules(req, head).with_errors(errors)
 }
 
-fn response_error(
-    head: &ResponseHead<'_>,
-    body: &MarketoResponse,
-    errors: Vec<VendorError>,
-) -> Classification {
+fn response_error(head: &ResponseHead<'_>, body: &MarketoResponse, errors: Vec<VendorError>) -> Classification {
     let Some((entry, row)) = body
         .errors
         .iter()
         .map(|e| (e, lookup(&e.code)))
         .min_by_key(|(_, row)| severity(row))
     else {
-        return Classification::fail(Kind::Fatal, "marketo: success:false without errors[]")
-            .with_errors(errors);
+        return Classification::fail(Kind::Fatal, "marketo: success:false without errors[]").with_errors(errors);
     };
     let mut reason = format!("marketo {}: {}", entry.code, row.what);
     let c = match row.then {

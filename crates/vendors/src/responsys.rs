@@ -46,8 +46,8 @@ use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
 use redial_core::hint::server_hint;
 use redial_core::{
-    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Failure, Kind, Outcome,
-    Policy, Profile, RequestHead, ResponseHead, RetryRule, VendorError,
+    is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Failure, Kind, Outcome, Policy, Profile,
+    RequestHead, ResponseHead, RetryRule, VendorError,
 };
 use serde_json::{Map, Value};
 
@@ -187,12 +187,7 @@ impl ResponsysError {
     /// The envelope as a [`VendorError`]: the code, the message (`detail`, else `title`), and
     /// the `title` and each `errorDetails` item as attributes.
     pub fn to_vendor_error(&self) -> VendorError {
-        let message = self
-            .detail
-            .as_deref()
-            .or(self.title.as_deref())
-            .unwrap_or("")
-            .trim();
+        let message = self.detail.as_deref().or(self.title.as_deref()).unwrap_or("").trim();
         let mut e = VendorError::new(self.error_code.clone(), message);
         if let Some(title) = &self.title {
             e = e.with_attribute("title", title.clone());
@@ -388,34 +383,24 @@ static TABLE: &[Row] = &[
 /// The row for `code`: an exact match first, then the first prefix row.
 fn lookup(code: &str) -> Option<&'static Row> {
     let code = code.trim();
-    TABLE
-        .iter()
-        .find(|r| r.code.eq_ignore_ascii_case(code))
-        .or_else(|| {
-            TABLE.iter().find(|r| {
-                r.code.strip_suffix('*').is_some_and(|prefix| {
-                    code.len() > prefix.len()
-                        && code
-                            .get(..prefix.len())
-                            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-                })
+    TABLE.iter().find(|r| r.code.eq_ignore_ascii_case(code)).or_else(|| {
+        TABLE.iter().find(|r| {
+            r.code.strip_suffix('*').is_some_and(|prefix| {
+                code.len() > prefix.len()
+                    && code
+                        .get(..prefix.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
             })
         })
+    })
 }
 
 fn classify_code(e: &ResponsysError) -> Classification {
     match lookup(&e.error_code) {
-        Some(r) => Classification::new(
-            r.kind,
-            (r.advice)(),
-            format!("responsys: {}: {}", e.error_code, r.why),
-        ),
+        Some(r) => Classification::new(r.kind, (r.advice)(), format!("responsys: {}: {}", e.error_code, r.why)),
         None => Classification::fail(
             Kind::Fatal,
-            format!(
-                "responsys: {}: not a retryable Responsys code, final",
-                e.error_code
-            ),
+            format!("responsys: {}: not a retryable Responsys code, final", e.error_code),
         ),
     }
 }
@@ -424,9 +409,7 @@ fn no_response(failure: Failure) -> Classification {
     Classification::retry(
         Kind::Transient,
         RetryRule::new("responsys.no_response")
-            .backoff(Backoff::schedule(
-                [NO_RESPONSE_INTERVAL; NO_RESPONSE_RETRIES],
-            ))
+            .backoff(Backoff::schedule([NO_RESPONSE_INTERVAL; NO_RESPONSE_RETRIES]))
             .any_method(),
         format!(
             "responsys: no response ({}): retry up to 3 times, 2 minutes apart",
@@ -560,13 +543,7 @@ impl Profile for Responsys {
         };
         let bytes = match body {
             Body::NotRead => return Generic::classify_status(head),
-            Body::Prefix(_) => {
-                return fallback(
-                    head,
-                    BodyUse::TooLarge,
-                    "the body is longer than the inspect limit",
-                )
-            }
+            Body::Prefix(_) => return fallback(head, BodyUse::TooLarge, "the body is longer than the inspect limit"),
             Body::Complete(bytes) => bytes,
         };
         let Some(doc) = parse_json(bytes) else {
@@ -610,24 +587,14 @@ mod tests {
     #[test]
     fn every_row_has_a_distinct_code() {
         for (i, r) in TABLE.iter().enumerate() {
-            assert!(
-                TABLE[..i].iter().all(|o| o.code != r.code),
-                "duplicate {}",
-                r.code
-            );
+            assert!(TABLE[..i].iter().all(|o| o.code != r.code), "duplicate {}", r.code);
         }
     }
 
     #[test]
     fn prefix_rows() {
-        assert_eq!(
-            lookup("PASSWORD_LOCKOUT").map(|r| r.code),
-            Some("PASSWORD_*")
-        );
-        assert_eq!(
-            lookup("password_expired").map(|r| r.code),
-            Some("PASSWORD_*")
-        );
+        assert_eq!(lookup("PASSWORD_LOCKOUT").map(|r| r.code), Some("PASSWORD_*"));
+        assert_eq!(lookup("password_expired").map(|r| r.code), Some("PASSWORD_*"));
         assert!(lookup("PASSWORD_").is_none());
         assert!(lookup("PASS").is_none());
         assert!(lookup("NEW_CODE").is_none());

@@ -78,13 +78,7 @@ fn decide_with(c: &Classification, method: &Method, history: &[Attempt]) -> Deci
 }
 
 fn run(method: &Method, status: u16, h: Pairs<'_>, body: &str) -> (Classification, Decision) {
-    run_at(
-        method,
-        status,
-        &headers(h),
-        Body::Complete(body.as_bytes()),
-        UNIX_EPOCH,
-    )
+    run_at(method, status, &headers(h), Body::Complete(body.as_bytes()), UNIX_EPOCH)
 }
 
 fn min_delay(d: &Decision) -> Option<Duration> {
@@ -116,26 +110,8 @@ fn every_row_of_the_adobe_table() {
             Return,
             None,
         ),
-        (
-            "204",
-            204,
-            &[],
-            String::new(),
-            Success,
-            Return,
-            Return,
-            None,
-        ),
-        (
-            "207",
-            207,
-            &json,
-            FIXTURE_207.into(),
-            Partial,
-            Return,
-            Return,
-            None,
-        ),
+        ("204", 204, &[], String::new(), Success, Return, Return, None),
+        ("207", 207, &json, FIXTURE_207.into(), Partial, Return, Return, None),
         (
             "200 with warnings",
             200,
@@ -306,16 +282,7 @@ fn every_row_of_the_adobe_table() {
             Fail,
             None,
         ),
-        (
-            "500 plain",
-            500,
-            &[],
-            String::new(),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
+        ("500 plain", 500, &[], String::new(), Fatal, Fail, Fail, None),
         (
             "400 EXEG-0101-400",
             400,
@@ -431,9 +398,7 @@ fn rule_names_are_adobe_code() {
         (429, "EXEG-0000-429", "adobe.429"),
     ] {
         let (c, _) = run(&Method::POST, status, &ct, &problem(code, status));
-        let Advice::Retry(r) = c.advice else {
-            panic!("{code}")
-        };
+        let Advice::Retry(r) = c.advice else { panic!("{code}") };
         assert_eq!(r.name(), rule);
         assert_eq!(r.safety(), Safety::AnyMethod);
     }
@@ -442,12 +407,7 @@ fn rule_names_are_adobe_code() {
 #[test]
 fn adobe_207_exposes_errors_and_warnings() {
     for method in [Method::POST, Method::GET] {
-        let (c, d) = run(
-            &method,
-            207,
-            &[("content-type", "application/json")],
-            FIXTURE_207,
-        );
+        let (c, d) = run(&method, 207, &[("content-type", "application/json")], FIXTURE_207);
         assert_eq!(
             (c.kind, &c.advice, d),
             (Kind::Partial, &Advice::Return, Decision::Return)
@@ -470,8 +430,7 @@ fn adobe_207_exposes_errors_and_warnings() {
         );
         assert_eq!(warning.code, "EXEG-0204-200");
         assert_eq!(warning.scope, ErrorScope::Warning);
-        let report: serde_json::Value =
-            serde_json::from_str(warning.attribute("report").unwrap()).unwrap();
+        let report: serde_json::Value = serde_json::from_str(warning.attribute("report").unwrap()).unwrap();
         assert_eq!(report["cause"]["code"], 202);
         assert_eq!(
             report["cause"]["message"],
@@ -513,13 +472,7 @@ fn adobe_429_with_and_without_retry_after() {
     for (h, wait, source) in cases {
         let mut h = headers(h);
         h.insert("content-type", HeaderValue::from_static(PROBLEM));
-        let (c, d) = run_at(
-            &Method::POST,
-            429,
-            &h,
-            Body::Complete(body.as_bytes()),
-            received,
-        );
+        let (c, d) = run_at(&Method::POST, 429, &h, Body::Complete(body.as_bytes()), received);
         assert_eq!(c.kind, Kind::Throttled);
         assert_eq!(c.hint.map(|h| h.source), source);
         assert_eq!(
@@ -546,19 +499,10 @@ fn adobe_500_is_not_retried() {
         );
         assert_eq!(c.code(), Some("EXEG-0001-500"));
     }
-    let (c, d) = run(
-        &Method::GET,
-        500,
-        &[("content-type", "text/html")],
-        "<html>oops</html>",
-    );
+    let (c, d) = run(&Method::GET, 500, &[("content-type", "text/html")], "<html>oops</html>");
     assert_eq!(
         (c.kind, c.body, d),
-        (
-            Kind::Fatal,
-            BodyUse::Fallback,
-            Decision::Fail(FailReason::Final)
-        )
+        (Kind::Fatal, BodyUse::Fallback, Decision::Fail(FailReason::Final))
     );
 }
 
@@ -605,19 +549,9 @@ fn adobe_expired_token_is_refreshed_once() {
         &problem("EXEG-0503-401", 401),
     );
     assert_eq!((c.kind, &d), (Kind::AuthExpired, &Decision::RefreshAuth));
-    let first = Attempt::new(
-        1,
-        Some(StatusCode::UNAUTHORIZED),
-        None,
-        &c,
-        &d,
-        Duration::ZERO,
-    );
+    let first = Attempt::new(1, Some(StatusCode::UNAUTHORIZED), None, &c, &d, Duration::ZERO);
     let again = decide_with(&c, &Method::POST, &[first]);
-    assert_eq!(
-        again,
-        Decision::Fail(FailReason::AuthRefreshExhausted { max: 1 })
-    );
+    assert_eq!(again, Decision::Fail(FailReason::AuthRefreshExhausted { max: 1 }));
 }
 
 #[test]
@@ -628,10 +562,7 @@ fn adobe_fatal_problem_keeps_its_report() {
         &[("content-type", "application/problem+json")],
         FIXTURE_422,
     );
-    assert_eq!(
-        (c.kind, d),
-        (Kind::Fatal, Decision::Fail(FailReason::Final))
-    );
+    assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
     let e = &c.errors[0];
     assert_eq!(e.code, "EXEG-0104-422");
     assert_eq!(e.scope, ErrorScope::Response);
@@ -640,14 +571,8 @@ fn adobe_fatal_problem_keeps_its_report() {
         e.attribute("detail"),
         Some("Invalid request (report attached). Please check your input and try again.")
     );
-    assert_eq!(
-        e.attribute("requestId"),
-        Some("0f8821e5-ed1a-4301-b445-5f336fb50ee8")
-    );
-    assert_eq!(
-        e.attribute("orgId"),
-        Some("53A16ACB5CC1D3760A495C99@AdobeOrg")
-    );
+    assert_eq!(e.attribute("requestId"), Some("0f8821e5-ed1a-4301-b445-5f336fb50ee8"));
+    assert_eq!(e.attribute("orgId"), Some("53A16ACB5CC1D3760A495C99@AdobeOrg"));
     assert_eq!(
         e.attribute("report.errors"),
         Some("Allowed Adobe version is 1.0 for standard 'Adobe' at index 0")
@@ -672,11 +597,7 @@ fn media_types_and_shapes_are_read_tolerantly() {
         vec![],
     ] {
         let (c, _) = run(&Method::POST, 401, &h, &problem("EXEG-0503-401", 401));
-        assert_eq!(
-            (c.kind, c.body),
-            (Kind::AuthExpired, BodyUse::Parsed),
-            "{h:?}"
-        );
+        assert_eq!((c.kind, c.body), (Kind::AuthExpired, BodyUse::Parsed), "{h:?}");
     }
     // Lower-case codes, codes after a trailing slash or with a query, non-EXEG types.
     assert_eq!(
@@ -706,12 +627,7 @@ fn media_types_and_shapes_are_read_tolerantly() {
         ("about:blank", ErrorScope::Warning)
     );
     // A 2xx that is not JSON is not read.
-    let (c, _) = run(
-        &Method::GET,
-        200,
-        &[("content-type", "text/html")],
-        FIXTURE_207,
-    );
+    let (c, _) = run(&Method::GET, 200, &[("content-type", "text/html")], FIXTURE_207);
     assert_eq!((c.kind, c.body), (Kind::Success, BodyUse::NotRead));
 }
 
@@ -727,13 +643,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
             Kind::Partial,
             "truncated JSON",
         ),
-        (
-            200,
-            vec![("content-type", JSON)],
-            "",
-            Kind::Success,
-            "empty body",
-        ),
+        (200, vec![("content-type", JSON)], "", Kind::Success, "empty body"),
         (
             200,
             vec![("content-type", JSON)],
@@ -749,13 +659,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
             "Content-Type",
         ),
         (502, vec![], html, Kind::Transient, "not JSON"),
-        (
-            429,
-            vec![("content-type", PROBLEM)],
-            "",
-            Kind::Throttled,
-            "empty body",
-        ),
+        (429, vec![("content-type", PROBLEM)], "", Kind::Throttled, "empty body"),
         (
             401,
             vec![("content-type", PROBLEM)],
@@ -766,11 +670,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
     ];
     for (status, h, body, kind, why) in cases {
         let (c, _) = run(&Method::POST, status, &h, body);
-        assert_eq!(
-            (c.kind, c.body),
-            (kind, BodyUse::Fallback),
-            "{status} {body:?}"
-        );
+        assert_eq!((c.kind, c.body), (kind, BodyUse::Fallback), "{status} {body:?}");
         assert!(c.reason.contains(why), "{status}: {}", c.reason);
         assert!(c.errors.is_empty());
     }
@@ -820,13 +720,7 @@ fn a_body_over_the_inspect_limit_is_judged_by_its_status() {
         }
     ));
     let html = headers(&[("content-type", "text/html")]);
-    assert!(!AdobeEdge::new().inspect(
-        &req,
-        &ResponseHead {
-            headers: &html,
-            ..head
-        }
-    ));
+    assert!(!AdobeEdge::new().inspect(&req, &ResponseHead { headers: &html, ..head }));
     assert!(AdobeEdge::new().inspect(
         &req,
         &ResponseHead {

@@ -7,8 +7,8 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, Method, StatusCode, Uri
 use proptest::prelude::*;
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Action, Attempt, Body, BodyUse, Classification, Context, Decision, FailReason, Failure,
-    Kind, Outcome, Profile, RequestHead, ResponseHead,
+    decide, Action, Attempt, Body, BodyUse, Classification, Context, Decision, FailReason, Failure, Kind, Outcome,
+    Profile, RequestHead, ResponseHead,
 };
 use redial_vendors::genesys::{self, operation, parse_fault, policy, GenesysEngage, HOSTS};
 
@@ -63,8 +63,7 @@ impl Req {
         }
     }
     fn header(mut self, name: &'static str, value: &str) -> Req {
-        self.headers
-            .insert(name, HeaderValue::from_str(value).unwrap());
+        self.headers.insert(name, HeaderValue::from_str(value).unwrap());
         self
     }
     fn head(&self) -> RequestHead<'_> {
@@ -77,13 +76,7 @@ impl Req {
     }
 }
 
-fn classify_with(
-    profile: &GenesysEngage,
-    req: &Req,
-    status: u16,
-    ct: Option<&str>,
-    body: Body<'_>,
-) -> Classification {
+fn classify_with(profile: &GenesysEngage, req: &Req, status: u16, ct: Option<&str>, body: Body<'_>) -> Classification {
     let mut h = HeaderMap::new();
     if let Some(ct) = ct {
         h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
@@ -110,13 +103,7 @@ fn classify_failure(req: &Req, f: Failure) -> Classification {
     GenesysEngage::default().classify(&req.head(), &Outcome::Failure(f))
 }
 
-fn decide_at(
-    c: &Classification,
-    attempt: u32,
-    history: &[Attempt],
-    idempotent: bool,
-    can_reconcile: bool,
-) -> Decision {
+fn decide_at(c: &Classification, attempt: u32, history: &[Attempt], idempotent: bool, can_reconcile: bool) -> Decision {
     let policy = policy();
     let ctx = Context {
         attempt,
@@ -189,12 +176,7 @@ fn the_vendors_md_table() {
             None,
         ),
     ];
-    for f in [
-        Failure::Timeout,
-        Failure::Io,
-        Failure::BodyRead,
-        Failure::Connect,
-    ] {
+    for f in [Failure::Timeout, Failure::Io, Failure::BodyRead, Failure::Connect] {
         rows.push((
             Signal::NoResponse(f),
             &other,
@@ -314,10 +296,7 @@ fn create_sub_campaign_reconciles() {
     // The operation is named by the envelope, by SOAPAction (1.1), or by the action= parameter (1.2).
     let requests = [
         Req::op("createSubCampaign"),
-        Req::plain().header(
-            "soapaction",
-            "\"http://engage.example/api/createSubCampaign\"",
-        ),
+        Req::plain().header("soapaction", "\"http://engage.example/api/createSubCampaign\""),
         Req::plain().header(
             "content-type",
             r#"application/soap+xml;charset=utf-8;action="urn:engage:createSubCampaign""#,
@@ -349,10 +328,7 @@ fn create_sub_campaign_reconciles() {
     );
     assert_eq!(c.advice.action(), Action::Retry);
     let more = GenesysEngage::default().with_reconcile_operation("createCampaign");
-    let c = more.classify(
-        &Req::op("createCampaign").head(),
-        &Outcome::Failure(Failure::Timeout),
-    );
+    let c = more.classify(&Req::op("createCampaign").head(), &Outcome::Failure(Failure::Timeout));
     assert_eq!(c.advice.action(), Action::Reconcile);
 }
 
@@ -366,28 +342,17 @@ fn operation_names() {
         body: Some(b"<Envelope><Body><showSubCampaignState/></Body></Envelope>".to_vec()),
         ..Req::plain()
     };
-    assert_eq!(
-        operation(&unprefixed.head()).as_deref(),
-        Some("showSubCampaignState")
-    );
+    assert_eq!(operation(&unprefixed.head()).as_deref(), Some("showSubCampaignState"));
     let action = Req::plain().header("soapaction", "urn:ServiceAPI#deleteCampaign");
     assert_eq!(operation(&action.head()).as_deref(), Some("deleteCampaign"));
-    assert_eq!(
-        operation(&Req::plain().header("soapaction", "\"\"").head()),
-        None
-    );
+    assert_eq!(operation(&Req::plain().header("soapaction", "\"\"").head()), None);
     assert_eq!(operation(&Req::plain().head()), None);
     // A body with a DOCTYPE is not read; the header still names the operation.
     let doctype = Req {
-        body: Some(
-            b"<!DOCTYPE x [<!ENTITY a 'b'>]><Envelope><Body><evil/></Body></Envelope>".to_vec(),
-        ),
+        body: Some(b"<!DOCTYPE x [<!ENTITY a 'b'>]><Envelope><Body><evil/></Body></Envelope>".to_vec()),
         ..Req::plain().header("soapaction", "createSubCampaign")
     };
-    assert_eq!(
-        operation(&doctype.head()).as_deref(),
-        Some("createSubCampaign")
-    );
+    assert_eq!(operation(&doctype.head()).as_deref(), Some("createSubCampaign"));
 }
 
 #[test]
@@ -439,21 +404,13 @@ fn the_most_final_error_of_a_set_decides() {
     let req = Req::op("createCampaign");
     let cases: [(&[&str], Kind, &str); 5] = [
         (&["INTERNAL_ERROR", "ARG_NULL"], Kind::Fatal, "ARG_NULL"),
-        (
-            &["NO_SESSION", "INTERNAL_ERROR"],
-            Kind::AuthExpired,
-            "NO_SESSION",
-        ),
+        (&["NO_SESSION", "INTERNAL_ERROR"], Kind::AuthExpired, "NO_SESSION"),
         (
             &["INTERNAL_ERROR", "SYSTEM_LIMIT_EXCEEDED", "NO_SESSION"],
             Kind::Throttled,
             "SYSTEM_LIMIT_EXCEEDED",
         ),
-        (
-            &["ATTRIBUTE_NULL", "ARG_NULL"],
-            Kind::Fatal,
-            "ATTRIBUTE_NULL",
-        ),
+        (&["ATTRIBUTE_NULL", "ARG_NULL"], Kind::Fatal, "ATTRIBUTE_NULL"),
         (&["INTERNAL_ERROR"], Kind::Transient, "INTERNAL_ERROR"),
     ];
     for (codes, kind, decider) in cases {
@@ -462,10 +419,7 @@ fn the_most_final_error_of_a_set_decides() {
         assert!(c.reason.contains(decider), "{}", c.reason);
         assert_eq!(c.errors.len(), codes.len());
         // Every error is kept in order, whichever decided.
-        assert_eq!(
-            c.errors.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
-            codes
-        );
+        assert_eq!(c.errors.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(), codes);
     }
 }
 
@@ -488,11 +442,7 @@ fn soap_11_and_12_with_any_prefix() {
         )
     };
     let v12 = |p: &str| {
-        let open = if p.is_empty() {
-            String::new()
-        } else {
-            format!("{p}:")
-        };
+        let open = if p.is_empty() { String::new() } else { format!("{p}:") };
         let ns = if p.is_empty() {
             r#"xmlns="http://www.w3.org/2003/05/soap-envelope""#.to_owned()
         } else {
@@ -595,7 +545,9 @@ fn billion_laughs_is_refused_quickly() {
     dtd.push_str("<!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">");
     for i in 2..10 {
         let p = i - 1;
-        dtd.push_str(&format!("<!ENTITY lol{i} \"&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};\">"));
+        dtd.push_str(&format!(
+            "<!ENTITY lol{i} \"&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};&lol{p};\">"
+        ));
     }
     dtd.push_str("]>");
     let body = format!("<?xml version=\"1.0\"?>{dtd}<soap:Envelope xmlns:soap=\"x\"><soap:Body><soap:Fault><detail><error><code>INTERNAL_ERROR</code><message>&lol9;</message></error></detail></soap:Fault></soap:Body></soap:Envelope>");
@@ -658,7 +610,10 @@ fn hostile_sizes_are_bounded() {
 fn bodies_that_do_not_parse_fall_back_to_the_status() {
     let cut = fault11(&["NO_SESSION"]);
     let cases: [(u16, &[u8]); 7] = [
-        (502, b"<html><head><title>502 Bad Gateway</title></head><body><hr><center>nginx</center></body></html>"),
+        (
+            502,
+            b"<html><head><title>502 Bad Gateway</title></head><body><hr><center>nginx</center></body></html>",
+        ),
         (503, b"Service Temporarily Unavailable"),
         (500, b""),
         (500, &cut.as_bytes()[..cut.len() / 2]),
@@ -698,13 +653,7 @@ fn text_cdata_bom_and_charset() {
     assert_eq!(f.errors[0].code, "INTERNAL_ERROR");
     assert_eq!(f.errors[0].message.as_deref(), Some("x < y & z"));
     assert_eq!(f.errors[0].argument_index, None);
-    for ct in [
-        SOAP11,
-        SOAP12,
-        "application/xml",
-        "text/plain",
-        "application/json",
-    ] {
+    for ct in [SOAP11, SOAP12, "application/xml", "text/plain", "application/json"] {
         let c = classify_with(
             &GenesysEngage::default(),
             &Req::op("createCampaign"),

@@ -41,9 +41,7 @@ const FIXTURE_1005: &str = r#"{
 }"#;
 
 fn error_body(code: &str) -> String {
-    format!(
-        r#"{{"requestId":"e42b#14272d07d78","success":false,"errors":[{{"code":"{code}","message":"m"}}]}}"#
-    )
+    format!(r#"{{"requestId":"e42b#14272d07d78","success":false,"errors":[{{"code":"{code}","message":"m"}}]}}"#)
 }
 
 fn headers(content_type: Option<&str>) -> HeaderMap {
@@ -62,9 +60,7 @@ fn run_at(
     body: Body<'_>,
     received_at: SystemTime,
 ) -> (Classification, Decision) {
-    let uri: Uri = "https://123-ABC-456.mktorest.com/rest/v1/leads.json"
-        .parse()
-        .unwrap();
+    let uri: Uri = "https://123-ABC-456.mktorest.com/rest/v1/leads.json".parse().unwrap();
     let req_headers = HeaderMap::new();
     let req = RequestHead {
         method,
@@ -96,20 +92,9 @@ fn first_decision(c: &Classification, method: &Method) -> Decision {
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(7))
 }
 
-fn run(
-    method: &Method,
-    status: u16,
-    content_type: Option<&str>,
-    body: &str,
-) -> (Classification, Decision) {
+fn run(method: &Method, status: u16, content_type: Option<&str>, body: &str) -> (Classification, Decision) {
     let h = headers(content_type);
-    run_at(
-        method,
-        status,
-        &h,
-        Body::Complete(body.as_bytes()),
-        UNIX_EPOCH,
-    )
+    run_at(method, status, &h, Body::Complete(body.as_bytes()), UNIX_EPOCH)
 }
 
 fn min_delay(d: &Decision) -> Option<Duration> {
@@ -139,13 +124,7 @@ fn every_row_of_the_marketo_table() {
         Option<Duration>,
     );
     let table: Vec<Row> = vec![
-        (
-            codes(&["601", "602"]),
-            AuthExpired,
-            RefreshAuth,
-            RefreshAuth,
-            None,
-        ),
+        (codes(&["601", "602"]), AuthExpired, RefreshAuth, RefreshAuth, None),
         (
             vec![("606", 200, Some(JSON), FIXTURE_606.into())],
             Throttled,
@@ -185,12 +164,7 @@ fn every_row_of_the_marketo_table() {
         ),
         (codes(&["607"]), QuotaExhausted, Fail, Fail, None),
         (
-            vec![(
-                "HTTP 413",
-                413,
-                Some("text/html"),
-                "<html>413</html>".into(),
-            )],
+            vec![("HTTP 413", 413, Some("text/html"), "<html>413</html>".into())],
             Fatal,
             Fail,
             Fail,
@@ -198,8 +172,8 @@ fn every_row_of_the_marketo_table() {
         ),
         (
             codes(&[
-                "603", "605", "609", "610", "612", "613", "616", "701", "702", "703", "704", "709",
-                "710", "711", "712", "714", "718", "799", "6xx",
+                "603", "605", "609", "610", "612", "613", "616", "701", "702", "703", "704", "709", "710", "711",
+                "712", "714", "718", "799", "6xx",
             ]),
             Fatal,
             Fail,
@@ -218,8 +192,7 @@ fn every_row_of_the_marketo_table() {
                 "success",
                 200,
                 Some(JSON),
-                r#"{"requestId":"a#1","success":true,"result":[{"id":1,"status":"updated"}]}"#
-                    .into(),
+                r#"{"requestId":"a#1","success":true,"result":[{"id":1,"status":"updated"}]}"#.into(),
             )],
             Success,
             Return,
@@ -237,11 +210,7 @@ fn every_row_of_the_marketo_table() {
                     assert_eq!(min_delay(&d), wait, "{signal} {method}: {d:?}");
                 }
                 if want == Fail && c.advice.action() == Retry {
-                    assert_eq!(
-                        d,
-                        Decision::Fail(FailReason::NotIdempotent),
-                        "{signal} {method}"
-                    );
+                    assert_eq!(d, Decision::Fail(FailReason::NotIdempotent), "{signal} {method}");
                 }
                 if status == 200 && signal.len() <= 4 {
                     assert_eq!(c.code(), Some(signal), "{signal}");
@@ -254,10 +223,7 @@ fn every_row_of_the_marketo_table() {
     let (c, d) = run(&Method::GET, 414, Some("text/html"), "<html>414</html>");
     assert_eq!(
         (c.kind, d),
-        (
-            Transient,
-            Decision::Rewrite(redial_core::Rewrite::MethodOverridePost)
-        )
+        (Transient, Decision::Rewrite(redial_core::Rewrite::MethodOverridePost))
     );
     let (c, d) = run(&Method::POST, 414, Some("text/html"), "<html>414</html>");
     assert_eq!((c.kind, d.action()), (Fatal, Fail));
@@ -289,39 +255,24 @@ fn marketo_200_with_606() {
     let Advice::Retry(rule) = &c.advice else {
         panic!("{c:?}")
     };
-    assert_eq!(
-        rule.safety(),
-        Safety::AnyMethod,
-        "6xx: the request was not executed"
-    );
+    assert_eq!(rule.safety(), Safety::AnyMethod, "6xx: the request was not executed");
     // Every wait lies within the 20 s window, however many retries came before.
     let Decision::Retry { after, range } = d else {
         panic!("{d:?}")
     };
     assert!(
-        range.0 >= marketo::RATE_RETRY_MIN
-            && range.1 <= marketo::RATE_WINDOW
-            && range.0 <= after
-            && after <= range.1
+        range.0 >= marketo::RATE_RETRY_MIN && range.1 <= marketo::RATE_WINDOW && range.0 <= after && after <= range.1
     );
     let backoff = rule.backoff_ref().unwrap();
     let mut previous = None;
     let mut rng = SplitMix64::seeded(1);
     for n in 0..20 {
         let (lo, hi) = backoff.bounds(n, previous).unwrap();
-        assert!(
-            marketo::RATE_RETRY_MIN <= lo && hi <= marketo::RATE_WINDOW,
-            "retry {n}"
-        );
+        assert!(marketo::RATE_RETRY_MIN <= lo && hi <= marketo::RATE_WINDOW, "retry {n}");
         previous = backoff.delay(n, previous, &mut rng);
     }
     // The code as a number means the same.
-    let (c, _) = run(
-        &Method::POST,
-        200,
-        Some(JSON),
-        &FIXTURE_606.replace(r#""606""#, "606"),
-    );
+    let (c, _) = run(&Method::POST, 200, Some(JSON), &FIXTURE_606.replace(r#""606""#, "606"));
     assert_eq!((c.kind, c.code()), (Kind::Throttled, Some("606")));
 }
 
@@ -329,10 +280,7 @@ fn marketo_200_with_606() {
 fn marketo_601_refreshes_the_token() {
     let body = r#"{"requestId":"e42b#14272d07d78","success":false,"errors":[{"code":"601","message":"Unauthorized"}]}"#;
     let (c, d) = run(&Method::POST, 200, Some(JSON), body);
-    assert_eq!(
-        (c.kind, &c.advice),
-        (Kind::AuthExpired, &Advice::RefreshAuth)
-    );
+    assert_eq!((c.kind, &c.advice), (Kind::AuthExpired, &Advice::RefreshAuth));
     assert_eq!(d, Decision::RefreshAuth);
     assert_eq!(c.code(), Some("601"));
     assert_eq!(c.errors[0].message.as_deref(), Some("Unauthorized"));
@@ -351,30 +299,15 @@ fn marketo_607_fails_with_its_reset_time() {
     // (received, reset): a CST date and a CDT date.
     let cases = [
         // Mon 15 Jan 2024 15:30 UTC = 09:30 CST → 00:00 CST = 06:00 UTC.
-        (
-            "Mon, 15 Jan 2024 15:30:00 GMT",
-            "Tue, 16 Jan 2024 06:00:00 GMT",
-        ),
+        ("Mon, 15 Jan 2024 15:30:00 GMT", "Tue, 16 Jan 2024 06:00:00 GMT"),
         // Thu 04 Jul 2024 12:00 UTC = 07:00 CDT → 00:00 CDT = 05:00 UTC.
-        (
-            "Thu, 04 Jul 2024 12:00:00 GMT",
-            "Fri, 05 Jul 2024 05:00:00 GMT",
-        ),
+        ("Thu, 04 Jul 2024 12:00:00 GMT", "Fri, 05 Jul 2024 05:00:00 GMT"),
     ];
     let h = headers(Some(JSON));
     let body = r#"{"requestId":"1#2","success":false,"errors":[{"code":"607","message":"Daily quota reached"}]}"#;
     for (received, reset) in cases {
-        let (c, d) = run_at(
-            &Method::GET,
-            200,
-            &h,
-            Body::Complete(body.as_bytes()),
-            date(received),
-        );
-        assert_eq!(
-            (c.kind, d),
-            (Kind::QuotaExhausted, Decision::Fail(FailReason::Final))
-        );
+        let (c, d) = run_at(&Method::GET, 200, &h, Body::Complete(body.as_bytes()), date(received));
+        assert_eq!((c.kind, d), (Kind::QuotaExhausted, Decision::Fail(FailReason::Final)));
         let hint = c.hint.expect("the reset time is the hint");
         assert_eq!(hint.source, HintSource::Vendor);
         assert_eq!(date(received) + hint.delay, date(reset), "{received}");
@@ -387,54 +320,18 @@ fn marketo_607_fails_with_its_reset_time() {
 fn quota_reset_follows_us_central_daylight_saving() {
     // (received, reset), around the 2024 changes: 10 Mar and 3 Nov.
     let cases = [
-        (
-            "Sat, 09 Mar 2024 12:00:00 GMT",
-            "Sun, 10 Mar 2024 06:00:00 GMT",
-        ), // CST, the night before
-        (
-            "Sun, 10 Mar 2024 07:59:59 GMT",
-            "Mon, 11 Mar 2024 05:00:00 GMT",
-        ), // 01:59:59 CST on the day
-        (
-            "Sun, 10 Mar 2024 08:00:00 GMT",
-            "Mon, 11 Mar 2024 05:00:00 GMT",
-        ), // 03:00 CDT
-        (
-            "Sat, 02 Nov 2024 12:00:00 GMT",
-            "Sun, 03 Nov 2024 05:00:00 GMT",
-        ), // CDT, the night before
-        (
-            "Sun, 03 Nov 2024 06:59:59 GMT",
-            "Mon, 04 Nov 2024 06:00:00 GMT",
-        ), // 01:59:59 CDT
-        (
-            "Sun, 03 Nov 2024 07:00:00 GMT",
-            "Mon, 04 Nov 2024 06:00:00 GMT",
-        ), // 01:00 CST again
-        (
-            "Fri, 05 Jul 2024 04:59:59 GMT",
-            "Fri, 05 Jul 2024 05:00:00 GMT",
-        ), // 23:59:59 CDT
-        (
-            "Fri, 05 Jul 2024 05:00:00 GMT",
-            "Sat, 06 Jul 2024 05:00:00 GMT",
-        ), // midnight itself
-        (
-            "Tue, 31 Dec 2024 23:00:00 GMT",
-            "Wed, 01 Jan 2025 06:00:00 GMT",
-        ), // 17:00 CST
-        (
-            "Thu, 29 Feb 2024 10:00:00 GMT",
-            "Fri, 01 Mar 2024 06:00:00 GMT",
-        ), // leap day
-        (
-            "Sun, 08 Mar 2026 09:00:00 GMT",
-            "Mon, 09 Mar 2026 05:00:00 GMT",
-        ), // 2026: 8 Mar
-        (
-            "Sun, 01 Nov 2026 04:00:00 GMT",
-            "Sun, 01 Nov 2026 05:00:00 GMT",
-        ), // 2026: 1 Nov
+        ("Sat, 09 Mar 2024 12:00:00 GMT", "Sun, 10 Mar 2024 06:00:00 GMT"), // CST, the night before
+        ("Sun, 10 Mar 2024 07:59:59 GMT", "Mon, 11 Mar 2024 05:00:00 GMT"), // 01:59:59 CST on the day
+        ("Sun, 10 Mar 2024 08:00:00 GMT", "Mon, 11 Mar 2024 05:00:00 GMT"), // 03:00 CDT
+        ("Sat, 02 Nov 2024 12:00:00 GMT", "Sun, 03 Nov 2024 05:00:00 GMT"), // CDT, the night before
+        ("Sun, 03 Nov 2024 06:59:59 GMT", "Mon, 04 Nov 2024 06:00:00 GMT"), // 01:59:59 CDT
+        ("Sun, 03 Nov 2024 07:00:00 GMT", "Mon, 04 Nov 2024 06:00:00 GMT"), // 01:00 CST again
+        ("Fri, 05 Jul 2024 04:59:59 GMT", "Fri, 05 Jul 2024 05:00:00 GMT"), // 23:59:59 CDT
+        ("Fri, 05 Jul 2024 05:00:00 GMT", "Sat, 06 Jul 2024 05:00:00 GMT"), // midnight itself
+        ("Tue, 31 Dec 2024 23:00:00 GMT", "Wed, 01 Jan 2025 06:00:00 GMT"), // 17:00 CST
+        ("Thu, 29 Feb 2024 10:00:00 GMT", "Fri, 01 Mar 2024 06:00:00 GMT"), // leap day
+        ("Sun, 08 Mar 2026 09:00:00 GMT", "Mon, 09 Mar 2026 05:00:00 GMT"), // 2026: 8 Mar
+        ("Sun, 01 Nov 2026 04:00:00 GMT", "Sun, 01 Nov 2026 05:00:00 GMT"), // 2026: 1 Nov
     ];
     for (received, reset) in cases {
         assert_eq!(quota_reset(date(received)), Some(date(reset)), "{received}");
@@ -449,14 +346,7 @@ fn marketo_414_on_a_get_is_rewritten_once() {
     assert_eq!(d, Decision::Rewrite(Rewrite::MethodOverridePost));
     // A second 414 after the rewrite is not rewritten again.
     let policy = marketo::policy();
-    let first = Attempt::new(
-        1,
-        Some(StatusCode::URI_TOO_LONG),
-        None,
-        &c,
-        &d,
-        Duration::ZERO,
-    );
+    let first = Attempt::new(1, Some(StatusCode::URI_TOO_LONG), None, &c, &d, Duration::ZERO);
     let ctx = Context {
         attempt: 2,
         history: &[first],
@@ -479,10 +369,7 @@ fn marketo_413_is_fatal() {
             Some("text/html"),
             "<html><body>Request Entity Too Large</body></html>",
         );
-        assert_eq!(
-            (c.kind, d),
-            (Kind::Fatal, Decision::Fail(FailReason::Final))
-        );
+        assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
         assert!(c.reason.contains("413"), "{}", c.reason);
     }
 }
@@ -508,11 +395,7 @@ fn marketo_record_level_1005_is_partial() {
         {"seq":2,"status":"skipped","reasons":[{"code":"1003","message":"Invalid data"}]},
         {"status":"skipped"}]}"#;
     let (c, _) = run(&Method::POST, 200, Some(JSON), body);
-    let got: Vec<_> = c
-        .errors
-        .iter()
-        .map(|e| (e.code.as_str(), e.scope))
-        .collect();
+    let got: Vec<_> = c.errors.iter().map(|e| (e.code.as_str(), e.scope)).collect();
     use ErrorScope::Record;
     assert_eq!(
         got,
@@ -525,18 +408,14 @@ fn marketo_record_level_1005_is_partial() {
     );
     assert_eq!(c.errors[2].attribute("seq"), Some("2"));
     // Record-level queue codes are partial too: only the response-level ones are retried.
-    let (c, d) = run(
-        &Method::POST,
-        200,
-        Some(JSON),
-        &FIXTURE_1005.replace("1005", "1029"),
-    );
+    let (c, d) = run(&Method::POST, 200, Some(JSON), &FIXTURE_1005.replace("1005", "1029"));
     assert_eq!((c.kind, d), (Kind::Partial, Decision::Return));
 }
 
 #[test]
 fn the_most_forbidding_error_decides_and_all_are_kept() {
-    let body = r#"{"success":false,"errors":[{"code":"606","message":"a"},{"code":"610","message":"b"},{"code":"601"}]}"#;
+    let body =
+        r#"{"success":false,"errors":[{"code":"606","message":"a"},{"code":"610","message":"b"},{"code":"601"}]}"#;
     let (c, d) = run(&Method::GET, 200, Some(JSON), body);
     assert_eq!((c.kind, d.action()), (Kind::Fatal, Action::Fail));
     assert_eq!(
@@ -544,10 +423,7 @@ fn the_most_forbidding_error_decides_and_all_are_kept() {
         ["606", "610", "601"]
     );
     let body = r#"{"success":false,"errors":[{"code":"606"},{"code":"601"}]}"#;
-    assert_eq!(
-        run(&Method::GET, 200, Some(JSON), body).0.kind,
-        Kind::AuthExpired
-    );
+    assert_eq!(run(&Method::GET, 200, Some(JSON), body).0.kind, Kind::AuthExpired);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,11 +439,7 @@ fn content_types_with_parameters_and_json_suffixes_are_read() {
         None,
     ] {
         let (c, _) = run(&Method::GET, 200, ct, FIXTURE_606);
-        assert_eq!(
-            (c.kind, c.body),
-            (Kind::Throttled, BodyUse::Parsed),
-            "{ct:?}"
-        );
+        assert_eq!((c.kind, c.body), (Kind::Throttled, BodyUse::Parsed), "{ct:?}");
     }
     // A 2xx that is not JSON (a bulk export file) is not read, whatever it contains.
     let (c, _) = run(&Method::GET, 200, Some("text/csv"), FIXTURE_606);
@@ -589,13 +461,7 @@ fn content_types_with_parameters_and_json_suffixes_are_read() {
     };
     assert!(!Marketo::new().inspect(&req, &head));
     let h = headers(Some(JSON));
-    assert!(Marketo::new().inspect(
-        &req,
-        &ResponseHead {
-            headers: &h,
-            ..head
-        }
-    ));
+    assert!(Marketo::new().inspect(&req, &ResponseHead { headers: &h, ..head }));
     let h = headers(Some("text/html"));
     assert!(Marketo::new().inspect(
         &req,
@@ -644,11 +510,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
     ];
     for (status, body, kind, why) in cases {
         let (c, _) = run(&Method::GET, status, Some(JSON), body);
-        assert_eq!(
-            (c.kind, c.body),
-            (kind, BodyUse::Fallback),
-            "{status} {body:?}"
-        );
+        assert_eq!((c.kind, c.body), (kind, BodyUse::Fallback), "{status} {body:?}");
         assert!(c.reason.contains(why), "{status} {body:?}: {}", c.reason);
         assert!(c.errors.is_empty());
     }
@@ -683,9 +545,7 @@ fn the_parser_is_tolerant() {
     assert_eq!(r.result[0].reasons[0].code, "1005");
     assert_eq!(r.result[0].reasons[0].message, None);
     assert_eq!(
-        r.record_errors()
-            .map(|(i, e)| (i, e.code.as_str()))
-            .collect::<Vec<_>>(),
+        r.record_errors().map(|(i, e)| (i, e.code.as_str())).collect::<Vec<_>>(),
         [(0, "1005")]
     );
     // Errors without a code or a message are kept, and are final.
@@ -695,10 +555,7 @@ fn the_parser_is_tolerant() {
         Some(JSON),
         r#"{"success":false,"errors":[{"message":"no code"}]}"#,
     );
-    assert_eq!(
-        (c.kind, d.action(), c.errors.len()),
-        (Kind::Fatal, Action::Fail, 1)
-    );
+    assert_eq!((c.kind, d.action(), c.errors.len()), (Kind::Fatal, Action::Fail, 1));
     let (c, _) = run(&Method::GET, 200, Some(JSON), r#"{"success":false}"#);
     assert_eq!((c.kind, c.body), (Kind::Fatal, BodyUse::Parsed));
     // Parse errors say why.
@@ -735,10 +592,7 @@ fn policy_and_hosts() {
     let p = marketo::policy();
     assert_eq!(p.max_attempts(), 4);
     assert!(p.deadline().unwrap() >= marketo::QUEUE_RETRY_MAX * 3);
-    assert!(
-        p.replay_limit() >= 1_000_000,
-        "Marketo accepts bodies up to 1 MB"
-    );
+    assert!(p.replay_limit() >= 1_000_000, "Marketo accepts bodies up to 1 MB");
     assert_eq!(marketo::HOSTS, ["*.mktorest.com"]);
 }
 

@@ -7,8 +7,8 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, Method, StatusCode, Uri
 use proptest::prelude::*;
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Action, Attempt, Body, BodyUse, Classification, Context, Decision, ErrorScope,
-    FailReason, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead,
+    decide, Action, Attempt, Body, BodyUse, Classification, Context, Decision, ErrorScope, FailReason, Failure, Kind,
+    Outcome, Policy, Profile, RequestHead, ResponseHead,
 };
 use redial_vendors::responsys::{self, policy, Responsys, ResponsysError, HOSTS};
 
@@ -16,9 +16,7 @@ const S: Duration = Duration::from_secs(1);
 const JSON: &str = "application/json";
 
 fn envelope(code: &str) -> String {
-    format!(
-        r#"{{"type":"","title":"A title","errorCode":"{code}","detail":"Some detail","errorDetails":[]}}"#
-    )
+    format!(r#"{{"type":"","title":"A title","errorCode":"{code}","detail":"Some detail","errorDetails":[]}}"#)
 }
 
 fn headers(content_type: Option<&str>) -> HeaderMap {
@@ -31,9 +29,7 @@ fn headers(content_type: Option<&str>) -> HeaderMap {
 
 fn with_request<T>(f: impl FnOnce(&RequestHead<'_>) -> T) -> T {
     let method = Method::POST;
-    let uri = Uri::from_static(
-        "https://acme.responsys.ocs.oraclecloud.com/rest/api/v1.3/campaigns/welcome/email",
-    );
+    let uri = Uri::from_static("https://acme.responsys.ocs.oraclecloud.com/rest/api/v1.3/campaigns/welcome/email");
     let h = HeaderMap::new();
     f(&RequestHead {
         method: &method,
@@ -61,13 +57,7 @@ fn classify_failure(f: Failure) -> Classification {
     with_request(|req| Responsys::default().classify(req, &Outcome::Failure(f)))
 }
 
-fn decide_at(
-    c: &Classification,
-    attempt: u32,
-    history: &[Attempt],
-    idempotent: bool,
-    elapsed: Duration,
-) -> Decision {
+fn decide_at(c: &Classification, attempt: u32, history: &[Attempt], idempotent: bool, elapsed: Duration) -> Decision {
     let policy = policy();
     let ctx = Context {
         attempt,
@@ -127,12 +117,7 @@ fn the_vendors_md_table() {
         row(code(500, "INVALID_TOKEN"), Kind::AuthExpired, refresh, None),
         row(code(401, "TOKEN_EXPIRED"), Kind::AuthExpired, refresh, None),
         // API_NOT_ALLOWED_IN_SECONDARY → failover, fail.
-        row(
-            code(401, "API_NOT_ALLOWED_IN_SECONDARY"),
-            Kind::Failover,
-            fail,
-            None,
-        ),
+        row(code(401, "API_NOT_ALLOWED_IN_SECONDARY"), Kind::Failover, fail, None),
         // UNRECOVERABLE_EXCEPTION → transient, resubmit once after 30 s, any method.
         row(
             code(500, "UNRECOVERABLE_EXCEPTION"),
@@ -141,18 +126,8 @@ fn the_vendors_md_table() {
             Some(30 * S),
         ),
         // API_LIMIT_EXCEEDED, documented under 400 and under 401 → throttled, ≥ 60 s.
-        row(
-            code(400, "API_LIMIT_EXCEEDED"),
-            Kind::Throttled,
-            retry,
-            Some(60 * S),
-        ),
-        row(
-            code(401, "API_LIMIT_EXCEEDED"),
-            Kind::Throttled,
-            retry,
-            Some(60 * S),
-        ),
+        row(code(400, "API_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
+        row(code(401, "API_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
         // INTERNAL_CAPACITY_LIMIT_EXCEEDED → throttled, long backoff from 60 s.
         row(
             code(429, "INTERNAL_CAPACITY_LIMIT_EXCEEDED"),
@@ -194,27 +169,12 @@ fn the_vendors_md_table() {
             retry,
             Some(30 * S),
         ),
-        row(
-            code(200, "PROCESSING_REQUEST"),
-            Kind::Transient,
-            (Return, Return),
-            None,
-        ),
+        row(code(200, "PROCESSING_REQUEST"), Kind::Transient, (Return, Return), None),
         row(code(200, "ASYNC_REQUEST_EXPIRED"), Kind::Fatal, fail, None),
     ];
     // No response → transient, up to 3 times 2 minutes apart, any method.
-    for f in [
-        Failure::Connect,
-        Failure::Timeout,
-        Failure::Io,
-        Failure::BodyRead,
-    ] {
-        rows.push(row(
-            Signal::NoResponse(f),
-            Kind::Transient,
-            retry,
-            Some(120 * S),
-        ));
+    for f in [Failure::Connect, Failure::Timeout, Failure::Io, Failure::BodyRead] {
+        rows.push(row(Signal::NoResponse(f), Kind::Transient, retry, Some(120 * S)));
     }
     // Login lockouts, blocked APIs, bad parameters and anything else → fatal, fail.
     for c in [
@@ -271,10 +231,7 @@ fn invalid_token_refreshes_auth() {
         r#"{"type":"","title":"Unauthorized","errorCode":"INVALID_TOKEN","detail":"Not a valid token","errorDetails":[]}"#,
     );
     assert_eq!(c.kind, Kind::AuthExpired);
-    assert_eq!(
-        decide_at(&c, 1, &[], false, Duration::ZERO),
-        Decision::RefreshAuth
-    );
+    assert_eq!(decide_at(&c, 1, &[], false, Duration::ZERO), Decision::RefreshAuth);
     let e = &c.errors[0];
     assert_eq!(e.code, "INVALID_TOKEN");
     assert_eq!(e.message.as_deref(), Some("Not a valid token"));
@@ -345,12 +302,7 @@ fn no_response_is_retried_three_times_two_minutes_apart_then_final() {
     let mut history = Vec::new();
     let mut elapsed = Duration::ZERO;
     for n in 1..=4u32 {
-        let f = [
-            Failure::Timeout,
-            Failure::Io,
-            Failure::Connect,
-            Failure::Timeout,
-        ][n as usize - 1];
+        let f = [Failure::Timeout, Failure::Io, Failure::Connect, Failure::Timeout][n as usize - 1];
         let c = classify_failure(f);
         elapsed += timeout; // every attempt runs to its timeout
         let d = decide_at(&c, n, &history, false, elapsed);
@@ -428,10 +380,7 @@ fn record_failures_in_a_2xx_batch_are_partial() {
                    {"errorMessage":"something odd","success":false,"recipientId":103}]"#;
     let c = classify(200, Some("application/json;charset=UTF-8"), body);
     assert_eq!(c.kind, Kind::Partial);
-    assert_eq!(
-        decide_at(&c, 1, &[], false, Duration::ZERO),
-        Decision::Return
-    );
+    assert_eq!(decide_at(&c, 1, &[], false, Duration::ZERO), Decision::Return);
     assert_eq!(c.errors.len(), 2);
     assert_eq!(c.errors[0].code, "RECIPIENT_STATUS_UNDELIVERABLE");
     assert_eq!(c.errors[0].message.as_deref(), Some("email address is bad"));
@@ -481,10 +430,7 @@ fn policy_fits_the_documented_waits() {
     let attempt = p.attempt_timeout().unwrap();
     assert!(deadline >= 6 * 60 * S + 4 * attempt);
     assert!(p.retry_after_cap() >= responsys::CAPACITY_MAX_DELAY);
-    assert_eq!(
-        HOSTS,
-        ["*.responsys.ocs.oraclecloud.com", "*.responsys.net"]
-    );
+    assert_eq!(HOSTS, ["*.responsys.ocs.oraclecloud.com", "*.responsys.net"]);
 }
 
 #[test]
@@ -516,11 +462,7 @@ fn code_as_a_number_and_unknown_fields() {
     assert_eq!(e.error_code, "503");
     assert_eq!(e.title, None);
     let c = classify(503, Some(JSON), r#"{"errorCode":503,"extra":true}"#);
-    assert_eq!(
-        c.kind,
-        Kind::Fatal,
-        "an undocumented code is final whatever the status"
-    );
+    assert_eq!(c.kind, Kind::Fatal, "an undocumented code is final whatever the status");
 }
 
 #[test]
@@ -557,16 +499,8 @@ fn error_details_shapes() {
 #[test]
 fn bodies_that_do_not_parse_fall_back_to_the_status() {
     let cases = [
-        (
-            502,
-            Some("text/html"),
-            "<html><body>Bad gateway</body></html>",
-        ),
-        (
-            500,
-            Some(JSON),
-            r#"{"type":"","title":"x","errorCode":"UNRECOV"#,
-        ),
+        (502, Some("text/html"), "<html><body>Bad gateway</body></html>"),
+        (500, Some(JSON), r#"{"type":"","title":"x","errorCode":"UNRECOV"#),
         (400, Some(JSON), ""),
         (401, Some(JSON), "[1,2,3]"),
         (401, Some(JSON), r#"{"errorCode":""}"#),
@@ -593,11 +527,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
 
 #[test]
 fn a_byte_order_mark_is_skipped() {
-    let c = classify(
-        401,
-        Some(JSON),
-        &format!("\u{feff}{}", envelope("INVALID_TOKEN")),
-    );
+    let c = classify(401, Some(JSON), &format!("\u{feff}{}", envelope("INVALID_TOKEN")));
     assert_eq!(c.kind, Kind::AuthExpired);
 }
 
