@@ -108,7 +108,10 @@ fn redial_layer() -> RetryLayer {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let mut g = c.benchmark_group("overhead");
     let mut bare = Ok200;
@@ -122,7 +125,10 @@ fn benches(c: &mut Criterion) {
 
 /// Median ns per request of `f` over `rounds` rounds of `n` requests, variants interleaved.
 fn summary() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let mut bare = Ok200;
     let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
@@ -141,7 +147,11 @@ fn summary() {
     let a_redial = allocs(&mut || one(&mut redial));
 
     // REDIAL_BENCH_QUICK=1: a short run, for profiling under callgrind.
-    let (n, rounds) = if std::env::var_os("REDIAL_BENCH_QUICK").is_some() { (20_000u32, 1) } else { (200_000u32, 15) };
+    let (n, rounds) = if std::env::var_os("REDIAL_BENCH_QUICK").is_some() {
+        (20_000u32, 1)
+    } else {
+        (200_000u32, 15)
+    };
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
         let time = |f: &mut dyn FnMut() -> bool| {
@@ -167,12 +177,22 @@ fn summary() {
     );
     println!("\n== overhead summary ({rounds} interleaved rounds of {n} requests, medians)");
     println!("bare service          {b:8.1} ns/request   {a_bare:.2} allocations/request");
-    println!("tower::retry trivial  {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns", t - b);
-    println!("redial RetryLayer     {r:8.1} ns/request   {a_redial:.2} allocations/request   overhead {:6.1} ns", r - b);
+    println!(
+        "tower::retry trivial  {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns",
+        t - b
+    );
+    println!(
+        "redial RetryLayer     {r:8.1} ns/request   {a_redial:.2} allocations/request   overhead {:6.1} ns",
+        r - b
+    );
     println!("ratio redial/bare                 {:.3}", r / b);
     println!("ratio redial/tower::retry         {:.3}", r / t);
     println!("ratio of overheads redial:tower   {:.3}", (r - b) / (t - b));
-    println!("allocations beyond the inner service: redial {:+.2}, tower::retry {:+.2}", a_redial - a_bare, a_tower - a_bare);
+    println!(
+        "allocations beyond the inner service: redial {:+.2}, tower::retry {:+.2}",
+        a_redial - a_bare,
+        a_tower - a_bare
+    );
 }
 
 criterion_group! {
