@@ -100,7 +100,7 @@ const UNIT: i64 = 1000;
 pub struct RatioBudget {
     deposit: i64,
     reserve: i64,
-    slot_nanos: u128,
+    slot_nanos: u64,
     origin: OnceLock<Instant>,
     /// Per slot: the epoch (slot index since `origin`) it holds, and its net balance
     /// (deposits − withdrawals) in thousandths of a retry.
@@ -116,7 +116,9 @@ impl RatioBudget {
         RatioBudget {
             deposit: (f64::from(config.ratio) * UNIT as f64).round() as i64,
             reserve: (f64::from(config.min_per_sec) * ttl_secs * UNIT as f64).round() as i64,
-            slot_nanos: (config.ttl / SLOTS as u32).as_nanos().max(1),
+            slot_nanos: u64::try_from((config.ttl / SLOTS as u32).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
             origin: OnceLock::new(),
             slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicI64::new(0))),
             withdrawing: Mutex::new(()),
@@ -125,7 +127,8 @@ impl RatioBudget {
 
     fn epoch(&self, now: Instant) -> u64 {
         let origin = *self.origin.get_or_init(|| now);
-        (now.saturating_duration_since(origin).as_nanos() / self.slot_nanos) as u64
+        let since = now.saturating_duration_since(origin);
+        (since.as_secs() * 1_000_000_000 + u64::from(since.subsec_nanos())) / self.slot_nanos
     }
 
     /// The slot for `epoch`, emptied first if it still holds an older epoch.

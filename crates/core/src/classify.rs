@@ -334,7 +334,7 @@ pub struct Classification {
     /// Every vendor error found in the response, in order.
     pub errors: Vec<VendorError>,
     /// The RFC 9457 problem body, if there was one.
-    pub problem: Option<Problem>,
+    pub problem: Option<Box<Problem>>,
     /// The server's hint (`Retry-After`, RateLimit, a vendor reset time).
     pub hint: Option<ServerHint>,
     /// How the body was used.
@@ -386,7 +386,7 @@ impl Classification {
 
     /// Set the problem body.
     pub fn with_problem(mut self, problem: Option<Problem>) -> Self {
-        self.problem = problem;
+        self.problem = problem.map(Box::new);
         self
     }
 

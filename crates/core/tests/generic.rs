@@ -154,7 +154,7 @@ fn problem_bodies_are_parsed_whatever_the_decision() {
     assert_eq!(c.kind, Kind::Fatal);
     assert_eq!(c.body, BodyUse::Parsed);
     assert_eq!(c.code(), Some("out-of-credit"));
-    let p = c.problem.unwrap();
+    let p = *c.problem.unwrap();
     assert_eq!(p.detail.as_deref(), Some("Your balance is 30"));
     assert_eq!(p.extensions["balance"], 30);
 

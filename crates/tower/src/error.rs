@@ -203,7 +203,7 @@ impl Error {
 
     /// The last response's RFC 9457 problem body, if it had one.
     pub fn problem(&self) -> Option<&Problem> {
-        self.inner.classification.as_ref().and_then(|c| c.problem.as_ref())
+        self.inner.classification.as_ref().and_then(|c| c.problem.as_deref())
     }
 
     /// The last response's vendor errors.

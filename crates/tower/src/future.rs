@@ -30,7 +30,7 @@ use tracing::Span;
 
 use crate::body::{ResponseBody, RetryBody};
 use crate::error::{Error, ErrorKind};
-use crate::hosts::Host;
+use crate::hosts::{Host, HostId};
 use crate::layer::Shared;
 use crate::BoxError;
 
@@ -121,7 +121,7 @@ enum Got<RB> {
 /// Everything about the logical request that outlives one attempt.
 struct Engine<B> {
     shared: Arc<Shared>,
-    host: Arc<Host>,
+    host: HostId,
     parts: request::Parts,
     /// The body to send on every attempt, or why there is none to send again.
     replay: Result<(Bytes, Option<HeaderMap>), NotReplayable>,
@@ -147,7 +147,8 @@ where
     pub(crate) fn new(svc: S, shared: Arc<Shared>, req: Request<B>) -> Self {
         let start = Instant::now();
         let (parts, body) = req.into_parts();
-        let host = shared.hosts.lookup(&parts.uri).clone();
+        let host_id = shared.hosts.lookup(&parts.uri);
+        let host = shared.hosts.get(host_id);
         let policy = &host.policy;
         if let Some(budget) = &host.budget {
             budget.deposit(start.into_std());
@@ -195,7 +196,7 @@ where
             span,
             engine: Engine {
                 shared,
-                host,
+                host: host_id,
                 parts,
                 replay,
                 once,
@@ -246,7 +247,7 @@ where
                                     rest.extend_from_slice(&data);
                                 }
                                 let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
-                                if len > eng.host.policy.replay_limit() {
+                                if len > eng.host().policy.replay_limit() {
                                     this.state.set(State::Done);
                                     let e = Error::new(ErrorKind::RequestBody, eng.report())
                                         .with_source("the request body is longer than its declared size".into());
@@ -335,7 +336,7 @@ where
                     let Some(r) = read.as_mut() else {
                         unreachable!("inspecting without a response")
                     };
-                    let limit = eng.host.policy.inspect_limit();
+                    let limit = eng.host().policy.inspect_limit();
                     let end = loop {
                         if r.len() >= limit {
                             break ReadEnd::Limit;
@@ -466,6 +467,10 @@ fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &
 }
 
 impl<B> Engine<B> {
+    fn host(&self) -> &Host {
+        self.shared.hosts.get(self.host)
+    }
+
     fn request_head(&self) -> RequestHead<'_> {
         RequestHead {
             method: &self.parts.method,
@@ -483,7 +488,7 @@ impl<B> Engine<B> {
             headers: &head.headers,
             received_at,
         };
-        head.status.as_u16() >= 400 || self.host.profile.inspect(&self.request_head(), &res)
+        head.status.as_u16() >= 400 || self.host().profile.inspect(&self.request_head(), &res)
     }
 
     fn classify_response(&self, head: &response::Parts, received_at: SystemTime, body: BodyView<'_>) -> Classification {
@@ -492,13 +497,13 @@ impl<B> Engine<B> {
             headers: &head.headers,
             received_at,
         };
-        self.host
+        self.host()
             .profile
             .classify(&self.request_head(), &Outcome::Response(res, body))
     }
 
     fn classify_failure(&self, failure: Failure) -> Classification {
-        self.host
+        self.host()
             .profile
             .classify(&self.request_head(), &Outcome::Failure(failure))
     }
@@ -509,22 +514,24 @@ impl<B> Engine<B> {
             return Decision::Return;
         }
         let now = Instant::now();
+        let shared = &*self.shared;
+        let host = shared.hosts.get(self.host);
         let ctx = redial_core::Context {
             attempt: self.attempt,
             history: &self.history,
-            policy: &self.host.policy,
+            policy: &host.policy,
             idempotent: self.idempotent,
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
             elapsed: now.duration_since(self.start),
             can_reconcile: false,
         };
-        let rng = self.rng.get_or_insert_with(|| self.shared.rng());
-        decide(c, &ctx, self.host.budget.as_deref(), now.into_std(), rng)
+        let rng = self.rng.get_or_insert_with(|| shared.rng());
+        decide(c, &ctx, host.budget.as_deref(), now.into_std(), rng)
     }
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
     fn attempt_deadline(&self) -> Option<Instant> {
-        let policy = &self.host.policy;
+        let policy = &self.host().policy;
         let attempt = policy.attempt_timeout().map(|t| Instant::now() + t);
         let total = policy.deadline().map(|d| self.start + d);
         match (attempt, total) {

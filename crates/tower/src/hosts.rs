@@ -58,57 +58,80 @@ impl fmt::Display for InvalidHost {
 
 impl std::error::Error for InvalidHost {}
 
+/// Index of a host in its [`Hosts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostId(usize);
+
 #[derive(Debug)]
 pub(crate) struct Hosts {
-    exact: HashMap<Box<str>, Arc<Host>>,
+    all: Vec<Host>,
+    exact: HashMap<Box<str>, HostId>,
     /// `(".example.com", host)`, longest suffix first.
-    suffixes: Vec<(Box<str>, Arc<Host>)>,
-    default: Arc<Host>,
+    suffixes: Vec<(Box<str>, HostId)>,
 }
+
+/// The default host is always the first.
+const DEFAULT: HostId = HostId(0);
 
 impl Hosts {
     pub(crate) fn new(default: Host) -> Self {
         Hosts {
+            all: vec![default],
             exact: HashMap::new(),
             suffixes: Vec::new(),
-            default: Arc::new(default),
         }
     }
 
     pub(crate) fn set_default(&mut self, host: Host) {
-        self.default = Arc::new(host);
+        self.all[DEFAULT.0] = host;
+    }
+
+    pub(crate) fn get(&self, id: HostId) -> &Host {
+        &self.all[id.0]
     }
 
     pub(crate) fn insert(&mut self, pattern: &str, host: Host) -> Result<(), InvalidHost> {
         let invalid = || InvalidHost(pattern.to_owned());
         let lower = pattern.to_ascii_lowercase();
-        let host = Arc::new(host);
-        if let Some(suffix) = lower.strip_prefix('*') {
-            let valid = suffix.len() > 1
-                && suffix.starts_with('.')
-                && !suffix.ends_with('.')
-                && !suffix.contains(['*', '/', ' '])
-                && !suffix.contains("..");
-            if !valid {
-                return Err(invalid());
+        let key: Box<str>;
+        let exact = match lower.strip_prefix('*') {
+            Some(suffix) => {
+                let valid = suffix.len() > 1
+                    && suffix.starts_with('.')
+                    && !suffix.ends_with('.')
+                    && !suffix.contains(['*', '/', ' '])
+                    && !suffix.contains("..");
+                if !valid {
+                    return Err(invalid());
+                }
+                key = suffix.into();
+                false
             }
-            self.suffixes.retain(|(s, _)| **s != *suffix);
-            self.suffixes.push((suffix.into(), host));
-            self.suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+            None => {
+                if lower.is_empty() || lower.contains(['*', '/', ' ']) {
+                    return Err(invalid());
+                }
+                key = lower.into();
+                true
+            }
+        };
+        let id = HostId(self.all.len());
+        self.all.push(host);
+        if exact {
+            self.exact.insert(key, id);
         } else {
-            if lower.is_empty() || lower.contains(['*', '/', ' ']) {
-                return Err(invalid());
-            }
-            self.exact.insert(lower.into(), host);
+            self.suffixes.retain(|(s, _)| *s != key);
+            self.suffixes.push((key, id));
+            self.suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         }
         Ok(())
     }
 
-    pub(crate) fn lookup(&self, uri: &Uri) -> &Arc<Host> {
-        if self.exact.is_empty() && self.suffixes.is_empty() {
-            return &self.default;
+    pub(crate) fn lookup(&self, uri: &Uri) -> HostId {
+        if self.all.len() == 1 {
+            return DEFAULT;
         }
-        let Some(host) = uri.host() else { return &self.default };
+        let Some(host) = uri.host() else { return DEFAULT };
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lowered = host.to_ascii_lowercase();
@@ -117,13 +140,13 @@ impl Hosts {
             host
         };
         let host = host.strip_suffix('.').unwrap_or(host);
-        if let Some(h) = self.exact.get(host) {
-            return h;
+        if let Some(id) = self.exact.get(host) {
+            return *id;
         }
         self.suffixes
             .iter()
             .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
-            .map_or(&self.default, |(_, h)| h)
+            .map_or(DEFAULT, |(_, id)| *id)
     }
 }
 
@@ -153,7 +176,7 @@ mod tests {
             ("/relative", "default"),
         ] {
             let uri: Uri = uri.parse().unwrap();
-            assert_eq!(&*hosts.lookup(&uri).pattern, want, "{uri}");
+            assert_eq!(&*hosts.get(hosts.lookup(&uri)).pattern, want, "{uri}");
         }
     }
 

@@ -1,0 +1,70 @@
+//! `redial`: the command line of the redial retry middleware. See `redial --help`.
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use redial_cli::args::{self, Command, ExplainArgs, Input, UsageError};
+use redial_cli::explain::explain;
+
+fn main() -> ExitCode {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(e) => return usage_error(&e),
+    };
+    let output = match command {
+        Command::Help(text) => text.to_owned(),
+        Command::Version => format!("redial {}\n", env!("CARGO_PKG_VERSION")),
+        Command::Explain(a) => match run_explain(&a) {
+            Ok(line) => line,
+            Err(e) => return usage_error(&e),
+        },
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Best effort: stderr may be gone too.
+            let _ = writeln!(io::stderr(), "redial: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(e: &UsageError) -> ExitCode {
+    let _ = writeln!(io::stderr(), "redial: {e}");
+    ExitCode::from(2)
+}
+
+/// Read the bodies the flags name, explain, and render one line of JSON.
+fn run_explain(a: &ExplainArgs) -> Result<String, UsageError> {
+    let policy = a.vendor.policy();
+    // One byte past each limit is enough to know the limit was passed.
+    let body = match &a.body {
+        Some(input) => read(input, "--body-file", policy.inspect_limit())?,
+        None => Vec::new(),
+    };
+    let request_body = match &a.request_body {
+        Some(input) => Some(read(input, "--request-body-file", policy.replay_limit())?),
+        None => None,
+    };
+    let value = explain(a, &body, request_body.as_deref(), SystemTime::now());
+    Ok(format!("{value}\n"))
+}
+
+/// Read at most `limit + 1` bytes of `input`.
+fn read(input: &Input, flag: &str, limit: usize) -> Result<Vec<u8>, UsageError> {
+    let max = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut bytes = Vec::new();
+    let result = match input {
+        Input::Stdin => io::stdin().lock().take(max).read_to_end(&mut bytes),
+        Input::File(path) => std::fs::File::open(path).and_then(|f| f.take(max).read_to_end(&mut bytes)),
+    };
+    result.map(|_| bytes).map_err(|e| {
+        let what = match input {
+            Input::Stdin => "stdin".to_owned(),
+            Input::File(path) => format!("{:?}", path.display().to_string()),
+        };
+        UsageError::new(format!("{flag}: cannot read {what}: {e}"))
+    })
+}
