@@ -1,0 +1,313 @@
+//! Credentials, sans-io: what a login sends, how its answer is read, and how a token is put on
+//! a request. The async single-flight token cell that drives these lives in `redial-tower`.
+//!
+//! Secrets are [`Secret`]s: their `Debug` and `Display` never show the value.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::{HeaderMap, Request, StatusCode, Uri};
+
+/// A secret string (a password, a client secret, an access token). Its `Debug` and `Display`
+/// print `***`; [`expose`](Secret::expose) is the one way to read it.
+///
+/// ```
+/// use redial_core::auth::Secret;
+/// let s = Secret::new("hunter2");
+/// assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+/// assert_eq!(s.expose(), "hunter2");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Box<str>);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into().into_boxed_str())
+    }
+
+    /// The secret itself: only for putting it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+/// A credential obtained by a login.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The token.
+    pub token: Secret,
+    /// How long it stays valid from when the login answered (`expires_in`); `None` when the
+    /// vendor does not say (it is then used until the vendor says it expired).
+    pub lifetime: Option<Duration>,
+    /// Where later requests must go (Responsys's `endPoint`): scheme and authority replace the
+    /// request's own.
+    pub endpoint: Option<Uri>,
+}
+
+impl Credential {
+    /// A token with a lifetime.
+    pub fn new(token: impl Into<Secret>, lifetime: Option<Duration>) -> Self {
+        Credential {
+            token: token.into(),
+            lifetime,
+            endpoint: None,
+        }
+    }
+
+    /// Set the endpoint later requests go to.
+    pub fn with_endpoint(mut self, endpoint: Uri) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+}
+
+/// How a token is put on a request.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: <token>` (Responsys).
+    Raw,
+    /// `<name>: <token>`.
+    Header(HeaderName),
+}
+
+impl Attach {
+    /// Put `token` on `headers`, replacing any value there. A token that is not a valid header
+    /// value is not attached (and `false` returned).
+    pub fn apply(&self, headers: &mut HeaderMap, token: &Secret) -> bool {
+        let (name, value) = match self {
+            Attach::Bearer => (
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())),
+            ),
+            Attach::Raw => (AUTHORIZATION, HeaderValue::from_str(token.expose())),
+            Attach::Header(name) => (name.clone(), HeaderValue::from_str(token.expose())),
+        };
+        match value {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The header this attachment writes.
+    pub fn header_name(&self) -> HeaderName {
+        match self {
+            Attach::Bearer | Attach::Raw => AUTHORIZATION,
+            Attach::Header(name) => name.clone(),
+        }
+    }
+}
+
+/// Whether a failed login may succeed if tried again later.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailureKind {
+    /// Bad credentials, a locked or suspended account: trying again cannot help and may make
+    /// things worse (Responsys disables the API login after repeated attempts).
+    Fatal,
+    /// A server error, a timeout, a throttled login: try again after a backoff.
+    Transient,
+}
+
+/// A login that did not yield a credential, with what the login endpoint answered.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginError {
+    kind: LoginFailureKind,
+    status: Option<StatusCode>,
+    code: Option<String>,
+    message: String,
+    body: Bytes,
+}
+
+impl LoginError {
+    /// A failure of the given kind, with a message saying why.
+    pub fn new(kind: LoginFailureKind, message: impl Into<String>) -> Self {
+        LoginError {
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Attach the login response's status and body (the body of a *failed* login carries no
+    /// token; it is kept so the caller can see what the vendor said).
+    pub fn with_response(mut self, status: StatusCode, body: Bytes) -> Self {
+        self.status = Some(status);
+        self.body = body;
+        self
+    }
+
+    /// Attach the vendor's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Fatal or transient.
+    pub fn kind(&self) -> LoginFailureKind {
+        self.kind
+    }
+    /// Whether trying again cannot help.
+    pub fn is_fatal(&self) -> bool {
+        self.kind == LoginFailureKind::Fatal
+    }
+    /// The login response's status, if there was a response.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+    /// The vendor's error code (`ACCOUNT_SUSPENDED`, `invalid_client`), if it sent one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+    /// Why the login failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The login response's body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+impl fmt::Debug for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginError")
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            LoginFailureKind::Fatal => "login refused",
+            LoginFailureKind::Transient => "login failed",
+        };
+        write!(f, "{kind}: {}", self.message)?;
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        if let Some(status) = self.status {
+            write!(f, " [HTTP {}]", status.as_u16())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoginError {}
+
+/// A login described as data: the request that obtains a credential, and how its answer is
+/// read. The engine sends the request through the same client as everything else, once for
+/// all the requests waiting on it.
+///
+/// The request carries secrets: implementations build it on demand and never log it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use http::{HeaderMap, Request, StatusCode};
+/// use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+///
+/// #[derive(Debug)]
+/// struct ApiKeyExchange { key: Secret }
+///
+/// impl Login for ApiKeyExchange {
+///     fn request(&self) -> Request<Bytes> {
+///         Request::post("https://auth.example.com/token")
+///             .header("x-api-key", self.key.expose())
+///             .body(Bytes::new())
+///             .unwrap()
+///     }
+///     fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+///         match status.as_u16() {
+///             200 => Ok(Credential::new(String::from_utf8_lossy(body).into_owned(), Some(Duration::from_secs(3600)))),
+///             401 | 403 => Err(LoginError::new(LoginFailureKind::Fatal, "bad API key")),
+///             _ => Err(LoginError::new(LoginFailureKind::Transient, "token endpoint unavailable")),
+///         }
+///     }
+///     fn attach(&self) -> Attach { Attach::Bearer }
+/// }
+/// ```
+pub trait Login: Send + Sync + fmt::Debug + 'static {
+    /// The login request.
+    fn request(&self) -> Request<Bytes>;
+
+    /// Read the login's answer. Must not panic on any input.
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError>;
+
+    /// How the credential is put on requests (default `Authorization: Bearer`).
+    fn attach(&self) -> Attach {
+        Attach::Bearer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_writes_sensitive_headers() {
+        let token = Secret::new("abc");
+        let mut h = HeaderMap::new();
+        assert!(Attach::Bearer.apply(&mut h, &token));
+        assert_eq!(h[AUTHORIZATION], "Bearer abc");
+        assert!(h[AUTHORIZATION].is_sensitive());
+        assert!(Attach::Raw.apply(&mut h, &token));
+        assert_eq!(h[AUTHORIZATION], "abc");
+        let name = HeaderName::from_static("x-token");
+        assert!(Attach::Header(name.clone()).apply(&mut h, &token));
+        assert_eq!(h[&name], "abc");
+        assert!(!Attach::Bearer.apply(&mut h, &Secret::new("bad\nvalue")));
+    }
+
+    #[test]
+    fn nothing_secret_in_debug() {
+        let c = Credential::new("tok-SECRET", None);
+        assert!(!format!("{c:?}").contains("SECRET"));
+        let e = LoginError::new(LoginFailureKind::Fatal, "bad client")
+            .with_response(StatusCode::UNAUTHORIZED, Bytes::from_static(b"{}"));
+        assert_eq!(e.to_string(), "login refused: bad client [HTTP 401]");
+    }
+}
