@@ -32,7 +32,14 @@
 //! # }).unwrap();
 //! ```
 //!
+//! Beyond scripts, [`Sim::route`] mounts a [`Handler`] (any async closure from [`Recorded`] to
+//! [`Reply`]) under a path prefix; the stateful fake vendors in [`vendors`] (Marketo, Responsys,
+//! Adobe Edge, Genesys Engage) are built that way. A reply queued with [`Sim::enqueue`] still wins
+//! over any handler, so a test can inject a one-off fault into a vendor's conversation.
+//!
 //! The sim depends on nothing from redial: it is the fake vendor, not part of the code under test.
+
+pub mod vendors;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -235,19 +242,64 @@ struct Shared {
     state: Mutex<State>,
 }
 
+/// The future a [`Handler`] returns: the reply, produced in its own time.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// Serves the requests under a path prefix mounted with [`Sim::route`].
+///
+/// The handler gets the request as recorded (the same value [`Sim::requests`] logs) and answers
+/// asynchronously: it may sleep (use `tokio::time`, so a paused test clock drives it), keep
+/// state, and count requests in flight. Its future is dropped if the connection goes away or
+/// the sim shuts down, so keep per-request bookkeeping in drop guards. The [`Reply`] it returns
+/// may carry a delay and a [`Fault`] like any scripted reply.
+///
+/// Any `Fn(Recorded) -> impl Future<Output = Reply>` closure that is `Send + Sync + 'static`
+/// (and whose future is `Send + 'static`) is a handler:
+///
+/// ```
+/// use redial_sim::{Reply, Sim};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let sim = Sim::start().await?;
+/// sim.route("/echo", |req: redial_sim::Recorded| async move { Reply::ok().body(req.path) });
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: Recorded) -> ReplyFuture;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Recorded) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    fn handle(&self, req: Recorded) -> ReplyFuture {
+        Box::pin(self(req))
+    }
+}
+
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Route>,
+    /// Handlers by path prefix (see [`prefix_matches`]).
+    handlers: HashMap<String, Arc<dyn Handler>>,
     conn_faults: VecDeque<ConnFault>,
     log: Vec<Recorded>,
     connections: u64,
 }
 
-/// How one path is served. Scripted vendor behaviours (state machines) will hook in here.
+/// The scripted replies for one exact path.
 #[derive(Default)]
 struct Route {
     queue: VecDeque<Reply>,
     fallback: Option<Reply>,
+}
+
+/// What answers a request: a scripted reply, or a handler with its own copy of the request.
+enum Answer {
+    Scripted(Reply),
+    Handler(Arc<dyn Handler>, Recorded),
 }
 
 impl Shared {
@@ -257,15 +309,43 @@ impl Shared {
 }
 
 impl State {
-    /// Records `req` and picks its reply in the same critical section, so replies are handed
-    /// out in exactly the order requests appear in the log.
-    fn record_and_reply(&mut self, req: Recorded) -> Reply {
-        let reply = self
+    /// Records `req` and picks what answers it in the same critical section, so scripted replies
+    /// are handed out in exactly the order requests appear in the log.
+    ///
+    /// Precedence: the path's queue, then its fallback, then the handler with the longest
+    /// matching prefix, then a 404.
+    fn record_and_reply(&mut self, req: Recorded) -> Answer {
+        let scripted = self
             .routes
             .get_mut(&req.path)
             .and_then(|route| route.queue.pop_front().or_else(|| route.fallback.clone()));
+        let answer = match scripted {
+            Some(reply) => Answer::Scripted(reply),
+            None => match self.handler_for(&req.path) {
+                Some(handler) => Answer::Handler(handler, req.clone()),
+                None => Answer::Scripted(Reply::status(404)),
+            },
+        };
         self.log.push(req);
-        reply.unwrap_or_else(|| Reply::status(404))
+        answer
+    }
+
+    fn handler_for(&self, path: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers
+            .iter()
+            .filter(|(prefix, _)| prefix_matches(prefix, path))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, handler)| handler.clone())
+    }
+}
+
+/// Whether a handler mounted at `prefix` serves `path`: the path equals the prefix or continues
+/// it at a `/` (`/rest` serves `/rest` and `/rest/v1`, not `/restore`); a prefix ending in `/`
+/// serves everything below it.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
     }
 }
 
@@ -320,11 +400,24 @@ impl Sim {
         route.queue.extend(replies);
     }
 
-    /// Sets the reply used for `path` whenever its queue is empty (repeated forever).
-    /// Without one, such requests get a 404 with an empty body.
+    /// Sets the reply used for `path` whenever its queue is empty (repeated forever); it wins
+    /// over a handler mounted with [`Sim::route`]. Without either, such requests get a 404 with
+    /// an empty body.
     pub fn set_fallback(&self, path: &str, reply: Reply) {
         let mut state = self.shared.lock();
         state.routes.entry(route_key(path).to_owned()).or_default().fallback = Some(reply);
+    }
+
+    /// Mounts `handler` for every path under `prefix` (see [`Handler`]); mounting again at the
+    /// same prefix replaces the handler. `prefix` matches whole segments: `/rest` serves `/rest`
+    /// and `/rest/v1/leads.json` but not `/restore` (a prefix ending in `/` serves only what is
+    /// below it). The longest matching prefix wins.
+    ///
+    /// Scripted replies win over handlers: a request whose exact path has a queued reply (or a
+    /// fallback) gets that, and never reaches the handler. Every request is logged either way.
+    pub fn route(&self, prefix: &str, handler: impl Handler) {
+        let mut state = self.shared.lock();
+        state.handlers.insert(route_key(prefix).to_owned(), Arc::new(handler));
     }
 
     /// Queues a fault for the next accepted TCP connection, applied before any byte is read.
@@ -524,7 +617,11 @@ async fn handle(
         connection,
     };
     debug!(connection, method = %recorded.method, path = %recorded.path, "redial-sim request");
-    let reply = shared.lock().record_and_reply(recorded);
+    let answer = shared.lock().record_and_reply(recorded);
+    let reply = match answer {
+        Answer::Scripted(reply) => reply,
+        Answer::Handler(handler, req) => handler.handle(req).await,
+    };
 
     if let Some(d) = reply.delay {
         tokio::time::sleep(d).await;

@@ -336,3 +336,84 @@ async fn drop_stops_accepting() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn routes_longest_prefix_wins_and_scripts_win_over_routes() {
+    let sim = Sim::start().await.unwrap();
+    let c = client();
+    sim.route("/api", |req: Recorded| async move {
+        Reply::ok().body(format!("api {}", req.path))
+    });
+    sim.route("/api/v2", |req: Recorded| async move {
+        Reply::status(201).body(format!("v2 {} {}", req.path, req.query.unwrap_or_default()))
+    });
+    sim.route("/files/", |_req: Recorded| async { Reply::status(202) });
+
+    assert_eq!(fetch(&c, sim.url("/api")).await, (200, "api /api".into()));
+    assert_eq!(fetch(&c, sim.url("/api/v1/x")).await, (200, "api /api/v1/x".into()));
+    assert_eq!(
+        fetch(&c, sim.url("/api/v2/x?q=1")).await,
+        (201, "v2 /api/v2/x q=1".into())
+    );
+    assert_eq!(fetch(&c, sim.url("/api/v2")).await.0, 201);
+    // Prefixes match whole segments.
+    assert_eq!(fetch(&c, sim.url("/apix")).await.0, 404);
+    assert_eq!(fetch(&c, sim.url("/api/v2x")).await.0, 200);
+    // A prefix ending in `/` serves only what is below it.
+    assert_eq!(fetch(&c, sim.url("/files/a")).await.0, 202);
+    assert_eq!(fetch(&c, sim.url("/files")).await.0, 404);
+
+    // A queued reply for the exact path wins over the route, once; so does a fallback.
+    sim.enqueue("/api/v2/x", Reply::status(503));
+    assert_eq!(fetch(&c, sim.url("/api/v2/x")).await.0, 503);
+    assert_eq!(fetch(&c, sim.url("/api/v2/x")).await.0, 201);
+    sim.set_fallback("/api/fixed", Reply::status(204));
+    assert_eq!(fetch(&c, sim.url("/api/fixed")).await.0, 204);
+
+    // Mounting again at a prefix replaces its handler.
+    sim.route("/api", |_req: Recorded| async { Reply::status(418) });
+    assert_eq!(fetch(&c, sim.url("/api/v1/x")).await.0, 418);
+
+    // Everything is logged, whoever answered.
+    assert_eq!(sim.requests().len(), 12);
+    assert_eq!(sim.count("/api/v2/x"), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_handlers_wait_in_virtual_time_and_are_dropped_with_their_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts the handler futures dropped, finished or not.
+    struct OnDrop(Arc<AtomicUsize>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let sim = Sim::start().await.unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    sim.route("/slow", move |_req: Recorded| {
+        let guard = OnDrop(counter.clone());
+        async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(guard);
+            Reply::ok().body("late")
+        }
+    });
+    let c = client();
+    let start = Instant::now();
+    assert_eq!(fetch(&c, sim.url("/slow")).await, (200, "late".into()));
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+
+    // The client gives up after 5 s: its connection closes and the handler future is dropped.
+    assert!(timeout(Duration::from_secs(5), get(&client(), sim.url("/slow")))
+        .await
+        .is_err());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+    assert_eq!(sim.count("/slow"), 2);
+}

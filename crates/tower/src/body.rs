@@ -43,6 +43,11 @@ impl<B> RetryBody<B> {
         }
     }
 
+    /// A replayable body from bytes already in memory.
+    pub fn from_bytes(data: Bytes) -> Self {
+        Self::buffered(data, None)
+    }
+
     pub(crate) fn streaming(body: B) -> Self {
         RetryBody {
             inner: Inner::Streaming { body },

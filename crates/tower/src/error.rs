@@ -60,6 +60,8 @@ pub(crate) enum ErrorKind {
     RequestBody,
     /// A response needed a token and no token source is configured.
     NoTokenSource,
+    /// The login failed (fatally, or until the deadline).
+    AuthFailed(redial_core::auth::LoginError),
 }
 
 impl Error {
@@ -162,8 +164,22 @@ impl Error {
 
     /// A response asked for a credential refresh and no token source is configured.
     pub fn is_auth(&self) -> bool {
-        matches!(self.inner.kind, ErrorKind::NoTokenSource)
+        matches!(self.inner.kind, ErrorKind::NoTokenSource | ErrorKind::AuthFailed(_))
             || matches!(self.reason(), Some(FailReason::AuthRefreshExhausted { .. }))
+    }
+
+    /// No credential could be obtained: the login was refused, or kept failing until the
+    /// deadline. [`login_error`](Error::login_error) has what the login endpoint answered.
+    pub fn is_auth_failed(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::AuthFailed(_))
+    }
+
+    /// The login's failure, when no credential could be obtained.
+    pub fn login_error(&self) -> Option<&redial_core::auth::LoginError> {
+        match &self.inner.kind {
+            ErrorKind::AuthFailed(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// Why the last attempt got no response, if it got none.
@@ -256,6 +272,7 @@ impl fmt::Display for Error {
             ErrorKind::NoTokenSource => {
                 f.write_str("the vendor asked for a new credential and no token source is configured")?
             }
+            ErrorKind::AuthFailed(e) => write!(f, "no credential: {e}")?,
         }
         write!(f, " ({attempts} attempt{}", if attempts == 1 { "" } else { "s" })?;
         if let Some(s) = self.status() {

@@ -13,12 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{request, response, HeaderMap, Request, Response, StatusCode};
+use http::{request, response, HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable,
@@ -28,6 +29,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 use tracing::Span;
 
+use crate::auth::{self, BoxFuture, Lease, Token};
 use crate::body::{ResponseBody, RetryBody};
 use crate::error::{Error, ErrorKind};
 use crate::hosts::{Host, HostId};
@@ -61,6 +63,8 @@ pin_project! {
         Call { #[pin] fut: F },
         /// Reading (at most the inspect limit of) the response body.
         Inspect { read: Option<Box<Reading<RB>>> },
+        /// Waiting for a login to give a token.
+        AuthWait { wait: BoxFuture<()> },
         /// Waiting before the next attempt.
         Sleep,
         Done,
@@ -136,6 +140,12 @@ struct Engine<B> {
     ready: bool,
     /// When the attempt in flight must end.
     attempt_until: Option<Instant>,
+    /// The token for the next attempt.
+    token: Option<Token>,
+    /// The version of the token the attempt in flight carries.
+    used_token: Option<u64>,
+    /// The token version the vendor last refused for this request: only a newer one will do.
+    stale: Option<u64>,
     rng: Option<SplitMix64>,
 }
 
@@ -207,6 +217,9 @@ where
                 idempotent,
                 ready: true,
                 attempt_until: None,
+                token: None,
+                used_token: None,
+                stale: None,
                 rng: None,
             },
         }
@@ -215,11 +228,13 @@ where
 
 impl<S, B, RB> Future for ResponseFuture<S, B, RB>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body,
+    B: Body + Send + 'static,
     B::Error: Into<BoxError>,
-    RB: Body,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
     RB::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResponseBody<RB>>, Error>;
@@ -278,6 +293,32 @@ where
                     continue;
                 }
                 StateProj::Ready => {
+                    if eng.token.is_none() {
+                        if let Some(source) = eng.host().auth.clone() {
+                            let svc = &*this.svc;
+                            let (lease, wait) = source.lease_or_wait(eng.stale, || Some(auth::transport(svc.clone())));
+                            match lease {
+                                Lease::Ready(token) => {
+                                    if let Err(e) = eng.check_endpoint(&token) {
+                                        this.state.set(State::Done);
+                                        return Poll::Ready(Err(Error::new(ErrorKind::AuthFailed(e), eng.report())));
+                                    }
+                                    eng.token = Some(token);
+                                }
+                                Lease::Refused(e) => {
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(Err(Error::new(ErrorKind::AuthFailed(e), eng.report())));
+                                }
+                                Lease::Wait(_) => {
+                                    let wait = wait.expect("a wait comes with Lease::Wait");
+                                    eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                    this.timer.set(None);
+                                    this.state.set(State::AuthWait { wait });
+                                    continue;
+                                }
+                            }
+                        }
+                    }
                     if !eng.ready {
                         if let Err(e) = ready!(this.svc.poll_ready(cx)) {
                             this.state.set(State::Done);
@@ -386,6 +427,26 @@ where
                         }
                     }
                 }
+                StateProj::AuthWait { wait } => {
+                    if wait.as_mut().poll(cx).is_ready() {
+                        this.state.set(State::Ready);
+                        continue;
+                    }
+                    if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                        return Poll::Pending;
+                    }
+                    // The deadline passed while waiting for a credential.
+                    this.state.set(State::Done);
+                    let source = eng.host().auth.clone();
+                    let kind = match source.and_then(|s| s.last_error()) {
+                        Some(e) => ErrorKind::AuthFailed(e),
+                        None => ErrorKind::Decided(FailReason::DeadlineExceeded {
+                            wait: Duration::ZERO,
+                            remaining: Duration::ZERO,
+                        }),
+                    };
+                    return Poll::Ready(Err(Error::new(kind, eng.report())));
+                }
                 StateProj::Sleep => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
                         ready!(sleep.poll(cx));
@@ -428,8 +489,18 @@ where
                 }
                 Decision::RefreshAuth => {
                     eng.record(&c, &decision, status, failure);
-                    this.state.set(State::Done);
-                    return Poll::Ready(Err(eng.fail(ErrorKind::NoTokenSource, c, got)));
+                    match (eng.host().auth.clone(), eng.used_token.take()) {
+                        (Some(source), Some(version)) => {
+                            source.invalidate(version);
+                            eng.stale = Some(version);
+                            eng.attempt += 1;
+                            this.state.set(State::Ready);
+                        }
+                        _ => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(eng.fail(ErrorKind::NoTokenSource, c, got)));
+                        }
+                    }
                 }
                 Decision::Fail(reason) => {
                     eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
@@ -547,7 +618,36 @@ impl<B> Engine<B> {
             // decide() never retries a request that cannot be replayed.
             (Err(_), None) => RetryBody::buffered(Bytes::new(), None),
         };
-        Request::from_parts(self.parts.clone(), body)
+        let mut req = Request::from_parts(self.parts.clone(), body);
+        self.used_token = None;
+        if let Some(token) = self.token.take() {
+            if let Some(source) = &self.host().auth {
+                source.attach().apply(req.headers_mut(), &token.secret);
+            }
+            if let Some(endpoint) = &token.endpoint {
+                let mut uri = req.uri().clone().into_parts();
+                let endpoint = endpoint.clone().into_parts();
+                uri.scheme = endpoint.scheme;
+                uri.authority = endpoint.authority;
+                if let Ok(uri) = Uri::from_parts(uri) {
+                    *req.uri_mut() = uri;
+                }
+            }
+            self.used_token = Some(token.version);
+        }
+        req
+    }
+
+    /// A credential's endpoint (Responsys's `endPoint`) must be a host this credential is for:
+    /// a token is never sent anywhere else.
+    fn check_endpoint(&self, token: &Token) -> Result<(), LoginError> {
+        match &token.endpoint {
+            Some(endpoint) if self.shared.hosts.lookup(endpoint) != self.host => Err(LoginError::new(
+                LoginFailureKind::Fatal,
+                "the login named an endpoint on a host this credential is not configured for",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn rewrite(&mut self, rewrite: Rewrite) {

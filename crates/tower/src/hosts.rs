@@ -10,12 +10,15 @@ use http::Uri;
 use redial_core::budget::{RatioBudget, RetryBudget};
 use redial_core::{Policy, Profile};
 
+use crate::auth::TokenSource;
+
 /// A host's profile, policy and shared state.
 pub(crate) struct Host {
     pub(crate) pattern: Arc<str>,
     pub(crate) profile: Arc<dyn Profile>,
     pub(crate) policy: Policy,
     pub(crate) budget: Option<Arc<dyn RetryBudget>>,
+    pub(crate) auth: Option<TokenSource>,
 }
 
 impl Host {
@@ -28,6 +31,7 @@ impl Host {
             profile,
             policy,
             budget,
+            auth: None,
         }
     }
 }
@@ -38,6 +42,7 @@ impl fmt::Debug for Host {
             .field("pattern", &self.pattern)
             .field("profile", &self.profile.name())
             .field("policy", &self.policy)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +89,14 @@ impl Hosts {
 
     pub(crate) fn set_default(&mut self, host: Host) {
         self.all[DEFAULT.0] = host;
+    }
+
+    /// The host registered under exactly this pattern (`*` for the default).
+    pub(crate) fn by_pattern_mut(&mut self, pattern: &str) -> Option<&mut Host> {
+        self.all
+            .iter_mut()
+            .rev()
+            .find(|h| h.pattern.eq_ignore_ascii_case(pattern))
     }
 
     pub(crate) fn get(&self, id: HostId) -> &Host {

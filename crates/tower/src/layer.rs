@@ -10,6 +10,7 @@ use redial_core::generic::Generic;
 use redial_core::{Failure, Policy, Profile};
 use tower_layer::Layer;
 
+use crate::auth::TokenSource;
 use crate::hosts::{Host, Hosts, InvalidHost};
 use crate::Retry;
 
@@ -108,6 +109,21 @@ impl RetryLayerBuilder {
     pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
         self.hosts
             .insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
+        Ok(self)
+    }
+
+    /// Obtain and attach a credential for the host registered under `pattern` (exactly as it
+    /// was given to [`host`](Self::host); `*` for the default host). The token is only ever put
+    /// on requests to that host: clone `source` to share one login between several hosts.
+    ///
+    /// Login requests go through the wrapped service itself. When the vendor says the token
+    /// expired, it is refreshed once for all waiting requests and the request replayed.
+    pub fn auth(mut self, pattern: &str, source: TokenSource) -> Result<Self, InvalidHost> {
+        let host = self
+            .hosts
+            .by_pattern_mut(pattern)
+            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        host.auth = Some(source);
         Ok(self)
     }
 

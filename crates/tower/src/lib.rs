@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 mod body;
 mod error;
 mod failure;
@@ -51,6 +52,7 @@ mod layer;
 mod rewrite;
 mod service;
 
+pub use auth::TokenSource;
 pub use body::{ResponseBody, RetryBody};
 pub use error::Error;
 pub use failure::classify_error;

@@ -51,11 +51,13 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
 
 impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body,
+    B: Body + Send + 'static,
     B::Error: Into<BoxError>,
-    RB: Body,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
     RB::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<RB>>;

@@ -431,3 +431,127 @@ fn classify_problem(head: &ResponseHead<'_>, problem: Problem) -> Classification
         .with_errors([error])
         .with_problem(Some(problem))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The login: Adobe IMS, OAuth server-to-server.
+
+/// Adobe IMS's token endpoint for OAuth server-to-server credentials (North America; use
+/// [`ImsLogin::token_url`] for another region or a test server).
+pub const IMS_TOKEN_URL: &str = "https://ims-na1.adobelogin.com/ims/token/v3";
+
+/// Adobe IMS OAuth server-to-server login: client credentials of a Developer Console project.
+///
+/// It sends `POST https://ims-na1.adobelogin.com/ims/token/v3` with the form body
+/// `grant_type=client_credentials&client_id=…&client_secret=…&scope=a,b,c` (the scopes
+/// comma-separated, as IMS expects), and reads `{"access_token","token_type":"bearer",
+/// "expires_in":86399}` (AEP tokens last 24 h). The token goes on requests as
+/// `Authorization: Bearer`.
+///
+/// Edge and the other Experience Platform APIs also require the static headers
+/// `x-api-key: <client id>` and `x-gw-ims-org-id: <org id>@AdobeOrg` (and `x-sandbox-name`
+/// for some APIs): the caller sets them on its requests; this login only supplies the token.
+///
+/// | answer | kind |
+/// |---|---|
+/// | `{"error":"invalid_client","error_description":…}`, `invalid_scope`, `unauthorized_client` and the other RFC 6749 §5.2 codes | fatal |
+/// | HTTP 401, 403 | fatal |
+/// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
+///
+/// The full status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
+/// client secret; neither does any [`LoginError`](redial_core::auth::LoginError).
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use redial_core::auth::Login;
+/// use redial_vendors::adobe::ImsLogin;
+///
+/// let login = ImsLogin::new("my-client-id", "p8e-my-client-secret", ["openid", "AdobeID", "read_organizations"]);
+/// let req = login.request();
+/// assert_eq!(req.uri(), "https://ims-na1.adobelogin.com/ims/token/v3");
+/// assert_eq!(
+///     &req.body()[..],
+///     &b"grant_type=client_credentials&client_id=my-client-id&client_secret=p8e-my-client-secret&scope=openid%2CAdobeID%2Cread_organizations"[..]
+/// );
+///
+/// let body = br#"{"access_token":"eyJhbGciOiJSUzI1NiJ9.e30.c2ln","token_type":"bearer","expires_in":86399}"#;
+/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// assert_eq!(credential.lifetime, Some(std::time::Duration::from_secs(86399)));
+///
+/// let test = login.clone().token_url("http://127.0.0.1:8080/ims/token/v3")?;
+/// assert_eq!(test.request().uri(), "http://127.0.0.1:8080/ims/token/v3");
+/// assert!(!format!("{test:?}").contains("p8e-my-client-secret"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ImsLogin {
+    inner: crate::oauth2::ClientCredentials,
+}
+
+impl ImsLogin {
+    /// A login with the project's client id, client secret and scopes (sent comma-separated;
+    /// no scope parameter when there are none).
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<redial_core::auth::Secret>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let scopes: Vec<String> = scopes
+            .into_iter()
+            .map(Into::into)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let inner =
+            crate::oauth2::ClientCredentials::with_url(http::Uri::from_static(IMS_TOKEN_URL), client_id, client_secret)
+                .auth_style(crate::oauth2::AuthStyle::Post)
+                .scope(scopes.join(","))
+                .vendor("adobe ims", None);
+        ImsLogin { inner }
+    }
+
+    /// Use another token URL (another IMS region, or a test server).
+    pub fn token_url(mut self, url: &str) -> Result<Self, crate::oauth2::InvalidLoginUrl> {
+        self.inner.set_token_url(crate::oauth2::absolute_url(url)?);
+        Ok(self)
+    }
+
+    /// The client id (also the `x-api-key` the APIs expect).
+    pub fn client_id(&self) -> &str {
+        self.inner.client_id()
+    }
+
+    /// The scopes, comma-separated as sent.
+    pub fn scope(&self) -> Option<&str> {
+        self.inner.scope_value()
+    }
+}
+
+impl fmt::Debug for ImsLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImsLogin")
+            .field("token_url", self.inner.token_url())
+            .field("client_id", &self.inner.client_id())
+            .field("client_secret", &"***")
+            .field("scope", &self.inner.scope_value())
+            .finish()
+    }
+}
+
+impl redial_core::auth::Login for ImsLogin {
+    fn request(&self) -> http::Request<bytes::Bytes> {
+        self.inner.request()
+    }
+
+    fn parse(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
+        self.inner.parse(status, headers, body)
+    }
+
+    fn attach(&self) -> redial_core::auth::Attach {
+        redial_core::auth::Attach::Bearer
+    }
+}

@@ -14,6 +14,7 @@ use redial_core::{Policy, Profile};
 pub mod adobe;
 pub mod genesys;
 pub mod marketo;
+pub mod oauth2;
 pub mod responsys;
 
 /// A built-in vendor.

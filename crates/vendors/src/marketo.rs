@@ -623,3 +623,137 @@ fn response_error(head: &ResponseHead<'_>, body: &MarketoResponse, errors: Vec<V
     };
     c.with_errors(errors)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The login: Marketo's identity service.
+
+/// The path of the token endpoint under the identity URL.
+pub const IDENTITY_TOKEN_PATH: &str = "/oauth/token";
+
+/// Marketo's identity login: OAuth 2.0 client credentials of a LaunchPoint custom service
+/// (VENDORS.md, Marketo, Auth).
+///
+/// It sends `POST <identity>/oauth/token` with the form body
+/// `grant_type=client_credentials&client_id=…&client_secret=…`. VENDORS.md shows the
+/// credentials in the query string, as Marketo's older examples do; the identity service
+/// accepts them in a form body, which keeps the secret out of URLs and access logs.
+///
+/// The answer `{"access_token","token_type":"bearer","expires_in":3599,"scope"}` gives the
+/// token and its *remaining* lifetime (`expires_in`, a number or a numeric string): the same
+/// token comes back until it expires. The token goes on requests as `Authorization: Bearer`.
+///
+/// | answer | kind |
+/// |---|---|
+/// | HTTP 401 (bad client id or secret), `{"error":"invalid_client","error_description":"Bad client credentials"}` and the other RFC 6749 §5.2 codes | fatal |
+/// | `errors[]` with a retryable Marketo code (604, 606, 608, 611, 615, …, see the [module table](self)) | transient |
+/// | `errors[]` with any other Marketo code | fatal |
+/// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
+///
+/// The full status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
+/// client secret; neither does any [`LoginError`](redial_core::auth::LoginError).
+///
+/// ```
+/// use http::{header, HeaderMap, StatusCode};
+/// use redial_core::auth::{Attach, Login};
+/// use redial_vendors::marketo::IdentityLogin;
+///
+/// let login = IdentityLogin::new("https://123-ABC-456.mktorest.com/identity", "my-client-id", "my-client-secret")?;
+/// let req = login.request();
+/// assert_eq!(req.uri(), "https://123-ABC-456.mktorest.com/identity/oauth/token");
+/// assert_eq!(req.headers()[header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+/// assert_eq!(&req.body()[..], b"grant_type=client_credentials&client_id=my-client-id&client_secret=my-client-secret");
+/// assert_eq!(login.attach(), Attach::Bearer);
+///
+/// let body = br#"{"access_token":"cdf01657-110d-4155-99a7-f986b2ff13a0:int","token_type":"bearer","expires_in":3599,"scope":"apis@acmeinc.com"}"#;
+/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// assert_eq!(credential.lifetime, Some(std::time::Duration::from_secs(3599)));
+///
+/// let bad = br#"{"error":"invalid_client","error_description":"Bad client credentials"}"#;
+/// let err = login.parse(StatusCode::UNAUTHORIZED, &HeaderMap::new(), bad).unwrap_err();
+/// assert!(err.is_fatal());
+/// assert_eq!(err.code(), Some("invalid_client"));
+/// assert!(!format!("{login:?} {err} {err:?}").contains("my-client-secret"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct IdentityLogin {
+    inner: crate::oauth2::ClientCredentials,
+}
+
+impl IdentityLogin {
+    /// A login at `identity_url` (the instance's identity URL, as the Admin > Web Services
+    /// page shows it: `https://<munchkin-id>.mktorest.com/identity`; a URL that already ends
+    /// in `/oauth/token` is used as it is).
+    pub fn new(
+        identity_url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<redial_core::auth::Secret>,
+    ) -> Result<Self, crate::oauth2::InvalidLoginUrl> {
+        let url = crate::oauth2::join_path(identity_url, IDENTITY_TOKEN_PATH)?;
+        let inner = crate::oauth2::ClientCredentials::with_url(url, client_id, client_secret)
+            .auth_style(crate::oauth2::AuthStyle::Post)
+            .vendor("marketo identity", Some(identity_envelope));
+        Ok(IdentityLogin { inner })
+    }
+
+    /// The token URL (`<identity>/oauth/token`).
+    pub fn token_url(&self) -> &http::Uri {
+        self.inner.token_url()
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        self.inner.client_id()
+    }
+}
+
+impl fmt::Debug for IdentityLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityLogin")
+            .field("token_url", self.inner.token_url())
+            .field("client_id", &self.inner.client_id())
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+impl redial_core::auth::Login for IdentityLogin {
+    fn request(&self) -> http::Request<bytes::Bytes> {
+        self.inner.request()
+    }
+
+    fn parse(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
+        self.inner.parse(status, headers, body)
+    }
+
+    fn attach(&self) -> redial_core::auth::Attach {
+        redial_core::auth::Attach::Bearer
+    }
+}
+
+/// A Marketo envelope (`errors[]`) in the identity's answer: the most forbidding code decides;
+/// the retryable ones of [`CODES`] are transient, every other code fatal.
+fn identity_envelope(map: &Map<String, Value>) -> Option<crate::oauth2::Refusal> {
+    use redial_core::auth::LoginFailureKind;
+    let errors = entries(map.get("errors"));
+    let (entry, row) = errors
+        .iter()
+        .map(|e| (e, lookup(&e.code)))
+        .min_by_key(|(_, row)| severity(row))?;
+    let kind = match row.kind {
+        Kind::Transient | Kind::Throttled => LoginFailureKind::Transient,
+        _ => LoginFailureKind::Fatal,
+    };
+    let code = if entry.code.is_empty() { "unknown" } else { &entry.code };
+    Some(crate::oauth2::Refusal {
+        code: code.to_owned(),
+        kind,
+        what: row.what,
+        detail: entry.message.clone(),
+    })
+}

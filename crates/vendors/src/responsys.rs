@@ -580,6 +580,198 @@ impl Profile for Responsys {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The login: user name and password.
+
+/// The path of the login endpoint under the login host.
+pub const LOGIN_TOKEN_PATH: &str = "/rest/api/v1.3/auth/token";
+
+/// How long a Responsys token is used: 2 hours. Responsys's pages disagree (`tips-performance`
+/// says a token "expires after two hours", `OMCED/RefreshToken` "always expires after three
+/// hours"); VENDORS.md says to refresh before 2 h **\[I\]**, so the shorter one is used.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+
+/// The Responsys login: user name and password (VENDORS.md, Oracle Responsys, Auth).
+///
+/// It sends `POST <login host>/rest/api/v1.3/auth/token` with the form body
+/// `user_name=…&password=…&auth_type=password` (credentials in the body only), and reads
+/// `{"authToken","issuedAt","endPoint"}`. Later requests go to `endPoint` (the credential's
+/// [`endpoint`](redial_core::auth::Credential::endpoint)) with `Authorization: <authToken>`,
+/// without `Bearer`. The token is used for [`TOKEN_LIFETIME`] from the answer (see there
+/// for the 2 h / 3 h conflict); `issuedAt` is not read.
+///
+/// Responsys disables the API login after repeated failed attempts, so every code that is not
+/// known to be transient stops at once. The code decides before the status (Responsys
+/// documents `API_LIMIT_EXCEEDED` under both 400 and 401).
+///
+/// | answer | kind |
+/// |---|---|
+/// | `LOGIN_BLOCKED_TEMPORARILY` (another attempt prolongs the block), `PASSWORD_*` (`PASSWORD_LOCKOUT`, `PASSWORD_EXPIRED`, …), `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `INVALID_USER_NAME_PASSWORD`, `API_BLOCKED`, `INVALID_PARAMETER`, any other code | fatal |
+/// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`, `UNRECOVERABLE_EXCEPTION` | transient |
+/// | HTTP 401, 403 without a code | fatal |
+/// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
+/// | 2xx whose `endPoint` is not an absolute http(s) URI | transient ("login answered without a usable endPoint") |
+///
+/// The other status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
+/// password; neither does any [`LoginError`](redial_core::auth::LoginError).
+///
+/// ```
+/// use http::{header, HeaderMap, StatusCode};
+/// use redial_core::auth::{Attach, Login};
+/// use redial_vendors::responsys::{PasswordLogin, TOKEN_LIFETIME};
+///
+/// let login = PasswordLogin::new("https://login2.responsys.net", "api_user", "pa ss&word")?;
+/// let req = login.request();
+/// assert_eq!(req.uri(), "https://login2.responsys.net/rest/api/v1.3/auth/token");
+/// assert_eq!(req.headers()[header::CONTENT_TYPE], "application/x-www-form-urlencoded");
+/// assert_eq!(&req.body()[..], b"user_name=api_user&password=pa+ss%26word&auth_type=password");
+/// assert_eq!(login.attach(), Attach::Raw);
+///
+/// let body = br#"{"authToken":"bPBY3l9Ha9C7uyDO","issuedAt":1427325074342,"endPoint":"https://rest-pod1.responsys.net"}"#;
+/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// assert_eq!(credential.token.expose(), "bPBY3l9Ha9C7uyDO");
+/// assert_eq!(credential.lifetime, Some(TOKEN_LIFETIME));
+/// assert_eq!(credential.endpoint.unwrap().host(), Some("rest-pod1.responsys.net"));
+///
+/// let locked = br#"{"type":"","title":"Login failed","errorCode":"PASSWORD_LOCKOUT","detail":"Locked","errorDetails":[]}"#;
+/// let err = login.parse(StatusCode::UNAUTHORIZED, &HeaderMap::new(), locked).unwrap_err();
+/// assert!(err.is_fatal());
+/// assert_eq!(err.code(), Some("PASSWORD_LOCKOUT"));
+/// assert!(!format!("{login:?} {err} {err:?}").contains("pa ss&word"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PasswordLogin {
+    token_url: http::Uri,
+    user_name: String,
+    password: redial_core::auth::Secret,
+    lifetime: Duration,
+}
+
+impl PasswordLogin {
+    /// A login at `login_url` (the login host, e.g. `https://login2.responsys.net`, or the
+    /// account-specific endpoint; a URL that already ends in [`LOGIN_TOKEN_PATH`] is used as
+    /// it is).
+    pub fn new(
+        login_url: &str,
+        user_name: impl Into<String>,
+        password: impl Into<redial_core::auth::Secret>,
+    ) -> Result<Self, crate::oauth2::InvalidLoginUrl> {
+        Ok(PasswordLogin {
+            token_url: crate::oauth2::join_path(login_url, LOGIN_TOKEN_PATH)?,
+            user_name: user_name.into(),
+            password: password.into(),
+            lifetime: TOKEN_LIFETIME,
+        })
+    }
+
+    /// Use tokens for `lifetime` instead of [`TOKEN_LIFETIME`].
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// The token URL (`<login host>/rest/api/v1.3/auth/token`).
+    pub fn token_url(&self) -> &http::Uri {
+        &self.token_url
+    }
+
+    /// The user name.
+    pub fn user_name(&self) -> &str {
+        &self.user_name
+    }
+}
+
+use redial_core::auth::LoginFailureKind as LoginKind;
+
+/// What each `errorCode` means at the login. A code ending in `*` matches every code with
+/// that prefix. Codes not listed are fatal: never hammer the login.
+#[rustfmt::skip]
+static LOGIN_CODES: &[(&str, LoginKind, &str)] = &[
+    ("LOGIN_BLOCKED_TEMPORARILY", LoginKind::Fatal, "the login is blocked for a while: another attempt prolongs the block"),
+    ("LOGIN_BLOCKED_INVALID_IPRANGE", LoginKind::Fatal, "logins from this IP address are not allowed"),
+    ("PASSWORD_*", LoginKind::Fatal, "the password is locked out or expired: reset it"),
+    ("ACCOUNT_SUSPENDED", LoginKind::Fatal, "the account is suspended"),
+    ("WS_ARG_DISABLED", LoginKind::Fatal, "the API login is disabled: open an SR if it persists"),
+    ("INVALID_USER_NAME_PASSWORD", LoginKind::Fatal, "bad user name or password"),
+    ("API_BLOCKED", LoginKind::Fatal, "the user is blocked from this function"),
+    ("INVALID_PARAMETER", LoginKind::Fatal, "the login request is invalid"),
+    ("API_LIMIT_EXCEEDED", LoginKind::Transient, "the login's per-minute limit: try again in the next minute"),
+    ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", LoginKind::Transient, "account capacity exhausted (counters reset every 10 min)"),
+    ("SERVICE_UNAVAILABLE", LoginKind::Transient, "the service is down or in maintenance"),
+    ("UNRECOVERABLE_EXCEPTION", LoginKind::Transient, "server error"),
+];
+
+fn login_code(code: &str) -> (LoginKind, &'static str) {
+    let code = code.trim();
+    let matches = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => {
+            code.len() > prefix.len() && code.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        }
+        None => pattern.eq_ignore_ascii_case(code),
+    };
+    LOGIN_CODES.iter().find(|(pattern, _, _)| matches(pattern)).map_or(
+        (LoginKind::Fatal, "not a retryable login code: never hammer the login"),
+        |&(_, kind, what)| (kind, what),
+    )
+}
+
+/// An `endPoint` requests can be sent to: an absolute http(s) URI.
+fn endpoint(map: &Map<String, Value>) -> Option<http::Uri> {
+    let raw = crate::oauth2::text(map, "endPoint")?;
+    crate::oauth2::absolute_url(raw.trim_end_matches('/')).ok()
+}
+
+impl redial_core::auth::Login for PasswordLogin {
+    fn request(&self) -> http::Request<bytes::Bytes> {
+        let body = crate::oauth2::form([
+            ("user_name", self.user_name.as_str()),
+            ("password", self.password.expose()),
+            ("auth_type", "password"),
+        ]);
+        crate::oauth2::form_request(&self.token_url, body)
+    }
+
+    fn parse(
+        &self,
+        status: http::StatusCode,
+        _headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
+        let answer = crate::oauth2::Answer {
+            who: "responsys login",
+            status,
+            body,
+            secrets: &[self.password.expose()],
+        };
+        let doc = match crate::oauth2::read_json(body) {
+            Ok(map) => Value::Object(map),
+            Err(why) => return Err(answer.by_status(Some(why))),
+        };
+        if let Some((e, _)) = envelope(&doc) {
+            let (kind, what) = login_code(&e.error_code);
+            let detail = e.detail.as_deref().or(e.title.as_deref());
+            return Err(answer.refused(kind, &e.error_code, what, detail));
+        }
+        let Some(map) = doc.as_object().filter(|_| status.is_success()) else {
+            return Err(answer.by_status(None));
+        };
+        let token = match crate::oauth2::text(map, "authToken") {
+            Some(t) if crate::oauth2::usable_token(t) => t,
+            Some(_) => return Err(answer.fail(LoginKind::Transient, "the authToken cannot be sent in a header")),
+            None => return Err(answer.fail(LoginKind::Transient, "login answered without an authToken")),
+        };
+        let Some(endpoint) = endpoint(map) else {
+            return Err(answer.fail(LoginKind::Transient, "login answered without a usable endPoint"));
+        };
+        Ok(redial_core::auth::Credential::new(token, Some(self.lifetime)).with_endpoint(endpoint))
+    }
+
+    fn attach(&self) -> redial_core::auth::Attach {
+        redial_core::auth::Attach::Raw
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,449 @@
+//! Token sources and the single-flight token cell.
+//!
+//! A [`TokenSource`] is one credential: how to obtain it (a [`Login`] described as data, sent
+//! through the same inner service as everything else, or an async closure of yours), and the
+//! shared cell that caches it. Clone it to share one login between several hosts.
+//!
+//! The cell guarantees:
+//! - **single flight**: however many requests need a token, one login runs, in a task of its
+//!   own, so a caller that is dropped cancels nothing and leaves nothing locked;
+//! - **versions**: a request that failed with token v1 never starts a login when v2 is in place;
+//! - **proactive refresh**: a token is renewed in the background `skew` (jittered) before it
+//!   expires, and a request never carries a token past its expiry;
+//! - **login protection**: a failing login is retried with exponential backoff, at most once
+//!   per backoff window for everyone; a fatal answer (bad credentials, a suspended account)
+//!   fails every waiter with [`LoginError`] at once and no login is tried again before the
+//!   backoff window has passed.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::Body;
+use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+use redial_core::backoff::{Rng, SplitMix64};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::{BoxError, RetryBody};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The most bytes of a login response that are read.
+const LOGIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// A token as the cell hands it out.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub(crate) secret: Secret,
+    pub(crate) version: u64,
+    pub(crate) endpoint: Option<Uri>,
+    pub(crate) expires_at: Option<Instant>,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Sends a login request and returns its response, read into memory. The engine builds one
+/// from its inner service.
+pub(crate) type Transport = Box<dyn FnOnce(Request<Bytes>) -> BoxFuture<Result<Response<Bytes>, BoxError>> + Send>;
+
+enum Fetch {
+    Login(Arc<dyn Login>),
+    Closure(Arc<dyn Fn() -> BoxFuture<Result<Credential, LoginError>> + Send + Sync>),
+}
+
+/// One credential and its shared cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use redial_tower::auth::TokenSource;
+/// use redial_tower::core::auth::{Attach, Credential};
+///
+/// // From your own async code (a secrets manager, a custom handshake):
+/// let source = TokenSource::from_fn(Attach::Bearer, || async {
+///     Ok(Credential::new("token-from-vault", Some(Duration::from_secs(900))))
+/// })
+/// .skew(Duration::from_secs(30));
+/// # let _ = source;
+/// ```
+#[derive(Clone)]
+pub struct TokenSource {
+    cell: Arc<Cell>,
+}
+
+struct Cell {
+    fetch: Fetch,
+    attach: Attach,
+    skew: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    login_timeout: Duration,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Current>,
+    in_flight: bool,
+    /// Consecutive failed logins.
+    failures: u32,
+    /// No login may start before this (the backoff window).
+    not_before: Option<Instant>,
+    /// The last login error; for a fatal one, requests fail with it until `not_before`.
+    last_error: Option<LoginError>,
+    logins: u64,
+    version: u64,
+    rng: Option<SplitMix64>,
+}
+
+struct Current {
+    token: Token,
+    refresh_at: Option<Instant>,
+}
+
+/// What the cell can give a request right now.
+pub(crate) enum Lease {
+    /// A token to send.
+    Ready(Token),
+    /// None yet: wait for a login to end, or until the backoff window opens.
+    Wait(Option<Instant>),
+    /// A fatal login answer is still in force.
+    Refused(LoginError),
+}
+
+impl TokenSource {
+    /// Obtain the credential with a [`Login`] (its request is sent through the inner service).
+    pub fn login(login: impl Login) -> Self {
+        let attach = login.attach();
+        Self::new(Fetch::Login(Arc::new(login)), attach)
+    }
+
+    /// Obtain the credential with your own async function.
+    pub fn from_fn<F, Fut>(attach: Attach, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Credential, LoginError>> + Send + 'static,
+    {
+        Self::new(Fetch::Closure(Arc::new(move || Box::pin(f()))), attach)
+    }
+
+    fn new(fetch: Fetch, attach: Attach) -> Self {
+        TokenSource {
+            cell: Arc::new(Cell {
+                fetch,
+                attach,
+                skew: Duration::from_secs(60),
+                backoff_min: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(300),
+                login_timeout: Duration::from_secs(30),
+                state: Mutex::new(State::default()),
+                changed: watch::channel(0).0,
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Cell)) -> Self {
+        // Configuration happens before the source is shared; a shared one is left as it is.
+        if let Some(cell) = Arc::get_mut(&mut self.cell) {
+            f(cell);
+        }
+        self
+    }
+
+    /// Renew a token this long before it expires (default 60 s; each renewal comes up to a
+    /// quarter of it later, at random, so that fleets do not renew in step).
+    pub fn skew(self, skew: Duration) -> Self {
+        self.configure(|c| c.skew = skew)
+    }
+
+    /// Backoff between failed logins: from `min`, doubling, at most `max` (default 1 s to 5 min).
+    pub fn login_backoff(self, min: Duration, max: Duration) -> Self {
+        self.configure(|c| {
+            c.backoff_min = min;
+            c.backoff_max = max.max(min);
+        })
+    }
+
+    /// The longest a login may take before it counts as failed (default 30 s).
+    pub fn login_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.login_timeout = timeout)
+    }
+
+    /// How the token is put on requests.
+    pub fn attach(&self) -> &Attach {
+        &self.cell.attach
+    }
+
+    /// How many logins have been started.
+    pub fn logins(&self) -> u64 {
+        self.cell.lock().logins
+    }
+
+    /// A token for a request, starting a login when there is none to give. `stale` is the
+    /// version a previous attempt of this request was refused with: only a newer one will do.
+    pub(crate) fn lease(&self, stale: Option<u64>, transport: impl FnOnce() -> Option<Transport>) -> Lease {
+        let now = Instant::now();
+        let mut st = self.cell.lock();
+        let usable = st
+            .current
+            .as_ref()
+            .filter(|c| stale.is_none_or(|v| c.token.version > v) && c.token.expires_at.is_none_or(|at| now < at));
+        let (lease, wants_login) = match usable {
+            Some(c) => (Lease::Ready(c.token.clone()), c.refresh_at.is_some_and(|at| now >= at)),
+            None => match &st.last_error {
+                Some(e) if e.is_fatal() && st.not_before.is_some_and(|t| now < t) => (Lease::Refused(e.clone()), false),
+                _ => (Lease::Wait(None), true),
+            },
+        };
+        if wants_login && !st.in_flight {
+            match st.not_before {
+                Some(t) if now < t => {
+                    // In the backoff window: nobody logs in; wake when it opens.
+                    return match lease {
+                        Lease::Wait(_) => Lease::Wait(Some(t)),
+                        other => other,
+                    };
+                }
+                _ => {
+                    st.in_flight = true;
+                    st.logins += 1;
+                    drop(st);
+                    self.spawn_login(transport());
+                }
+            }
+        }
+        lease
+    }
+
+    /// The request that used `version` was told the token expired: unless a newer token is
+    /// already in place, this one is dropped.
+    pub(crate) fn invalidate(&self, version: u64) {
+        let mut st = self.cell.lock();
+        if st.current.as_ref().is_some_and(|c| c.token.version == version) {
+            st.current = None;
+        }
+    }
+
+    /// Subscribe to the cell's changes (a login ended), then ask for a lease again: no change
+    /// can slip between the two. Returns the lease, and what to wait on if it says `Wait`.
+    pub(crate) fn lease_or_wait(
+        &self,
+        stale: Option<u64>,
+        transport: impl FnOnce() -> Option<Transport>,
+    ) -> (Lease, Option<BoxFuture<()>>) {
+        let mut rx = self.cell.changed.subscribe();
+        match self.lease(stale, transport) {
+            Lease::Wait(wake) => {
+                let wait: BoxFuture<()> = Box::pin(async move {
+                    let mut changed = std::pin::pin!(rx.changed());
+                    let mut sleep = std::pin::pin!(async move {
+                        match wake {
+                            Some(t) => tokio::time::sleep_until(t).await,
+                            None => std::future::pending().await,
+                        }
+                    });
+                    std::future::poll_fn(|cx| {
+                        if changed.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                            std::task::Poll::Ready(())
+                        } else {
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await
+                });
+                (Lease::Wait(wake), Some(wait))
+            }
+            other => (other, None),
+        }
+    }
+
+    fn spawn_login(&self, transport: Option<Transport>) {
+        let cell = self.cell.clone();
+        let fetch: BoxFuture<Result<Credential, LoginError>> = match (&cell.fetch, transport) {
+            (Fetch::Closure(f), _) => f(),
+            (Fetch::Login(login), Some(send)) => {
+                let login = login.clone();
+                Box::pin(async move {
+                    let req = login.request();
+                    match send(req).await {
+                        Ok(res) => {
+                            let (head, body) = res.into_parts();
+                            login.parse(head.status, &head.headers, &body).map_err(|e| {
+                                if e.status().is_none() {
+                                    e.with_response(head.status, body)
+                                } else {
+                                    e
+                                }
+                            })
+                        }
+                        Err(e) => Err(LoginError::new(
+                            LoginFailureKind::Transient,
+                            format!("login request failed: {e}"),
+                        )),
+                    }
+                })
+            }
+            (Fetch::Login(_), None) => Box::pin(async {
+                Err(LoginError::new(
+                    LoginFailureKind::Fatal,
+                    "no transport for the login request",
+                ))
+            }),
+        };
+        let timeout = cell.login_timeout;
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, fetch).await {
+                Ok(r) => r,
+                Err(_) => Err(LoginError::new(
+                    LoginFailureKind::Transient,
+                    format!("login took longer than {timeout:?}"),
+                )),
+            };
+            cell.finish(result);
+        });
+    }
+}
+
+impl Cell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is plain data, consistent after every statement: a panic elsewhere
+        // cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish(&self, result: Result<Credential, LoginError>) {
+        let now = Instant::now();
+        let result = result.and_then(|cred| match cred.lifetime {
+            // A token born expired cannot be used, and logging in again at once would storm the
+            // login endpoint: count it as a failed login, under the backoff.
+            Some(l) if l.is_zero() => Err(LoginError::new(
+                LoginFailureKind::Transient,
+                "the login answered an already-expired token",
+            )),
+            _ => Ok(cred),
+        });
+        let mut st = self.lock();
+        st.in_flight = false;
+        match result {
+            Ok(cred) => {
+                st.version += 1;
+                st.failures = 0;
+                st.not_before = None;
+                st.last_error = None;
+                let expires_at = cred.lifetime.map(|l| now + l);
+                let refresh_at = match cred.lifetime {
+                    // A token that would be renewed at once (its lifetime is within the skew,
+                    // as Marketo's identity answers before expiry) is used until it expires.
+                    Some(l) if l > self.skew => {
+                        let jitter = st.rng.get_or_insert_with(SplitMix64::from_entropy).next_f64();
+                        Some(now + (l - self.skew) + self.skew.mul_f64(jitter / 4.0))
+                    }
+                    _ => None,
+                };
+                let token = Token {
+                    secret: cred.token,
+                    version: st.version,
+                    endpoint: cred.endpoint,
+                    expires_at,
+                };
+                st.current = Some(Current { token, refresh_at });
+                tracing::info!(
+                    version = st.version,
+                    expires_in_s = cred.lifetime.map(|l| l.as_secs()),
+                    "login succeeded"
+                );
+            }
+            Err(e) => {
+                st.failures += 1;
+                let backoff = self
+                    .backoff_min
+                    .saturating_mul(1u32 << (st.failures - 1).min(16))
+                    .min(self.backoff_max);
+                st.not_before = Some(now + backoff);
+                tracing::warn!(
+                    fatal = e.is_fatal(),
+                    status = e.status().map(|s| s.as_u16()),
+                    code = e.code(),
+                    message = e.message(),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "login failed"
+                );
+                st.last_error = Some(e);
+                // Keep a still-valid token: a failed proactive refresh must not stop traffic.
+            }
+        }
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+impl TokenSource {
+    /// The last login error, if the last login failed.
+    pub fn last_error(&self) -> Option<LoginError> {
+        self.cell.lock().last_error.clone()
+    }
+
+    /// Whether a login is running now.
+    pub fn login_in_flight(&self) -> bool {
+        self.cell.lock().in_flight
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.cell.lock();
+        let mut d = f.debug_struct("TokenSource");
+        match &self.cell.fetch {
+            Fetch::Login(l) => d.field("login", l),
+            Fetch::Closure(_) => d.field("login", &"<fn>"),
+        };
+        d.field("attach", &self.cell.attach)
+            .field("skew", &self.cell.skew)
+            .field("version", &st.version)
+            .field("logins", &st.logins)
+            .field("in_flight", &st.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Build the login transport from an inner service: the login request goes through the same
+/// client as everything else, and its response is read up to 64 KiB.
+pub(crate) fn transport<S, B, RB>(svc: S) -> Transport
+where
+    S: tower_service::Service<Request<RetryBody<B>>, Response = Response<RB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    Box::new(move |req: Request<Bytes>| {
+        let mut svc = svc;
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let req = Request::from_parts(parts, RetryBody::buffered(body, None));
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let res = svc.call(req).await.map_err(Into::into)?;
+            let (head, body) = res.into_parts();
+            let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);
+            let bytes = http_body_util::BodyExt::collect(limited).await?.to_bytes();
+            Ok(Response::from_parts(head, bytes))
+        })
+    })
+}

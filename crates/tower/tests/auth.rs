@@ -1,0 +1,387 @@
+//! The token cell through the engine, against an in-process vendor on the paused clock.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use redial_core::auth::{Credential, Login, LoginError, LoginFailureKind};
+use redial_core::generic::Generic;
+use redial_core::{Advice, Classification, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead};
+use redial_tower::{RetryBody, RetryLayer, TokenSource};
+use tokio::time::Instant;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+const S: Duration = Duration::from_secs(1);
+
+/// 401 means the token expired; everything else is generic.
+#[derive(Debug)]
+struct Vendor;
+
+impl Profile for Vendor {
+    fn name(&self) -> &str {
+        "test-vendor"
+    }
+    fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+        false
+    }
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        match outcome {
+            Outcome::Response(head, _) if head.status == StatusCode::UNAUTHORIZED => {
+                Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "token expired")
+            }
+            _ => Generic.classify(req, outcome),
+        }
+    }
+}
+
+/// The login: POST /login, answer `token-N:lifetime`.
+#[derive(Debug)]
+struct TestLogin;
+
+impl Login for TestLogin {
+    fn request(&self) -> Request<Bytes> {
+        Request::post("http://vendor.test/login")
+            .body(Bytes::from_static(b"secret=hunter2"))
+            .unwrap()
+    }
+    fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        match status.as_u16() {
+            200 => {
+                let text = std::str::from_utf8(body).unwrap();
+                let (token, life) = text.split_once(':').unwrap();
+                Ok(Credential::new(token, Some(Duration::from_secs(life.parse().unwrap()))))
+            }
+            401 => Err(LoginError::new(LoginFailureKind::Fatal, "bad client secret")),
+            _ => Err(LoginError::new(LoginFailureKind::Transient, "login unavailable")),
+        }
+    }
+}
+
+/// An in-process vendor: tokens with a lifetime, logins counted and timestamped.
+#[derive(Clone, Default)]
+struct FakeVendor(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    next: AtomicU64,
+    lifetime_s: AtomicU64,
+    valid: Mutex<Vec<(String, Instant)>>,
+    logins: Mutex<Vec<Instant>>,
+    fail_logins: AtomicUsize,
+    fatal: std::sync::atomic::AtomicBool,
+    login_delay_ms: AtomicU64,
+    api_calls: AtomicUsize,
+    expired_sent: AtomicUsize,
+    reject_all: std::sync::atomic::AtomicBool,
+}
+
+impl FakeVendor {
+    fn new(lifetime: u64) -> Self {
+        let v = FakeVendor::default();
+        v.0.lifetime_s.store(lifetime, Ordering::SeqCst);
+        v
+    }
+    fn logins(&self) -> Vec<Instant> {
+        self.0.logins.lock().unwrap().clone()
+    }
+    fn expire_all(&self) {
+        self.0.valid.lock().unwrap().clear();
+    }
+
+    async fn handle(self, req: Request<RetryBody<Full<Bytes>>>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let now = Instant::now();
+        let reply = |status: u16, body: String| Ok(Response::builder().status(status).body(Full::from(body)).unwrap());
+        if req.uri().path() == "/login" {
+            self.0.logins.lock().unwrap().push(now);
+            let delay = self.0.login_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if self.0.fatal.load(Ordering::SeqCst) {
+                return reply(401, "bad client".into());
+            }
+            if self.0.fail_logins.load(Ordering::SeqCst) > 0 {
+                self.0.fail_logins.fetch_sub(1, Ordering::SeqCst);
+                return reply(503, "busy".into());
+            }
+            let n = self.0.next.fetch_add(1, Ordering::SeqCst);
+            let life = self.0.lifetime_s.load(Ordering::SeqCst);
+            let token = format!("tok{n}");
+            self.0
+                .valid
+                .lock()
+                .unwrap()
+                .push((token.clone(), Instant::now() + Duration::from_secs(life)));
+            return reply(200, format!("{token}:{life}"));
+        }
+        self.0.api_calls.fetch_add(1, Ordering::SeqCst);
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = auth.strip_prefix("Bearer ").unwrap_or("");
+        let valid = !self.0.reject_all.load(Ordering::SeqCst)
+            && self
+                .0
+                .valid
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(t, exp)| t == token && now < *exp);
+        if !valid {
+            if !token.is_empty() {
+                self.0.expired_sent.fetch_add(1, Ordering::SeqCst);
+            }
+            return reply(401, "expired".into());
+        }
+        reply(200, "ok".into())
+    }
+}
+
+fn service(
+    vendor: &FakeVendor,
+    source: TokenSource,
+    policy: Policy,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<redial_tower::ResponseBody<Full<Bytes>>>,
+    Error = redial_tower::Error,
+    Future: Send,
+> + Clone
+       + Send
+       + 'static {
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, policy)
+        .auth("*", source)
+        .unwrap()
+        .rng_seed(3)
+        .build();
+    let v = vendor.clone();
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(move |req| v.clone().handle(req)))
+}
+
+fn api() -> Request<Full<Bytes>> {
+    Request::get("http://vendor.test/api/things")
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_requests_cause_one_login() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(200, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin);
+    let svc = service(&vendor, source.clone(), Policy::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let svc = svc.clone();
+        tasks.spawn(async move { svc.oneshot(api()).await.map(|r| r.status()) });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+        ok += 1;
+    }
+    assert_eq!(ok, 1000);
+    assert_eq!(vendor.logins().len(), 1);
+    assert_eq!(source.logins(), 1);
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_is_refreshed_once_for_everyone_and_requests_replay() {
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::login(TestLogin);
+    let svc = service(&vendor, source.clone(), Policy::default());
+    svc.clone().oneshot(api()).await.unwrap();
+    assert_eq!(vendor.logins().len(), 1);
+    vendor.expire_all();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let svc = svc.clone();
+        tasks.spawn(async move { svc.oneshot(api()).await.map(|r| r.status()) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+    }
+    // Every one of the 100 saw 401 with token v1; one login for all of them.
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_keeps_saying_expired_cannot_loop() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.reject_all.store(true, Ordering::SeqCst); // every token is "expired"
+    let source = TokenSource::login(TestLogin);
+    let policy = Policy::builder()
+        .max_attempts(10)
+        .max_auth_refreshes(2)
+        .build()
+        .unwrap();
+    let err = service(&vendor, source, policy).oneshot(api()).await.unwrap_err();
+    assert!(err.is_auth(), "{err}");
+    assert_eq!(err.report().attempt_count(), 3);
+    assert_eq!(vendor.0.api_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(vendor.logins().len(), 3, "one login, then one per refresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_answering_an_expired_token_backs_off_instead_of_storming() {
+    let vendor = FakeVendor::new(0);
+    let source = TokenSource::login(TestLogin).login_backoff(S, 8 * S);
+    let err = service(&vendor, source, Policy::builder().deadline(30 * S).build().unwrap())
+        .oneshot(api())
+        .await
+        .unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.login_error().unwrap().message().contains("already-expired"));
+    // 30 s with backoff 1, 2, 4, 8, 8, ... s: a handful of logins, not a storm.
+    let n = vendor.logins().len();
+    assert!((4..=8).contains(&n), "{n} logins");
+}
+
+#[tokio::test(start_paused = true)]
+async fn proactive_refresh_keeps_every_request_on_a_valid_token() {
+    // A 10-minute token, renewed 60 s (plus up to 15 s of jitter) before it expires, under a
+    // request every 10 s for an hour.
+    let vendor = FakeVendor::new(600);
+    let source = TokenSource::login(TestLogin).skew(Duration::from_secs(60));
+    let svc = service(&vendor, source, Policy::default());
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3600) {
+        let res = svc.clone().oneshot(api()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.extensions().get::<redial_tower::Report>().is_none(),
+            "no request needed a retry"
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0);
+    // Each token serves 540-555 s: logins at 0 s and then every ~9 minutes.
+    let logins = vendor.logins();
+    assert_eq!(logins.len(), 7, "{logins:?}");
+    for pair in logins.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_secs(540) && gap <= Duration::from_secs(560),
+            "{gap:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_login_is_retried_once_per_backoff_window_then_requests_succeed() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(5, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin).login_backoff(S, 60 * S);
+    let svc = service(&vendor, source, Policy::builder().deadline(600 * S).build().unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let svc = svc.clone();
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100 * i)).await;
+            svc.oneshot(api()).await.map(|r| r.status())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+    }
+    let logins = vendor.logins();
+    assert_eq!(logins.len(), 6, "{logins:?}");
+    // 1 s, 2 s, 4 s, 8 s, 16 s between the six attempts: never two in one window.
+    for (i, pair) in logins.windows(2).enumerate() {
+        assert!(pair[1] - pair[0] >= S * (1 << i), "{:?}", pair[1] - pair[0]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_login_fails_every_waiter_and_is_not_retried_before_its_backoff() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fatal.store(true, Ordering::SeqCst);
+    vendor.0.login_delay_ms.store(50, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin).login_backoff(30 * S, 300 * S);
+    let svc = service(&vendor, source.clone(), Policy::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let svc = svc.clone();
+        tasks.spawn(async move { svc.oneshot(api()).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let err = r.unwrap().unwrap_err();
+        assert!(err.is_auth_failed(), "{err}");
+        let login = err.login_error().unwrap();
+        assert!(login.is_fatal());
+        assert_eq!(login.status(), Some(StatusCode::UNAUTHORIZED));
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+    }
+    assert_eq!(vendor.logins().len(), 1);
+    // Within the backoff window: refused at once, no login.
+    tokio::time::sleep(10 * S).await;
+    let err = svc.clone().oneshot(api()).await.unwrap_err();
+    assert!(err.is_auth_failed());
+    assert_eq!(vendor.logins().len(), 1);
+    // After it: one new login, which now works.
+    vendor.0.fatal.store(false, Ordering::SeqCst);
+    tokio::time::sleep(30 * S).await;
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_while_the_login_is_in_flight_cancels_nothing() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(1000, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin);
+    let svc = service(&vendor, source.clone(), Policy::default());
+    let dropped = tokio::spawn(svc.clone().oneshot(api()));
+    let kept = tokio::spawn(svc.clone().oneshot(api()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(source.login_in_flight());
+    dropped.abort();
+    assert!(dropped.await.unwrap_err().is_cancelled());
+    assert_eq!(kept.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 1);
+    // The cell is usable: the next login (after expiry) works.
+    vendor.expire_all();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_source_works_and_never_shows_its_secret() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let vendor = FakeVendor::new(3600);
+    let v = vendor.clone();
+    let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        let v = v.clone();
+        async move {
+            // Log in through the fake vendor by hand, as a user's own code would.
+            let res = v
+                .handle(
+                    Request::post("http://vendor.test/login")
+                        .body(RetryBody::from_bytes(Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            let (token, _) = text.split_once(':').unwrap();
+            Ok(Credential::new(token, None))
+        }
+    });
+    let svc = service(&vendor, source.clone(), Policy::default());
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(!format!("{source:?}").contains("tok0"));
+}

@@ -1,0 +1,869 @@
+//! The built-in logins: Marketo identity, Responsys password, Adobe IMS and generic OAuth2
+//! client credentials. Their requests, the parse of their answers, the fatal/transient tables,
+//! tolerance, and that no secret ever shows.
+
+use std::time::Duration;
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use proptest::prelude::*;
+use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+use redial_vendors::adobe::{ImsLogin, IMS_TOKEN_URL};
+use redial_vendors::marketo::IdentityLogin;
+use redial_vendors::oauth2::{form_urlencode, AuthStyle, ClientCredentials};
+use redial_vendors::responsys::{PasswordLogin, TOKEN_LIFETIME};
+
+const CLIENT_SECRET: &str = "sEcReT-9f8e7d6c5b4a";
+const PASSWORD: &str = "P4ss w0rd&=!";
+const TOKEN: &str = "tok-3c1b2a99e0d4-TOKEN";
+
+const HTML_GATEWAY: &str =
+    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn marketo() -> IdentityLogin {
+    IdentityLogin::new(
+        "https://123-ABC-456.mktorest.com/identity",
+        "mkto-client-id",
+        CLIENT_SECRET,
+    )
+    .unwrap()
+}
+
+fn responsys() -> PasswordLogin {
+    PasswordLogin::new("https://login2.responsys.net", "api.user@acme.example", PASSWORD).unwrap()
+}
+
+fn adobe() -> ImsLogin {
+    ImsLogin::new(
+        "adobe-client-id",
+        CLIENT_SECRET,
+        ["openid", "AdobeID", "read_organizations"],
+    )
+}
+
+fn oauth() -> ClientCredentials {
+    ClientCredentials::new("https://auth.example.com/oauth2/token", "oauth client", CLIENT_SECRET).unwrap()
+}
+
+/// Every login, boxed, with its name.
+fn all_logins() -> Vec<(&'static str, Box<dyn Login>)> {
+    vec![
+        ("marketo", Box::new(marketo())),
+        ("responsys", Box::new(responsys())),
+        ("adobe", Box::new(adobe())),
+        ("oauth2", Box::new(oauth())),
+        ("oauth2-post", Box::new(oauth().auth_style(AuthStyle::Post))),
+    ]
+}
+
+fn parse(login: &dyn Login, status: u16, body: &str) -> Result<Credential, LoginError> {
+    parse_with(login, status, &HeaderMap::new(), body.as_bytes())
+}
+
+fn parse_with(login: &dyn Login, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+    login.parse(StatusCode::from_u16(status).unwrap(), headers, body)
+}
+
+fn json_headers(content_type: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+    h
+}
+
+fn hex(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => panic!("bad hex digit {b}"),
+    }
+}
+
+/// Decode one `application/x-www-form-urlencoded` component.
+fn form_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                out.push(hex(b[i + 1]) << 4 | hex(b[i + 2]));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A form body's pairs, decoded, in order.
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    let body = std::str::from_utf8(body).unwrap();
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (form_decode(k), form_decode(v))
+        })
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("bad base64 {c}"),
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let pad = chunk.iter().filter(|&&c| c == b'=').count();
+        let n = chunk
+            .iter()
+            .map(|&c| if c == b'=' { 0 } else { value(c) })
+            .fold(0u32, |acc, v| acc << 6 | v);
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    out
+}
+
+fn assert_fatal(r: Result<Credential, LoginError>, code: Option<&str>) -> LoginError {
+    let e = r.expect_err("the login must fail");
+    assert_eq!(e.kind(), LoginFailureKind::Fatal, "{e}");
+    assert!(e.is_fatal());
+    assert_eq!(e.code(), code, "{e}");
+    e
+}
+
+fn assert_transient(r: Result<Credential, LoginError>) -> LoginError {
+    let e = r.expect_err("the login must fail");
+    assert_eq!(e.kind(), LoginFailureKind::Transient, "{e}");
+    assert!(!e.is_fatal());
+    e
+}
+
+fn oauth_error(code: &str) -> String {
+    format!(r#"{{"error":"{code}","error_description":"something about {code}"}}"#)
+}
+
+fn responsys_error(code: &str) -> String {
+    format!(
+        r#"{{"type":"","title":"Login failed","errorCode":"{code}","detail":"Detail of {code}","errorDetails":[]}}"#
+    )
+}
+
+const RESPONSYS_OK: &str =
+    r#"{"authToken":"tok-3c1b2a99e0d4-TOKEN","issuedAt":1427325074342,"endPoint":"https://rest-pod1.responsys.net"}"#;
+const MARKETO_OK: &str =
+    r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"bearer","expires_in":3599,"scope":"apis@acmeinc.com"}"#;
+const ADOBE_OK: &str = r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"bearer","expires_in":86399}"#;
+const OAUTH_OK: &str = r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"Bearer","expires_in":3600}"#;
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+fn assert_form_request(login: &dyn Login, uri: &str) -> Vec<(String, String)> {
+    let req = login.request();
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(req.uri(), uri);
+    assert!(req.uri().query().is_none(), "nothing in the query");
+    assert!(!req.uri().to_string().contains(CLIENT_SECRET));
+    assert!(!req.uri().to_string().contains(&form_urlencode(PASSWORD)));
+    assert_eq!(req.headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
+    assert_eq!(req.headers()[ACCEPT], "application/json");
+    form_fields(req.body())
+}
+
+#[test]
+fn marketo_request() {
+    let fields = assert_form_request(&marketo(), "https://123-ABC-456.mktorest.com/identity/oauth/token");
+    assert_eq!(
+        fields,
+        [
+            ("grant_type".into(), "client_credentials".into()),
+            ("client_id".into(), "mkto-client-id".into()),
+            ("client_secret".into(), CLIENT_SECRET.into()),
+        ]
+    );
+    assert!(marketo().request().headers().get(AUTHORIZATION).is_none());
+    assert_eq!(marketo().attach(), Attach::Bearer);
+}
+
+#[test]
+fn marketo_identity_url_forms() {
+    for url in [
+        "https://123-ABC-456.mktorest.com/identity",
+        "https://123-ABC-456.mktorest.com/identity/",
+        " https://123-ABC-456.mktorest.com/identity/oauth/token ",
+    ] {
+        let login = IdentityLogin::new(url, "id", "secret").unwrap();
+        assert_eq!(
+            login.token_url(),
+            "https://123-ABC-456.mktorest.com/identity/oauth/token"
+        );
+    }
+    for bad in [
+        "123-ABC-456.mktorest.com/identity",
+        "ftp://x/identity",
+        "",
+        "https://u:p@h/identity",
+    ] {
+        let e = IdentityLogin::new(bad, "id", CLIENT_SECRET).unwrap_err();
+        assert!(e.to_string().starts_with("invalid login URL"), "{e}");
+    }
+}
+
+#[test]
+fn responsys_request() {
+    let fields = assert_form_request(&responsys(), "https://login2.responsys.net/rest/api/v1.3/auth/token");
+    assert_eq!(
+        fields,
+        [
+            ("user_name".into(), "api.user@acme.example".into()),
+            ("password".into(), PASSWORD.into()),
+            ("auth_type".into(), "password".into()),
+        ]
+    );
+    assert!(responsys().request().headers().get(AUTHORIZATION).is_none());
+    assert_eq!(responsys().attach(), Attach::Raw);
+    let again = PasswordLogin::new("https://login2.responsys.net/rest/api/v1.3/auth/token/", "u", "p").unwrap();
+    assert_eq!(
+        again.token_url(),
+        "https://login2.responsys.net/rest/api/v1.3/auth/token"
+    );
+    assert_eq!(again.user_name(), "u");
+}
+
+#[test]
+fn adobe_request() {
+    let fields = assert_form_request(&adobe(), IMS_TOKEN_URL);
+    assert_eq!(
+        fields,
+        [
+            ("grant_type".into(), "client_credentials".into()),
+            ("client_id".into(), "adobe-client-id".into()),
+            ("client_secret".into(), CLIENT_SECRET.into()),
+            ("scope".into(), "openid,AdobeID,read_organizations".into()),
+        ]
+    );
+    assert_eq!(adobe().attach(), Attach::Bearer);
+    assert_eq!(adobe().client_id(), "adobe-client-id");
+    assert_eq!(adobe().scope(), Some("openid,AdobeID,read_organizations"));
+
+    let other = adobe().token_url("http://127.0.0.1:9/ims/token/v3").unwrap();
+    assert_eq!(other.request().uri(), "http://127.0.0.1:9/ims/token/v3");
+    assert!(adobe().token_url("not a url").is_err());
+
+    // No scopes: no scope parameter.
+    let bare = ImsLogin::new("id", "secret", Vec::<String>::new());
+    let fields = form_fields(bare.request().body());
+    assert_eq!(field(&fields, "scope"), None);
+}
+
+#[test]
+fn oauth2_request_basic() {
+    let login = oauth().scope("read write").param("audience", "https://api.example.com");
+    let fields = assert_form_request(&login, "https://auth.example.com/oauth2/token");
+    assert_eq!(
+        fields,
+        [
+            ("grant_type".into(), "client_credentials".into()),
+            ("scope".into(), "read write".into()),
+            ("audience".into(), "https://api.example.com".into()),
+        ]
+    );
+    let req = login.request();
+    let auth = &req.headers()[AUTHORIZATION];
+    assert!(auth.is_sensitive());
+    let encoded = auth.to_str().unwrap().strip_prefix("Basic ").unwrap();
+    let decoded = String::from_utf8(base64_decode(encoded)).unwrap();
+    // RFC 6749 §2.3.1: each half form-urlencoded before base64.
+    assert_eq!(decoded, format!("oauth+client:{}", form_urlencode(CLIENT_SECRET)));
+    let (id, secret) = decoded.split_once(':').unwrap();
+    assert_eq!(form_decode(id), "oauth client");
+    assert_eq!(form_decode(secret), CLIENT_SECRET);
+}
+
+#[test]
+fn oauth2_basic_matches_rfc_example() {
+    let login = ClientCredentials::new(
+        "https://server.example.com/token",
+        "s6BhdRkqt3",
+        "7Fjfp0ZBr1KtDRbnfVdmIw",
+    )
+    .unwrap();
+    assert_eq!(
+        login.request().headers()[AUTHORIZATION],
+        "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
+    );
+    // Characters that need escaping: ':' in the id, non-ASCII in the secret.
+    let login = ClientCredentials::new("https://server.example.com/token", "a:b", "pé/s s").unwrap();
+    let value = login.request().headers()[AUTHORIZATION].to_str().unwrap().to_owned();
+    let decoded = String::from_utf8(base64_decode(value.strip_prefix("Basic ").unwrap())).unwrap();
+    assert_eq!(decoded, "a%3Ab:p%C3%A9%2Fs+s");
+}
+
+#[test]
+fn oauth2_request_post_and_builders() {
+    let login = oauth()
+        .auth_style(AuthStyle::Post)
+        .scopes(["a", "b"])
+        .param("resource", "r 1")
+        .param("grant_type", "password")
+        .param("client_secret", "other")
+        .with_attach(Attach::Header(http::header::HeaderName::from_static("x-token")));
+    let req = login.request();
+    assert!(req.headers().get(AUTHORIZATION).is_none());
+    let fields = form_fields(req.body());
+    assert_eq!(
+        fields,
+        [
+            ("grant_type".into(), "client_credentials".into()),
+            ("client_id".into(), "oauth client".into()),
+            ("client_secret".into(), CLIENT_SECRET.into()),
+            ("scope".into(), "a b".into()),
+            ("resource".into(), "r 1".into()),
+        ]
+    );
+    assert_eq!(
+        login.attach(),
+        Attach::Header(http::header::HeaderName::from_static("x-token"))
+    );
+    assert_eq!(login.client_id(), "oauth client");
+    assert_eq!(login.token_url(), "https://auth.example.com/oauth2/token");
+    // An empty scope sends none.
+    let fields = form_fields(oauth().scope("  ").request().body());
+    assert_eq!(field(&fields, "scope"), None);
+}
+
+#[test]
+fn form_urlencode_keeps_unreserved_only() {
+    assert_eq!(form_urlencode("AZaz09-._~"), "AZaz09-._~");
+    assert_eq!(form_urlencode(" "), "+");
+    assert_eq!(form_urlencode("+&=%/?#:@*'!"), "%2B%26%3D%25%2F%3F%23%3A%40%2A%27%21");
+    assert_eq!(form_urlencode("é€"), "%C3%A9%E2%82%AC");
+    assert_eq!(form_urlencode(""), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Success.
+
+#[test]
+fn marketo_success() {
+    let c = parse(&marketo(), 200, MARKETO_OK).unwrap();
+    assert_eq!(c.token.expose(), TOKEN);
+    assert_eq!(c.lifetime, Some(Duration::from_secs(3599)));
+    assert_eq!(c.endpoint, None);
+}
+
+#[test]
+fn responsys_success() {
+    let c = parse(&responsys(), 200, RESPONSYS_OK).unwrap();
+    assert_eq!(c.token.expose(), TOKEN);
+    assert_eq!(c.lifetime, Some(TOKEN_LIFETIME));
+    assert_eq!(TOKEN_LIFETIME, Duration::from_secs(7200));
+    let endpoint = c.endpoint.unwrap();
+    assert_eq!(endpoint.scheme_str(), Some("https"));
+    assert_eq!(endpoint.host(), Some("rest-pod1.responsys.net"));
+
+    let shorter = responsys().token_lifetime(Duration::from_secs(3600));
+    assert_eq!(
+        parse(&shorter, 200, RESPONSYS_OK).unwrap().lifetime,
+        Some(Duration::from_secs(3600))
+    );
+
+    // A trailing slash, surrounding blanks, and an account-specific AFTM host.
+    let body = r#"{"authToken":"t","issuedAt":"1427325074342","endPoint":" https://acme-aftm.responsys.ocs.oraclecloud.com/ "}"#;
+    let c = parse(&responsys(), 200, body).unwrap();
+    assert_eq!(
+        c.endpoint.unwrap().host(),
+        Some("acme-aftm.responsys.ocs.oraclecloud.com")
+    );
+}
+
+#[test]
+fn adobe_success() {
+    let c = parse(&adobe(), 200, ADOBE_OK).unwrap();
+    assert_eq!(c.token.expose(), TOKEN);
+    assert_eq!(c.lifetime, Some(Duration::from_secs(86399)));
+    assert_eq!(c.endpoint, None);
+}
+
+#[test]
+fn oauth2_success() {
+    let c = parse(&oauth(), 200, OAUTH_OK).unwrap();
+    assert_eq!(c.token.expose(), TOKEN);
+    assert_eq!(c.lifetime, Some(Duration::from_secs(3600)));
+    // No expires_in: no lifetime.
+    let c = parse(&oauth(), 200, r#"{"access_token":"abc","token_type":"Bearer"}"#).unwrap();
+    assert_eq!(c.lifetime, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fatal answers.
+
+#[test]
+fn marketo_fatal() {
+    let bad = r#"{"error":"invalid_client","error_description":"Bad client credentials"}"#;
+    let e = assert_fatal(parse(&marketo(), 401, bad), Some("invalid_client"));
+    assert!(e.message().contains("Bad client credentials"), "{e}");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(&e.body()[..], bad.as_bytes());
+    // Even on a 200 or a 400.
+    assert_fatal(parse(&marketo(), 200, bad), Some("invalid_client"));
+    assert_fatal(parse(&marketo(), 400, bad), Some("invalid_client"));
+    // 401 without a recognisable body: bad client id or secret.
+    let e = assert_fatal(parse(&marketo(), 401, ""), None);
+    assert!(e.message().contains("bad client id or secret"), "{e}");
+    assert_fatal(parse(&marketo(), 401, HTML_GATEWAY), None);
+    // An unknown OAuth code on a 401 is fatal, with the code kept.
+    assert_fatal(
+        parse(
+            &marketo(),
+            401,
+            r#"{"error":"unauthorized","error_description":"An Authentication object was not found"}"#,
+        ),
+        Some("unauthorized"),
+    );
+    // A Marketo envelope with a final code.
+    let body = r#"{"requestId":"e42b#1","success":false,"errors":[{"code":"603","message":"Access denied"}]}"#;
+    assert_fatal(parse(&marketo(), 200, body), Some("603"));
+}
+
+#[test]
+fn responsys_fatal_codes() {
+    for code in [
+        "LOGIN_BLOCKED_TEMPORARILY",
+        "PASSWORD_LOCKOUT",
+        "PASSWORD_EXPIRED",
+        "PASSWORD_MUST_CHANGE",
+        "ACCOUNT_SUSPENDED",
+        "LOGIN_BLOCKED_INVALID_IPRANGE",
+        "WS_ARG_DISABLED",
+        "INVALID_USER_NAME_PASSWORD",
+        "API_BLOCKED",
+        "INVALID_PARAMETER",
+        "SOME_NEW_CODE",
+    ] {
+        for status in [400, 401, 403, 500, 503, 200] {
+            let e = assert_fatal(parse(&responsys(), status, &responsys_error(code)), Some(code));
+            assert_eq!(e.status().map(|s| s.as_u16()), Some(status));
+            assert!(e.message().contains(&format!("Detail of {code}")), "{e}");
+        }
+    }
+    // Any 401/403 without an envelope.
+    for status in [401, 403] {
+        assert_fatal(parse(&responsys(), status, ""), None);
+        assert_fatal(parse(&responsys(), status, HTML_GATEWAY), None);
+        assert_fatal(parse(&responsys(), status, r#"{"message":"no"}"#), None);
+    }
+}
+
+#[test]
+fn oauth_fatal_codes() {
+    let logins: [(&str, Box<dyn Login>); 4] = [
+        ("marketo", Box::new(marketo())),
+        ("adobe", Box::new(adobe())),
+        ("oauth2", Box::new(oauth())),
+        ("oauth2-post", Box::new(oauth().auth_style(AuthStyle::Post))),
+    ];
+    for (name, login) in &logins {
+        for code in [
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "invalid_request",
+            "access_denied",
+        ] {
+            for status in [400, 401, 403, 500, 200] {
+                let e = assert_fatal(parse(login.as_ref(), status, &oauth_error(code)), Some(code));
+                assert!(e.message().contains(&format!("something about {code}")), "{name}: {e}");
+            }
+        }
+        for status in [401, 403] {
+            assert_fatal(parse(login.as_ref(), status, ""), None);
+            assert_fatal(parse(login.as_ref(), status, "{}"), None);
+        }
+        // A JSON 400 that says nothing recognisable: refused.
+        assert_fatal(parse(login.as_ref(), 400, r#"{"message":"bad"}"#), None);
+        // A wrong URL or a redirect.
+        assert_fatal(parse(login.as_ref(), 404, HTML_GATEWAY), None);
+        assert_fatal(parse(login.as_ref(), 302, ""), None);
+    }
+}
+
+#[test]
+fn adobe_fatal_fixture() {
+    let body = r#"{"error":"invalid_scope","error_description":"Invalid scope(s): read_everything"}"#;
+    let e = assert_fatal(parse(&adobe(), 400, body), Some("invalid_scope"));
+    assert_eq!(
+        e.to_string(),
+        "login refused: adobe ims: the scope is invalid or beyond what the client was granted: Invalid scope(s): read_everything (invalid_scope) [HTTP 400]"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transient answers.
+
+#[test]
+fn transient_statuses_for_every_login() {
+    for (name, login) in all_logins() {
+        for status in [500, 502, 503, 504, 429, 408] {
+            for body in [
+                "",
+                HTML_GATEWAY,
+                "{}",
+                r#"{"access_token":"#,
+                "Service Temporarily Unavailable",
+            ] {
+                let e = assert_transient(parse(login.as_ref(), status, body));
+                assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{name}");
+                assert_eq!(
+                    &e.body()[..],
+                    body.as_bytes(),
+                    "{name}: the body of a failed login is kept"
+                );
+            }
+        }
+        // 2xx that is not a token answer.
+        for body in [
+            "",
+            "   ",
+            HTML_GATEWAY,
+            r#"{"access_token":"abc","expires_in":36"#,
+            r#"{"authToken":"abc","endPoint":"https"#,
+            "[]",
+            "null",
+        ] {
+            let e = assert_transient(parse(login.as_ref(), 200, body));
+            assert!(e.body().is_empty(), "{name}: a 2xx body is not kept");
+        }
+        // A 400 gateway page is not the vendor's answer.
+        assert_transient(parse(login.as_ref(), 400, HTML_GATEWAY));
+    }
+}
+
+#[test]
+fn oauth_transient_codes() {
+    for login in [
+        Box::new(marketo()) as Box<dyn Login>,
+        Box::new(adobe()),
+        Box::new(oauth()),
+    ] {
+        for code in ["temporarily_unavailable", "server_error", "slow_down"] {
+            let e = assert_transient(parse(login.as_ref(), 400, &oauth_error(code)));
+            assert_eq!(e.code(), Some(code));
+        }
+        // An unknown code is judged by the status.
+        let e = assert_transient(parse(login.as_ref(), 503, &oauth_error("maintenance")));
+        assert_eq!(e.code(), Some("maintenance"));
+        assert_fatal(
+            parse(login.as_ref(), 400, &oauth_error("maintenance")),
+            Some("maintenance"),
+        );
+        // 200 JSON without a token.
+        assert_transient(parse(login.as_ref(), 200, r#"{"token_type":"bearer"}"#));
+        assert_transient(parse(login.as_ref(), 200, r#"{"access_token":""}"#));
+        assert_transient(parse(login.as_ref(), 200, r#"{"access_token":"bad\ntoken"}"#));
+    }
+}
+
+#[test]
+fn marketo_transient_envelope() {
+    for code in ["604", "606", "608", "611", "615", "713"] {
+        let body = format!(r#"{{"requestId":"1","success":false,"errors":[{{"code":{code},"message":"m"}}]}}"#);
+        let e = assert_transient(parse(&marketo(), 200, &body));
+        assert_eq!(e.code(), Some(code));
+    }
+    // The most forbidding code decides.
+    let body = r#"{"success":false,"errors":[{"code":"606"},{"code":"603"}]}"#;
+    assert_fatal(parse(&marketo(), 200, body), Some("603"));
+}
+
+#[test]
+fn responsys_transient() {
+    for code in [
+        "API_LIMIT_EXCEEDED",
+        "INTERNAL_CAPACITY_LIMIT_EXCEEDED",
+        "SERVICE_UNAVAILABLE",
+        "UNRECOVERABLE_EXCEPTION",
+    ] {
+        // The code decides, whatever the status (API_LIMIT_EXCEEDED is documented under 400 and 401).
+        for status in [400, 401, 500, 503] {
+            let e = assert_transient(parse(&responsys(), status, &responsys_error(code)));
+            assert_eq!(e.code(), Some(code));
+        }
+    }
+    // A non-JSON gateway 503.
+    let e = assert_transient(parse(
+        &responsys(),
+        503,
+        "Transport error: 503 Error: Service Temporarily Unavailable",
+    ));
+    assert_eq!(e.code(), None);
+}
+
+#[test]
+fn responsys_unusable_endpoint() {
+    for endpoint in [
+        r#""endPoint":"rest-pod1.responsys.net""#,
+        r#""endPoint":"/rest/api""#,
+        r#""endPoint":"ftp://rest-pod1.responsys.net""#,
+        r#""endPoint":"""#,
+        r#""endPoint":null"#,
+        r#""endPoint":42"#,
+        r#""endPoint":"https://user:pw@host""#,
+        r#""other":1"#,
+    ] {
+        let body = format!(r#"{{"authToken":"{TOKEN}","issuedAt":1,{endpoint}}}"#);
+        let e = assert_transient(parse(&responsys(), 200, &body));
+        assert!(e.message().contains("login answered without a usable endPoint"), "{e}");
+        assert!(e.body().is_empty(), "the body holds the token: not kept");
+        assert!(!format!("{e} {e:?}").contains(TOKEN));
+    }
+    assert_transient(parse(&responsys(), 200, r#"{"endPoint":"https://h"}"#));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tolerance.
+
+#[test]
+fn expires_in_as_string_and_other_shapes() {
+    for login in [
+        Box::new(marketo()) as Box<dyn Login>,
+        Box::new(adobe()),
+        Box::new(oauth()),
+    ] {
+        let cases = [
+            (r#""3599""#, Some(3599)),
+            (r#"" 3599 ""#, Some(3599)),
+            ("3599.0", Some(3599)),
+            ("-1", Some(0)),
+            ("null", None),
+            (r#""soon""#, None),
+            ("[]", None),
+        ];
+        for (value, want) in cases {
+            let body = format!(r#"{{"access_token":"abc","token_type":"bearer","expires_in":{value}}}"#);
+            let c = parse(login.as_ref(), 200, &body).unwrap();
+            assert_eq!(c.lifetime, want.map(Duration::from_secs), "{value}");
+        }
+    }
+}
+
+#[test]
+fn extra_fields_charset_and_bom() {
+    let body = r#"{"access_token":"abc","token_type":"bearer","expires_in":3599,"scope":"x","refresh_token":null,"nested":{"a":[1,2]},"jti":"j"}"#;
+    for (_, login) in all_logins() {
+        let _ = login.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes());
+    }
+    for ct in [
+        "application/json;charset=UTF-8",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "text/html",
+    ] {
+        let h = json_headers(ct);
+        for login in [
+            Box::new(marketo()) as Box<dyn Login>,
+            Box::new(adobe()),
+            Box::new(oauth()),
+        ] {
+            let c = parse_with(login.as_ref(), 200, &h, body.as_bytes()).unwrap();
+            assert_eq!(c.token.expose(), "abc");
+        }
+        let r = parse_with(&responsys(), 200, &h, RESPONSYS_OK.as_bytes()).unwrap();
+        assert_eq!(r.token.expose(), TOKEN);
+    }
+    // A UTF-8 byte-order mark and surrounding whitespace.
+    let bom = [b"\xEF\xBB\xBF".as_slice(), b"\n ", OAUTH_OK.as_bytes(), b"\r\n"].concat();
+    assert!(parse_with(&oauth(), 200, &HeaderMap::new(), &bom).is_ok());
+    // A token with blanks around it is trimmed.
+    let c = parse(&oauth(), 200, r#"{"access_token":"  abc  "}"#).unwrap();
+    assert_eq!(c.token.expose(), "abc");
+    // Responsys: issuedAt as a string, extra fields.
+    let body = r#"{"authToken":"t","issuedAt":"x","endPoint":"https://h.example","extra":[1]}"#;
+    assert!(parse(&responsys(), 200, body).is_ok());
+}
+
+#[test]
+fn nested_error_object_and_responsys_polling_envelope() {
+    let body = r#"{"error":{"code":"invalid_client","message":"no such client"}}"#;
+    let e = assert_fatal(parse(&oauth(), 401, body), Some("invalid_client"));
+    assert!(e.message().contains("no such client"));
+    let body = r#"{"responseMessage":{"errorCode":"ACCOUNT_SUSPENDED","detail":"d","title":"t"}}"#;
+    assert_fatal(parse(&responsys(), 200, body), Some("ACCOUNT_SUSPENDED"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// No secret ever shows.
+
+#[test]
+fn nothing_secret_in_debug_or_errors() {
+    let secrets = [CLIENT_SECRET, PASSWORD, TOKEN];
+    let check = |what: &str, text: String| {
+        for s in secrets {
+            assert!(!text.contains(s), "{what} shows a secret: {text}");
+        }
+    };
+    check("marketo", format!("{:?}", marketo()));
+    check("responsys", format!("{:?}", responsys()));
+    check("adobe", format!("{:?}", adobe()));
+    check(
+        "oauth2",
+        format!("{:?}", oauth().param("client_assertion_extra", CLIENT_SECRET)),
+    );
+    check("oauth2 alt", format!("{:#?}", oauth().auth_style(AuthStyle::Post)));
+
+    for (name, login) in all_logins() {
+        // Each login knows its own secret: the one an echo can be redacted from.
+        let own = if name == "responsys" { PASSWORD } else { CLIENT_SECRET };
+        let check = |text: String| {
+            for s in [own, TOKEN] {
+                assert!(!text.contains(s), "{name} shows a secret: {text}");
+            }
+        };
+        check(format!("{login:?}"));
+        let ok = if name == "responsys" { RESPONSYS_OK } else { OAUTH_OK };
+        let c = parse(login.as_ref(), 200, ok).unwrap();
+        check(format!("{c:?} {c:#?}"));
+        assert_eq!(c.token, Secret::new(TOKEN));
+
+        // Errors whose vendor text echoes the secret; a 2xx that holds the token but fails.
+        let echo = format!(r#"{{"error":"invalid_client","error_description":"the secret {own} is wrong"}}"#);
+        let echo_code = format!(r#"{{"error":"bad_{own}","error_description":"x"}}"#);
+        let echo_responsys = format!(
+            r#"{{"errorCode":"INVALID_USER_NAME_PASSWORD","detail":"password {own} is wrong","title":"{own}"}}"#
+        );
+        let echo_marketo = format!(r#"{{"success":false,"errors":[{{"code":"603","message":"secret {own}"}}]}}"#);
+        let token_no_endpoint = format!(r#"{{"authToken":"{TOKEN}","access_token":"{TOKEN}\nx"}}"#);
+        let answers: Vec<(u16, String)> = vec![
+            (401, echo.clone()),
+            (200, echo),
+            (400, echo_code),
+            (401, echo_responsys),
+            (200, echo_marketo),
+            (200, token_no_endpoint),
+            (502, HTML_GATEWAY.to_owned()),
+            (401, String::new()),
+            (200, format!(r#"{{"access_token":"{TOKEN}""#)),
+            (400, oauth_error("server_error")),
+            (400, responsys_error("PASSWORD_EXPIRED")),
+        ];
+        for (status, body) in answers {
+            let e = parse(login.as_ref(), status, &body).expect_err(&body);
+            check(format!("{e} {e:?} {e:#?} {:?} {:?}", e.message(), e.code()));
+            if e.status().is_some_and(|s| s.is_success()) {
+                assert!(e.body().is_empty(), "{name}: a 2xx body is never kept");
+            }
+        }
+    }
+}
+
+#[test]
+fn secret_echo_is_redacted_in_the_message() {
+    let body = format!(r#"{{"error":"invalid_client","error_description":"bad secret {CLIENT_SECRET}"}}"#);
+    let e = parse(&oauth(), 401, &body).unwrap_err();
+    assert!(e.message().contains("bad secret ***"), "{e}");
+    let body = format!(r#"{{"errorCode":"INVALID_USER_NAME_PASSWORD","detail":"bad password {PASSWORD}"}}"#);
+    let e = parse(&responsys(), 401, &body).unwrap_err();
+    assert!(e.message().contains("bad password ***"), "{e}");
+    let encoded = form_urlencode(PASSWORD);
+    let body = format!(r#"{{"errorCode":"INVALID_USER_NAME_PASSWORD","detail":"password={encoded} refused"}}"#);
+    let e = parse(&responsys(), 401, &body).unwrap_err();
+    assert!(e.message().contains("password=*** refused"), "{e}");
+}
+
+#[test]
+fn logins_are_clone_and_objects() {
+    fn assert_login<L: Login + Clone>(l: &L) -> L {
+        l.clone()
+    }
+    let _ = assert_login(&marketo());
+    let _ = assert_login(&responsys());
+    let _ = assert_login(&adobe());
+    let _ = assert_login(&oauth());
+    let arc: std::sync::Arc<dyn Login> = std::sync::Arc::new(responsys());
+    assert_eq!(arc.attach(), Attach::Raw);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Never panics.
+
+fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let json_like = prop::collection::vec(
+        prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"",
+            "null",
+            "1e999",
+            "-0",
+            "3599",
+            "\"3599\"",
+            "\"access_token\"",
+            "\"expires_in\"",
+            "\"authToken\"",
+            "\"endPoint\"",
+            "\"https://h\"",
+            "\"error\"",
+            "\"errorCode\"",
+            "\"errors\"",
+            "\"code\"",
+            "\"PASSWORD_X\"",
+            "\"invalid_client\"",
+            "\"responseMessage\"",
+            "\"\\u0000\"",
+            "\"é\"",
+            " ",
+        ]),
+        0..40,
+    )
+    .prop_map(|parts| parts.concat().into_bytes());
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..256), json_like]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parse_never_panics(status in 100u16..=999, body in body_strategy()) {
+        let status = StatusCode::from_u16(status).unwrap();
+        for (_, login) in all_logins() {
+            match login.parse(status, &HeaderMap::new(), &body) {
+                Ok(c) => {
+                    prop_assert!(!c.token.expose().is_empty());
+                    prop_assert!(status.is_success());
+                    let mut h = HeaderMap::new();
+                    prop_assert!(login.attach().apply(&mut h, &c.token));
+                }
+                Err(e) => {
+                    let _ = format!("{e} {e:?}");
+                    if status.is_success() {
+                        prop_assert!(e.body().is_empty());
+                    }
+                }
+            }
+        }
+    }
+}
