@@ -4,8 +4,11 @@
 #[doc(inline)]
 pub use redial_tower::{
     classify_error, BoxError, Error, FailureClassifier, InvalidHost, Policy, Report, ResponseBody, ResponseFuture,
-    Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
+    Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe, TokenSource,
 };
+
+/// Token sources and the single-flight token cell.
+pub use redial_tower::auth;
 
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
 pub use redial_core as core;

@@ -1,0 +1,306 @@
+//! Auth against the simulated vendors, over real loopback sockets, on the paused clock.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use redial::vendors::{marketo, responsys};
+use redial::{Policy, RetryBody, RetryLayer, TokenSource, Vendor};
+use redial_sim::vendors::{marketo as sim_marketo, responsys as sim_responsys, TokenState};
+use redial_sim::Sim;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+const S: Duration = Duration::from_secs(1);
+const SECRET: &str = "s3cr3t-client-SECRET";
+const PASSWORD: &str = "pa55-PASSWORD";
+
+type Svc = redial::Retry<Client<hyper_util::client::legacy::connect::HttpConnector, RetryBody<Full<Bytes>>>>;
+
+fn client_through(layer: RetryLayer) -> Svc {
+    let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<Full<Bytes>>>();
+    ServiceBuilder::new().layer(layer).service(client)
+}
+
+/// Marketo on the sim's host, logging in at the sim's identity endpoint.
+fn marketo_layer(policy: Policy, source: &TokenSource) -> RetryLayer {
+    RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Marketo.profile(), policy)
+        .unwrap()
+        .auth("127.0.0.1", source.clone())
+        .unwrap()
+        .rng_seed(5)
+        .build()
+}
+
+fn marketo_source(sim: &Sim) -> TokenSource {
+    TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "sim-client-id", SECRET).unwrap())
+}
+
+fn marketo_config() -> sim_marketo::MarketoConfig {
+    let mut config = sim_marketo::MarketoConfig::new("sim-client-id", SECRET);
+    config.rate_limit = None;
+    config.max_concurrency = None;
+    config
+}
+
+fn leads(sim: &Sim) -> Request<Full<Bytes>> {
+    Request::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"))
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_requests_with_an_expired_token_cause_exactly_one_login() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, marketo_config());
+    let source = marketo_source(&sim);
+    let svc = client_through(marketo_layer(Vendor::Marketo.policy(), &source));
+    // Warm the cell with a token, then the vendor expires it: every request starts with it.
+    svc.clone().oneshot(leads(&sim)).await.unwrap();
+    assert_eq!(vendor.logins(), 1);
+    vendor.expire_tokens();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let svc = svc.clone();
+        let req = leads(&sim);
+        tasks.spawn(async move { svc.oneshot(req).await.map(|r| r.status()) });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+        ok += 1;
+    }
+    assert_eq!(ok, 1000);
+    assert_eq!(vendor.logins(), 2, "exactly one login for the thousand");
+    let calls = vendor.api_calls();
+    let refused = calls
+        .iter()
+        .filter(|c| c.outcome_code.as_deref() == Some("602"))
+        .count();
+    let served = calls.iter().filter(|c| c.outcome_code.is_none()).count();
+    assert_eq!(served, 1001);
+    assert!(refused <= 1000, "{refused}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_that_fails_five_times_then_works_is_tried_once_per_backoff_window() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, marketo_config());
+    vendor.fail_logins(5);
+    let source = marketo_source(&sim).login_backoff(S, 60 * S);
+    let policy = Vendor::Marketo.policy().to_builder().deadline(300 * S).build().unwrap();
+    let svc = client_through(marketo_layer(policy, &source));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40u64 {
+        let svc = svc.clone();
+        let req = leads(&sim);
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250 * i)).await;
+            svc.oneshot(req).await.map(|r| r.status())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+    }
+    let times = vendor.login_times();
+    assert_eq!(times.len(), 6, "five failures, then the login that works");
+    for (i, w) in times.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= S * (1 << i),
+            "login {} came {gap:?} after the previous one",
+            i + 2
+        );
+    }
+    // No API call went out without a valid token.
+    assert!(vendor.api_calls().iter().all(|c| c.token_state == TokenState::Valid));
+}
+
+#[tokio::test(start_paused = true)]
+async fn marketo_identity_401_fails_every_waiter_with_auth_failed_and_no_login_until_the_backoff() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, marketo_config());
+    vendor.set_login_fatal(true);
+    let source = marketo_source(&sim).login_backoff(60 * S, 600 * S);
+    let svc = client_through(marketo_layer(Vendor::Marketo.policy(), &source));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..25 {
+        let svc = svc.clone();
+        let req = leads(&sim);
+        tasks.spawn(async move { svc.oneshot(req).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let err = r.unwrap().unwrap_err();
+        assert!(err.is_auth_failed(), "{err}");
+        let login = err.login_error().unwrap();
+        assert!(login.is_fatal());
+        assert_eq!(login.status(), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(login.code(), Some("invalid_client"));
+    }
+    assert_eq!(vendor.logins(), 1);
+    assert!(vendor.api_calls().is_empty(), "nothing was sent without a token");
+    tokio::time::sleep(59 * S).await;
+    assert!(svc.clone().oneshot(leads(&sim)).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.logins(), 1, "no login inside the backoff window");
+    vendor.set_login_fatal(false);
+    tokio::time::sleep(2 * S).await;
+    assert_eq!(svc.oneshot(leads(&sim)).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins(), 2);
+}
+
+fn responsys_layer(source: &TokenSource) -> RetryLayer {
+    RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", source.clone())
+        .unwrap()
+        .rng_seed(5)
+        .build()
+}
+
+fn responsys_source(sim: &Sim) -> TokenSource {
+    TokenSource::login(responsys::PasswordLogin::new(&sim.url(""), "api-user", PASSWORD).unwrap())
+}
+
+/// A request addressed to a port where nothing listens: only the login's endPoint can make
+/// it reach the vendor.
+fn lists() -> Request<Full<Bytes>> {
+    Request::get("http://127.0.0.1:9/rest/api/v1.3/lists")
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn responsys_account_suspended_fails_every_waiter_and_no_login_until_the_backoff() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    vendor.set_login_error(Some("ACCOUNT_SUSPENDED"));
+    let source = responsys_source(&sim).login_backoff(60 * S, 600 * S);
+    let svc = client_through(responsys_layer(&source));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let svc = svc.clone();
+        tasks.spawn(async move { svc.oneshot(lists()).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let err = r.unwrap().unwrap_err();
+        assert!(err.is_auth_failed(), "{err}");
+        assert_eq!(err.login_error().unwrap().code(), Some("ACCOUNT_SUSPENDED"));
+        assert!(!format!("{err}{err:?}").contains(PASSWORD));
+    }
+    assert_eq!(vendor.logins(), 1);
+    tokio::time::sleep(30 * S).await;
+    assert!(svc.oneshot(lists()).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.logins(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn responsys_endpoint_then_invalid_token_relogin_and_replay_once_then_no_loop() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    let source = responsys_source(&sim);
+    let svc = client_through(responsys_layer(&source));
+
+    // Login, and the request goes to the endPoint the login named.
+    let res = svc.clone().oneshot(lists()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(vendor.logins(), 1);
+    let first = vendor.api_calls();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].token_state, TokenState::Valid);
+
+    // The token is invalidated mid-run: INVALID_TOKEN → re-login → the request replayed once.
+    vendor.expire_tokens();
+    let res = svc.clone().oneshot(lists()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(vendor.logins(), 2);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("INVALID_TOKEN"));
+    assert_eq!(report.attempts[0].action, redial::core::Action::RefreshAuth);
+
+    // INVALID_TOKEN again on the replay: the request fails, no loop.
+    vendor.fail_next_with(5, 401, "INVALID_TOKEN");
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_auth(), "{err}");
+    assert_eq!(err.report().attempt_count(), 2);
+    assert_eq!(vendor.logins(), 3);
+    assert_eq!(err.vendor_errors().filter(|e| e.code == "INVALID_TOKEN").count(), 2);
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_token_password_or_client_secret_in_tracing_debug_or_errors() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = Sim::start().await.unwrap();
+    let mkto = sim_marketo::install(&sim, marketo_config());
+    let rsys = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    let m_source = marketo_source(&sim);
+    let r_source = responsys_source(&sim);
+    let mut seen = Vec::new();
+
+    // A full Marketo run: login, expiry, refresh, a failing login, a fatal one.
+    let mut svc = client_through(marketo_layer(Vendor::Marketo.policy(), &m_source));
+    svc.ready().await.unwrap().call(leads(&sim)).await.unwrap();
+    mkto.expire_tokens();
+    svc.ready().await.unwrap().call(leads(&sim)).await.unwrap();
+    mkto.expire_tokens();
+    mkto.set_login_fatal(true);
+    let err = svc.ready().await.unwrap().call(leads(&sim)).await.unwrap_err();
+    seen.push(format!("{err} {err:?} {:?}", err.login_error()));
+    // And Responsys: login, endPoint, INVALID_TOKEN, a suspended account.
+    let mut svc = client_through(responsys_layer(&r_source));
+    svc.ready().await.unwrap().call(lists()).await.unwrap();
+    rsys.fail_next_with(2, 401, "INVALID_TOKEN");
+    let err = svc.ready().await.unwrap().call(lists()).await.unwrap_err();
+    seen.push(format!("{err} {err:?}"));
+    seen.push(format!("{m_source:?} {r_source:?} {svc:?}"));
+    seen.push(format!(
+        "{:?}",
+        marketo::IdentityLogin::new(&sim.url("/identity"), "id", SECRET).unwrap()
+    ));
+    seen.push(format!(
+        "{:?}",
+        responsys::PasswordLogin::new(&sim.url(""), "api-user", PASSWORD).unwrap()
+    ));
+
+    let tokens: Vec<String> = mkto
+        .api_calls()
+        .into_iter()
+        .chain(rsys.api_calls())
+        .filter_map(|c| c.token)
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(tokens.len() >= 3, "the run used tokens: {tokens:?}");
+    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(out.contains("login succeeded") && out.contains("login failed"), "{out}");
+    let everything = format!("{out}\n{}", seen.join("\n"));
+    for secret in tokens.iter().map(String::as_str).chain([SECRET, PASSWORD]) {
+        assert!(!everything.contains(secret), "{secret:?} leaked:\n{everything}");
+    }
+}
