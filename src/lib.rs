@@ -10,6 +10,9 @@ pub use redial_tower::{
 /// Token sources and the single-flight token cell.
 pub use redial_tower::auth;
 
+/// Reconcile hooks and failover probes.
+pub use redial_tower::hooks;
+
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
 pub use redial_core as core;
 

@@ -139,6 +139,13 @@ pub trait Profile: Send + Sync + fmt::Debug + 'static {
 
     /// Classify an outcome. Must not panic on any input.
     fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification;
+
+    /// Whether this request may still be sent while the host is in failover mode (after a
+    /// [`Kind::Failover`] answer): Responsys's AFTM endpoints. Default: no request may.
+    fn allowed_in_failover(&self, req: &RequestHead<'_>) -> bool {
+        let _ = req;
+        false
+    }
 }
 
 impl<P: Profile + ?Sized> Profile for std::sync::Arc<P> {
@@ -150,6 +157,9 @@ impl<P: Profile + ?Sized> Profile for std::sync::Arc<P> {
     }
     fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
         (**self).classify(req, outcome)
+    }
+    fn allowed_in_failover(&self, req: &RequestHead<'_>) -> bool {
+        (**self).allowed_in_failover(req)
     }
 }
 

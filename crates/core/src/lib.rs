@@ -44,3 +44,15 @@ pub use vendor_error::{ErrorScope, VendorError};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetrySafe;
+
+/// A marker a caller puts in a request's extensions to have an `Idempotency-Key` (a random
+/// UUID) added once and sent unchanged on every attempt; the request may then be retried even
+/// after it may have reached the server. Hosts can opt every request in with
+/// [`PolicyBuilder::idempotency_keys`].
+///
+/// ```
+/// let mut req = http::Request::post("https://api.example.com/payments").body(()).unwrap();
+/// req.extensions_mut().insert(redial_core::AddIdempotencyKey);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddIdempotencyKey;

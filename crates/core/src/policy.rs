@@ -113,6 +113,9 @@ pub struct Policy {
     backoff: Backoff,
     max_auth_refreshes: u32,
     budget: Option<BudgetConfig>,
+    rate_limit: Option<(u32, Duration)>,
+    max_concurrency: Option<u32>,
+    add_idempotency_key: bool,
 }
 
 impl Default for Policy {
@@ -130,6 +133,9 @@ impl Default for Policy {
                 .expect("valid default backoff"),
             max_auth_refreshes: 2,
             budget: Some(BudgetConfig::default()),
+            rate_limit: None,
+            max_concurrency: None,
+            add_idempotency_key: false,
         }
     }
 }
@@ -190,6 +196,21 @@ impl Policy {
     /// The retry budget shared by every request to the host; `None` disables it.
     pub fn budget(&self) -> Option<&BudgetConfig> {
         self.budget.as_ref()
+    }
+    /// At most this many calls (attempts, retries included) per sliding window, enforced before
+    /// sending, for every request to the host. Default none.
+    pub fn rate_limit(&self) -> Option<(u32, Duration)> {
+        self.rate_limit
+    }
+    /// Whether every request to the host gets an `Idempotency-Key` (a random UUID), added once
+    /// and sent unchanged on every attempt, so that it may be retried even after it may have
+    /// reached the server. Default false (opt in per request with `AddIdempotencyKey`).
+    pub fn add_idempotency_key(&self) -> bool {
+        self.add_idempotency_key
+    }
+    /// At most this many attempts in flight at once to the host. Default none.
+    pub fn max_concurrency(&self) -> Option<u32> {
+        self.max_concurrency
     }
 }
 
@@ -259,6 +280,31 @@ impl PolicyBuilder {
         self.0.budget = Some(budget);
         self
     }
+    /// See [`Policy::rate_limit`]: `calls` per sliding `window`.
+    pub fn rate_limit(mut self, calls: u32, window: Duration) -> Self {
+        self.0.rate_limit = Some((calls, window));
+        self
+    }
+    /// Remove the rate limit.
+    pub fn no_rate_limit(mut self) -> Self {
+        self.0.rate_limit = None;
+        self
+    }
+    /// See [`Policy::max_concurrency`].
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.0.max_concurrency = Some(n);
+        self
+    }
+    /// See [`Policy::add_idempotency_key`].
+    pub fn idempotency_keys(mut self, yes: bool) -> Self {
+        self.0.add_idempotency_key = yes;
+        self
+    }
+    /// Remove the concurrency limit.
+    pub fn no_max_concurrency(mut self) -> Self {
+        self.0.max_concurrency = None;
+        self
+    }
     /// Disable the retry budget (not recommended: a failing host then sees up to
     /// `max_attempts` times its normal load).
     pub fn no_budget(mut self) -> Self {
@@ -285,6 +331,14 @@ impl PolicyBuilder {
         }
         if p.retry_after_cap.is_zero() {
             return Err(InvalidPolicy("retry_after_cap must be greater than zero"));
+        }
+        if let Some((calls, window)) = p.rate_limit {
+            if calls == 0 || window.is_zero() {
+                return Err(InvalidPolicy("rate_limit needs at least one call per non-zero window"));
+            }
+        }
+        if p.max_concurrency == Some(0) {
+            return Err(InvalidPolicy("max_concurrency must be at least 1"));
         }
         if p.inspect_limit > MAX_INSPECT_LIMIT {
             return Err(InvalidPolicy("inspect_limit must be at most 64 MiB"));

@@ -16,6 +16,9 @@ pub struct Report {
     pub attempts: Vec<Attempt>,
     /// Every vendor error seen, with the number of the attempt that reported it.
     pub errors: Vec<(u32, VendorError)>,
+    /// The response is not from the last attempt: a reconcile hook found that an earlier
+    /// attempt had taken effect, and this is its result.
+    pub reconciled: bool,
 }
 
 impl Report {

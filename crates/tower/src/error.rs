@@ -60,6 +60,8 @@ pub(crate) enum ErrorKind {
     RequestBody,
     /// A response needed a token and no token source is configured.
     NoTokenSource,
+    /// The host is in failover mode and this request is not one it still serves.
+    FailoverActive,
     /// The login failed (fatally, or until the deadline).
     AuthFailed(redial_core::auth::LoginError),
 }
@@ -182,6 +184,18 @@ impl Error {
         }
     }
 
+    /// The vendor has failed over: either it said so for this request (Responsys
+    /// `API_NOT_ALLOWED_IN_SECONDARY`), or the host is in failover mode and this request was not
+    /// sent at all (see [`FailoverMode`](crate::hooks::FailoverMode)).
+    pub fn is_failover(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::FailoverActive) || self.kind() == Some(Kind::Failover)
+    }
+
+    /// Whether the request was refused locally, without being sent, because of failover mode.
+    pub fn is_failover_local(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::FailoverActive)
+    }
+
     /// Why the last attempt got no response, if it got none.
     pub fn failure(&self) -> Option<Failure> {
         self.inner.report.attempts.last().and_then(|a| a.failure)
@@ -273,6 +287,9 @@ impl fmt::Display for Error {
                 f.write_str("the vendor asked for a new credential and no token source is configured")?
             }
             ErrorKind::AuthFailed(e) => write!(f, "no credential: {e}")?,
+            ErrorKind::FailoverActive => {
+                f.write_str("the vendor has failed over and this endpoint is not served in failover mode; not sent")?
+            }
         }
         write!(f, " ({attempts} attempt{}", if attempts == 1 { "" } else { "s" })?;
         if let Some(s) = self.status() {

@@ -22,9 +22,10 @@ use pin_project_lite::pin_project;
 use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind, NotReplayable,
-    Outcome, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
+    decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
+    NotReplayable, Outcome, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
 };
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 use tracing::Span;
@@ -32,6 +33,7 @@ use tracing::Span;
 use crate::auth::{self, BoxFuture, Lease, Token};
 use crate::body::{ResponseBody, RetryBody};
 use crate::error::{Error, ErrorKind};
+use crate::hooks::{FailoverMode, ReconcileRequest, Verdict};
 use crate::hosts::{Host, HostId};
 use crate::layer::Shared;
 use crate::BoxError;
@@ -65,6 +67,12 @@ pin_project! {
         Inspect { read: Option<Box<Reading<RB>>> },
         /// Waiting for a login to give a token.
         AuthWait { wait: BoxFuture<()> },
+        /// Waiting for a concurrency permit.
+        Acquire { wait: BoxFuture<Result<OwnedSemaphorePermit, AcquireError>> },
+        /// Waiting for a rate-limit slot (the timer holds the slot's time).
+        Pace,
+        /// Waiting for the reconcile hook's verdict.
+        Reconcile { verdict: BoxFuture<Verdict> },
         /// Waiting before the next attempt.
         Sleep,
         Done,
@@ -146,6 +154,12 @@ struct Engine<B> {
     used_token: Option<u64>,
     /// The token version the vendor last refused for this request: only a newer one will do.
     stale: Option<u64>,
+    /// The host's concurrency permit, held for the attempt in flight.
+    permit: Option<OwnedSemaphorePermit>,
+    /// Whether the attempt in flight has its rate-limit slot.
+    paced: bool,
+    /// A failover probe passes the failover gate.
+    probe: bool,
     rng: Option<SplitMix64>,
 }
 
@@ -155,16 +169,62 @@ where
     B: Body,
 {
     pub(crate) fn new(svc: S, shared: Arc<Shared>, req: Request<B>) -> Self {
-        let start = Instant::now();
         let (parts, body) = req.into_parts();
+        let mut this = Self::start(svc, shared, parts);
+        let policy = &this.engine.host().policy;
+        let size = body.size_hint();
+        match size.exact() {
+            _ if body.is_end_stream() => {}
+            Some(n) if n <= policy.replay_limit() as u64 => {
+                this.state = State::Buffer {
+                    body,
+                    first: None,
+                    rest: BytesMut::new(),
+                    trailers: None,
+                };
+            }
+            exact => {
+                let limit = policy.replay_limit();
+                this.engine.replay = Err(if exact.is_some() || size.lower() > limit as u64 {
+                    NotReplayable::TooLarge { limit }
+                } else {
+                    NotReplayable::Streaming
+                });
+                this.engine.once = Some(body);
+            }
+        }
+        this
+    }
+
+    /// A failover probe: a request whose body is already in memory, sent through the whole
+    /// engine (token, limits) but past the failover gate.
+    pub(crate) fn probe(svc: S, shared: Arc<Shared>, req: Request<Bytes>) -> Self {
+        let (parts, body) = req.into_parts();
+        let mut this = Self::start(svc, shared, parts);
+        this.engine.replay = Ok((body, None));
+        this.engine.probe = true;
+        this.engine.ready = false;
+        this
+    }
+
+    fn start(svc: S, shared: Arc<Shared>, mut parts: request::Parts) -> Self {
+        let start = Instant::now();
         let host_id = shared.hosts.lookup(&parts.uri);
         let host = shared.hosts.get(host_id);
         let policy = &host.policy;
         if let Some(budget) = &host.budget {
             budget.deposit(start.into_std());
         }
+        if (policy.add_idempotency_key() || parts.extensions.get::<AddIdempotencyKey>().is_some())
+            && !parts.headers.contains_key(IDEMPOTENCY_KEY)
+        {
+            let key = uuid::Uuid::new_v4().hyphenated().to_string();
+            if let Ok(value) = http::HeaderValue::from_str(&key) {
+                parts.headers.insert(IDEMPOTENCY_KEY, value);
+            }
+        }
         let idempotent = policy.idempotent_methods().contains(&parts.method)
-            || (policy.honor_idempotency_key() && parts.headers.contains_key("idempotency-key"))
+            || (policy.honor_idempotency_key() && parts.headers.contains_key(IDEMPOTENCY_KEY))
             || parts.extensions.get::<RetrySafe>().is_some();
         let span = tracing::debug_span!(
             "redial",
@@ -173,34 +233,8 @@ where
             host = parts.uri.host().unwrap_or(""),
             path = parts.uri.path(),
         );
-
-        let size = body.size_hint();
-        let (state, replay, once) = match size.exact() {
-            _ if body.is_end_stream() => (State::Ready, Ok((Bytes::new(), None)), None),
-            Some(n) if n <= policy.replay_limit() as u64 => (
-                State::Buffer {
-                    body,
-                    first: None,
-                    rest: BytesMut::new(),
-                    trailers: None,
-                },
-                Ok((Bytes::new(), None)),
-                None,
-            ),
-            exact => {
-                let why = if exact.is_some() || size.lower() > policy.replay_limit() as u64 {
-                    NotReplayable::TooLarge {
-                        limit: policy.replay_limit(),
-                    }
-                } else {
-                    NotReplayable::Streaming
-                };
-                (State::Ready, Err(why), Some(body))
-            }
-        };
-
         ResponseFuture {
-            state,
+            state: State::Ready,
             timer: None,
             svc,
             span,
@@ -208,8 +242,8 @@ where
                 shared,
                 host: host_id,
                 parts,
-                replay,
-                once,
+                replay: Ok((Bytes::new(), None)),
+                once: None,
                 attempt: 1,
                 history: Vec::new(),
                 errors: Vec::new(),
@@ -220,11 +254,16 @@ where
                 token: None,
                 used_token: None,
                 stale: None,
+                permit: None,
+                paced: false,
+                probe: false,
                 rng: None,
             },
         }
     }
 }
+
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
 impl<S, B, RB> Future for ResponseFuture<S, B, RB>
 where
@@ -293,6 +332,11 @@ where
                     continue;
                 }
                 StateProj::Ready => {
+                    // Failover: only what the vendor still serves is sent.
+                    if !eng.probe && eng.failover_forbids() {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(Error::new(ErrorKind::FailoverActive, eng.report())));
+                    }
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
                             let svc = &*this.svc;
@@ -316,6 +360,44 @@ where
                                     this.state.set(State::AuthWait { wait });
                                     continue;
                                 }
+                            }
+                        }
+                    }
+                    // Admission: a concurrency permit, then a rate slot, then send at once (a slot
+                    // taken before a wait would be spent by the time the call goes).
+                    if eng.permit.is_none() {
+                        if let Some(sem) = eng.host().limits.concurrency.clone() {
+                            match sem.clone().try_acquire_owned() {
+                                Ok(permit) => eng.permit = Some(permit),
+                                Err(_) => {
+                                    eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                    this.timer.set(None);
+                                    this.state.set(State::Acquire {
+                                        wait: Box::pin(sem.acquire_owned()),
+                                    });
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                    if !eng.paced {
+                        let now = Instant::now();
+                        if let Some(at) = eng.host().limits.reserve(now) {
+                            eng.paced = true;
+                            if at > now {
+                                if let Some(deadline) = eng.host().policy.deadline().map(|d| eng.start + d) {
+                                    if at >= deadline {
+                                        this.state.set(State::Done);
+                                        let reason = FailReason::DeadlineExceeded {
+                                            wait: at - now,
+                                            remaining: deadline - now,
+                                        };
+                                        return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                                    }
+                                }
+                                this.timer.set(Some(sleep_until(at)));
+                                this.state.set(State::Pace);
+                                continue;
                             }
                         }
                     }
@@ -447,6 +529,73 @@ where
                     };
                     return Poll::Ready(Err(Error::new(kind, eng.report())));
                 }
+                StateProj::Acquire { wait } => {
+                    if let Poll::Ready(permit) = wait.as_mut().poll(cx) {
+                        // The semaphore is never closed; an error would only mean no limit.
+                        eng.permit = permit.ok();
+                        this.state.set(State::Ready);
+                        continue;
+                    }
+                    if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                        return Poll::Pending;
+                    }
+                    this.state.set(State::Done);
+                    let reason = FailReason::DeadlineExceeded {
+                        wait: Duration::ZERO,
+                        remaining: Duration::ZERO,
+                    };
+                    return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                }
+                StateProj::Pace => {
+                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    this.state.set(State::Ready);
+                    continue;
+                }
+                StateProj::Reconcile { verdict } => {
+                    let verdict = match verdict.as_mut().poll(cx) {
+                        Poll::Ready(v) => v,
+                        Poll::Pending => {
+                            if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                                return Poll::Pending;
+                            }
+                            this.state.set(State::Done);
+                            let reason = FailReason::DeadlineExceeded {
+                                wait: Duration::ZERO,
+                                remaining: Duration::ZERO,
+                            };
+                            return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                        }
+                    };
+                    match verdict {
+                        Verdict::Applied(res) => {
+                            tracing::info!(
+                                attempt = eng.attempt,
+                                "reconcile: the call had taken effect; returning its result"
+                            );
+                            this.state.set(State::Done);
+                            let (mut head, body) = res.into_parts();
+                            let mut report = eng.take_report();
+                            report.reconciled = true;
+                            head.extensions.insert(report);
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                ResponseBody::prefixed(body, None, None),
+                            )));
+                        }
+                        // Not applied, or undone by the hook: send it once more.
+                        _ => {
+                            tracing::info!(
+                                attempt = eng.attempt,
+                                "reconcile: the call had not taken effect; sending it again"
+                            );
+                            eng.attempt += 1;
+                            this.state.set(State::Ready);
+                            continue;
+                        }
+                    }
+                }
                 StateProj::Sleep => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
                         ready!(sleep.poll(cx));
@@ -470,6 +619,18 @@ where
             };
             let decision = eng.decide(&c);
             eng.trace(&c, &decision, status, failure);
+            eng.permit = None;
+            eng.paced = false;
+            if c.kind == Kind::Throttled {
+                let pause = match &decision {
+                    Decision::Retry { after, .. } => *after,
+                    _ => c.hint.map_or(Duration::ZERO, |h| h.delay),
+                };
+                eng.host().limits.throttled(Instant::now(), pause);
+            }
+            if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
+                spawn_probe::<S, B, RB>(this.svc.clone(), eng.shared.clone(), eng.host);
+            }
             match decision {
                 Decision::Return => {
                     this.state.set(State::Done);
@@ -507,10 +668,34 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
                 }
+                Decision::Reconcile => {
+                    eng.record(&c, &decision, status, failure);
+                    match eng.host().reconcile.clone() {
+                        Some(hook) => {
+                            let request = ReconcileRequest {
+                                request: eng.original_request(),
+                                status,
+                                failure,
+                                errors: c.errors.clone(),
+                            };
+                            eng.ready = false;
+                            eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                            this.timer.set(None);
+                            this.state.set(State::Reconcile {
+                                verdict: hook.reconcile(request),
+                            });
+                        }
+                        None => {
+                            this.state.set(State::Done);
+                            let reason = FailReason::NoReconcileHook;
+                            return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
+                        }
+                    }
+                }
                 other => {
-                    // Reconcile is only decided when a hook is registered, and none can be yet.
-                    let reason = FailReason::NoReconcileHook;
-                    debug_assert!(matches!(other, Decision::Reconcile), "{other:?}");
+                    // A decision this engine does not know yet is a failure, never a loop.
+                    let reason = FailReason::Final;
+                    debug_assert!(false, "unknown decision {other:?}");
                     eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
                     this.state.set(State::Done);
                     return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
@@ -594,7 +779,7 @@ impl<B> Engine<B> {
             idempotent: self.idempotent,
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
             elapsed: now.duration_since(self.start),
-            can_reconcile: false,
+            can_reconcile: host.reconcile.is_some(),
         };
         let rng = self.rng.get_or_insert_with(|| shared.rng());
         decide(c, &ctx, host.budget.as_deref(), now.into_std(), rng)
@@ -636,6 +821,19 @@ impl<B> Engine<B> {
             self.used_token = Some(token.version);
         }
         req
+    }
+
+    /// Whether failover mode forbids sending this request.
+    fn failover_forbids(&self) -> bool {
+        let host = self.host();
+        matches!(host.failover.mode(), FailoverMode::Secondary { .. })
+            && !host.profile.allowed_in_failover(&self.request_head())
+    }
+
+    /// The request as the caller sent it (before any token), body included.
+    fn original_request(&self) -> Request<Bytes> {
+        let body = self.replay.as_ref().map(|(b, _)| b.clone()).unwrap_or_default();
+        Request::from_parts(self.parts.clone(), body)
     }
 
     /// A credential's endpoint (Responsys's `endPoint`) must be a host this credential is for:
@@ -745,4 +943,36 @@ impl<RB> Got<RB> {
             Got::Nothing(..) => None,
         }
     }
+}
+
+/// While a host is in failover mode, send its probe on the probe's interval; the first success
+/// returns the host to primary.
+fn spawn_probe<S, B, RB>(svc: S, shared: Arc<Shared>, host: HostId)
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        loop {
+            let h = shared.hosts.get(host);
+            let Some(probe) = h.failover.probe.clone() else { return };
+            if h.failover.mode() == FailoverMode::Primary {
+                return;
+            }
+            tokio::time::sleep(probe.interval).await;
+            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), shared.clone(), (probe.request)());
+            let ok = fut.await.is_ok_and(|res| res.status().is_success());
+            tracing::info!(host = &*h.pattern, ok, "failover probe");
+            if ok {
+                h.failover.recovered(&h.pattern);
+                return;
+            }
+        }
+    });
 }

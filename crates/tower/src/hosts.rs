@@ -11,6 +11,8 @@ use redial_core::budget::{RatioBudget, RetryBudget};
 use redial_core::{Policy, Profile};
 
 use crate::auth::TokenSource;
+use crate::hooks::{Failover, ReconcileHook};
+use crate::limits::Limits;
 
 /// A host's profile, policy and shared state.
 pub(crate) struct Host {
@@ -19,10 +21,14 @@ pub(crate) struct Host {
     pub(crate) policy: Policy,
     pub(crate) budget: Option<Arc<dyn RetryBudget>>,
     pub(crate) auth: Option<TokenSource>,
+    pub(crate) limits: Limits,
+    pub(crate) failover: Failover,
+    pub(crate) reconcile: Option<Arc<dyn ReconcileHook>>,
 }
 
 impl Host {
     pub(crate) fn new(pattern: &str, profile: Arc<dyn Profile>, policy: Policy) -> Self {
+        let limits = Limits::new(policy.rate_limit(), policy.max_concurrency());
         let budget = policy
             .budget()
             .map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
@@ -32,6 +38,9 @@ impl Host {
             policy,
             budget,
             auth: None,
+            limits,
+            failover: Failover::default(),
+            reconcile: None,
         }
     }
 }
@@ -97,6 +106,10 @@ impl Hosts {
             .iter_mut()
             .rev()
             .find(|h| h.pattern.eq_ignore_ascii_case(pattern))
+    }
+
+    pub(crate) fn by_pattern(&self, pattern: &str) -> Option<&Host> {
+        self.all.iter().rev().find(|h| h.pattern.eq_ignore_ascii_case(pattern))
     }
 
     pub(crate) fn get(&self, id: HostId) -> &Host {

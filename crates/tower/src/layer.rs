@@ -11,6 +11,7 @@ use redial_core::{Failure, Policy, Profile};
 use tower_layer::Layer;
 
 use crate::auth::TokenSource;
+use crate::hooks::{Failover, FailoverMode, Probe, ReconcileHook};
 use crate::hosts::{Host, Hosts, InvalidHost};
 use crate::Retry;
 
@@ -78,6 +79,23 @@ impl RetryLayer {
     }
 }
 
+impl RetryLayer {
+    /// The failover mode of the host registered under `pattern` (`*` for the default), for
+    /// health checks and alerts; the changes are also `tracing` events.
+    pub fn failover_mode(&self, pattern: &str) -> Option<FailoverMode> {
+        self.shared.hosts.by_pattern(pattern).map(|h| h.failover.mode())
+    }
+
+    /// The rate limit in force for the host registered under `pattern`, if it has one: lower
+    /// than the policy's after the vendor throttled.
+    pub fn current_rate_limit(&self, pattern: &str) -> Option<u32> {
+        self.shared
+            .hosts
+            .by_pattern(pattern)
+            .and_then(|h| h.limits.effective_rate())
+    }
+}
+
 impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
@@ -124,6 +142,29 @@ impl RetryLayerBuilder {
             .by_pattern_mut(pattern)
             .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
         host.auth = Some(source);
+        Ok(self)
+    }
+
+    /// Ask `hook` before re-sending a call to the host registered under `pattern` that a rule
+    /// says must be reconciled (Genesys `createSubCampaign`). Without a hook such a call is
+    /// never re-sent, and the error says why.
+    pub fn reconcile(mut self, pattern: &str, hook: impl ReconcileHook) -> Result<Self, InvalidHost> {
+        let host = self
+            .hosts
+            .by_pattern_mut(pattern)
+            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        host.reconcile = Some(Arc::new(hook));
+        Ok(self)
+    }
+
+    /// While the host registered under `pattern` is in failover mode, send `probe` on its
+    /// interval; its first success returns the host to primary.
+    pub fn failover_probe(mut self, pattern: &str, probe: Probe) -> Result<Self, InvalidHost> {
+        let host = self
+            .hosts
+            .by_pattern_mut(pattern)
+            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        host.failover = Failover::with_probe(probe);
         Ok(self)
     }
 

@@ -47,8 +47,10 @@ mod body;
 mod error;
 mod failure;
 mod future;
+pub mod hooks;
 mod hosts;
 mod layer;
+mod limits;
 mod rewrite;
 mod service;
 
@@ -57,6 +59,7 @@ pub use body::{ResponseBody, RetryBody};
 pub use error::Error;
 pub use failure::classify_error;
 pub use future::ResponseFuture;
+pub use hooks::{FailoverMode, Probe, ReconcileHook, ReconcileRequest, Verdict};
 pub use hosts::InvalidHost;
 pub use layer::{FailureClassifier, RetryLayer, RetryLayerBuilder};
 pub use service::Retry;

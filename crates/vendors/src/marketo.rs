@@ -78,6 +78,12 @@ pub fn policy() -> Policy {
         // The replay limit stays at 1 MiB: Marketo refuses bodies over 1 MB (HTTP 413).
         // Two refreshes (the default): a token may expire between its refresh and its use, as
         // `expires_in` is the remaining lifetime (VENDORS.md, Auth).
+        // The instance's limits, enforced before sending so that 606 and 615 are not met:
+        // 100 calls per sliding 20 s and 10 concurrent (VENDORS.md, Limits). They are shared by
+        // every client of the instance: several services on one instance should lower them
+        // (Marketo advises 50 per 20 s and 5 concurrent).
+        .rate_limit(100, Duration::from_secs(20))
+        .max_concurrency(10)
         .build()
         .expect("Marketo's default policy is valid")
 }

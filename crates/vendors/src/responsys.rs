@@ -578,6 +578,11 @@ impl Profile for Responsys {
             "no Responsys error envelope (errorCode) in the body",
         )
     }
+
+    /// In failover mode only the AFTM endpoints work (VENDORS.md, Responsys).
+    fn allowed_in_failover(&self, req: &RequestHead<'_>) -> bool {
+        self.is_aftm_path(req.uri.path())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

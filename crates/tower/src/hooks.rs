@@ -1,0 +1,167 @@
+//! Reconcile hooks and failover probes: the user's say in what redial does.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use redial_core::{Failure, VendorError};
+use tokio::time::Instant;
+
+use crate::auth::BoxFuture;
+
+/// What a reconcile hook is asked about: a call that may or may not have taken effect.
+#[non_exhaustive]
+#[derive(Debug)]
+pub struct ReconcileRequest {
+    /// The original request, body included.
+    pub request: Request<Bytes>,
+    /// The status of the failed attempt, if it got a response.
+    pub status: Option<StatusCode>,
+    /// Why the failed attempt got no response, if it got none.
+    pub failure: Option<Failure>,
+    /// The vendor errors of the failed attempt.
+    pub errors: Vec<VendorError>,
+}
+
+/// The hook's answer.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Verdict {
+    /// The call did not take effect: redial sends it once more.
+    NotApplied,
+    /// The call did take effect: this is its result, returned to the caller marked reconciled.
+    Applied(Response<Bytes>),
+    /// The call half-happened and the hook has undone it (Genesys: the sub-campaign was stopped
+    /// with `changeSubCampaignState`): redial sends it once more.
+    Compensated,
+}
+
+/// Decides whether a non-idempotent call that failed ambiguously took effect (Genesys:
+/// `showSubCampaignState` after `createSubCampaign` timed out).
+///
+/// Any `Fn(ReconcileRequest) -> impl Future<Output = Verdict>` is a hook.
+///
+/// ```
+/// use redial_tower::hooks::{ReconcileRequest, Verdict};
+/// let hook = |req: ReconcileRequest| async move {
+///     // Look the object up with your own client, by the external id in `req.request`.
+///     let _ = req;
+///     Verdict::NotApplied
+/// };
+/// # fn is_hook(_: impl redial_tower::hooks::ReconcileHook) {}
+/// # is_hook(hook);
+/// ```
+pub trait ReconcileHook: Send + Sync + 'static {
+    /// Find out whether the call took effect.
+    fn reconcile(&self, req: ReconcileRequest) -> BoxFuture<Verdict>;
+}
+
+impl<F, Fut> ReconcileHook for F
+where
+    F: Fn(ReconcileRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Verdict> + Send + 'static,
+{
+    fn reconcile(&self, req: ReconcileRequest) -> BoxFuture<Verdict> {
+        Box::pin(self(req))
+    }
+}
+
+/// Whether a host is serving normally or has failed over.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// Every request is sent.
+    Primary,
+    /// The vendor failed over at `since`: only the requests its profile allows in failover
+    /// (Responsys AFTM endpoints) are sent; the others fail at once with
+    /// [`Error::is_failover`](crate::Error::is_failover), without reaching the vendor.
+    Secondary {
+        /// When the host entered failover mode.
+        since: Instant,
+    },
+}
+
+/// A read-only request sent on an interval while a host is in failover mode; the first success
+/// returns the host to [`FailoverMode::Primary`].
+#[derive(Clone)]
+pub struct Probe {
+    pub(crate) request: std::sync::Arc<dyn Fn() -> Request<Bytes> + Send + Sync>,
+    pub(crate) interval: Duration,
+}
+
+impl Probe {
+    /// Send `request()` every `interval` while in failover mode (Responsys suggests a standard
+    /// read-only call such as "Fetch All Profile Lists").
+    pub fn new(interval: Duration, request: impl Fn() -> Request<Bytes> + Send + Sync + 'static) -> Self {
+        Probe {
+            request: std::sync::Arc::new(request),
+            interval,
+        }
+    }
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Probe")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Failover {
+    pub(crate) probe: Option<Probe>,
+    state: Mutex<(FailoverMode, bool)>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            probe: None,
+            state: Mutex::new((FailoverMode::Primary, false)),
+        }
+    }
+}
+
+impl Failover {
+    pub(crate) fn with_probe(probe: Probe) -> Self {
+        Failover {
+            probe: Some(probe),
+            ..Failover::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (FailoverMode, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn mode(&self) -> FailoverMode {
+        self.lock().0
+    }
+
+    /// Enter failover mode; `true` if a probe should be started (none is running).
+    pub(crate) fn enter(&self, host: &str) -> bool {
+        let mut st = self.lock();
+        if st.0 == FailoverMode::Primary {
+            st.0 = FailoverMode::Secondary { since: Instant::now() };
+            tracing::warn!(
+                host,
+                "failover: the vendor failed over; only failover endpoints are sent"
+            );
+        }
+        let start = self.probe.is_some() && !st.1;
+        st.1 |= start;
+        start
+    }
+
+    pub(crate) fn recovered(&self, host: &str) {
+        let mut st = self.lock();
+        if st.0 != FailoverMode::Primary {
+            tracing::warn!(host, "failover: the probe succeeded; the host is back to primary");
+        }
+        *st = (FailoverMode::Primary, false);
+    }
+}

@@ -1,0 +1,184 @@
+//! Client-side limits per host, shared by every clone of the service: a rate limit (N calls per
+//! sliding window) and a concurrency limit, applied before sending so that a well-configured
+//! client never meets the vendor's own limit.
+//!
+//! # Why a sliding log and not a token bucket
+//!
+//! A vendor like Marketo counts calls in a *sliding* window: 100 in any 20 s. A token bucket
+//! (or GCRA) with a burst of 100 lets 100 go at once and then refills, so it admits up to 199
+//! calls in some 20 s span. The sliding log admits a call only when the call `N` places back
+//! left at least a window ago, which is exactly the vendor's rule. Each waiting request
+//! *reserves* its own slot, so waiters do not stampede when a slot frees.
+//!
+//! # Reacting to a throttled answer
+//!
+//! If the vendor throttles anyway (the limit is shared with other clients, or misconfigured),
+//! the host's limit drops to what the vendor evidently accepted: the calls sent in the last
+//! window, less the refused one (halved instead if that would not lower it). Admission pauses
+//! for the wait the decision chose, and each quiet window gives back 1 % of the configured
+//! limit: additive increase, multiplicative decrease, around a learned ceiling.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) rate: Option<Mutex<SlidingLog>>,
+    pub(crate) concurrency: Option<Arc<Semaphore>>,
+}
+
+impl Limits {
+    pub(crate) fn new(rate: Option<(u32, Duration)>, concurrency: Option<u32>) -> Self {
+        Limits {
+            rate: rate.map(|(n, window)| Mutex::new(SlidingLog::new(n, window))),
+            concurrency: concurrency.map(|n| Arc::new(Semaphore::new(n as usize))),
+        }
+    }
+
+    /// Reserve a send slot: the instant the next call may go.
+    pub(crate) fn reserve(&self, now: Instant) -> Option<Instant> {
+        self.rate.as_ref().map(|log| lock(log).reserve(now))
+    }
+
+    /// The vendor throttled a call: slow the host down.
+    pub(crate) fn throttled(&self, now: Instant, pause: Duration) {
+        if let Some(log) = &self.rate {
+            lock(log).throttled(now, pause);
+        }
+    }
+
+    /// The effective rate limit now (for observability).
+    pub(crate) fn effective_rate(&self) -> Option<u32> {
+        self.rate.as_ref().map(|log| lock(log).effective)
+    }
+}
+
+fn lock(log: &Mutex<SlidingLog>) -> std::sync::MutexGuard<'_, SlidingLog> {
+    // Plain data, consistent after every statement.
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+pub(crate) struct SlidingLog {
+    limit: u32,
+    effective: u32,
+    window: Duration,
+    /// Send times, ascending (some may be reservations in the future).
+    sends: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+    /// When the limit was last lowered, or last given back.
+    changed_at: Option<Instant>,
+}
+
+impl SlidingLog {
+    fn new(limit: u32, window: Duration) -> Self {
+        SlidingLog {
+            limit,
+            effective: limit,
+            window,
+            sends: VecDeque::with_capacity(limit as usize),
+            paused_until: None,
+            changed_at: None,
+        }
+    }
+
+    fn reserve(&mut self, now: Instant) -> Instant {
+        // Give back a tenth of the limit for every quiet window since it was lowered.
+        if self.effective < self.limit {
+            if let Some(at) = self.changed_at {
+                if now >= at + self.window {
+                    self.effective = (self.effective + (self.limit / 100).max(1)).min(self.limit);
+                    self.changed_at = Some(now);
+                }
+            }
+        }
+        while self.sends.front().is_some_and(|t| *t + self.window <= now) {
+            self.sends.pop_front();
+        }
+        let mut at = now.max(self.paused_until.unwrap_or(now));
+        let n = self.effective as usize;
+        if self.sends.len() >= n {
+            at = at.max(self.sends[self.sends.len() - n] + self.window);
+        }
+        if let Some(last) = self.sends.back() {
+            at = at.max(*last);
+        }
+        self.sends.push_back(at);
+        // Only the last `limit` sends can ever matter.
+        while self.sends.len() > self.limit as usize {
+            self.sends.pop_front();
+        }
+        at
+    }
+
+    fn throttled(&mut self, now: Instant, pause: Duration) {
+        let sent = self
+            .sends
+            .iter()
+            .filter(|t| **t <= now && now < **t + self.window)
+            .count() as u32;
+        // Evidence of the vendor's limit: the calls it accepted in the window (all but this one).
+        let accepted = (sent > 1).then(|| sent - 1).filter(|a| *a < self.effective);
+        let lowered = accepted.unwrap_or((self.effective / 2).max(1));
+        let recently = self.changed_at.is_some_and(|at| now < at + self.window) && self.effective < self.limit;
+        if lowered < self.effective && (!recently || accepted.is_some()) {
+            self.effective = lowered;
+            tracing::info!(
+                limit = self.limit,
+                now_allowed = self.effective,
+                "vendor throttled: host rate limit lowered"
+            );
+        }
+        self.changed_at = Some(now);
+        let until = now + pause;
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn never_more_than_n_in_any_window() {
+        let start = Instant::now();
+        let mut log = SlidingLog::new(100, 20 * S);
+        let slots: Vec<Instant> = (0..1000).map(|_| log.reserve(start)).collect();
+        for (i, t) in slots.iter().enumerate() {
+            let in_window = slots.iter().filter(|u| **u <= *t && *t < **u + 20 * S).count();
+            assert!(in_window <= 100, "slot {i} sees {in_window}");
+        }
+        // 1,000 calls take 9 full windows after the first burst.
+        assert_eq!(*slots.last().unwrap() - start, 180 * S);
+    }
+
+    #[test]
+    fn throttled_halves_once_per_window_pauses_and_recovers() {
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(100, 20 * S);
+        // Nothing sent: no evidence of the vendor's limit, so halve (once per window).
+        log.throttled(t0, 5 * S);
+        log.throttled(t0 + S, 5 * S);
+        assert_eq!(log.effective, 50);
+        assert_eq!(log.reserve(t0 + S), t0 + 6 * S);
+        let _ = log.reserve(t0 + 22 * S);
+        assert_eq!(log.effective, 51);
+    }
+
+    #[test]
+    fn throttled_learns_the_vendors_limit_from_what_was_sent() {
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(200, 20 * S);
+        for _ in 0..101 {
+            log.reserve(t0);
+        }
+        log.throttled(t0 + S, 2 * S);
+        assert_eq!(log.effective, 100);
+    }
+}

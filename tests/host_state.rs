@@ -1,0 +1,425 @@
+//! Per-host state against the simulated vendors: limits, failover, reconcile, rewrites,
+//! idempotency keys, and hosts kept apart. Real loopback sockets, paused clock.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use redial::hooks::{FailoverMode, Probe, ReconcileRequest, Verdict};
+use redial::vendors::{adobe, marketo, responsys};
+use redial::{Policy, RetryLayer, TokenSource, Vendor};
+use redial_sim::vendors::{
+    adobe as sim_adobe, genesys as sim_genesys, marketo as sim_marketo, responsys as sim_responsys,
+};
+use redial_sim::Sim;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+const S: Duration = Duration::from_secs(1);
+
+fn marketo_source(sim: &Sim, host: &str) -> TokenSource {
+    let url = format!("http://{host}:{}/identity", sim.addr().port());
+    TokenSource::login(marketo::IdentityLogin::new(&url, "sim-client-id", "sim-client-secret").unwrap())
+}
+
+/// 2,000 requests from 50 concurrent callers through a layer with Marketo's limits.
+async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::MarketoHandle, RetryLayer) {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default()); // 100 / 20 s, 10 concurrent
+    let host = "123-abc-456.mktorest.com";
+    let policy = Vendor::Marketo
+        .policy()
+        .to_builder()
+        .rate_limit(client_limit, 20 * S)
+        .deadline(600 * S)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .host(host, Vendor::Marketo.profile(), policy)
+        .unwrap()
+        .auth(host, marketo_source(&sim, host))
+        .unwrap()
+        .rng_seed(11)
+        .build();
+    let svc = common::client(&layer);
+    let url = format!(
+        "http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1",
+        sim.addr().port()
+    );
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..50 {
+        let (svc, url, next) = (svc.clone(), url.clone(), next.clone());
+        callers.spawn(async move {
+            let mut errors = 0;
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2000 {
+                let req = Request::get(&url).body(Full::default()).unwrap();
+                match svc.clone().oneshot(req).await {
+                    Ok(res) if res.status() == StatusCode::OK => {}
+                    Ok(res) => panic!("unexpected {}", res.status()),
+                    Err(e) => {
+                        eprintln!("caller error: {e}");
+                        errors += 1
+                    }
+                }
+            }
+            errors
+        });
+    }
+    let mut errors = 0;
+    while let Some(r) = callers.join_next().await {
+        errors += r.unwrap();
+    }
+    (errors, started.elapsed(), vendor, layer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn marketo_quota_two_thousand_requests_no_606_no_615_near_the_theoretical_minimum() {
+    let (errors, elapsed, vendor, _) = marketo_quota_run(100).await;
+    assert_eq!(errors, 0);
+    assert_eq!(vendor.count_code("606"), 0);
+    assert_eq!(vendor.count_code("615"), 0);
+    assert!(vendor.max_in_flight() <= 10);
+    let served = vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count();
+    assert_eq!(served, 2000);
+    // 2,000 / 100 × 20 s = 400 s; the last window's calls start at 380 s.
+    let minimum = 400 * S;
+    eprintln!("2,000 calls in {elapsed:?}");
+    assert!(elapsed <= minimum + minimum / 20, "{elapsed:?}");
+    assert!(elapsed >= 380 * S, "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_misconfigured_limit_meets_606_and_adapts_without_caller_errors() {
+    let (errors, elapsed, vendor, layer) = marketo_quota_run(200).await;
+    let throttled = vendor.count_code("606");
+    eprintln!(
+        "200 / 20 s against 100 / 20 s: {throttled} × 606, done in {elapsed:?}, limit now {:?}",
+        layer.current_rate_limit("123-abc-456.mktorest.com")
+    );
+    assert_eq!(errors, 0);
+    assert!(throttled > 0, "the sim should have refused some calls");
+    assert!(throttled < 150, "redial should adapt: {throttled} × 606");
+    assert_eq!(vendor.count_code("615"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_brings_it_back() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
+    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+    let base = sim.url("");
+    let probe_url = format!("{base}/rest/api/v1.3/lists");
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", TokenSource::login(login))
+        .unwrap()
+        .failover_probe(
+            "127.0.0.1",
+            Probe::new(30 * S, move || Request::get(&probe_url).body(Bytes::new()).unwrap()),
+        )
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+    let lists = || {
+        Request::get(sim.url("/rest/api/v1.3/lists"))
+            .body(Full::default())
+            .unwrap()
+    };
+    let aftm = || {
+        Request::post(sim.url("/rest/haApi/v1.3/campaigns/Welcome/email"))
+            .body(Full::new(Bytes::from_static(b"{\"recipientData\":[]}")))
+            .unwrap()
+    };
+    assert_eq!(svc.clone().oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+
+    vendor.set_secondary(true);
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_failover() && !err.is_failover_local(), "{err}");
+    assert_eq!(err.vendor_errors().next().unwrap().code, "API_NOT_ALLOWED_IN_SECONDARY");
+    assert!(matches!(
+        layer.failover_mode("127.0.0.1"),
+        Some(FailoverMode::Secondary { .. })
+    ));
+
+    let before = sim.count("/rest/api/v1.3/lists");
+    for _ in 0..5 {
+        let err = svc.clone().oneshot(lists()).await.unwrap_err();
+        assert!(err.is_failover_local(), "{err}");
+    }
+    assert_eq!(sim.count("/rest/api/v1.3/lists"), before, "refused locally, never sent");
+    for _ in 0..3 {
+        assert_eq!(svc.clone().oneshot(aftm()).await.unwrap().status(), StatusCode::OK);
+    }
+
+    // The probe runs every 30 s; the vendor comes back; the next probe returns us to primary.
+    tokio::time::sleep(65 * S).await;
+    assert!(matches!(
+        layer.failover_mode("127.0.0.1"),
+        Some(FailoverMode::Secondary { .. })
+    ));
+    vendor.set_secondary(false);
+    tokio::time::sleep(31 * S).await;
+    assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+    assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+}
+
+fn create_sub_campaign(sim: &Sim) -> Request<Full<Bytes>> {
+    let envelope = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><createSubCampaign><campaign>Spring</campaign><externalId>sub-42</externalId></createSubCampaign></soapenv:Body></soapenv:Envelope>"#;
+    Request::post(sim.url(sim_genesys::SERVICE_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"createSubCampaign\"")
+        .body(Full::new(Bytes::from_static(envelope.as_bytes())))
+        .unwrap()
+}
+
+fn show_state_envelope() -> &'static str {
+    r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><showSubCampaignState><campaign>Spring</campaign><externalId>sub-42</externalId></showSubCampaignState></soapenv:Body></soapenv:Envelope>"#
+}
+
+/// The hook a Genesys user writes: showSubCampaignState by externalId and campaign.
+fn genesys_hook(
+    url: String,
+) -> impl Fn(ReconcileRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send>> + Send + Sync + 'static
+{
+    move |req: ReconcileRequest| {
+        let url = url.clone();
+        Box::pin(async move {
+            assert!(String::from_utf8_lossy(req.request.body()).contains("<externalId>sub-42</externalId>"));
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+            let res = client
+                .request(
+                    Request::post(url)
+                        .body(Full::new(Bytes::from_static(show_state_envelope().as_bytes())))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            if String::from_utf8_lossy(&body).contains("OBJECT_NOT_EXISTS") {
+                Verdict::NotApplied
+            } else {
+                Verdict::Applied(http::Response::builder().status(status).body(body).unwrap())
+            }
+        })
+    }
+}
+
+fn genesys_layer(sim: &Sim, hook: bool) -> RetryLayer {
+    let b = RetryLayer::builder()
+        .host(
+            "127.0.0.1",
+            Vendor::GenesysEngage.profile(),
+            Vendor::GenesysEngage.policy(),
+        )
+        .unwrap();
+    let b = if hook {
+        b.reconcile("127.0.0.1", genesys_hook(sim.url(sim_genesys::SERVICE_PATH)))
+            .unwrap()
+    } else {
+        b
+    };
+    b.build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_sub_campaign_that_timed_out_after_taking_effect_is_reconciled_not_duplicated() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    vendor.timeout_after_effect(1);
+    let res = common::client(&genesys_layer(&sim, true))
+        .oneshot(create_sub_campaign(&sim))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert!(report.reconciled);
+    assert_eq!(report.attempts[0].failure, Some(redial::core::Failure::Timeout));
+    assert_eq!(vendor.count_creates(), 1, "the create was never sent again");
+    assert_eq!(vendor.sub_campaigns().len(), 1);
+    assert!(String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).contains("RUNNING"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_sub_campaign_not_applied_is_retried_once() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    vendor.internal_error_before_effect(1);
+    let res = common::client(&genesys_layer(&sim, true))
+        .oneshot(create_sub_campaign(&sim))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert!(!report.reconciled);
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("INTERNAL_ERROR"));
+    assert_eq!(vendor.count_creates(), 2);
+    assert_eq!(vendor.sub_campaigns().len(), 1, "exactly one object");
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_sub_campaign_without_a_hook_is_not_retried_and_the_error_says_so() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    vendor.internal_error_after_effect(1);
+    let err = common::client(&genesys_layer(&sim, false))
+        .oneshot(create_sub_campaign(&sim))
+        .await
+        .unwrap_err();
+    assert_eq!(err.fail_reason(), Some(&redial::core::FailReason::NoReconcileHook));
+    assert!(err.to_string().contains("reconcile"), "{err}");
+    assert_eq!(vendor.count_creates(), 1);
+    assert_eq!(err.vendor_errors().next().unwrap().code, "INTERNAL_ERROR");
+}
+
+#[tokio::test(start_paused = true)]
+async fn marketo_414_is_rewritten_to_post_with_method_get() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default());
+    let host = "123-abc-456.mktorest.com";
+    let layer = RetryLayer::builder()
+        .host(host, Vendor::Marketo.profile(), Vendor::Marketo.policy())
+        .unwrap()
+        .auth(host, marketo_source(&sim, host))
+        .unwrap()
+        .build();
+    let ids: Vec<String> = (0..1500).map(|i| format!("{:06}", i)).collect();
+    let query = format!("filterType=id&filterValues={}", ids.join(","));
+    assert!(query.len() > 10_000);
+    let url = format!("http://{host}:{}/rest/v1/leads.json?{query}", sim.addr().port());
+    let res = common::client(&layer)
+        .oneshot(Request::get(url).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        body.contains("000000,000001") && body.contains("001499"),
+        "{}",
+        &body[..200.min(body.len())]
+    );
+    let log = sim.requests();
+    let api: Vec<_> = log.iter().filter(|r| r.path == "/rest/v1/leads.json").collect();
+    assert_eq!(api.len(), 2);
+    assert_eq!(api[0].method, http::Method::GET);
+    assert_eq!(api[1].method, http::Method::POST);
+    assert_eq!(api[1].query.as_deref(), Some("_method=GET"));
+    assert_eq!(api[1].headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(api[1].body, query.as_bytes());
+    assert_eq!(vendor.count_code("601"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_is_added_once_and_reused_on_every_attempt() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue(
+        "/v1/payments",
+        redial_sim::Reply::ok().fault(redial_sim::Fault::ResetAfterRead),
+    );
+    sim.enqueue("/v1/payments", redial_sim::Reply::status(503));
+    sim.set_fallback("/v1/payments", redial_sim::Reply::status(201));
+    let policy = Policy::builder()
+        .idempotency_keys(true)
+        .max_attempts(4)
+        .backoff(redial::core::backoff::Backoff::constant(S))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder()
+        .host("api.example.com", redial::core::generic::Generic, policy)
+        .unwrap()
+        .build();
+    let url = format!("http://api.example.com:{}/v1/payments", sim.addr().port());
+    let req = Request::post(url)
+        .body(Full::new(Bytes::from_static(b"{\"amount\":1}")))
+        .unwrap();
+    let res = common::client(&layer).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let keys: Vec<_> = sim
+        .requests()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        3,
+        "a POST reset after sending was retried because it carries a key"
+    );
+    assert!(keys.iter().all(|k| *k == keys[0]));
+    assert_eq!(keys[0].len(), 36);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_vendors_in_one_layer_keep_separate_limits_budgets_and_tokens() {
+    let sim = Sim::start().await.unwrap();
+    let mkto = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default());
+    let edge = sim_adobe::install(&sim, sim_adobe::AdobeConfig::default());
+    let port = sim.addr().port();
+    let m_host = "123-abc-456.mktorest.com";
+    let a_host = "server.adobedc.net";
+    let ims = adobe::ImsLogin::new(
+        sim_adobe::AdobeConfig::default().client_id,
+        sim_adobe::AdobeConfig::default().client_secret,
+        ["openid"],
+    )
+    .token_url(&format!("http://{a_host}:{port}{}", sim_adobe::IMS_TOKEN_PATH))
+    .unwrap();
+    let m_policy = Vendor::Marketo
+        .policy()
+        .to_builder()
+        .rate_limit(10, 20 * S)
+        .build()
+        .unwrap();
+    let layer = redial::builder()
+        .host(m_host, Vendor::Marketo.profile(), m_policy)
+        .unwrap()
+        .auth(m_host, marketo_source(&sim, m_host))
+        .unwrap()
+        .auth(a_host, TokenSource::login(ims))
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let svc = svc.clone();
+        let req = if i % 2 == 0 {
+            Request::get(format!("http://{m_host}:{port}/rest/v1/leads.json"))
+                .body(Full::default())
+                .unwrap()
+        } else {
+            Request::post(format!("http://{a_host}:{port}{}", sim_adobe::INTERACT_PATH))
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap()
+        };
+        tasks.spawn(async move { (i % 2 == 0, svc.oneshot(req).await.map(|r| r.status()), Instant::now()) });
+    }
+    let (mut m_done, mut a_done) = (Vec::new(), Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (is_m, status, at) = r.unwrap();
+        assert_eq!(status.unwrap(), StatusCode::OK);
+        if is_m {
+            m_done.push(at - started)
+        } else {
+            a_done.push(at - started)
+        }
+    }
+    // Marketo's 10 per 20 s held its 15 calls into a second window; Adobe's were not held.
+    assert!(m_done.iter().max().unwrap() >= &(20 * S));
+    assert!(a_done.iter().max().unwrap() < &S, "{a_done:?}");
+    // One login each, each token only on its own vendor.
+    assert_eq!((mkto.logins(), edge.logins()), (1, 1));
+    let m_tokens: std::collections::HashSet<_> = mkto.api_calls().into_iter().filter_map(|c| c.token).collect();
+    let a_tokens: std::collections::HashSet<_> = edge.api_calls().into_iter().filter_map(|c| c.token).collect();
+    assert!(m_tokens.is_disjoint(&a_tokens));
+    assert_eq!(m_tokens.len(), 1);
+    assert_eq!(a_tokens.len(), 1);
+}
