@@ -19,7 +19,10 @@ use hyper_util::client::legacy::connect::{dns::Name, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use redial::core::Attempt;
-use redial::{Report, RetryBody, Vendor, VendorExt};
+use redial::hooks::{Probe, ReconcileRequest, Verdict};
+use redial::vendors::{marketo, responsys};
+use redial::{Report, RetryBody, TokenSource, Vendor, VendorExt};
+use redial_sim::vendors::{genesys as sim_genesys, marketo as sim_marketo, responsys as sim_responsys};
 use redial_sim::{Fault, Reply, Sim};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
@@ -65,7 +68,15 @@ impl Tour {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                (format!("returned {} ({} bytes)", status.as_u16(), body.len()), report)
+                let how = if report.reconciled {
+                    ", reconciled: the first call's own result"
+                } else {
+                    ""
+                };
+                (
+                    format!("returned {} ({} bytes){how}", status.as_u16(), body.len()),
+                    report,
+                )
             }
             Err(err) => (format!("error: {err}"), err.report().clone()),
         };
@@ -113,9 +124,9 @@ fn post(url: String, body: &'static str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn soap(url: String, operation: &str) -> Request<Full<Bytes>> {
+fn soap(url: String, operation: &str, external_id: &str) -> Request<Full<Bytes>> {
     let envelope = format!(
-        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><{operation}><campaign>Spring</campaign><externalId>sub-42</externalId></{operation}></soapenv:Body></soapenv:Envelope>"#
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><{operation}><campaign>Spring</campaign><externalId>{external_id}</externalId></{operation}></soapenv:Body></soapenv:Envelope>"#
     );
     Request::post(url)
         .header("content-type", "text/xml; charset=utf-8")
@@ -124,22 +135,94 @@ fn soap(url: String, operation: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-const GENESYS_INTERNAL_ERROR: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>INTERNAL_ERROR</faultstring><detail><error><code>INTERNAL_ERROR</code><message>Internal error</message></error></detail></soap:Fault></soap:Body></soap:Envelope>"#;
+/// The reconcile hook a Genesys user writes: after an ambiguous `createSubCampaign`, look the
+/// sub-campaign up with `showSubCampaignState` (by campaign and externalId).
+fn genesys_hook(service_url: String) -> impl redial::hooks::ReconcileHook {
+    move |req: ReconcileRequest| {
+        let url = service_url.clone();
+        async move {
+            let body = String::from_utf8_lossy(req.request.body()).into_owned();
+            let show = body.replace("createSubCampaign", "showSubCampaignState");
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let Ok(res) = client
+                .request(Request::post(url).body(Full::new(Bytes::from(show))).unwrap())
+                .await
+            else {
+                return Verdict::NotApplied;
+            };
+            let status = res.status();
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if String::from_utf8_lossy(&body).contains("OBJECT_NOT_EXISTS") {
+                println!("    reconcile hook: showSubCampaignState says OBJECT_NOT_EXISTS → not applied, send again");
+                Verdict::NotApplied
+            } else {
+                println!("    reconcile hook: showSubCampaignState found it → the first call took effect");
+                Verdict::Applied(http::Response::builder().status(status).body(body).unwrap())
+            }
+        }
+    }
+}
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
     println!(
-        "redial tour: a vendor simulator on 127.0.0.1, and redial driving a hyper client through real vendor failures."
+        "redial tour: vendor simulators on 127.0.0.1, and redial driving a hyper client through real vendor failures."
     );
     println!("Time is simulated (tokio's paused clock): every wait below is waited in full, in no real time.");
 
+    // One simulator per vendor; every host name resolves to 127.0.0.1, the port picks the vendor.
     let sim = Sim::start().await.expect("start the simulator");
-    let port = sim.addr().port();
-    let url = |host: &str, path: &str| format!("http://{host}:{port}{path}");
+    let mkto_sim = Sim::start().await.expect("start the simulator");
+    let rsys_sim = Sim::start().await.expect("start the simulator");
+    let gen_sim = Sim::start().await.expect("start the simulator");
+    let mut mkto_config = sim_marketo::MarketoConfig::default();
+    mkto_config.rate_limit = Some((20, Duration::from_secs(20))); // an instance whose quota others use up
+    let mkto = sim_marketo::install(&mkto_sim, mkto_config);
+    let rsys = sim_responsys::install(
+        &rsys_sim,
+        sim_responsys::ResponsysConfig::new("api-user", "tour-password"),
+    );
+    let genesys = sim_genesys::install(&gen_sim, sim_genesys::GenesysConfig::default());
+    let at = |sim: &Sim, host: &str, path: &str| format!("http://{host}:{}{path}", sim.addr().port());
+    let url = |host: &str, path: &str| at(&sim, host, path);
 
+    let mkto_host = "123-abc-456.mktorest.com";
+    let identity = marketo::IdentityLogin::new(
+        &at(&mkto_sim, mkto_host, "/identity"),
+        "sim-client-id",
+        "sim-client-secret",
+    )
+    .expect("identity URL");
+    let rsys_login = responsys::PasswordLogin::new(&rsys_sim.url(""), "api-user", "tour-password").expect("login URL");
+    let probe_url = rsys_sim.url("/rest/api/v1.3/lists");
+    // Exactly what an application writes: every vendor on its own hosts, plus logins, a
+    // reconcile hook and a failover probe. (The Responsys simulator's login answers with its own
+    // address as endPoint, so the tour's Responsys host is 127.0.0.1.)
     let layer = redial::builder()
         .vendor_at(Vendor::GenesysEngage, "engage.example.com")
-        .unwrap()
+        .and_then(|b| {
+            b.reconcile(
+                "engage.example.com",
+                genesys_hook(gen_sim.url(sim_genesys::SERVICE_PATH)),
+            )
+        })
+        .and_then(|b| b.auth("*.mktorest.com", TokenSource::login(identity)))
+        .and_then(|b| b.vendor_at(Vendor::Responsys, "127.0.0.1"))
+        .and_then(|b| b.auth("127.0.0.1", TokenSource::login(rsys_login)))
+        .and_then(|b| {
+            b.failover_probe(
+                "127.0.0.1",
+                Probe::new(Duration::from_secs(60), move || {
+                    Request::get(&probe_url).body(Bytes::new()).unwrap()
+                }),
+            )
+        })
+        .expect("valid host patterns")
         .build();
     let client = Client::builder(TokioExecutor::new())
         .build::<_, RetryBody<Full<Bytes>>>(HttpConnector::new_with_resolver(Loopback));
@@ -178,39 +261,32 @@ async fn main() {
     )
     .await;
 
-    // --- Marketo: errors in HTTP 200 bodies.
-    let leads = "/rest/v1/leads.json";
-    sim.enqueue(leads, Reply::json(200, r#"{"requestId":"e42b#14272d07d78","success":false,"errors":[{"code":"606","message":"Max rate limit '100' exceeded with in '20' secs"}]}"#));
-    sim.enqueue(
-        leads,
-        Reply::json(
-            200,
-            r#"{"requestId":"e42b#2","success":true,"result":[{"id":50,"email":"ada@example.com"}]}"#,
-        ),
-    );
+    // --- Marketo: errors in HTTP 200 bodies, a token, an instance quota.
+    let leads = |q: &str| at(&mkto_sim, mkto_host, &format!("/rest/v1/leads.json{q}"));
     tour.run(
-        "marketo: 200 carrying 606 (rate limit)",
-        "HTTP 200, but success:false: redial reads the body and waits for the 20 s window.",
-        get(url(
-            "123-abc-456.mktorest.com",
-            "/rest/v1/leads.json?filterType=id&filterValues=50",
-        )),
+        "marketo: first call",
+        "No token yet: one login at the identity endpoint, then the call.",
+        get(leads("?filterType=id&filterValues=50")),
+    )
+    .await;
+    mkto.expire_tokens();
+    tour.run(
+        "marketo: token expired (602 in a 200)",
+        "Marketo says 602: one login for everyone waiting, and the call replayed with the new token.",
+        get(leads("?filterType=id&filterValues=51")),
     )
     .await;
 
-    sim.enqueue(leads, Reply::json(200, r#"{"requestId":"e42b#3","success":true,"result":[{"id":50,"status":"created"},{"id":51,"status":"created"},{"status":"skipped","reasons":[{"code":"1005","message":"Lead already exists"}]}]}"#));
+    mkto_sim.enqueue("/rest/v1/leads.json", Reply::json(200, r#"{"requestId":"e42b#3","success":true,"result":[{"id":50,"status":"created"},{"id":51,"status":"created"},{"status":"skipped","reasons":[{"code":"1005","message":"Lead already exists"}]}]}"#));
     tour.run(
         "marketo: record-level 1005",
         "The request succeeded; one record was skipped: a partial success, the record errors in the report.",
-        post(
-            url("123-abc-456.mktorest.com", leads),
-            r#"{"action":"createOnly","input":[{},{},{}]}"#,
-        ),
+        post(leads(""), r#"{"action":"createOnly","input":[{},{},{}]}"#),
     )
     .await;
 
-    sim.enqueue(
-        leads,
+    mkto_sim.enqueue(
+        "/rest/v1/leads.json",
         Reply::json(
             200,
             r#"{"requestId":"e42b#4","success":false,"errors":[{"code":"607","message":"Daily quota reached"}]}"#,
@@ -219,9 +295,37 @@ async fn main() {
     tour.run(
         "marketo: 607 daily quota",
         "Not worth retrying today: fail at once, with the reset time (00:00 US Central).",
-        get(url("123-abc-456.mktorest.com", leads)),
+        get(leads("")),
     )
     .await;
+
+    println!("\n▶ marketo: a 606 storm");
+    println!("  Other services use up the instance: it now takes only 20 calls per 20 s, while redial's limit is");
+    println!("  Marketo's documented 100. 60 concurrent calls: redial learns the real limit from the 606s.");
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let svc = tour.svc.clone();
+        let req = get(leads(&format!("?filterType=id&filterValues={i}")));
+        calls.spawn(async move { svc.oneshot(req).await.map(|r| r.status().is_success()) });
+    }
+    let mut ok = 0;
+    while let Some(r) = calls.join_next().await {
+        ok += usize::from(matches!(r, Ok(Ok(true))));
+    }
+    let storm = started.elapsed();
+    println!(
+        "  ⇒ {ok}/60 succeeded in {}; the vendor answered 606 {} times; redial's limit for the host is now {:?} per 20 s",
+        secs(storm),
+        mkto.count_code("606"),
+        layer.current_rate_limit("*.mktorest.com").unwrap_or_default()
+    );
+    tour.rows.push((
+        "marketo: a 606 storm (60 concurrent calls)".into(),
+        format!("{ok}/60 succeeded, {} × 606", mkto.count_code("606")),
+        60,
+        storm,
+    ));
 
     // --- Adobe Edge Network.
     let interact = "/ee/v2/interact";
@@ -250,72 +354,100 @@ async fn main() {
     .await;
 
     // --- Oracle Responsys.
-    let merge = "/rest/api/v1.3/lists/Customers/members";
-    sim.enqueue(merge, Reply::json(500, r#"{"type":"","title":"Unrecoverable exception","errorCode":"UNRECOVERABLE_EXCEPTION","detail":"Please retry","errorDetails":[]}"#));
-    sim.enqueue(
-        merge,
-        Reply::json(
-            200,
-            r#"{"recordData":{"fieldNames":["EMAIL_ADDRESS_"],"records":[["ada@example.com"]]}}"#,
-        ),
-    );
+    let members = rsys_sim.url("/rest/api/v1.3/lists/Customers/members");
+    rsys.fail_next(1, "UNRECOVERABLE_EXCEPTION");
     tour.run(
         "responsys: UNRECOVERABLE_EXCEPTION",
         "Oracle: wait about 30 s, then resubmit exactly once.",
-        post(
-            url("acme-aftm.responsys.ocs.oraclecloud.com", merge),
-            r#"{"recordData":{}}"#,
-        ),
+        post(members.clone(), r#"{"recordData":{}}"#),
     )
     .await;
 
-    sim.enqueue(merge, Reply::ok().fault(Fault::ResetAfterRead));
-    sim.enqueue(merge, Reply::json(200, r#"{"recordData":{}}"#));
+    rsys_sim.enqueue(
+        "/rest/api/v1.3/lists/Customers/members",
+        Reply::ok().fault(Fault::ResetAfterRead),
+    );
     tour.run(
         "responsys: no response",
         "Oracle: retry up to 3 times, 2 minutes apart, or the API login gets disabled.",
-        post(
-            url("acme-aftm.responsys.ocs.oraclecloud.com", merge),
-            r#"{"recordData":{}}"#,
-        ),
+        post(members.clone(), r#"{"recordData":{}}"#),
+    )
+    .await;
+
+    rsys.set_secondary(true);
+    let lists = rsys_sim.url("/rest/api/v1.3/lists");
+    let aftm = rsys_sim.url("/rest/haApi/v1.3/campaigns/Welcome/email");
+    tour.run(
+        "responsys: failover happens",
+        "API_NOT_ALLOWED_IN_SECONDARY: the account enters failover mode.",
+        get(lists.clone()),
+    )
+    .await;
+    tour.run(
+        "responsys: in failover, a non-AFTM call",
+        "Refused locally, never sent: only AFTM endpoints work now.",
+        get(lists.clone()),
+    )
+    .await;
+    tour.run(
+        "responsys: in failover, an AFTM call",
+        "Transactional email keeps flowing through the failover account.",
+        post(aftm, r#"{"recipientData":[]}"#),
+    )
+    .await;
+    rsys.set_secondary(false);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    println!(
+        "\n  (a minute later, the failover probe succeeded: the host is {:?})",
+        layer.failover_mode("127.0.0.1").unwrap()
+    );
+    tour.run(
+        "responsys: back to primary",
+        "The probe brought the account back; every endpoint is sent again.",
+        get(lists),
     )
     .await;
 
     // --- Genesys Engage (SOAP).
-    let svc = "/engage/services/CampaignService";
-    sim.enqueue(
-        svc,
-        Reply::status(500)
-            .header("content-type", "text/xml")
-            .body(GENESYS_INTERNAL_ERROR),
-    );
-    sim.enqueue(svc, Reply::ok().header("content-type", "text/xml").body("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><ok/></soap:Body></soap:Envelope>"));
+    let svc_url = url("engage.example.com", sim_genesys::SERVICE_PATH)
+        .replace(&sim.addr().port().to_string(), &gen_sim.addr().port().to_string());
+    genesys.timeout_after_effect(1);
     tour.run(
-        "genesys: INTERNAL_ERROR on showCampaign",
+        "genesys: createSubCampaign times out",
+        "The create may have happened: redial asks the reconcile hook instead of sending it again.",
+        soap(svc_url.clone(), "createSubCampaign", "sub-42"),
+    )
+    .await;
+    genesys.internal_error_before_effect(1);
+    tour.run(
+        "genesys: createSubCampaign, INTERNAL_ERROR",
+        "The hook finds nothing: it is safe to send it once more.",
+        soap(svc_url.clone(), "createSubCampaign", "sub-43"),
+    )
+    .await;
+    genesys.fail_next(1, "INTERNAL_ERROR");
+    tour.run(
+        "genesys: INTERNAL_ERROR on showSubCampaignState",
         "Genesys: re-invoke once, after about 30 s.",
-        soap(url("engage.example.com", svc), "showCampaign"),
+        soap(svc_url, "showSubCampaignState", "sub-42"),
     )
     .await;
-
-    sim.enqueue(
-        svc,
-        Reply::status(500)
-            .header("content-type", "text/xml")
-            .body(GENESYS_INTERNAL_ERROR),
+    println!(
+        "\n  Genesys now holds {} sub-campaign(s), created by {} createSubCampaign call(s): none duplicated.",
+        genesys.sub_campaigns().len(),
+        genesys.count_creates()
     );
-    tour.run(
-        "genesys: INTERNAL_ERROR on createSubCampaign",
-        "The create may have happened: it must be reconciled first. With no reconcile hook registered, redial does not re-send it.",
-        soap(url("engage.example.com", svc), "createSubCampaign"),
-    )
-    .await;
 
     println!("\n{:<58} {:>8} {:>10}  outcome", "scenario", "attempts", "sim. time");
     for (title, outcome, attempts, elapsed) in &tour.rows {
         println!("{title:<58} {attempts:>8} {:>10}  {outcome}", secs(*elapsed));
     }
+    let received = [&sim, &mkto_sim, &rsys_sim, &gen_sim]
+        .iter()
+        .map(|s| s.requests().len())
+        .sum::<usize>();
     println!(
-        "\n{} requests reached the simulator; every wait above was simulated.",
-        sim.requests().len()
+        "\n{received} requests reached the simulators ({} logins); every wait above was simulated.",
+        mkto.logins() + rsys.logins()
     );
 }

@@ -59,7 +59,13 @@ async fn a_thousand_concurrent_requests_with_an_expired_token_cause_exactly_one_
     let vendor = sim_marketo::install(&sim, marketo_config());
     let source = marketo_source(&sim);
     // This test is about the token cell: the instance's rate limits are lifted.
-    let policy = Vendor::Marketo.policy().to_builder().no_rate_limit().no_max_concurrency().build().unwrap();
+    let policy = Vendor::Marketo
+        .policy()
+        .to_builder()
+        .no_rate_limit()
+        .no_max_concurrency()
+        .build()
+        .unwrap();
     let svc = client_through(marketo_layer(policy, &source));
     // Warm the cell with a token, then the vendor expires it: every request starts with it.
     svc.clone().oneshot(leads(&sim)).await.unwrap();

@@ -280,6 +280,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let attempts = self.inner.report.attempt_count();
         match &self.inner.kind {
+            ErrorKind::Decided(FailReason::Final) if self.kind() == Some(Kind::Failover) => {
+                f.write_str("the vendor has failed over: this endpoint is not served until it fails back")?
+            }
             ErrorKind::Decided(r) => write!(f, "{r}")?,
             ErrorKind::NotReady => f.write_str("the inner service failed while getting ready for a retry")?,
             ErrorKind::RequestBody => f.write_str("the request body could not be read")?,
