@@ -180,8 +180,11 @@ async fn main() {
     let mkto_sim = Sim::start().await.expect("start the simulator");
     let rsys_sim = Sim::start().await.expect("start the simulator");
     let gen_sim = Sim::start().await.expect("start the simulator");
-    let mut mkto_config = sim_marketo::MarketoConfig::default();
-    mkto_config.rate_limit = Some((20, Duration::from_secs(20))); // an instance whose quota others use up
+    // An instance whose quota other services use up: it takes only 20 calls per 20 s.
+    let mkto_config = sim_marketo::MarketoConfig {
+        rate_limit: Some((20, Duration::from_secs(20))),
+        ..Default::default()
+    };
     let mkto = sim_marketo::install(&mkto_sim, mkto_config);
     let rsys = sim_responsys::install(
         &rsys_sim,

@@ -86,6 +86,12 @@ impl RetryLayer {
         self.shared.hosts.by_pattern(pattern).map(|h| h.failover.mode())
     }
 
+    /// The concurrency permits free now for the host registered under `pattern`, if it has a
+    /// concurrency limit: equal to the limit when nothing is in flight.
+    pub fn available_permits(&self, pattern: &str) -> Option<usize> {
+        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|s| s.available_permits())
+    }
+
     /// The rate limit in force for the host registered under `pattern`, if it has one: lower
     /// than the policy's after the vendor throttled.
     pub fn current_rate_limit(&self, pattern: &str) -> Option<u32> {
