@@ -16,6 +16,12 @@ pub use redial_tower::hooks;
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
 pub use redial_core as core;
 
+/// The reqwest-middleware front door.
+pub use redial_reqwest as reqwest;
+
+#[doc(inline)]
+pub use redial_reqwest::RedialMiddleware;
+
 /// The built-in vendor profiles.
 pub use redial_vendors as vendors;
 

@@ -184,12 +184,40 @@ where
 
     fn size_hint(&self) -> SizeHint {
         let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let mut hint = self.rest_hint().map_or_else(|| SizeHint::with_exact(0), |(_, h)| h);
-        let upper = hint.upper().map(|u| u.saturating_add(prefix));
-        hint.set_lower(hint.lower().saturating_add(prefix));
-        if let Some(upper) = upper {
-            hint.set_upper(upper);
+        let rest = self.rest_hint().map_or_else(|| SizeHint::with_exact(0), |(_, h)| h);
+        // Upper first: `set_lower` asserts the new lower bound is within the current upper one.
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(prefix));
         }
+        hint.set_lower(rest.lower().saturating_add(prefix));
         hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[test]
+    fn size_hint_of_a_prefixed_body_adds_the_prefix_without_panicking() {
+        // An inspected body: 3 bytes read, 5 of exactly known length left.
+        let rest = Box::pin(Full::new(Bytes::from_static(b"world")));
+        let body = ResponseBody::prefixed(Bytes::from_static(b"hel"), None, Some(rest));
+        assert_eq!(body.size_hint().exact(), Some(8));
+        // Completely read: the prefix is the whole body.
+        let body = ResponseBody::<Full<Bytes>>::prefixed(Bytes::from_static(b"hello"), None, None);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        // Unknown rest: the prefix is a lower bound.
+        let body = ResponseBody::passthrough(Full::new(Bytes::from_static(b"x")));
+        assert_eq!(body.size_hint().exact(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_prefixed_body_yields_prefix_then_rest() {
+        let rest = Box::pin(Full::new(Bytes::from_static(b"world")));
+        let body = ResponseBody::prefixed(Bytes::from_static(b"hello "), None, Some(rest));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
     }
 }

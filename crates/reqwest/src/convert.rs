@@ -1,0 +1,197 @@
+//! Crossing the adapter: `reqwest::Request` to `http::Request` and back for every attempt,
+//! `reqwest::Response` to `http::Response` and back once. Bodies are moved or shared, never
+//! copied: a bytes body becomes the engine's replay buffer as it is (one `Bytes`), and every
+//! attempt hands reqwest a clone of that `Bytes` (a reference count).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::HeaderValue;
+use http_body::{Body, Frame, SizeHint};
+use redial_tower::{ResponseBody, RetryBody};
+use reqwest::ResponseBuilderExt;
+
+/// The caller's request body as the engine sees it.
+///
+/// A bytes body (one that `reqwest::Request::try_clone` can clone) shows its exact size, so
+/// the engine keeps it for replay. A stream shows no size at all, so the engine sends it once
+/// and never replays it: reading a stream ahead of sending it would change what the caller
+/// asked for.
+#[derive(Debug)]
+pub(crate) struct RequestBody {
+    inner: reqwest::Body,
+    replayable: bool,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.replayable {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+/// The caller's request, for the engine.
+pub(crate) fn request_to_http(req: reqwest::Request) -> Result<http::Request<RequestBody>, reqwest::Error> {
+    // Exactly the requests `try_clone` can clone are replayable.
+    let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
+    let (mut parts, body) = http::Request::<reqwest::Body>::try_from(req)?.into_parts();
+    if !replayable && !body.is_end_stream() {
+        // The engine is not told a stream's size (see `RequestBody`); the wire still is.
+        if let Some(len) = body.size_hint().exact() {
+            if !parts.headers.contains_key(CONTENT_LENGTH) && !parts.headers.contains_key(TRANSFER_ENCODING) {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
+    }
+    Ok(http::Request::from_parts(
+        parts,
+        RequestBody {
+            inner: body,
+            replayable,
+        },
+    ))
+}
+
+/// One attempt of the engine, for the rest of the middleware chain.
+pub(crate) fn request_from_http(
+    req: http::Request<RetryBody<RequestBody>>,
+) -> Result<reqwest::Request, reqwest::Error> {
+    let (parts, body) = req.into_parts();
+    let body = if body.is_buffered() {
+        // A reusable body, so that the middlewares after this one can `try_clone` the request
+        // and read `as_bytes` (to sign it, say) as they would without redial.
+        reqwest::Body::from(buffered_bytes(body))
+    } else {
+        reqwest::Body::wrap(body)
+    };
+    reqwest::Request::try_from(http::Request::from_parts(parts, body))
+}
+
+/// The bytes of a buffered body. A buffered body is always ready: its first frame is its data,
+/// and it has no trailers here (a reqwest bytes body has none, nor has a login's or a probe's).
+fn buffered_bytes<B>(mut body: RetryBody<B>) -> Bytes
+where
+    RetryBody<B>: Body<Data = Bytes> + Unpin,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut data = Bytes::new();
+    while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) {
+        if let Ok(chunk) = frame.into_data() {
+            debug_assert!(data.is_empty(), "a buffered body is one frame");
+            data = chunk;
+        }
+    }
+    data
+}
+
+/// A response from the rest of the chain, for the engine. Its final URL (after reqwest's
+/// redirects) travels in the extensions, where `reqwest::Response::from` looks for it.
+pub(crate) fn response_to_http(res: reqwest::Response) -> http::Response<reqwest::Body> {
+    let url = res.url().clone();
+    let mut res = http::Response::<reqwest::Body>::from(res);
+    let mut with_url = http::response::Builder::new().url(url);
+    if let Some(ext) = with_url.extensions_mut() {
+        res.extensions_mut().extend(std::mem::take(ext));
+    }
+    res
+}
+
+/// The engine's response, for the caller: status, version, headers and extensions (the
+/// `Report`, the remote address) as they came, the final URL, and a body that is the bytes the
+/// engine read followed by the untouched rest.
+pub(crate) fn response_from_http(res: http::Response<ResponseBody<reqwest::Body>>) -> reqwest::Response {
+    let (parts, body) = res.into_parts();
+    reqwest::Response::from(http::Response::from_parts(parts, reqwest::Body::wrap(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{StatusCode, Version};
+
+    fn request(body: Option<reqwest::Body>) -> reqwest::Request {
+        let mut req = reqwest::Request::new(http::Method::PUT, "http://api.example.com/v1/x?q=1".parse().unwrap());
+        req.headers_mut().insert("x-id", HeaderValue::from_static("7"));
+        *req.body_mut() = body;
+        req
+    }
+
+    #[test]
+    fn a_bytes_body_shows_its_size_and_comes_back_as_the_same_bytes() {
+        let data = Bytes::from_static(b"{\"id\":42}");
+        let req = request_to_http(request(Some(reqwest::Body::from(data.clone())))).unwrap();
+        assert_eq!(req.body().size_hint().exact(), Some(9));
+        assert!(!req.headers().contains_key(CONTENT_LENGTH));
+
+        let (parts, _) = req.into_parts();
+        let again = request_from_http(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone()))).unwrap();
+        assert_eq!(again.url().as_str(), "http://api.example.com/v1/x?q=1");
+        assert_eq!(again.method(), http::Method::PUT);
+        assert_eq!(again.headers()["x-id"], "7");
+        let bytes = again.body().and_then(reqwest::Body::as_bytes).unwrap();
+        assert_eq!(bytes.as_ptr(), data.as_ptr(), "shared, not copied");
+        assert!(again.try_clone().is_some());
+    }
+
+    #[test]
+    fn no_body_is_an_empty_replayable_body() {
+        let req = request_to_http(request(None)).unwrap();
+        assert!(req.body().is_end_stream());
+        assert_eq!(req.body().size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn a_stream_shows_no_size_to_the_engine_and_keeps_its_length_on_the_wire() {
+        let stream = reqwest::Body::wrap(String::from("0123456789"));
+        let req = request_to_http(request(Some(stream))).unwrap();
+        assert_eq!(req.body().size_hint().exact(), None);
+        assert_eq!(req.body().size_hint().lower(), 0);
+        assert_eq!(req.headers()[CONTENT_LENGTH], "10");
+    }
+
+    #[test]
+    fn a_stream_that_names_its_framing_is_left_alone() {
+        let mut req = request(Some(reqwest::Body::wrap(String::from("0123456789"))));
+        req.headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let req = request_to_http(req).unwrap();
+        assert!(!req.headers().contains_key(CONTENT_LENGTH));
+    }
+
+    #[tokio::test]
+    async fn a_response_keeps_its_final_url_across_the_engine() {
+        let res = http::Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .version(Version::HTTP_10)
+            .header("x-a", "1")
+            .url("http://api.example.com/final".parse().unwrap())
+            .body(reqwest::Body::from("hello"))
+            .unwrap();
+        // What the engine gets, then what `response_from_http` makes of the engine's response.
+        let res = reqwest::Response::from(response_to_http(reqwest::Response::from(res)));
+        assert_eq!(res.url().as_str(), "http://api.example.com/final");
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert_eq!(res.version(), Version::HTTP_10);
+        assert_eq!(res.headers()["x-a"], "1");
+        assert_eq!(res.text().await.unwrap(), "hello");
+    }
+}

@@ -1,0 +1,89 @@
+//! redial for [reqwest](https://docs.rs/reqwest): a
+//! [`reqwest_middleware::Middleware`] that drives the same engine as redial's tower layer.
+//!
+//! One engine, two front doors: [`RedialMiddleware`] is made from a
+//! [`RetryLayer`](redial_tower::RetryLayer) and hands each request to that layer's engine. The
+//! engine decides everything (which host rules apply, whether to read the body, whether and
+//! when to retry, when to give up); this crate only carries requests and responses across.
+//!
+//! # Quick start
+//!
+//! ```
+//! use reqwest_middleware::ClientBuilder;
+//! use redial_reqwest::RedialMiddleware;
+//! use redial_tower::Report;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let sim = redial_sim::Sim::start().await?;
+//! # sim.enqueue("/v1/items", redial_sim::Reply::status(503).header("Retry-After", "2"));
+//! # sim.enqueue("/v1/items", redial_sim::Reply::json(200, r#"{"items":[]}"#));
+//! # let url = sim.url("/v1/items");
+//! // With the facade, `redial::builder().build()`: every built-in vendor on its own hosts.
+//! let layer = redial_tower::RetryLayer::generic();
+//! let client = ClientBuilder::new(reqwest::Client::new())
+//!     .with(RedialMiddleware::new(layer))
+//!     .build();
+//!
+//! // The server answers 503 with Retry-After: 2, then 200: redial waits two seconds and retries.
+//! let res = client.get(&url).send().await?;
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.url().as_str(), url);
+//! let report = res.extensions().get::<Report>().expect("a retry happened");
+//! assert_eq!(report.attempt_count(), 2);
+//! assert_eq!(res.text().await?, r#"{"items":[]}"#);
+//! # Ok(()) }
+//! ```
+//!
+//! When redial gives up, the error is `reqwest_middleware::Error::Middleware` holding a
+//! [`redial_tower::Error`] that owns the last response and every attempt; [`redial_error`]
+//! finds it.
+//!
+//! # What crosses the adapter
+//!
+//! - **Requests are replayed exactly when `reqwest::Request::try_clone` could clone them**: a
+//!   bytes body (or none) is kept once by the engine, as the same `Bytes`, and every attempt is
+//!   a new `reqwest::Request` around a clone of it (a reference count, not a copy), so the
+//!   middlewares after this one can still `try_clone` it and read `Body::as_bytes`. A streaming
+//!   body is sent once and never replayed: when a retry is wanted, the error says the request
+//!   was not replayable because its body is a stream.
+//! - **Responses are real `reqwest::Response`s**: URL (the final one, after reqwest's
+//!   redirects), status, version, headers and extensions (with the [`Report`](redial_tower::Report)
+//!   when there is something to report, and reqwest's remote address) as received; the body is
+//!   whatever the engine read to classify it, then the untouched rest of the stream. A body past
+//!   the inspect limit is never held in memory whole.
+//! - **Errors**: a `reqwest::Error` of an attempt is read by the layer's failure classifier
+//!   (the default sees a refused connection; [`classify_error`] also reads reqwest's connect
+//!   errors and timeouts), and stays reachable from the redial error's `source()`.
+//!
+//! # Order and timeouts
+//!
+//! Each attempt runs the middlewares added *after* this one, then the client: add per-attempt
+//! concerns (signing, tracing of each attempt) after it, and whole-call concerns before it.
+//! reqwest's own timeouts (`ClientBuilder::timeout`, `RequestBuilder::timeout`) therefore bound
+//! each attempt; redial's policy deadline bounds the whole call, sleeps included.
+//!
+//! # Logins and failover probes
+//!
+//! A token source's login and a failover probe are sent by the engine on its own, through the
+//! same chain as the call that started them. They can outlive that call (it was cancelled, or
+//! ran out of time while the login was in flight): give the middleware the client to send
+//! them with then, or they fail and the token source's login backoff applies to every caller.
+//!
+//! ```
+//! # use redial_reqwest::RedialMiddleware;
+//! let client = reqwest::Client::new();
+//! let redial = RedialMiddleware::new(redial_tower::RetryLayer::generic()).with_client(client.clone());
+//! let client = reqwest_middleware::ClientBuilder::new(client).with(redial).build();
+//! # let _ = client;
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod convert;
+mod error;
+mod middleware;
+mod service;
+
+pub use error::{classify_error, into_redial_error, redial_error};
+pub use middleware::RedialMiddleware;

@@ -1,0 +1,162 @@
+//! [`RedialMiddleware`], and the driver that runs the engine inside one middleware call.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
+
+use http::Extensions;
+use redial_tower::{ResponseBody, Retry, RetryLayer};
+use reqwest_middleware::{Middleware, Next};
+use tokio::sync::{mpsc, oneshot};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::convert::{request_to_http, response_from_http, RequestBody};
+use crate::service::{Attempts, Job};
+
+/// redial's retry engine as a [`reqwest_middleware::Middleware`].
+///
+/// It drives the same engine as the tower layer it is made from: the same hosts, profiles,
+/// policies, budgets, limiters and token sources (they are shared with every other user of the
+/// [`RetryLayer`]). Each attempt goes through the middlewares added after this one, then the
+/// client.
+///
+/// ```
+/// use redial_reqwest::RedialMiddleware;
+/// use redial_tower::{Policy, RetryLayer};
+///
+/// let layer = RetryLayer::new(redial_tower::core::generic::Generic, Policy::builder().max_attempts(5).build()?);
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(RedialMiddleware::new(layer))
+///     .build();
+/// # let _ = client;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RedialMiddleware {
+    layer: RetryLayer,
+    background: Option<reqwest::Client>,
+}
+
+impl RedialMiddleware {
+    /// Retry by the rules of `layer` (from `redial::builder()` or [`RetryLayer::builder`]).
+    pub fn new(layer: RetryLayer) -> Self {
+        RedialMiddleware {
+            layer,
+            background: None,
+        }
+    }
+
+    /// The client for what the engine sends on its own and may outlive the call that started
+    /// it: a login (when a token source is configured) or a failover probe. Such a request goes
+    /// through the rest of the chain of the call that started it while that call lasts; once it
+    /// has ended (cancelled, or out of time), it is sent through this client directly. Without
+    /// one, it fails, and the token source or the probe tries again later.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.background = Some(client);
+        self
+    }
+
+    /// The layer this middleware runs: to read its hosts' failover mode or rate limit.
+    pub fn layer(&self) -> &RetryLayer {
+        &self.layer
+    }
+}
+
+impl From<RetryLayer> for RedialMiddleware {
+    fn from(layer: RetryLayer) -> Self {
+        RedialMiddleware::new(layer)
+    }
+}
+
+impl fmt::Debug for RedialMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedialMiddleware")
+            .field("layer", &self.layer)
+            .field("background_client", &self.background.is_some())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for RedialMiddleware {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let req = request_to_http(req)?;
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let svc = self.layer.layer(Attempts::new(jobs, self.background.clone()));
+        match drive(svc, req, queue, extensions, next).await {
+            Ok(res) => Ok(response_from_http(res)),
+            Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
+        }
+    }
+}
+
+type Sending<'n> =
+    Pin<Box<dyn Future<Output = (reqwest_middleware::Result<reqwest::Response>, Extensions)> + Send + 'n>>;
+
+/// One attempt in flight through the rest of the chain.
+struct InFlight<'n> {
+    fut: Sending<'n>,
+    reply: oneshot::Sender<reqwest_middleware::Result<reqwest::Response>>,
+}
+
+/// Polls the engine, and sends each attempt it hands over through `next`, in this task.
+///
+/// Every attempt starts from the caller's extensions; those of the last attempt answered are
+/// the caller's afterwards, as if there had been one.
+async fn drive(
+    mut svc: Retry<Attempts>,
+    req: http::Request<RequestBody>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> Result<http::Response<ResponseBody<reqwest::Body>>, redial_tower::Error> {
+    poll_fn(|cx| svc.poll_ready(cx)).await?;
+    let mut engine = pin!(svc.call(req));
+    let mut in_flight: Vec<InFlight<'_>> = Vec::new();
+    let mut last = None;
+    let out = poll_fn(|cx| {
+        while let Poll::Ready(Some(Job { req, reply })) = jobs.poll_recv(cx) {
+            let next = next.clone();
+            let mut ext = extensions.clone();
+            let fut: Sending<'_> = Box::pin(async move {
+                let res = next.run(req, &mut ext).await;
+                (res, ext)
+            });
+            in_flight.push(InFlight { fut, reply });
+        }
+        let mut i = 0;
+        while i < in_flight.len() {
+            let f = &mut in_flight[i];
+            // Nobody waits for it any more (the attempt timed out): drop it, which cancels it.
+            let answer = if f.reply.poll_closed(cx).is_ready() {
+                None
+            } else {
+                match f.fut.as_mut().poll(cx) {
+                    Poll::Ready(answer) => Some(answer),
+                    Poll::Pending => {
+                        i += 1;
+                        continue;
+                    }
+                }
+            };
+            let f = in_flight.swap_remove(i);
+            if let Some((res, ext)) = answer {
+                last = Some(ext);
+                let _ = f.reply.send(res);
+            }
+        }
+        engine.as_mut().poll(cx)
+    })
+    .await;
+    if let Some(ext) = last {
+        *extensions = ext;
+    }
+    out
+}

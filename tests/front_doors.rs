@@ -1,0 +1,756 @@
+//! One engine, two front doors: every scenario here is written once, over [`FrontDoor`], and
+//! runs through the tower layer (over hyper-util's legacy client) and through the reqwest
+//! middleware (over `reqwest::Client`), against the simulator over real loopback sockets, on
+//! tokio's paused clock.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use redial::core::backoff::Backoff;
+use redial::core::{ErrorScope, FailReason, Failure, Kind, NotReplayable};
+use redial::vendors::marketo;
+use redial::{Error, Policy, Report, Retry, RetryBody, RetryLayer, TokenSource, Vendor, VendorExt};
+use redial_reqwest::RedialMiddleware;
+use redial_sim::vendors::marketo as sim_marketo;
+use redial_sim::{Fault, Reply, Sim};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+const S: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// The doors
+
+/// A request as a scenario writes it, whichever door it goes through.
+struct Call {
+    method: Method,
+    url: String,
+    headers: HeaderMap,
+    body: CallBody,
+}
+
+enum CallBody {
+    Empty,
+    /// A body in memory: replayable through both doors (`Full` / a reqwest bytes body).
+    Bytes(Bytes),
+    /// A stream of unknown length: sent once through both doors.
+    Stream(Vec<Bytes>),
+}
+
+impl Call {
+    fn new(method: Method, url: String, body: CallBody) -> Call {
+        Call {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body,
+        }
+    }
+
+    fn get(url: String) -> Call {
+        Call::new(Method::GET, url, CallBody::Empty)
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Call {
+        self.headers.insert(name, HeaderValue::from_str(value).unwrap());
+        self
+    }
+}
+
+/// What a scenario sees of a success, the same from either door.
+#[derive(Debug)]
+struct Got {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    /// The body's exact size as handed back (before reading it), if known.
+    size: Option<u64>,
+    body: Bytes,
+    report: Option<Report>,
+}
+
+/// A way into the engine. Failures are the engine's own [`Error`] through either door.
+trait FrontDoor: Sized {
+    fn open(layer: RetryLayer) -> Self;
+    async fn send(&self, call: Call) -> Result<Got, Error>;
+}
+
+/// The tower layer over hyper-util's legacy client.
+struct TowerDoor {
+    svc: Retry<Client<HttpConnector, RetryBody<TestBody>>>,
+}
+
+impl FrontDoor for TowerDoor {
+    fn open(layer: RetryLayer) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<TestBody>>();
+        TowerDoor {
+            svc: tower::Layer::layer(&layer, client),
+        }
+    }
+
+    async fn send(&self, call: Call) -> Result<Got, Error> {
+        let mut req = http::Request::builder()
+            .method(call.method)
+            .uri(&call.url)
+            .body(TestBody::from(call.body))
+            .unwrap();
+        *req.headers_mut() = call.headers;
+        let res = self.svc.clone().oneshot(req).await?;
+        let size = res.body().size_hint().exact();
+        let (head, body) = res.into_parts();
+        Ok(Got {
+            status: head.status,
+            version: head.version,
+            report: head.extensions.get::<Report>().cloned(),
+            headers: head.headers,
+            size,
+            body: body.collect().await.unwrap().to_bytes(),
+        })
+    }
+}
+
+/// The reqwest middleware over `reqwest::Client`.
+struct ReqwestDoor {
+    client: ClientWithMiddleware,
+}
+
+fn reqwest_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+impl FrontDoor for ReqwestDoor {
+    fn open(layer: RetryLayer) -> Self {
+        ReqwestDoor {
+            client: ClientBuilder::new(reqwest_client())
+                .with(RedialMiddleware::new(layer))
+                .build(),
+        }
+    }
+
+    async fn send(&self, call: Call) -> Result<Got, Error> {
+        let mut req = self.client.request(call.method, &call.url).headers(call.headers);
+        match call.body {
+            CallBody::Empty => {}
+            CallBody::Bytes(b) => req = req.body(b),
+            CallBody::Stream(chunks) => req = req.body(reqwest::Body::wrap(TestBody::stream(chunks))),
+        }
+        let res = match req.send().await {
+            Ok(res) => res,
+            Err(e) => {
+                return Err(redial_reqwest::into_redial_error(e).unwrap_or_else(|e| panic!("not a redial error: {e:?}")))
+            }
+        };
+        // A real reqwest::Response: the final URL, the peer, status, version and headers as
+        // received.
+        assert_eq!(res.url().as_str(), call.url);
+        let authority = res.url().host_str().unwrap().to_owned() + ":" + &res.url().port().unwrap().to_string();
+        assert_eq!(res.remote_addr().map(|a| a.to_string()), Some(authority));
+        let (status, version, headers) = (res.status(), res.version(), res.headers().clone());
+        let size = res.content_length();
+        let report = res.extensions().get::<Report>().cloned();
+        Ok(Got {
+            status,
+            version,
+            headers,
+            size,
+            body: res.bytes().await.unwrap(),
+            report,
+        })
+    }
+}
+
+/// A request body for both doors: bytes of known length, or a stream of unknown length.
+enum TestBody {
+    Full(Option<Bytes>),
+    Stream(VecDeque<Bytes>),
+}
+
+impl TestBody {
+    fn stream(chunks: Vec<Bytes>) -> TestBody {
+        TestBody::Stream(chunks.into())
+    }
+}
+
+impl From<CallBody> for TestBody {
+    fn from(body: CallBody) -> TestBody {
+        match body {
+            CallBody::Empty => TestBody::Full(None),
+            CallBody::Bytes(b) => TestBody::Full(Some(b)),
+            CallBody::Stream(chunks) => TestBody::stream(chunks),
+        }
+    }
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = match self.get_mut() {
+            TestBody::Full(b) => b.take(),
+            TestBody::Stream(chunks) => chunks.pop_front(),
+        };
+        Poll::Ready(next.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            TestBody::Full(b) => b.is_none(),
+            TestBody::Stream(chunks) => chunks.is_empty(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            TestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            TestBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+fn generic(policy: Policy) -> RetryLayer {
+    RetryLayer::builder()
+        .default_host(redial::core::generic::Generic, policy)
+        .rng_seed(7)
+        .build()
+}
+
+fn fast_policy() -> redial::core::PolicyBuilder {
+    Policy::builder().backoff(Backoff::constant(Duration::from_millis(100)))
+}
+
+fn marketo_on_the_sim() -> RetryLayer {
+    RetryLayer::builder()
+        .vendor_at(Vendor::Marketo, "127.0.0.1")
+        .unwrap()
+        .rng_seed(1)
+        .build()
+}
+
+/// A profile that reads every body: to test inspection past the limit.
+#[derive(Debug)]
+struct InspectEverything;
+
+impl redial::core::Profile for InspectEverything {
+    fn name(&self) -> &str {
+        "inspect-everything"
+    }
+    fn inspect(&self, _: &redial::core::RequestHead<'_>, _: &redial::core::ResponseHead<'_>) -> bool {
+        true
+    }
+    fn classify(
+        &self,
+        req: &redial::core::RequestHead<'_>,
+        outcome: &redial::core::Outcome<'_>,
+    ) -> redial::core::Classification {
+        redial::core::Profile::classify(&redial::core::generic::Generic, req, outcome)
+    }
+}
+
+const MARKETO_606: &str = r#"{"requestId":"e42b#14272d07d78","success":false,"errors":[{"code":"606","message":"Max rate limit '100' exceeded with in '20' secs"}]}"#;
+const MARKETO_RECORDS: &str = r#"{"requestId":"e42b#14272d07d78","success":true,"result":[{"id":50,"status":"created"},{"id":51,"status":"created"},{"status":"skipped","reasons":[{"code":"1005","message":"Lead already exists"}]}]}"#;
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios, once
+
+async fn retry_after_on_503_is_honoured<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/x", Reply::status(503).header("Retry-After", "2"));
+    sim.enqueue("/x", Reply::json(200, r#"{"ok":true}"#).header("x-served-by", "sim"));
+    let door = D::open(generic(Policy::default()));
+    let started = Instant::now();
+    let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
+    assert!(started.elapsed() >= 2 * S, "waited {:?}", started.elapsed());
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.version, Version::HTTP_11);
+    assert_eq!(got.headers["x-served-by"], "sim");
+    assert_eq!(got.headers["content-type"], "application/json");
+    assert_eq!(got.body, r#"{"ok":true}"#);
+    let report = got.report.unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].status, Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(report.attempts[0].delay, Some(2 * S));
+    let log = sim.requests();
+    assert_eq!(log.len(), 2);
+    assert!(log[1].at - log[0].at >= 2 * S);
+}
+
+async fn retry_after_over_the_cap_fails_at_once_with_the_hint<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::status(429).header("Retry-After", "3600"));
+    let policy = Policy::builder()
+        .retry_after_cap(60 * S)
+        .deadline(7200 * S)
+        .build()
+        .unwrap();
+    let door = D::open(generic(policy));
+    let started = Instant::now();
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert!(started.elapsed() < S);
+    assert_eq!(sim.count("/x"), 1);
+    assert!(err.is_hint_exceeds_limit(), "{err}");
+    assert_eq!(err.retry_after(), Some(3600 * S));
+    assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(err.kind(), Some(Kind::Throttled));
+    assert_eq!(err.report().attempt_count(), 1);
+    assert!(err.to_string().contains("3600"), "{err}");
+}
+
+async fn post_reset_after_the_request_was_read_is_not_retried<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
+    sim.set_fallback("/create", Reply::ok());
+    let door = D::open(generic(Policy::default()));
+    let call = Call::new(
+        Method::POST,
+        sim.url("/create"),
+        CallBody::Bytes(Bytes::from_static(b"{\"create\":1}")),
+    );
+    let err = door.send(call).await.unwrap_err();
+    assert_eq!(
+        sim.count("/create"),
+        1,
+        "a create that may have happened was sent again"
+    );
+    assert!(err.is_not_idempotent(), "{err}");
+    assert_eq!(err.failure(), Some(Failure::Io));
+    assert!(std::error::Error::source(&err).is_some(), "the transport error is kept");
+}
+
+async fn post_connection_refused_is_retried<D: FrontDoor>() {
+    // A port that refuses connections now and serves 50 ms later.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let sim = Sim::start_on(addr).await.unwrap();
+        sim.set_fallback("/create", Reply::status(201));
+        sim
+    });
+    let door = D::open(generic(fast_policy().build().unwrap()));
+    let call = Call::new(
+        Method::POST,
+        format!("http://{addr}/create"),
+        CallBody::Bytes(Bytes::from_static(b"x")),
+    );
+    let got = door.send(call).await.unwrap();
+    assert_eq!(got.status, StatusCode::CREATED);
+    let report = got.report.unwrap();
+    assert_eq!(report.attempts[0].failure, Some(Failure::Connect));
+    assert_eq!(report.attempt_count(), 2);
+    let sim = server.await.unwrap();
+    assert_eq!(sim.count("/create"), 1);
+    assert_eq!(sim.requests()[0].body, "x");
+}
+
+async fn bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    for i in 1..=10 {
+        sim.enqueue(
+            "/x",
+            Reply::status(502)
+                .header("x-attempt", &i.to_string())
+                .body(format!("gateway said no #{i}")),
+        );
+    }
+    let door = D::open(generic(fast_policy().max_attempts(4).build().unwrap()));
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert_eq!(sim.count("/x"), 4);
+    assert!(err.is_exhausted());
+    assert_eq!(err.fail_reason(), Some(&FailReason::AttemptsExhausted { max: 4 }));
+    assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(err.headers().unwrap()["x-attempt"], "4");
+    assert_eq!(err.body().unwrap(), "gateway said no #4");
+    assert!(err.body_is_complete());
+    let statuses: Vec<_> = err
+        .report()
+        .attempts
+        .iter()
+        .map(|a| a.status.unwrap().as_u16())
+        .collect();
+    assert_eq!(statuses, [502; 4]);
+    let res = err.into_response().unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(res.version(), Version::HTTP_11);
+    assert_eq!(res.extensions().get::<Report>().unwrap().attempt_count(), 4);
+}
+
+async fn marketo_200_carrying_606_is_retried_and_the_success_returned<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    let success = r#"{"requestId":"a1","success":true,"result":[{"id":50}]}"#;
+    sim.enqueue("/rest/v1/leads.json", Reply::json(200, MARKETO_606));
+    sim.enqueue("/rest/v1/leads.json", Reply::json(200, success));
+    let door = D::open(marketo_on_the_sim());
+    let started = Instant::now();
+    let got = door
+        .send(Call::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=50")))
+        .await
+        .unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(sim.count("/rest/v1/leads.json"), 2);
+    let report = got.report.unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("606"));
+    assert_eq!(report.attempts[0].kind, Kind::Throttled);
+    let waited = report.attempts[0].delay.unwrap();
+    assert!(started.elapsed() >= waited && waited >= 2 * S, "{waited:?}");
+    assert_eq!(report.errors[0].1.code, "606");
+    // The whole success body, rebuilt around the bytes redial read to classify it.
+    assert_eq!(got.size, Some(success.len() as u64));
+    assert_eq!(got.body, success);
+}
+
+async fn marketo_record_level_errors_are_a_success_with_the_errors_in_the_report<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/rest/v1/leads.json", Reply::json(200, MARKETO_RECORDS));
+    let door = D::open(marketo_on_the_sim());
+    let call = Call::new(
+        Method::POST,
+        sim.url("/rest/v1/leads.json"),
+        CallBody::Bytes(Bytes::from_static(br#"{"action":"createOnly","input":[{},{},{}]}"#)),
+    )
+    .header("content-type", "application/json");
+    let got = door.send(call).await.unwrap();
+    assert_eq!(sim.count("/rest/v1/leads.json"), 1);
+    let report = got.report.unwrap();
+    assert_eq!(report.attempt_count(), 1);
+    assert_eq!(report.last_kind(), Some(Kind::Partial));
+    let records: Vec<_> = report.last_errors().collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].code, "1005");
+    assert_eq!(records[0].message.as_deref(), Some("Lead already exists"));
+    assert_eq!(records[0].scope, ErrorScope::Record(2));
+    assert_eq!(got.body, MARKETO_RECORDS);
+}
+
+async fn marketo_expired_token_logs_in_once_and_the_call_is_replayed<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    let mut config = sim_marketo::MarketoConfig::new("sim-client-id", "s3cr3t");
+    config.rate_limit = None;
+    let vendor = sim_marketo::install(&sim, config);
+    let source =
+        TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "sim-client-id", "s3cr3t").unwrap());
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Marketo.profile(), Vendor::Marketo.policy())
+        .unwrap()
+        .auth("127.0.0.1", source)
+        .unwrap()
+        .rng_seed(5)
+        .build();
+    let door = D::open(layer);
+    let leads = || Call::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"));
+    // The first call logs in (through the door's own transport) before it is sent.
+    assert_eq!(door.send(leads()).await.unwrap().status, StatusCode::OK);
+    assert_eq!(vendor.logins(), 1);
+    vendor.expire_tokens();
+    let got = door.send(leads()).await.unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(vendor.logins(), 2);
+    let report = got.report.unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("602"));
+}
+
+async fn streaming_request_body_is_sent_once_and_the_error_says_why<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/upload", Reply::status(503));
+    let door = D::open(generic(Policy::default()));
+    let chunks = vec![Bytes::from_static(b"part one,"), Bytes::from_static(b"part two")];
+    let err = door
+        .send(Call::new(Method::PUT, sim.url("/upload"), CallBody::Stream(chunks)))
+        .await
+        .unwrap_err();
+    assert_eq!(sim.count("/upload"), 1);
+    assert_eq!(sim.requests()[0].body, "part one,part two");
+    assert!(err.is_not_replayable(), "{err}");
+    assert_eq!(
+        err.fail_reason(),
+        Some(&FailReason::NotReplayable(NotReplayable::Streaming))
+    );
+    assert!(err.to_string().contains("stream"), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+}
+
+async fn a_1_mib_response_past_a_64_kib_inspect_limit_is_byte_identical<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    let body: Bytes = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    sim.set_fallback("/big", Reply::ok().header("x-big", "yes").body(body.clone()));
+    let layer = RetryLayer::new(
+        InspectEverything,
+        Policy::builder().inspect_limit(64 * 1024).build().unwrap(),
+    );
+    let door = D::open(layer);
+    let got = door.send(Call::get(sim.url("/big"))).await.unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.headers["x-big"], "yes");
+    assert_eq!(got.size, Some(body.len() as u64), "the length is still known");
+    assert_eq!(got.body.len(), body.len());
+    assert!(got.body == body, "bytes differ");
+}
+
+async fn replayed_body_is_identical_on_every_attempt<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue_many("/put", [Reply::status(503), Reply::status(503), Reply::status(204)]);
+    let door = D::open(generic(fast_policy().build().unwrap()));
+    let call = Call::new(
+        Method::PUT,
+        sim.url("/put"),
+        CallBody::Bytes(Bytes::from_static(b"{\"id\":42}")),
+    )
+    .header("x-request", "r1");
+    let got = door.send(call).await.unwrap();
+    assert_eq!(got.status, StatusCode::NO_CONTENT);
+    let log = sim.requests();
+    assert_eq!(log.len(), 3);
+    for r in &log {
+        assert_eq!(r.method, Method::PUT);
+        assert_eq!(r.body, "{\"id\":42}");
+        assert_eq!(r.headers["x-request"], "r1");
+        assert_eq!(r.headers["content-length"], "9");
+    }
+}
+
+async fn a_hanging_attempt_is_cut_at_the_attempt_timeout_and_retried<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/x", Reply::ok().fault(Fault::Hang));
+    sim.set_fallback("/x", Reply::ok().body("second"));
+    let door = D::open(generic(fast_policy().attempt_timeout(2 * S).build().unwrap()));
+    let started = Instant::now();
+    let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
+    assert!(
+        started.elapsed() >= 2 * S && started.elapsed() < 3 * S,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(got.body, "second");
+    let report = got.report.unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].failure, Some(Failure::Timeout));
+    assert_eq!(sim.count("/x"), 2);
+}
+
+async fn a_first_try_success_carries_no_report<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::ok().body("hello"));
+    let door = D::open(generic(Policy::default()));
+    let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
+    assert!(got.report.is_none());
+    assert_eq!(got.body, "hello");
+}
+
+/// Every scenario, through both doors.
+macro_rules! through_both_doors {
+    ($($scenario:ident),* $(,)?) => {
+        mod tower_door {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $scenario() {
+                    super::$scenario::<super::TowerDoor>().await
+                }
+            )*
+        }
+        mod reqwest_door {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $scenario() {
+                    super::$scenario::<super::ReqwestDoor>().await
+                }
+            )*
+        }
+    };
+}
+
+through_both_doors!(
+    retry_after_on_503_is_honoured,
+    retry_after_over_the_cap_fails_at_once_with_the_hint,
+    post_reset_after_the_request_was_read_is_not_retried,
+    post_connection_refused_is_retried,
+    bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response,
+    marketo_200_carrying_606_is_retried_and_the_success_returned,
+    marketo_record_level_errors_are_a_success_with_the_errors_in_the_report,
+    marketo_expired_token_logs_in_once_and_the_call_is_replayed,
+    streaming_request_body_is_sent_once_and_the_error_says_why,
+    a_1_mib_response_past_a_64_kib_inspect_limit_is_byte_identical,
+    replayed_body_is_identical_on_every_attempt,
+    a_hanging_attempt_is_cut_at_the_attempt_timeout_and_retried,
+    a_first_try_success_carries_no_report,
+);
+
+// ---------------------------------------------------------------------------------------------
+// What only the reqwest door has
+
+static ATTEMPTS_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A middleware after redial: counts the attempts that reach it, and checks that each is a
+/// request reqwest can clone, with its bytes readable (as a signing middleware needs).
+fn count_attempts<'a>(
+    req: reqwest::Request,
+    extensions: &'a mut http::Extensions,
+    next: reqwest_middleware::Next<'a>,
+) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a>> {
+    ATTEMPTS_SEEN.fetch_add(1, Ordering::SeqCst);
+    assert!(req.try_clone().is_some(), "an attempt of a bytes body can be cloned");
+    assert_eq!(req.body().and_then(|b| b.as_bytes()), Some(&b"{\"id\":42}"[..]));
+    next.run(req, extensions)
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_each_attempt_runs_the_middlewares_after_redial() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue_many("/put", [Reply::status(503), Reply::status(503), Reply::status(204)]);
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(generic(fast_policy().build().unwrap())))
+        .with(count_attempts)
+        .build();
+    let res = client.put(sim.url("/put")).body("{\"id\":42}").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ATTEMPTS_SEEN.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_a_stream_of_known_length_keeps_its_content_length_and_is_sent_once() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/upload", Reply::status(503));
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(generic(fast_policy().build().unwrap())))
+        .build();
+    let body = reqwest::Body::wrap(http_body_util::Full::new(Bytes::from_static(b"0123456789")));
+    let err = client.put(sim.url("/upload")).body(body).send().await.unwrap_err();
+    let err = redial_reqwest::redial_error(&err).unwrap();
+    assert_eq!(
+        err.fail_reason(),
+        Some(&FailReason::NotReplayable(NotReplayable::Streaming))
+    );
+    let log = sim.requests();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].headers["content-length"], "10");
+    assert!(!log[0].headers.contains_key("transfer-encoding"));
+    assert_eq!(log[0].body, "0123456789");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_own_timeout_bounds_each_attempt_and_reads_as_a_timeout() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/x", Reply::ok().fault(Fault::Hang));
+    sim.set_fallback("/x", Reply::ok().body("second"));
+    let layer = RetryLayer::builder()
+        .default_host(redial::core::generic::Generic, fast_policy().build().unwrap())
+        .failure_classifier(redial_reqwest::classify_error)
+        .build();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(layer))
+        .build();
+    let started = Instant::now();
+    // reqwest's per-request timeout travels with every attempt the engine makes.
+    let res = client.get(sim.url("/x")).timeout(3 * S).send().await.unwrap();
+    assert!(
+        started.elapsed() >= 3 * S && started.elapsed() < 4 * S,
+        "{:?}",
+        started.elapsed()
+    );
+    let report = res.extensions().get::<Report>().unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].failure, Some(Failure::Timeout));
+    assert_eq!(res.text().await.unwrap(), "second");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_response_url_is_the_final_url_after_redirects() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/old", Reply::status(503).header("Retry-After", "1"));
+    sim.set_fallback("/old", Reply::status(301).header("Location", "/new"));
+    sim.set_fallback("/new", Reply::ok().body("moved here"));
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(generic(Policy::default())))
+        .build();
+    let res = client.get(sim.url("/old")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.url().as_str(), sim.url("/new"));
+    assert_eq!(res.extensions().get::<Report>().unwrap().attempt_count(), 2);
+    assert_eq!(res.text().await.unwrap(), "moved here");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_hundred_concurrent_calls_with_an_expired_token_cause_one_login() {
+    let sim = Sim::start().await.unwrap();
+    let mut config = sim_marketo::MarketoConfig::new("sim-client-id", "s3cr3t");
+    config.rate_limit = None;
+    config.max_concurrency = None;
+    let vendor = sim_marketo::install(&sim, config);
+    let source =
+        TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "sim-client-id", "s3cr3t").unwrap());
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Marketo.profile(), Vendor::Marketo.policy())
+        .unwrap()
+        .auth("127.0.0.1", source)
+        .unwrap()
+        .build();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(layer).with_client(reqwest_client()))
+        .build();
+    let url = sim.url("/rest/v1/leads.json?filterType=id&filterValues=1");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    vendor.expire_tokens();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move { client.get(&url).send().await.map(|r| r.status()) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+    }
+    assert_eq!(vendor.logins(), 2, "one login for the hundred");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_a_login_that_outlives_its_call_is_finished_by_the_background_client() {
+    let sim = Sim::start().await.unwrap();
+    let mut config = sim_marketo::MarketoConfig::new("sim-client-id", "s3cr3t");
+    config.rate_limit = None;
+    let vendor = sim_marketo::install(&sim, config);
+    let source =
+        TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "sim-client-id", "s3cr3t").unwrap())
+            .login_backoff(600 * S, 600 * S);
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Marketo.profile(), Vendor::Marketo.policy())
+        .unwrap()
+        .auth("127.0.0.1", source.clone())
+        .unwrap()
+        .build();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(layer).with_client(reqwest_client()))
+        .build();
+    let url = sim.url("/rest/v1/leads.json?filterType=id&filterValues=1");
+    let started = Instant::now();
+    // The first call starts the login, which hangs; the caller gives up on it.
+    vendor.hang_logins(true);
+    let first = tokio::time::timeout(S, client.get(&url).send()).await;
+    assert!(first.is_err(), "the first call was cancelled");
+    assert!(source.login_in_flight());
+    vendor.hang_logins(false);
+    // The login goes on, through the background client, and the next call uses its token.
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(source.logins(), 1, "the cancelled call's login was not started again");
+    assert!(started.elapsed() < 10 * S, "no login backoff: {:?}", started.elapsed());
+}
