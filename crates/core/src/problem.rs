@@ -107,7 +107,9 @@ pub fn is_json_media_type(content_type: &str) -> bool {
         return false;
     };
     top.eq_ignore_ascii_case("application")
-        && (sub.eq_ignore_ascii_case("json") || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+        // `get`, not indexing: the subtype may end in a multi-byte character (found by fuzzing).
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub.get(sub.len() - 5..).is_some_and(|s| s.eq_ignore_ascii_case("+json")))
 }
 
 /// Whether a `Content-Type` value is `application/problem+json` (parameters ignored).
@@ -137,6 +139,9 @@ mod tests {
             ("application/+json", false, false),
             ("json", false, false),
             ("", false, false),
+            ("application/\u{FFFD}\u{FFFD}", false, false),
+            ("application/ab€€", false, false),
+            ("application/é+json", true, false),
         ] {
             assert_eq!(is_json_media_type(ct), json, "{ct}");
             assert_eq!(is_problem_media_type(ct), problem, "{ct}");
