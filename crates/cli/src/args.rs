@@ -4,6 +4,9 @@
 //! [`UsageError`] whose message is one line, ready to be printed after `redial: `. Parsing does
 //! no I/O: files named by flags are read by the caller.
 //!
+//! Secrets (`--client-secret`, `--password`) may also come from the environment
+//! ([`parse_with_env`]); they are kept as [`Secret`]s, whose `Debug` never shows them.
+//!
 //! ```
 //! use redial_cli::args::{parse, Command, Observed};
 //! let cmd = parse(["explain", "--vendor", "generic", "--status", "503"]).unwrap();
@@ -18,27 +21,32 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use redial_core::auth::Secret;
 use redial_core::Failure;
 use redial_vendors::Vendor;
 
 /// The top-level usage text, printed by `redial --help`.
 pub const USAGE: &str = "\
-redial: vendor-aware retry decisions, explained
+redial: vendor-aware retries, explained and exercised
 
 Usage:
   redial explain --vendor NAME (--status CODE | --failure KIND) [options]
-  redial help [explain]
+  redial call [--vendor NAME] [options] URL
+  redial help [explain | call]
   redial --help | --version
 
 Commands:
   explain    Tell what redial would do with a response you got (or an attempt that got
              none): prints one JSON object on one line.
+  call       Send a request through the full redial stack, like curl (plain http:// only),
+             and drive load with --repeat and --concurrency.
   help       Print this text, or the help of a command.
 
-Run `redial explain --help` for the flags of explain.
-Exit status: 0 on success, 2 on bad arguments or unreadable input.
+Run `redial explain --help` or `redial call --help` for the flags of a command.
+Exit status: 0 on success, 1 when a call failed, 2 on bad arguments or unreadable input.
 ";
 
 /// The usage text of `redial explain`, printed by `redial explain --help`.
@@ -80,6 +88,71 @@ Output: {\"vendor\",\"attempt\",\"request\":{\"method\",\"url\",\"idempotent\",\
 `action` is what redial does next; `advice` is what the vendor's rule asked for.
 ";
 
+/// The usage text of `redial call`, printed by `redial call --help`.
+pub const CALL_USAGE: &str = "\
+Usage: redial call [--vendor NAME] [options] URL
+
+Send a request like curl, through the full redial stack: the vendor's profile and policy
+(retries, backoff, Retry-After, the rate and concurrency limits) for the URL's host, whatever
+that host is, and a login when the login flags are given (one token, shared by every request,
+refreshed when the vendor says it expired).
+
+Plain HTTP only: this build has no TLS, so the URL (and the login URL) must be http://. Point
+it at the vendor simulator (`redial-sim`) or at a local TLS-terminating proxy.
+
+The request:
+  URL                          the absolute http:// URL to call
+  --vendor NAME                marketo, adobe-edge, responsys, genesys-engage, generic
+                               (default generic)
+  -X, --request METHOD         the method (default GET, or POST when -d is given)
+  -H, --header 'Name: value'   a request header; repeatable
+  -d, --data BODY              the request body; @PATH reads a file, @- reads stdin. Without a
+                               Content-Type header, sends application/x-www-form-urlencoded
+                               (as curl does)
+
+Login:
+  --login-url URL              marketo: the identity URL (http://HOST/identity); responsys:
+                               the login host (then call URLs on the host of the endPoint
+                               the login answers); adobe-edge: the IMS token URL (required:
+                               the default one is https); generic: the OAuth 2 token URL
+  --client-id ID               marketo, adobe-edge, generic (client credentials)
+  --client-secret SECRET       or REDIAL_CLIENT_SECRET in the environment (better: a flag is
+                               visible to other users of the machine)
+  --scope SCOPE                adobe-edge, generic; repeatable
+  --user NAME                  responsys (password login)
+  --password PASSWORD          responsys; or REDIAL_PASSWORD in the environment
+  Secrets are never printed.
+
+Load:
+  --repeat N                   send the request N times (default 1)
+  --concurrency C              with at most C requests under way at once (default 1)
+
+Policy (overrides of the vendor's defaults for the URL's host):
+  --rate-limit N/SECONDS       at most N calls in any window of SECONDS, e.g. 100/20. This
+                               limit (or the vendor's default one) is kept with a window
+                               100 ms longer, a tenth at most: network jitter must not put
+                               N+1 calls in one window as the vendor counts them
+  --max-concurrency N          at most N calls in flight to the host
+  --max-attempts N             attempts per request, the first included
+  --deadline SECONDS           per request, across its attempts and waits
+
+Output:
+  --json                       JSON lines instead of the response (see below)
+  -h, --help                   print this help
+
+Without --json, a single request prints the final response's status line, headers and body
+on stdout, like `curl -i` (for a failure, what redial kept of the last response, and why it
+failed on stderr); with --repeat, a summary on stderr.
+With --json, one line per attempt:
+  {\"request\",\"attempt\",\"status\",\"failure\",\"code\",\"kind\",\"action\",\"rule\",
+   \"delay_ms\",\"elapsed_ms\"}
+(`request` counts from 0; `elapsed_ms` is from the start of the request), a line
+{\"request\",\"error\",\"reason\"} after the attempts of a request that failed, and last:
+  {\"summary\":{\"requests\",\"successes\",\"failures\":{KIND:N},\"attempts\",\"logins\",
+   \"elapsed_ms\"}}
+Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments.
+";
+
 /// The largest `--attempt` accepted: far beyond any policy's attempt limit.
 pub const MAX_ATTEMPT: u32 = 1000;
 
@@ -107,7 +180,7 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// What the command line asks for. `redial call` will join `explain` here.
+/// What the command line asks for.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Print this usage text on stdout and exit 0.
@@ -116,6 +189,8 @@ pub enum Command {
     Version,
     /// `redial explain`: what redial would do with an outcome.
     Explain(Box<ExplainArgs>),
+    /// `redial call`: send requests through the full stack.
+    Call(Box<CallArgs>),
 }
 
 /// Where to read a body from.
@@ -199,10 +274,22 @@ pub fn vendor_names() -> String {
     Vendor::ALL.map(Vendor::name).join(", ")
 }
 
-/// Parse the arguments that follow the program name.
+/// Parse the arguments that follow the program name, with an empty environment: `redial call`
+/// takes its secrets from the flags only. See [`parse_with_env`].
 ///
 /// Non-UTF-8 arguments are accepted only as file paths.
 pub fn parse<I>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    parse_with_env(args, |_| None)
+}
+
+/// Parse the arguments that follow the program name; `env` looks up the environment variables
+/// [`CLIENT_SECRET_ENV`] and [`PASSWORD_ENV`], read only when a login needs them and no flag
+/// gave the secret (the binary passes `std::env::var_os`).
+pub fn parse_with_env<I>(args: I, env: impl Fn(&str) -> Option<OsString>) -> Result<Command, UsageError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
@@ -217,16 +304,18 @@ where
         "help" => match args.next().map(utf8).transpose()?.as_deref() {
             None => Ok(Command::Help(USAGE)),
             Some("explain") => Ok(Command::Help(EXPLAIN_USAGE)),
+            Some("call") => Ok(Command::Help(CALL_USAGE)),
             Some(other) => Err(UsageError::new(format!(
-                "no help for unknown command {other:?} (commands: explain)"
+                "no help for unknown command {other:?} (commands: explain, call)"
             ))),
         },
         "explain" => parse_explain(args),
+        "call" => parse_call(args, &env),
         flag if flag.starts_with('-') => Err(UsageError::new(format!(
             "unknown flag {flag} before the command (try `redial --help`)"
         ))),
         other => Err(UsageError::new(format!(
-            "unknown command {other:?} (commands: explain)"
+            "unknown command {other:?} (commands: explain, call)"
         ))),
     }
 }
@@ -256,20 +345,13 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
     let mut raw = Raw::default();
     while let Some(arg) = args.next() {
         // A flag's name is UTF-8; `--flag=value` keeps the value as it came (it may be a path).
-        let (name, inline) = split_flag(arg)?;
+        let (name, inline) = split_flag(arg, "explain")?;
         let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
             Some(v) => Ok(v),
             None => args
                 .next()
                 .ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
         };
-        fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), UsageError> {
-            if slot.is_some() {
-                return Err(UsageError::new(format!("{name} given more than once")));
-            }
-            *slot = Some(v);
-            Ok(())
-        }
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help(EXPLAIN_USAGE)),
             "--vendor" => set(&mut raw.vendor, &name, utf8(value(&mut args)?)?)?,
@@ -303,12 +385,21 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
     check(raw).map(|a| Command::Explain(Box::new(a)))
 }
 
+/// Set a flag's value, once.
+fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), UsageError> {
+    if slot.is_some() {
+        return Err(UsageError::new(format!("{name} given more than once")));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
 /// Split `--flag=value` into its name and value; other arguments are a name alone.
-fn split_flag(arg: OsString) -> Result<(String, Option<OsString>), UsageError> {
+fn split_flag(arg: OsString, command: &str) -> Result<(String, Option<OsString>), UsageError> {
     let Some(text) = arg.to_str() else {
         // A bare non-UTF-8 argument is never a flag: report it as it is.
         return Err(UsageError::new(format!(
-            "unexpected argument {:?} for explain",
+            "unexpected argument {:?} for {command}",
             arg.to_string_lossy()
         )));
     };
@@ -380,6 +471,456 @@ fn check(raw: Raw) -> Result<ExplainArgs, UsageError> {
     }
     args.reconcile_hook = raw.reconcile_hook;
     Ok(args)
+}
+
+/// The environment variable `redial call` reads the client secret from, when `--client-secret`
+/// is not given.
+pub const CLIENT_SECRET_ENV: &str = "REDIAL_CLIENT_SECRET";
+
+/// The environment variable `redial call` reads the password from, when `--password` is not
+/// given.
+pub const PASSWORD_ENV: &str = "REDIAL_PASSWORD";
+
+/// The largest `--repeat` accepted.
+pub const MAX_REPEAT: u32 = 10_000_000;
+
+/// The largest `--concurrency` accepted.
+pub const MAX_CONCURRENCY: u32 = 100_000;
+
+/// The request body of `redial call` (`-d`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    /// The text given on the command line.
+    Text(String),
+    /// `@PATH` or `@-`: read from a file or stdin.
+    Read(Input),
+}
+
+/// How `redial call` logs in. Which [`Login`](redial_core::auth::Login) it becomes depends on
+/// the vendor (see [`crate::call::token_source`]). `Debug` never shows the secret.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum LoginArgs {
+    /// OAuth 2 client credentials: Marketo Identity, Adobe IMS, any OAuth 2 token endpoint.
+    ClientCredentials {
+        /// `--login-url`.
+        url: String,
+        /// `--client-id`.
+        client_id: String,
+        /// `--client-secret`, or [`CLIENT_SECRET_ENV`].
+        secret: Secret,
+        /// `--scope`, in order.
+        scopes: Vec<String>,
+    },
+    /// A user name and password: Responsys.
+    Password {
+        /// `--login-url`.
+        url: String,
+        /// `--user`.
+        user: String,
+        /// `--password`, or [`PASSWORD_ENV`].
+        password: Secret,
+    },
+}
+
+/// The arguments of `redial call`.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct CallArgs {
+    /// The vendor whose profile and policy serve the URL's host.
+    pub vendor: Vendor,
+    /// The request method.
+    pub method: Method,
+    /// The absolute `http://` URL.
+    pub url: Uri,
+    /// The request headers (with the default `Content-Type` of `-d` added).
+    pub headers: HeaderMap,
+    /// The request body, if any.
+    pub data: Option<Data>,
+    /// The login, if the login flags were given.
+    pub login: Option<LoginArgs>,
+    /// How many times the request is sent.
+    pub repeat: u32,
+    /// How many requests may be under way at once.
+    pub concurrency: u32,
+    /// `--rate-limit`: calls per window.
+    pub rate_limit: Option<(u32, Duration)>,
+    /// `--max-concurrency`.
+    pub max_concurrency: Option<u32>,
+    /// `--max-attempts`.
+    pub max_attempts: Option<u32>,
+    /// `--deadline`.
+    pub deadline: Option<Duration>,
+    /// `--json`: JSON lines instead of the response.
+    pub json: bool,
+}
+
+impl CallArgs {
+    /// A single `GET` of `url` with the vendor's defaults: no login, no overrides.
+    pub fn new(vendor: Vendor, url: Uri) -> Self {
+        CallArgs {
+            vendor,
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            data: None,
+            login: None,
+            repeat: 1,
+            concurrency: 1,
+            rate_limit: None,
+            max_concurrency: None,
+            max_attempts: None,
+            deadline: None,
+            json: false,
+        }
+    }
+}
+
+/// The flags of `call` collected before they are checked together. Secrets are wrapped at once.
+#[derive(Default)]
+struct RawCall {
+    vendor: Option<String>,
+    method: Option<String>,
+    headers: Vec<String>,
+    data: Option<OsString>,
+    url: Option<String>,
+    login_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    scopes: Vec<String>,
+    user: Option<String>,
+    password: Option<Secret>,
+    repeat: Option<String>,
+    concurrency: Option<String>,
+    rate_limit: Option<String>,
+    max_concurrency: Option<String>,
+    max_attempts: Option<String>,
+    deadline: Option<String>,
+    json: bool,
+}
+
+/// Split a `call` argument into a flag name and an inline value: `--flag=value`, and curl's
+/// attached short forms `-XPOST`, `-H'Name: v'`, `-dBODY`.
+fn split_call_flag(arg: OsString) -> Result<(String, Option<OsString>), UsageError> {
+    if let Some(text) = arg.to_str() {
+        for short in ["-X", "-H", "-d"] {
+            if let Some(rest) = text.strip_prefix(short) {
+                if !rest.is_empty() {
+                    return Ok((short.to_owned(), Some(OsString::from(rest))));
+                }
+            }
+        }
+    }
+    split_flag(arg, "call")
+}
+
+fn parse_call(
+    mut args: impl Iterator<Item = OsString>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Command, UsageError> {
+    let mut raw = RawCall::default();
+    while let Some(arg) = args.next() {
+        let (name, inline) = split_call_flag(arg)?;
+        let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
+            Some(v) => Ok(v),
+            None => args
+                .next()
+                .ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
+        };
+        // A secret is never echoed, not even in an error message.
+        let secret = |args: &mut dyn Iterator<Item = OsString>| {
+            value(args)?
+                .into_string()
+                .map(Secret::new)
+                .map_err(|_| UsageError::new(format!("{name}: the value is not valid UTF-8")))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(CALL_USAGE)),
+            "--vendor" => set(&mut raw.vendor, &name, utf8(value(&mut args)?)?)?,
+            "-X" | "--request" => set(&mut raw.method, "-X/--request", utf8(value(&mut args)?)?)?,
+            "-H" | "--header" => raw.headers.push(utf8(value(&mut args)?)?),
+            "-d" | "--data" => set(&mut raw.data, "-d/--data", value(&mut args)?)?,
+            "--login-url" => set(&mut raw.login_url, &name, utf8(value(&mut args)?)?)?,
+            "--client-id" => set(&mut raw.client_id, &name, utf8(value(&mut args)?)?)?,
+            "--client-secret" => set(&mut raw.client_secret, &name, secret(&mut args)?)?,
+            "--scope" => raw.scopes.push(utf8(value(&mut args)?)?),
+            "--user" => set(&mut raw.user, &name, utf8(value(&mut args)?)?)?,
+            "--password" => set(&mut raw.password, &name, secret(&mut args)?)?,
+            "--repeat" => set(&mut raw.repeat, &name, utf8(value(&mut args)?)?)?,
+            "--concurrency" => set(&mut raw.concurrency, &name, utf8(value(&mut args)?)?)?,
+            "--rate-limit" => set(&mut raw.rate_limit, &name, utf8(value(&mut args)?)?)?,
+            "--max-concurrency" => set(&mut raw.max_concurrency, &name, utf8(value(&mut args)?)?)?,
+            "--max-attempts" => set(&mut raw.max_attempts, &name, utf8(value(&mut args)?)?)?,
+            "--deadline" => set(&mut raw.deadline, &name, utf8(value(&mut args)?)?)?,
+            "--json" => {
+                if inline.is_some() {
+                    return Err(UsageError::new("--json takes no value"));
+                }
+                raw.json = true;
+            }
+            "--" => {
+                let url = args
+                    .next()
+                    .ok_or_else(|| UsageError::new("missing URL after `--` (see `redial call --help`)"))?;
+                set_url(&mut raw.url, utf8(url)?)?;
+                if let Some(extra) = args.next() {
+                    return Err(UsageError::new(format!(
+                        "unexpected argument {:?} after the URL",
+                        extra.to_string_lossy()
+                    )));
+                }
+            }
+            flag if flag.starts_with('-') => {
+                return Err(UsageError::new(format!(
+                    "unknown flag {flag} for call (see `redial call --help`)"
+                )))
+            }
+            _ => set_url(&mut raw.url, name)?,
+        }
+    }
+    check_call(raw, env).map(|a| Command::Call(Box::new(a)))
+}
+
+fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
+    if let Some(first) = slot {
+        return Err(UsageError::new(format!(
+            "more than one URL: {first:?} and {url:?} (redial call sends one URL)"
+        )));
+    }
+    *slot = Some(url);
+    Ok(())
+}
+
+fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<CallArgs, UsageError> {
+    let vendor = match raw.vendor {
+        Some(name) => Vendor::from_name(&name)
+            .ok_or_else(|| UsageError::new(format!("unknown vendor {name:?} (valid: {})", vendor_names())))?,
+        None => Vendor::Generic,
+    };
+    let url = raw
+        .url
+        .ok_or_else(|| UsageError::new("missing URL (see `redial call --help`)"))?;
+    let mut args = CallArgs::new(vendor, parse_http_url(&url, "URL")?);
+    args.headers = parse_headers(&raw.headers, "-H/--header")?;
+    args.data = match raw.data {
+        None => None,
+        Some(d) => {
+            let d = utf8(d)?;
+            Some(match d.strip_prefix('@') {
+                Some("-") => Data::Read(Input::Stdin),
+                Some("") => return Err(UsageError::new("-d @PATH: the path cannot be empty")),
+                Some(path) => Data::Read(Input::File(PathBuf::from(path))),
+                None => Data::Text(d),
+            })
+        }
+    };
+    if args.data.is_some() && !args.headers.contains_key(http::header::CONTENT_TYPE) {
+        args.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    args.method = match raw.method {
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| UsageError::new(format!("invalid -X/--request {m:?}")))?,
+        None if args.data.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    args.login = check_login(
+        vendor,
+        LoginFlags {
+            url: raw.login_url,
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
+            scopes: raw.scopes,
+            user: raw.user,
+            password: raw.password,
+        },
+        env,
+    )?;
+    if let Some(n) = raw.repeat {
+        args.repeat = parse_count(&n, "--repeat", MAX_REPEAT)?;
+    }
+    if let Some(n) = raw.concurrency {
+        args.concurrency = parse_count(&n, "--concurrency", MAX_CONCURRENCY)?;
+    }
+    args.rate_limit = raw.rate_limit.as_deref().map(parse_rate_limit).transpose()?;
+    args.max_concurrency = raw
+        .max_concurrency
+        .map(|n| parse_count(&n, "--max-concurrency", MAX_CONCURRENCY))
+        .transpose()?;
+    args.max_attempts = raw
+        .max_attempts
+        .map(|n| parse_count(&n, "--max-attempts", MAX_ATTEMPT))
+        .transpose()?;
+    args.deadline = raw.deadline.map(|s| parse_seconds(&s, "--deadline")).transpose()?;
+    args.json = raw.json;
+    Ok(args)
+}
+
+struct LoginFlags {
+    url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    scopes: Vec<String>,
+    user: Option<String>,
+    password: Option<Secret>,
+}
+
+/// The login the flags describe for `vendor`, if any login flag was given. A secret in the
+/// environment alone asks for no login.
+fn check_login(
+    vendor: Vendor,
+    f: LoginFlags,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Option<LoginArgs>, UsageError> {
+    let any = f.url.is_some()
+        || f.client_id.is_some()
+        || f.client_secret.is_some()
+        || !f.scopes.is_empty()
+        || f.user.is_some()
+        || f.password.is_some();
+    if !any {
+        return Ok(None);
+    }
+    let from_env = |var: &str| -> Result<Option<Secret>, UsageError> {
+        match env(var) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => v
+                .into_string()
+                .map(|v| Some(Secret::new(v)))
+                .map_err(|_| UsageError::new(format!("{var}: the value is not valid UTF-8"))),
+        }
+    };
+    let not_for = |flag: &str, given: bool, which: &str| {
+        if given {
+            Err(UsageError::new(format!(
+                "{flag} is not a login flag of {} ({which})",
+                vendor.name()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let name = vendor.name();
+    let url = |url: Option<String>| {
+        let url = url.ok_or_else(|| UsageError::new(format!("the {name} login needs --login-url")))?;
+        parse_http_url(&url, "--login-url")?;
+        Ok::<_, UsageError>(url)
+    };
+    match vendor {
+        Vendor::Responsys => {
+            let which = "--login-url, --user, --password";
+            not_for("--client-id", f.client_id.is_some(), which)?;
+            not_for("--client-secret", f.client_secret.is_some(), which)?;
+            not_for("--scope", !f.scopes.is_empty(), which)?;
+            let url = url(f.url)?;
+            let user = f
+                .user
+                .ok_or_else(|| UsageError::new("the responsys login needs --user"))?;
+            let password = match f.password {
+                Some(p) => p,
+                None => from_env(PASSWORD_ENV)?.ok_or_else(|| {
+                    UsageError::new(format!(
+                        "the responsys login needs a password: --password or {PASSWORD_ENV}"
+                    ))
+                })?,
+            };
+            Ok(Some(LoginArgs::Password { url, user, password }))
+        }
+        Vendor::Marketo | Vendor::AdobeEdge | Vendor::Generic => {
+            let which = if vendor == Vendor::Marketo {
+                "--login-url, --client-id, --client-secret"
+            } else {
+                "--login-url, --client-id, --client-secret, --scope"
+            };
+            not_for("--user", f.user.is_some(), which)?;
+            not_for("--password", f.password.is_some(), which)?;
+            not_for("--scope", vendor == Vendor::Marketo && !f.scopes.is_empty(), which)?;
+            let url = url(f.url)?;
+            let client_id = f
+                .client_id
+                .ok_or_else(|| UsageError::new(format!("the {name} login needs --client-id")))?;
+            let secret = match f.client_secret {
+                Some(s) => s,
+                None => from_env(CLIENT_SECRET_ENV)?.ok_or_else(|| {
+                    UsageError::new(format!(
+                        "the {name} login needs a client secret: --client-secret or {CLIENT_SECRET_ENV}"
+                    ))
+                })?,
+            };
+            Ok(Some(LoginArgs::ClientCredentials {
+                url,
+                client_id,
+                secret,
+                scopes: f.scopes,
+            }))
+        }
+        _ => Err(UsageError::new(format!(
+            "{name} has no login in redial call: send its credentials with -H"
+        ))),
+    }
+}
+
+/// Parse an absolute `http://` URL (`what` names it in messages). An `https://` URL is refused
+/// with the reason: this build has no TLS.
+pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
+    let invalid = || {
+        UsageError::new(format!(
+            "invalid {what} {s:?}: expected an absolute URL such as http://host:port/path"
+        ))
+    };
+    let uri: Uri = s.parse().map_err(|_| invalid())?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(uri),
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Err(UsageError::new(format!(
+            "{what} {s:?}: https:// is not supported, this build of redial has no TLS; \
+             use http:// (the simulator, or a local TLS-terminating proxy)"
+        ))),
+        _ => Err(invalid()),
+    }
+}
+
+/// Parse a count from 1 to `max`.
+pub fn parse_count(s: &str, flag: &str, max: u32) -> Result<u32, UsageError> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n) && s.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| UsageError::new(format!("invalid {flag} {s:?}: expected 1 to {max}")))
+}
+
+/// Parse a duration in seconds, fractions allowed (`30`, `1.5`), greater than zero and at
+/// most a day.
+pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
+    let invalid = || {
+        UsageError::new(format!(
+            "invalid {flag} {s:?}: expected seconds, greater than 0 and at most 86400"
+        ))
+    };
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(invalid());
+    }
+    let secs: f64 = s.parse().map_err(|_| invalid())?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(invalid());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid())
+}
+
+/// Parse `--rate-limit N/SECONDS`: at most N calls in any window of SECONDS.
+pub fn parse_rate_limit(s: &str) -> Result<(u32, Duration), UsageError> {
+    let Some((n, secs)) = s.split_once('/') else {
+        return Err(UsageError::new(format!(
+            "invalid --rate-limit {s:?}: expected N/SECONDS, e.g. 100/20"
+        )));
+    };
+    let n = parse_count(n, "--rate-limit calls", 1_000_000)?;
+    let window = parse_seconds(secs, "--rate-limit window")?;
+    Ok((n, window))
 }
 
 /// Parse `--status`: a number from 100 to 999.
@@ -614,8 +1155,149 @@ mod tests {
         ));
         assert!(matches!(parse(["--version"]), Ok(Command::Version)));
         assert!(parse(Vec::<String>::new()).is_err());
-        assert!(parse(["call"]).unwrap_err().message().contains("unknown command"));
+        assert!(parse(["call"]).unwrap_err().message().contains("missing URL"));
+        assert!(matches!(parse(["help", "call"]), Ok(Command::Help(CALL_USAGE))));
+        assert!(parse(["cal"]).unwrap_err().message().contains("unknown command"));
         assert!(parse(["--bogus"]).unwrap_err().message().contains("unknown flag"));
+    }
+
+    fn call(args: &[&str], env: &[(&str, &str)]) -> Result<CallArgs, UsageError> {
+        let all = std::iter::once("call").chain(args.iter().copied());
+        let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| OsString::from(v));
+        match parse_with_env(all, lookup)? {
+            Command::Call(a) => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn call_defaults_and_flags() {
+        let a = call(&["http://127.0.0.1:8080/rest/v1/leads.json?x=1"], &[]).unwrap();
+        assert_eq!(a.vendor, Vendor::Generic);
+        assert_eq!(a.method, Method::GET);
+        assert_eq!((a.repeat, a.concurrency, a.json), (1, 1, false));
+        assert!(a.login.is_none() && a.data.is_none() && a.headers.is_empty());
+
+        let a = call(
+            &[
+                "--vendor=marketo",
+                "-XPATCH",
+                "-H",
+                "Accept: application/json",
+                "-HX-A:1",
+                "-d@-",
+                "--repeat",
+                "200",
+                "--concurrency=20",
+                "--rate-limit",
+                "10/2",
+                "--max-concurrency",
+                "5",
+                "--max-attempts",
+                "6",
+                "--deadline",
+                "0.5",
+                "--json",
+                "--",
+                "http://h.example/p",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.vendor, Vendor::Marketo);
+        assert_eq!(a.method, Method::PATCH);
+        assert_eq!(a.headers["accept"], "application/json");
+        assert_eq!(a.headers["x-a"], "1");
+        assert_eq!(a.headers["content-type"], "application/x-www-form-urlencoded");
+        assert_eq!(a.data, Some(Data::Read(Input::Stdin)));
+        assert_eq!((a.repeat, a.concurrency), (200, 20));
+        assert_eq!(a.rate_limit, Some((10, Duration::from_secs(2))));
+        assert_eq!((a.max_concurrency, a.max_attempts), (Some(5), Some(6)));
+        assert_eq!(a.deadline, Some(Duration::from_millis(500)));
+        assert!(a.json);
+
+        let a = call(&["-d", "a=1", "http://h/"], &[]).unwrap();
+        assert_eq!(a.method, Method::POST);
+        assert_eq!(a.data, Some(Data::Text("a=1".into())));
+    }
+
+    #[test]
+    fn call_secrets_come_from_flags_or_the_environment_and_never_show() {
+        let login = [
+            "--vendor",
+            "marketo",
+            "--login-url",
+            "http://h/identity",
+            "--client-id",
+            "id",
+        ];
+        let with = |extra: &[&str], env: &[(&str, &str)]| {
+            let mut all = login.to_vec();
+            all.extend_from_slice(extra);
+            all.push("http://h/rest/v1/leads.json");
+            call(&all, env)
+        };
+        let secret_of = |a: &CallArgs| match &a.login {
+            Some(LoginArgs::ClientCredentials { secret, .. }) => secret.expose().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        let a = with(&[], &[(CLIENT_SECRET_ENV, "from-env-xyz")]).unwrap();
+        assert_eq!(secret_of(&a), "from-env-xyz");
+        assert!(!format!("{a:?}").contains("from-env-xyz"));
+        let a = with(
+            &["--client-secret", "from-flag-xyz"],
+            &[(CLIENT_SECRET_ENV, "from-env-xyz")],
+        )
+        .unwrap();
+        assert_eq!(secret_of(&a), "from-flag-xyz");
+        assert!(!format!("{a:?}").contains("from-flag-xyz"));
+        let err = with(&[], &[(CLIENT_SECRET_ENV, "")]).unwrap_err();
+        assert!(err.message().contains(CLIENT_SECRET_ENV), "{err}");
+
+        // Responsys: a password.
+        let a = call(
+            &[
+                "--vendor",
+                "responsys",
+                "--login-url",
+                "http://h",
+                "--user",
+                "u",
+                "http://h/rest/api/v1.3/lists",
+            ],
+            &[(PASSWORD_ENV, "pw-xyz")],
+        )
+        .unwrap();
+        match &a.login {
+            Some(LoginArgs::Password { user, password, .. }) => {
+                assert_eq!((user.as_str(), password.expose()), ("u", "pw-xyz"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{a:?}").contains("pw-xyz"));
+
+        // A secret in the environment alone asks for no login.
+        let a = call(&["http://h/"], &[(CLIENT_SECRET_ENV, "x"), (PASSWORD_ENV, "y")]).unwrap();
+        assert!(a.login.is_none());
+
+        // An error never echoes a secret.
+        let err = with(&["--client-secret", "s3cr3t", "--client-secret", "s3cr3t"], &[]).unwrap_err();
+        assert!(!err.message().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn call_values() {
+        assert_eq!(parse_rate_limit("100/20").unwrap(), (100, Duration::from_secs(20)));
+        assert_eq!(parse_rate_limit("5/0.25").unwrap(), (5, Duration::from_millis(250)));
+        for bad in ["100", "0/20", "10/0", "10/-1", "x/2", "10/2/3", "10/inf", "10/1e3"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+        assert!(parse_http_url("https://h/", "URL")
+            .unwrap_err()
+            .message()
+            .contains("no TLS"));
+        assert!(parse_http_url("HTTP://h/", "URL").is_ok());
+        assert!(parse_http_url("http:///x", "URL").is_err());
     }
 
     #[cfg(unix)]

@@ -2,13 +2,15 @@
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use redial_cli::args::{self, Command, ExplainArgs, Input, UsageError};
+use redial_cli::args::{self, CallArgs, Command, Data, ExplainArgs, Input, UsageError};
+use redial_cli::call;
 use redial_cli::explain::explain;
 
 fn main() -> ExitCode {
-    let command = match args::parse(std::env::args_os().skip(1)) {
+    let command = match args::parse_with_env(std::env::args_os().skip(1), |var| std::env::var_os(var)) {
         Ok(command) => command,
         Err(e) => return usage_error(&e),
     };
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
             Ok(line) => line,
             Err(e) => return usage_error(&e),
         },
+        Command::Call(a) => return run_call(*a),
     };
     let mut stdout = io::stdout().lock();
     match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
@@ -50,6 +53,46 @@ fn run_explain(a: &ExplainArgs) -> Result<String, UsageError> {
     };
     let value = explain(a, &body, request_body.as_deref(), SystemTime::now());
     Ok(format!("{value}\n"))
+}
+
+/// Build the stack, send, print; 0 when every request succeeded, 1 when some failed.
+fn run_call(a: CallArgs) -> ExitCode {
+    let body = match &a.data {
+        None => Vec::new(),
+        Some(Data::Text(text)) => text.clone().into_bytes(),
+        // The body is kept in memory to be replayed: read it whole.
+        Some(Data::Read(input)) => match read(input, "-d", usize::MAX - 1) {
+            Ok(bytes) => bytes,
+            Err(e) => return usage_error(&e),
+        },
+    };
+    let (source, layer) = match call::token_source(&a).and_then(|s| call::layer(&a, s.as_ref()).map(|l| (s, l))) {
+        Ok(built) => built,
+        Err(e) => return usage_error(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "redial: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = Arc::new(call::Output::stdio());
+    let finished = runtime.block_on(async {
+        let stack = call::stack(&layer);
+        call::run(a, body.into(), stack, source, out.clone()).await
+    });
+    // Connections still open are closed with the runtime, without waiting.
+    runtime.shutdown_background();
+    if let Some(e) = out.take_error() {
+        let _ = writeln!(io::stderr(), "redial: cannot write the output: {e}");
+        return ExitCode::FAILURE;
+    }
+    if finished.tally.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Read at most `limit + 1` bytes of `input`.

@@ -431,6 +431,13 @@ impl Sim {
         self.shared.lock().log.clone()
     }
 
+    /// Removes every request logged so far and returns them, in arrival order: a long-running
+    /// sim (the `redial-sim` binary) keeps its log bounded this way. [`Sim::count`] and
+    /// [`Sim::requests`] see only what was logged since.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.shared.lock().log)
+    }
+
     /// Number of requests received for `path` (query ignored).
     pub fn count(&self, path: &str) -> usize {
         let path = route_key(path);

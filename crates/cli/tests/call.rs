@@ -1,0 +1,526 @@
+//! `redial call` over the real binary, against the vendor simulator running in this test
+//! process on a real-time runtime (the binary runs in real time too).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use redial_sim::vendors::marketo::{self, MarketoConfig, MarketoHandle};
+use redial_sim::{Reply, Sim};
+use serde_json::Value;
+
+/// A recognisable secret: it must never be printed.
+const SECRET: &str = "S3CRET-never-printed-7f1c";
+
+/// A sim served by worker threads of its own runtime while the test thread runs the binary.
+struct Vendor {
+    sim: Sim,
+    marketo: Option<MarketoHandle>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Vendor {
+    fn start() -> Vendor {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(Sim::start()).unwrap();
+        Vendor {
+            sim,
+            marketo: None,
+            _runtime: runtime,
+        }
+    }
+
+    /// With a Marketo instance accepting `sim-client-id` / [`SECRET`], fast calls, and this rate
+    /// limit.
+    fn marketo(rate_limit: Option<(u32, Duration)>) -> Vendor {
+        let mut v = Vendor::start();
+        let mut config = MarketoConfig::new("sim-client-id", SECRET);
+        config.rate_limit = rate_limit;
+        config.max_concurrency = Some(10);
+        config.latency = Duration::from_millis(5);
+        v.marketo = Some(marketo::install(&v.sim, config));
+        v
+    }
+
+    fn handle(&self) -> &MarketoHandle {
+        self.marketo.as_ref().unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.sim.url(path)
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Every stdout line, parsed.
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    fn assert_no_secret(&self) {
+        assert!(!self.stdout.contains(SECRET), "secret on stdout: {}", self.stdout);
+        assert!(!self.stderr.contains(SECRET), "secret on stderr: {}", self.stderr);
+    }
+}
+
+/// Run `redial` with these arguments and environment variables (the secret variables of the
+/// test's own environment are removed).
+fn redial(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redial"));
+    cmd.args(args)
+        .env_remove("REDIAL_CLIENT_SECRET")
+        .env_remove("REDIAL_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// `redial call --vendor marketo` with the sim's login, the secret from the environment.
+fn marketo_call(v: &Vendor, extra: &[&str]) -> Run {
+    let login = v.url("/identity");
+    let mut args = vec![
+        "call",
+        "--vendor",
+        "marketo",
+        "--login-url",
+        &login,
+        "--client-id",
+        "sim-client-id",
+    ];
+    args.extend_from_slice(extra);
+    redial(&args, &[("REDIAL_CLIENT_SECRET", SECRET)])
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    let last = lines.last().expect("a summary line");
+    &last["summary"]
+}
+
+#[test]
+fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
+    let v = Vendor::marketo(Some((10, Duration::from_secs(2))));
+    let url = v.url("/rest/v1/leads.json?filterType=id&filterValues=1");
+    let r = marketo_call(
+        &v,
+        &[
+            "--rate-limit",
+            "10/2",
+            "--json",
+            "--repeat",
+            "200",
+            "--concurrency",
+            "20",
+            &url,
+        ],
+    );
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    r.assert_no_secret();
+    let lines = r.json_lines();
+    let s = summary(&lines);
+    assert_eq!(s["requests"], 200, "{s}");
+    assert_eq!(s["successes"], 200, "{s}");
+    assert_eq!(s["failures"], serde_json::json!({}), "{s}");
+    assert!(s["attempts"].as_u64().unwrap() >= 200, "{s}");
+    assert_eq!(s["logins"], 1, "{s}");
+    // 200 calls at 10 per 2 s: the last window opens after 38 s at the earliest.
+    assert!(s["elapsed_ms"].as_u64().unwrap() >= 38_000, "{s}");
+
+    let attempts = &lines[..lines.len() - 1];
+    assert_eq!(attempts.len() as u64, s["attempts"].as_u64().unwrap());
+    let mut requests: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a["action"] == "return")
+        .map(|a| a["request"].as_u64().unwrap())
+        .collect();
+    requests.sort_unstable();
+    assert_eq!(requests, (0..200).collect::<Vec<_>>());
+    for a in attempts {
+        for field in [
+            "request",
+            "attempt",
+            "status",
+            "failure",
+            "code",
+            "kind",
+            "action",
+            "rule",
+            "delay_ms",
+            "elapsed_ms",
+        ] {
+            assert!(a.get(field).is_some(), "no {field}: {a}");
+        }
+    }
+
+    let vendor = v.handle();
+    assert_eq!(vendor.count_code("606"), 0, "the sim refused calls for the rate");
+    assert_eq!(vendor.count_code("615"), 0);
+    assert_eq!(vendor.logins(), 1);
+    let served = vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count();
+    assert_eq!(served, 200);
+}
+
+#[test]
+fn a_single_get_prints_the_status_line_headers_and_body() {
+    let v = Vendor::marketo(None);
+    let r = marketo_call(&v, &[&v.url("/rest/v1/leads.json?filterType=id&filterValues=42")]);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    assert!(r.stdout.starts_with("HTTP/1.1 200 OK\r\n"), "{}", r.stdout);
+    let (head, body) = r.stdout.split_once("\r\n\r\n").expect("a blank line after the head");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: application/json"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["result"][0]["filterValues"], "42");
+    r.assert_no_secret();
+    // The token went on the call: one login, one call served.
+    assert_eq!(v.handle().logins(), 1);
+    assert_eq!(v.handle().api_calls()[0].outcome_code, None);
+}
+
+#[test]
+fn a_404_is_printed_and_exits_1() {
+    let v = Vendor::start();
+    let r = redial(&["call", &v.url("/nothing/here")], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.starts_with("HTTP/1.1 404 Not Found\r\n"), "{}", r.stdout);
+    assert!(r.stderr.starts_with("redial: "), "{}", r.stderr);
+    assert!(r.stderr.contains("404"), "{}", r.stderr);
+    assert_eq!(v.sim.count("/nothing/here"), 1, "a 404 is never retried");
+
+    // With --json: the attempt, the failure, and a summary counting it by kind.
+    let r = redial(&["call", "--json", &v.url("/nothing/here")], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let lines = r.json_lines();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert_eq!(lines[0]["status"], 404);
+    assert_eq!(lines[0]["kind"], "fatal");
+    assert_eq!(lines[0]["action"], "fail");
+    assert_eq!(lines[1]["request"], 0);
+    assert_eq!(lines[1]["reason"], "fatal");
+    assert!(lines[1]["error"].as_str().unwrap().contains("404"));
+    let s = summary(&lines);
+    assert_eq!(s["failures"]["fatal"], 1);
+    assert_eq!((s["requests"].as_u64(), s["successes"].as_u64()), (Some(1), Some(0)));
+}
+
+#[test]
+fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
+    let v = Vendor::start();
+    let path = "/api/items";
+    v.sim.enqueue(path, Reply::status(503).header("Retry-After", "1"));
+    v.sim.set_fallback(path, Reply::json(200, r#"{"ok":true}"#));
+    let r = redial(&["call", "--json", &v.url(path)], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = r.json_lines();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert_eq!(lines[0]["attempt"], 1);
+    assert_eq!(lines[0]["status"], 503);
+    assert_eq!(lines[0]["action"], "retry");
+    assert!(lines[0]["delay_ms"].as_u64().unwrap() >= 900, "{}", lines[0]);
+    assert_eq!(lines[1]["attempt"], 2);
+    assert_eq!(lines[1]["action"], "return");
+    assert!(lines[1]["elapsed_ms"].as_u64().unwrap() >= 900, "{}", lines[1]);
+    assert_eq!(summary(&lines)["attempts"], 2);
+    assert_eq!(summary(&lines)["logins"], 0);
+
+    // Without --json, --repeat prints nothing on stdout and one summary line on stderr.
+    let r = redial(&["call", "--repeat", "5", "--concurrency", "5", &v.url(path)], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.starts_with("redial: 5 requests in ") && r.stderr.contains("5 succeeded, 0 failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn data_from_a_file_headers_and_the_method_are_sent() {
+    let v = Vendor::start();
+    v.sim.set_fallback("/api/items", Reply::json(201, r#"{"id":1}"#));
+    let file = std::env::temp_dir().join(format!("redial-call-test-{}.json", std::process::id()));
+    std::fs::write(&file, br#"{"name":"x"}"#).unwrap();
+    let data = format!("@{}", file.display());
+    let r = redial(
+        &[
+            "call",
+            "-X",
+            "put",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-Trace: 7",
+            "-d",
+            &data,
+            &v.url("/api/items"),
+        ],
+        &[],
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("HTTP/1.1 201 Created\r\n"), "{}", r.stdout);
+    let sent = v.sim.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, http::Method::PUT);
+    assert_eq!(&sent[0].body[..], br#"{"name":"x"}"#);
+    assert_eq!(sent[0].headers["content-type"], "application/json");
+    assert_eq!(sent[0].headers["x-trace"], "7");
+
+    // -d alone: POST, form-encoded as curl does.
+    let r = redial(&["call", "-d", "a=1", &v.url("/api/items")], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sent = v.sim.requests();
+    assert_eq!(sent[1].method, http::Method::POST);
+    assert_eq!(sent[1].headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(&sent[1].body[..], b"a=1");
+}
+
+#[test]
+fn the_secret_is_never_printed() {
+    let v = Vendor::marketo(None);
+    let url = v.url("/rest/v1/leads.json");
+    let login = v.url("/identity");
+    // From the environment, from the flag; the single response, JSON, the human summary.
+    let runs = [
+        marketo_call(&v, &[&url]),
+        marketo_call(&v, &["--json", &url]),
+        marketo_call(&v, &["--repeat", "2", &url]),
+        redial(
+            &[
+                "call",
+                "--vendor",
+                "marketo",
+                "--login-url",
+                &login,
+                "--client-id",
+                "sim-client-id",
+                "--client-secret",
+                SECRET,
+                "--json",
+                &url,
+            ],
+            &[],
+        ),
+    ];
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.assert_no_secret();
+    }
+
+    // A refused login: the error says so, without the secret (here the sim expects another).
+    let other = Vendor::start();
+    marketo::install(&other.sim, MarketoConfig::new("sim-client-id", "the-right-one"));
+    let login = other.url("/identity");
+    for json in [false, true] {
+        let mut args = vec![
+            "call",
+            "--vendor",
+            "marketo",
+            "--login-url",
+            &login,
+            "--client-id",
+            "sim-client-id",
+            "--max-attempts",
+            "1",
+            "--deadline",
+            "5",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let url = other.url("/rest/v1/leads.json");
+        args.push(&url);
+        let r = redial(&args, &[("REDIAL_CLIENT_SECRET", SECRET)]);
+        assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+        r.assert_no_secret();
+        let said = if json { &r.stdout } else { &r.stderr };
+        assert!(said.contains("credential"), "{said}");
+        if json {
+            assert_eq!(summary(&r.json_lines())["failures"]["auth_failed"], 1, "{}", r.stdout);
+        }
+    }
+
+    // Bad usage names the missing secret's variable, never a value.
+    let r = redial(
+        &[
+            "call",
+            "--vendor",
+            "marketo",
+            "--login-url",
+            &login,
+            "--client-id",
+            "x",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("REDIAL_CLIENT_SECRET"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_usage_exits_2_with_one_line() {
+    let missing = PathBuf::from("/nonexistent/redial-call-test");
+    let data = format!("@{}", missing.display());
+    let cases: &[(&[&str], &str)] = &[
+        (&["call"], "missing URL"),
+        (&["call", "https://example.com/x"], "no TLS"),
+        (&["call", "ftp://example.com/x"], "invalid URL"),
+        (&["call", "/relative"], "invalid URL"),
+        (&["call", "--vendor", "acme", "http://127.0.0.1:1/"], "unknown vendor"),
+        (&["call", "--repeat", "0", "http://127.0.0.1:1/"], "--repeat"),
+        (&["call", "--concurrency", "x", "http://127.0.0.1:1/"], "--concurrency"),
+        (&["call", "--rate-limit", "10", "http://127.0.0.1:1/"], "N/SECONDS"),
+        (&["call", "--rate-limit", "10/0", "http://127.0.0.1:1/"], "--rate-limit"),
+        (&["call", "--deadline", "-1", "http://127.0.0.1:1/"], "--deadline"),
+        (
+            &["call", "--max-attempts", "0", "http://127.0.0.1:1/"],
+            "--max-attempts",
+        ),
+        (&["call", "-H", "NoColon", "http://127.0.0.1:1/"], "Name: value"),
+        (&["call", "--bogus", "http://127.0.0.1:1/"], "unknown flag"),
+        (
+            &["call", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"],
+            "more than one URL",
+        ),
+        (
+            &[
+                "call",
+                "--vendor",
+                "marketo",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "y",
+                "http://127.0.0.1:1/",
+            ],
+            "--login-url",
+        ),
+        (
+            &[
+                "call",
+                "--vendor",
+                "marketo",
+                "--login-url",
+                "https://x.mktorest.com/identity",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "y",
+                "http://127.0.0.1:1/",
+            ],
+            "no TLS",
+        ),
+        (
+            &["call", "--vendor", "marketo", "--user", "u", "http://127.0.0.1:1/"],
+            "not a login flag of marketo",
+        ),
+        (
+            &[
+                "call",
+                "--vendor",
+                "responsys",
+                "--login-url",
+                "http://127.0.0.1:1",
+                "--user",
+                "u",
+                "http://127.0.0.1:1/",
+            ],
+            "REDIAL_PASSWORD",
+        ),
+        (
+            &[
+                "call",
+                "--vendor",
+                "genesys-engage",
+                "--client-id",
+                "x",
+                "http://127.0.0.1:1/",
+            ],
+            "no login",
+        ),
+        (&["call", "-d", &data, "http://127.0.0.1:1/"], "cannot read"),
+    ];
+    for (args, want) in cases {
+        let r = redial(args, &[]);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert!(r.stderr.starts_with("redial: "), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+
+    let r = redial(&["call", "--help"], &[]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("Usage: redial call"), "{}", r.stdout);
+    assert!(r.stdout.contains("http://"), "the help says plain HTTP only");
+    let r = redial(&["help", "call"], &[]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("Usage: redial call"));
+}
+
+#[test]
+fn a_refused_connection_is_a_failure_counted_by_kind() {
+    // A port nobody listens on: take one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/x");
+    let r = redial(
+        &[
+            "call",
+            "--json",
+            "--max-attempts",
+            "2",
+            "--repeat",
+            "2",
+            "--concurrency",
+            "2",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let lines = r.json_lines();
+    let s = summary(&lines);
+    assert_eq!(s["successes"], 0, "{s}");
+    assert_eq!(s["attempts"], 4, "{s}");
+    assert_eq!(
+        s["failures"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+    assert!(lines.iter().any(|l| l["failure"] == "connect"), "{}", r.stdout);
+}

@@ -1,0 +1,274 @@
+//! The `redial-sim` binary: started on an ephemeral port, called with a real client (real
+//! time), stopped by closing its stdin.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// A running `redial-sim`, killed if the test fails before stopping it.
+struct Running {
+    child: Child,
+    /// The banner: the listening line, then the endpoints and credentials.
+    banner: Vec<String>,
+    url: String,
+}
+
+impl Running {
+    /// With `--port 0 --exit-on-stdin-eof`.
+    fn start(args: &[&str]) -> Running {
+        Running::start_with(args, &["--port", "0", "--exit-on-stdin-eof"])
+    }
+
+    fn start_with(args: &[&str], more: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+            .args(args)
+            .args(more)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let url = first
+            .trim_end()
+            .rsplit_once(" listening on ")
+            .unwrap_or_else(|| panic!("not the listening line: {first:?}"))
+            .1
+            .to_owned();
+        // The banner is written at once: read it to its end without waiting for more.
+        let mut banner = vec![first.trim_end().to_owned()];
+        let mut rest = String::new();
+        loop {
+            rest.clear();
+            if stdout.read_line(&mut rest).unwrap() == 0 || !rest.starts_with("  ") {
+                break;
+            }
+            banner.push(rest.trim_end().to_owned());
+            if rest.contains("try:") || rest.contains("credentials:") {
+                break;
+            }
+        }
+        Running { child, banner, url }
+    }
+
+    /// Close stdin; the sim must exit 0 soon after.
+    fn stop(mut self) -> String {
+        drop(self.child.stdin.take());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still running after stdin closed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status:?}");
+        let mut stderr = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        stderr
+    }
+
+    fn banner_has(&self, text: &str) -> bool {
+        self.banner.iter().any(|l| l.contains(text))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send one request on a real-time runtime; status and body.
+fn send(req: Request<Full<Bytes>>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+            .await
+            .expect("the sim answers")
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    })
+}
+
+#[test]
+fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
+    let sim = Running::start(&["--vendor", "marketo", "--client-secret", "bin-test-secret", "--verbose"]);
+    assert!(
+        sim.banner[0].starts_with("redial-sim: marketo listening on http://127.0.0.1:"),
+        "{:?}",
+        sim.banner
+    );
+    assert!(sim.banner_has("client_id:     sim-client-id"), "{:?}", sim.banner);
+    assert!(sim.banner_has("client_secret: bin-test-secret"), "{:?}", sim.banner);
+
+    let login = Request::post(format!("{}/identity/oauth/token", sim.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from(
+            "grant_type=client_credentials&client_id=sim-client-id&client_secret=bin-test-secret",
+        ))
+        .unwrap();
+    let (status, body) = send(login);
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let call = Request::get(format!("{}/rest/v1/leads.json?filterType=id&filterValues=7", sim.url))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let (status, body) = send(call);
+    assert_eq!(status, 200);
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["result"][0]["filterValues"], "7");
+
+    // Without a token: Marketo's 601, in a 200.
+    let (status, body) = send(
+        Request::get(format!("{}/rest/v1/leads.json", sim.url))
+            .body(Full::default())
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["errors"][0]["code"], "601");
+
+    // --verbose: a line per request on stderr.
+    let stderr = sim.stop();
+    assert!(stderr.contains("POST /identity/oauth/token"), "{stderr}");
+    assert!(
+        stderr.contains("GET /rest/v1/leads.json?filterType=id&filterValues=7"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped after 3 requests"), "{stderr}");
+}
+
+#[test]
+fn every_vendor_starts_and_prints_what_it_accepts() {
+    for (vendor, accepts) in [
+        ("responsys", "user_name:     sim-user"),
+        ("adobe-edge", "client_id:     sim-client-id"),
+        ("genesys-engage", "credentials:   none"),
+    ] {
+        let sim = Running::start(&["--vendor", vendor]);
+        assert!(
+            sim.banner[0].starts_with(&format!("redial-sim: {vendor} listening on http://127.0.0.1:")),
+            "{:?}",
+            sim.banner
+        );
+        assert!(sim.banner_has(accepts), "{vendor}: {:?}", sim.banner);
+        // Quiet without --verbose.
+        let stderr = sim.stop();
+        assert!(stderr.is_empty(), "{vendor}: {stderr}");
+    }
+}
+
+#[test]
+fn responsys_with_its_own_password_logs_in() {
+    let sim = Running::start(&[
+        "--vendor",
+        "responsys",
+        "--user",
+        "u1",
+        "--password",
+        "pw1",
+        "--token-lifetime",
+        "60",
+    ]);
+    assert!(sim.banner_has("password:      pw1"), "{:?}", sim.banner);
+    let login = Request::post(format!("{}/rest/api/v1.3/auth/token", sim.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from("user_name=u1&password=pw1&auth_type=password"))
+        .unwrap();
+    let (status, body) = send(login);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["endPoint"], sim.url.as_str());
+    sim.stop();
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_it() {
+    // Stdin stays open: only the signal can stop it.
+    let mut sim = Running::start_with(&["--vendor", "genesys-engage"], &["--port", "0"]);
+    let pid = sim.child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = sim.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn help_and_bad_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.starts_with("redial-sim: "), "{help}");
+    assert!(help.contains("--exit-on-stdin-eof"));
+
+    for (args, want) in [
+        (&["--port", "0"][..], "missing --vendor"),
+        (&["--vendor", "acme"][..], "unknown vendor"),
+        (
+            &["--vendor", "genesys-engage", "--client-id", "x"][..],
+            "does not apply",
+        ),
+        (&["--vendor", "marketo", "--rate-limit", "fast"][..], "--rate-limit"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with("redial-sim: ") && stderr.contains(want),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_port_in_use_exits_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+        .args(["--vendor", "marketo", "--port", &port])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+}
