@@ -101,10 +101,10 @@ async fn run(sim: &Sim, redial: bool) -> (usize, u64, std::time::Duration) {
     (PEAK.load(Ordering::Relaxed) - base, bytes, started.elapsed())
 }
 
-async fn drain<B: http_body::Body>(mut body: B) -> u64
+async fn drain<B>(mut body: B) -> u64
 where
+    B: http_body::Body + Unpin,
     B::Error: std::fmt::Debug,
-    B: Unpin,
 {
     let mut n = 0;
     while let Some(frame) = body.frame().await {

@@ -130,6 +130,9 @@ enum Got<RB> {
     Nothing(Failure, Option<BoxError>),
 }
 
+/// A response's head, the bytes read of its body, and whether they are the whole body.
+type LastResponse = (response::Parts, Bytes, bool);
+
 /// Everything about the logical request that outlives one attempt.
 struct Engine<B> {
     shared: Arc<Shared>,
@@ -158,6 +161,11 @@ struct Engine<B> {
     permit: Option<OwnedSemaphorePermit>,
     /// Whether the attempt in flight has its rate-limit slot.
     paced: bool,
+    /// A rate-limit slot reserved and not yet used: given back if the request ends first.
+    slot: Option<Instant>,
+    /// The last response before a retry, and what it meant: owned by any error that happens
+    /// before the next attempt has a response of its own (nothing lost).
+    last: Option<(Classification, Option<LastResponse>)>,
     /// A failover probe passes the failover gate.
     probe: bool,
     rng: Option<SplitMix64>,
@@ -256,6 +264,8 @@ where
                 stale: None,
                 permit: None,
                 paced: false,
+                slot: None,
+                last: None,
                 probe: false,
                 rng: None,
             },
@@ -290,7 +300,23 @@ where
                     rest,
                     trailers,
                 } => {
-                    match ready!(body.poll_frame(cx)) {
+                    let frame = match body.poll_frame(cx) {
+                        Poll::Ready(frame) => frame,
+                        Poll::Pending => {
+                            // The caller's own body, but a stalled one must not hang the request.
+                            eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                            if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                                return Poll::Pending;
+                            }
+                            this.state.set(State::Done);
+                            let reason = FailReason::DeadlineExceeded {
+                                wait: Duration::ZERO,
+                                remaining: Duration::ZERO,
+                            };
+                            return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                        }
+                    };
+                    match frame {
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(mut data) => {
                                 let data = data.copy_to_bytes(data.remaining());
@@ -303,7 +329,8 @@ where
                                 let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
                                 if len > eng.host().policy.replay_limit() {
                                     this.state.set(State::Done);
-                                    let e = Error::new(ErrorKind::RequestBody, eng.report())
+                                    let e = eng
+                                        .error(ErrorKind::RequestBody)
                                         .with_source("the request body is longer than its declared size".into());
                                     return Poll::Ready(Err(e));
                                 }
@@ -316,9 +343,7 @@ where
                         },
                         Some(Err(e)) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(
-                                Error::new(ErrorKind::RequestBody, eng.report()).with_source(e.into())
-                            ));
+                            return Poll::Ready(Err(eng.error(ErrorKind::RequestBody).with_source(e.into())));
                         }
                         None => {
                             let data = match first.take() {
@@ -335,7 +360,7 @@ where
                     // Failover: only what the vendor still serves is sent.
                     if !eng.probe && eng.failover_forbids() {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(Error::new(ErrorKind::FailoverActive, eng.report())));
+                        return Poll::Ready(Err(eng.error(ErrorKind::FailoverActive)));
                     }
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
@@ -345,13 +370,13 @@ where
                                 Lease::Ready(token) => {
                                     if let Err(e) = eng.check_endpoint(&token) {
                                         this.state.set(State::Done);
-                                        return Poll::Ready(Err(Error::new(ErrorKind::AuthFailed(e), eng.report())));
+                                        return Poll::Ready(Err(eng.error(ErrorKind::AuthFailed(e))));
                                     }
                                     eng.token = Some(token);
                                 }
                                 Lease::Refused(e) => {
                                     this.state.set(State::Done);
-                                    return Poll::Ready(Err(Error::new(ErrorKind::AuthFailed(e), eng.report())));
+                                    return Poll::Ready(Err(eng.error(ErrorKind::AuthFailed(e))));
                                 }
                                 Lease::Wait(_) => {
                                     let wait = wait.expect("a wait comes with Lease::Wait");
@@ -385,14 +410,16 @@ where
                         if let Some(at) = eng.host().limits.reserve(now) {
                             eng.paced = true;
                             if at > now {
+                                eng.slot = Some(at);
                                 if let Some(deadline) = eng.host().policy.deadline().map(|d| eng.start + d) {
                                     if at >= deadline {
+                                        eng.release_slot();
                                         this.state.set(State::Done);
                                         let reason = FailReason::DeadlineExceeded {
                                             wait: at - now,
                                             remaining: deadline - now,
                                         };
-                                        return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                                        return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                                     }
                                 }
                                 this.timer.set(Some(sleep_until(at)));
@@ -402,14 +429,29 @@ where
                         }
                     }
                     if !eng.ready {
-                        if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                        let ready = match this.svc.poll_ready(cx) {
+                            Poll::Ready(r) => r,
+                            Poll::Pending => {
+                                // A service that never gets ready is still bounded by the deadline.
+                                eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                                    return Poll::Pending;
+                                }
+                                this.state.set(State::Done);
+                                let reason = FailReason::DeadlineExceeded {
+                                    wait: Duration::ZERO,
+                                    remaining: Duration::ZERO,
+                                };
+                                return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                            }
+                        };
+                        if let Err(e) = ready {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(
-                                Error::new(ErrorKind::NotReady, eng.report()).with_source(e.into())
-                            ));
+                            return Poll::Ready(Err(eng.error(ErrorKind::NotReady).with_source(e.into())));
                         }
                     }
                     eng.ready = false;
+                    eng.slot = None; // used
                     let req = eng.next_request();
                     // Armed lazily: an attempt that completes on its first poll never touches
                     // the timer wheel.
@@ -490,10 +532,12 @@ where
                         ReadEnd::Complete | ReadEnd::Limit => {
                             let complete = matches!(end, ReadEnd::Complete);
                             let bytes = r.bytes();
+                            // The last frame may overshoot the limit: classification sees at most the
+                            // limit; the caller still gets every byte.
                             let view = if complete {
                                 BodyView::Complete(&bytes)
                             } else {
-                                BodyView::Prefix(&bytes)
+                                BodyView::Prefix(&bytes[..bytes.len().min(limit)])
                             };
                             let c = eng.classify_response(&r.head, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
@@ -527,7 +571,7 @@ where
                             remaining: Duration::ZERO,
                         }),
                     };
-                    return Poll::Ready(Err(Error::new(kind, eng.report())));
+                    return Poll::Ready(Err(eng.error(kind)));
                 }
                 StateProj::Acquire { wait } => {
                     if let Poll::Ready(permit) = wait.as_mut().poll(cx) {
@@ -544,12 +588,13 @@ where
                         wait: Duration::ZERO,
                         remaining: Duration::ZERO,
                     };
-                    return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                    return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                 }
                 StateProj::Pace => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
                         ready!(sleep.poll(cx));
                     }
+                    this.timer.set(None);
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -565,7 +610,7 @@ where
                                 wait: Duration::ZERO,
                                 remaining: Duration::ZERO,
                             };
-                            return Poll::Ready(Err(Error::new(ErrorKind::Decided(reason), eng.report())));
+                            return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                         }
                     };
                     match verdict {
@@ -601,6 +646,7 @@ where
                         ready!(sleep.poll(cx));
                     }
                     eng.attempt += 1;
+                    this.timer.set(None);
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -622,9 +668,11 @@ where
             eng.permit = None;
             eng.paced = false;
             if c.kind == Kind::Throttled {
+                // Pause for the wait the decision chose; a refused hint (over the cap or the
+                // deadline) must not stop the host for its whole length.
                 let pause = match &decision {
                     Decision::Retry { after, .. } => *after,
-                    _ => c.hint.map_or(Duration::ZERO, |h| h.delay),
+                    _ => Duration::ZERO,
                 };
                 eng.host().limits.throttled(Instant::now(), pause);
             }
@@ -638,6 +686,7 @@ where
                 }
                 Decision::Retry { after, .. } => {
                     eng.record(&c, &decision, status, failure);
+                    eng.keep_last(c, got);
                     this.timer.set(Some(tokio::time::sleep(after)));
                     this.state.set(State::Sleep);
                 }
@@ -722,7 +771,58 @@ fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &
     timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
 }
 
+impl<B> Drop for Engine<B> {
+    fn drop(&mut self) {
+        self.release_slot();
+    }
+}
+
 impl<B> Engine<B> {
+    /// An error between attempts: it owns the report, and the last response and its
+    /// classification if an earlier attempt had one.
+    fn error(&mut self, kind: ErrorKind) -> Error {
+        let error = Error::new(kind, self.report());
+        match self.last.take() {
+            Some((c, response)) => {
+                let error = match response {
+                    Some((head, body, complete)) => error.with_response(head, body, complete),
+                    None => error,
+                };
+                error.with_classification(c)
+            }
+            None => error,
+        }
+    }
+
+    /// Keep what a retried attempt got, for an error that may come before the next response.
+    fn keep_last<RB>(&mut self, c: Classification, got: Got<RB>) {
+        let limit = self.host().policy.inspect_limit();
+        let response = match got {
+            Got::Head(head, _) => Some((head, Bytes::new(), false)),
+            Got::Read { head, bytes, rest, .. } => {
+                let complete = rest.is_none();
+                Some((
+                    head,
+                    if complete {
+                        bytes
+                    } else {
+                        bytes.slice(..bytes.len().min(limit))
+                    },
+                    complete,
+                ))
+            }
+            Got::Nothing(..) => None,
+        };
+        self.last = Some((c, response));
+    }
+
+    /// Give back a reserved rate slot that was not used.
+    fn release_slot(&mut self) {
+        if let Some(at) = self.slot.take() {
+            self.shared.hosts.get(self.host).limits.release(at);
+        }
+    }
+
     fn host(&self) -> &Host {
         self.shared.hosts.get(self.host)
     }
@@ -928,7 +1028,16 @@ impl<B> Engine<B> {
         let error = Error::new(kind, self.take_report());
         let error = match got {
             Got::Head(head, _) => error.with_response(head, Bytes::new(), false),
-            Got::Read { head, bytes, rest, .. } => error.with_response(head, bytes, rest.is_none()),
+            Got::Read { head, bytes, rest, .. } => {
+                let complete = rest.is_none();
+                let limit = self.host().policy.inspect_limit();
+                let owned = if complete {
+                    bytes
+                } else {
+                    bytes.slice(..bytes.len().min(limit))
+                };
+                error.with_response(head, owned, complete)
+            }
             Got::Nothing(_, Some(source)) => error.with_source(source),
             Got::Nothing(_, None) => error,
         };

@@ -51,6 +51,13 @@ impl Limits {
         self.rate.as_ref().map(|log| lock(log).reserve(now))
     }
 
+    /// Give back a reserved slot that will not be used (its request was dropped or refused).
+    pub(crate) fn release(&self, at: Instant) {
+        if let Some(log) = &self.rate {
+            lock(log).release(at, Instant::now());
+        }
+    }
+
     /// The vendor throttled a call: slow the host down.
     pub(crate) fn throttled(&self, now: Instant, pause: Duration) {
         if let Some(log) = &self.rate {
@@ -114,12 +121,18 @@ impl SlidingLog {
         if let Some(last) = self.sends.back() {
             at = at.max(*last);
         }
+        // Sends older than the window were dropped above; what is left is this window's sends
+        // and the reservations of requests waiting now, all needed if one is given back.
         self.sends.push_back(at);
-        // Only the last `limit` sends can ever matter.
-        while self.sends.len() > self.limit as usize {
-            self.sends.pop_front();
-        }
         at
+    }
+
+    fn release(&mut self, at: Instant, now: Instant) {
+        if at > now {
+            if let Some(i) = self.sends.iter().rposition(|t| *t == at) {
+                self.sends.remove(i);
+            }
+        }
     }
 
     fn throttled(&mut self, now: Instant, pause: Duration) {
@@ -141,7 +154,10 @@ impl SlidingLog {
             );
         }
         self.changed_at = Some(now);
-        let until = now + pause;
+        // Saturating: a hint can be as long as u64::MAX seconds.
+        let until = now
+            .checked_add(pause)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
     }
 }
@@ -191,5 +207,22 @@ mod tests {
         }
         log.throttled(t0 + S, 2 * S);
         assert_eq!(log.effective, 100);
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    #[test]
+    fn a_released_reservation_is_reused_not_skipped() {
+        let s = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(1, 60 * s);
+        assert_eq!(log.reserve(t0), t0);
+        let slot = log.reserve(t0 + s);
+        assert_eq!(slot, t0 + 60 * s + Duration::from_millis(100));
+        log.release(slot, t0 + 5 * s);
+        assert_eq!(log.reserve(t0 + 6 * s), slot, "the next request takes the same slot");
     }
 }
