@@ -80,9 +80,7 @@ async fn run(sim: &Sim, redial: bool) -> (usize, u64, std::time::Duration) {
     for _ in 0..REQUESTS {
         let req = http::Request::get(&url).body(Full::default()).unwrap();
         if redial {
-            let svc = tower::ServiceBuilder::new()
-                .layer(layer.clone())
-                .service(client.clone());
+            let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(client.clone());
             tasks.spawn(async move { drain(svc.oneshot(req).await.unwrap().into_body()).await });
         } else {
             let client = client.clone();
@@ -118,18 +116,10 @@ where
 /// One variant, measured in a process of its own so that nothing of another run (pooled
 /// connections, their buffers) is still alive while it is measured.
 fn child(redial: bool) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let sim = Sim::start().await.unwrap();
-        sim.set_fallback(
-            "/big",
-            Reply::ok()
-                .header("content-type", "application/json")
-                .generated_body(BODY, b' '),
-        );
+        sim.set_fallback("/big", Reply::ok().header("content-type", "application/json").generated_body(BODY, b' '));
         let (peak, bytes, time) = run(&sim, redial).await;
         assert_eq!(bytes, REQUESTS as u64 * BODY, "every body arrived whole");
         println!("{peak} {}", time.as_millis());
@@ -157,19 +147,9 @@ fn main() {
     let (bare, b_ms) = measure("bare");
     let (with, w_ms) = measure("redial");
     let mib = |n: f64| n / (1024.0 * 1024.0);
-    println!(
-        "== memory: {REQUESTS} concurrent {} KiB responses, inspect limit {} KiB",
-        BODY / 1024,
-        INSPECT / 1024
-    );
-    println!(
-        "bare hyper-util client    peak heap {:8.1} MiB   ({b_ms} ms)",
-        mib(bare)
-    );
-    println!(
-        "with redial (inspecting)  peak heap {:8.1} MiB   ({w_ms} ms)",
-        mib(with)
-    );
+    println!("== memory: {REQUESTS} concurrent {} KiB responses, inspect limit {} KiB", BODY / 1024, INSPECT / 1024);
+    println!("bare hyper-util client    peak heap {:8.1} MiB   ({b_ms} ms)", mib(bare));
+    println!("with redial (inspecting)  peak heap {:8.1} MiB   ({w_ms} ms)", mib(with));
     let per = |n: f64| n / REQUESTS as f64 / 1024.0;
     println!(
         "peak per in-flight request: bare {:.0} KiB, with redial {:.0} KiB (inspect limit {} KiB; body {} KiB)",

@@ -108,10 +108,7 @@ fn redial_layer() -> RetryLayer {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let _guard = rt.enter();
     let mut g = c.benchmark_group("overhead");
     let mut bare = Ok200;
@@ -125,10 +122,7 @@ fn benches(c: &mut Criterion) {
 
 /// Median ns per request of `f` over `rounds` rounds of `n` requests, variants interleaved.
 fn summary() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let _guard = rt.enter();
     let mut bare = Ok200;
     let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
@@ -147,11 +141,7 @@ fn summary() {
     let a_redial = allocs(&mut || one(&mut redial));
 
     // REDIAL_BENCH_QUICK=1: a short run, for profiling under callgrind.
-    let (n, rounds) = if std::env::var_os("REDIAL_BENCH_QUICK").is_some() {
-        (20_000u32, 1)
-    } else {
-        (200_000u32, 15)
-    };
+    let (n, rounds) = if std::env::var_os("REDIAL_BENCH_QUICK").is_some() { (20_000u32, 1) } else { (200_000u32, 15) };
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
         let time = |f: &mut dyn FnMut() -> bool| {
@@ -177,10 +167,7 @@ fn summary() {
     );
     println!("\n== overhead summary ({rounds} interleaved rounds of {n} requests, medians)");
     println!("bare service          {b:8.1} ns/request   {a_bare:.2} allocations/request");
-    println!(
-        "tower::retry trivial  {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns",
-        t - b
-    );
+    println!("tower::retry trivial  {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns", t - b);
     println!(
         "redial RetryLayer     {r:8.1} ns/request   {a_redial:.2} allocations/request   overhead {:6.1} ns",
         r - b

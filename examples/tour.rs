@@ -62,21 +62,9 @@ impl Tour {
             Ok(res) => {
                 let status = res.status();
                 let report = res.extensions().get::<Report>().cloned().unwrap_or_default();
-                let body = res
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let how = if report.reconciled {
-                    ", reconciled: the first call's own result"
-                } else {
-                    ""
-                };
-                (
-                    format!("returned {} ({} bytes){how}", status.as_u16(), body.len()),
-                    report,
-                )
+                let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let how = if report.reconciled { ", reconciled: the first call's own result" } else { "" };
+                (format!("returned {} ({} bytes){how}", status.as_u16(), body.len()), report)
             }
             Err(err) => (format!("error: {err}"), err.report().clone()),
         };
@@ -100,13 +88,7 @@ fn print_attempt(a: &Attempt) {
     };
     let code = a.code.as_deref().map(|c| format!(" code {c}")).unwrap_or_default();
     let wait = a.delay.map(|d| format!(", wait {}", secs(d))).unwrap_or_default();
-    println!(
-        "    t={:>9}  attempt {}  {what}{code}  → {} / {}{wait}",
-        secs(a.elapsed),
-        a.number,
-        a.kind,
-        a.action
-    );
+    println!("    t={:>9}  attempt {}  {what}{code}  → {} / {}{wait}", secs(a.elapsed), a.number, a.kind, a.action);
 }
 
 fn secs(d: Duration) -> String {
@@ -144,19 +126,11 @@ fn genesys_hook(service_url: String) -> impl redial::hooks::ReconcileHook {
             let body = String::from_utf8_lossy(req.request.body()).into_owned();
             let show = body.replace("createSubCampaign", "showSubCampaignState");
             let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-            let Ok(res) = client
-                .request(Request::post(url).body(Full::new(Bytes::from(show))).unwrap())
-                .await
-            else {
+            let Ok(res) = client.request(Request::post(url).body(Full::new(Bytes::from(show))).unwrap()).await else {
                 return Verdict::NotApplied;
             };
             let status = res.status();
-            let body = res
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             if String::from_utf8_lossy(&body).contains("OBJECT_NOT_EXISTS") {
                 println!("    reconcile hook: showSubCampaignState says OBJECT_NOT_EXISTS → not applied, send again");
                 Verdict::NotApplied
@@ -181,26 +155,18 @@ async fn main() {
     let rsys_sim = Sim::start().await.expect("start the simulator");
     let gen_sim = Sim::start().await.expect("start the simulator");
     // An instance whose quota other services use up: it takes only 20 calls per 20 s.
-    let mkto_config = sim_marketo::MarketoConfig {
-        rate_limit: Some((20, Duration::from_secs(20))),
-        ..Default::default()
-    };
+    let mkto_config =
+        sim_marketo::MarketoConfig { rate_limit: Some((20, Duration::from_secs(20))), ..Default::default() };
     let mkto = sim_marketo::install(&mkto_sim, mkto_config);
-    let rsys = sim_responsys::install(
-        &rsys_sim,
-        sim_responsys::ResponsysConfig::new("api-user", "tour-password"),
-    );
+    let rsys = sim_responsys::install(&rsys_sim, sim_responsys::ResponsysConfig::new("api-user", "tour-password"));
     let genesys = sim_genesys::install(&gen_sim, sim_genesys::GenesysConfig::default());
     let at = |sim: &Sim, host: &str, path: &str| format!("http://{host}:{}{path}", sim.addr().port());
     let url = |host: &str, path: &str| at(&sim, host, path);
 
     let mkto_host = "123-abc-456.mktorest.com";
-    let identity = marketo::IdentityLogin::new(
-        &at(&mkto_sim, mkto_host, "/identity"),
-        "sim-client-id",
-        "sim-client-secret",
-    )
-    .expect("identity URL");
+    let identity =
+        marketo::IdentityLogin::new(&at(&mkto_sim, mkto_host, "/identity"), "sim-client-id", "sim-client-secret")
+            .expect("identity URL");
     let rsys_login = responsys::PasswordLogin::new(&rsys_sim.url(""), "api-user", "tour-password").expect("login URL");
     let probe_url = rsys_sim.url("/rest/api/v1.3/lists");
     // Exactly what an application writes: every vendor on its own hosts, plus logins, a
@@ -208,31 +174,21 @@ async fn main() {
     // address as endPoint, so the tour's Responsys host is 127.0.0.1.)
     let layer = redial::builder()
         .vendor_at(Vendor::GenesysEngage, "engage.example.com")
-        .and_then(|b| {
-            b.reconcile(
-                "engage.example.com",
-                genesys_hook(gen_sim.url(sim_genesys::SERVICE_PATH)),
-            )
-        })
+        .and_then(|b| b.reconcile("engage.example.com", genesys_hook(gen_sim.url(sim_genesys::SERVICE_PATH))))
         .and_then(|b| b.auth("*.mktorest.com", TokenSource::login(identity)))
         .and_then(|b| b.vendor_at(Vendor::Responsys, "127.0.0.1"))
         .and_then(|b| b.auth("127.0.0.1", TokenSource::login(rsys_login)))
         .and_then(|b| {
             b.failover_probe(
                 "127.0.0.1",
-                Probe::new(Duration::from_secs(60), move || {
-                    Request::get(&probe_url).body(Bytes::new()).unwrap()
-                }),
+                Probe::new(Duration::from_secs(60), move || Request::get(&probe_url).body(Bytes::new()).unwrap()),
             )
         })
         .expect("valid host patterns")
         .build();
     let client = Client::builder(TokioExecutor::new())
         .build::<_, RetryBody<Full<Bytes>>>(HttpConnector::new_with_resolver(Loopback));
-    let mut tour = Tour {
-        svc: tower::Layer::layer(&layer, client),
-        rows: Vec::new(),
-    };
+    let mut tour = Tour { svc: tower::Layer::layer(&layer, client), rows: Vec::new() };
 
     // --- Any host: the generic HTTP rules.
     sim.enqueue("/v1/orders", Reply::status(503).header("Retry-After", "2"));
@@ -244,10 +200,7 @@ async fn main() {
     )
     .await;
 
-    sim.enqueue_many(
-        "/v1/stock",
-        [Reply::status(502), Reply::status(502), Reply::json(200, "{}")],
-    );
+    sim.enqueue_many("/v1/stock", [Reply::status(502), Reply::status(502), Reply::json(200, "{}")]);
     tour.run(
         "generic: 502, 502, 200",
         "Bad gateways are retried with exponential backoff and full jitter.",
@@ -334,11 +287,9 @@ async fn main() {
     let interact = "/ee/v2/interact";
     sim.enqueue(
         interact,
-        Reply::status(429)
-            .header("content-type", "application/problem+json")
-            .body(
-                r#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0000-429","status":429,"title":"Too many requests"}"#,
-            ),
+        Reply::status(429).header("content-type", "application/problem+json").body(
+            r#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0000-429","status":429,"title":"Too many requests"}"#,
+        ),
     );
     sim.enqueue(interact, Reply::json(200, r#"{"requestId":"72eaa048","handle":[]}"#));
     tour.run(
@@ -366,10 +317,7 @@ async fn main() {
     )
     .await;
 
-    rsys_sim.enqueue(
-        "/rest/api/v1.3/lists/Customers/members",
-        Reply::ok().fault(Fault::ResetAfterRead),
-    );
+    rsys_sim.enqueue("/rest/api/v1.3/lists/Customers/members", Reply::ok().fault(Fault::ResetAfterRead));
     tour.run(
         "responsys: no response",
         "Oracle: retry up to 3 times, 2 minutes apart, or the API login gets disabled.",
@@ -445,10 +393,7 @@ async fn main() {
     for (title, outcome, attempts, elapsed) in &tour.rows {
         println!("{title:<58} {attempts:>8} {:>10}  {outcome}", secs(*elapsed));
     }
-    let received = [&sim, &mkto_sim, &rsys_sim, &gen_sim]
-        .iter()
-        .map(|s| s.requests().len())
-        .sum::<usize>();
+    let received = [&sim, &mkto_sim, &rsys_sim, &gen_sim].iter().map(|s| s.requests().len()).sum::<usize>();
     println!(
         "\n{received} requests reached the simulators ({} logins); every wait above was simulated.",
         mkto.logins() + rsys.logins()

@@ -27,13 +27,8 @@ async fn main() -> Result<(), redial::BoxError> {
         .layer(DecompressionLayer::new()) // per attempt: redial sees decoded bodies
         .service(client);
 
-    let res = svc
-        .oneshot(http::Request::get(sim.url("/v1/orders")).body(Full::default())?)
-        .await?;
+    let res = svc.oneshot(http::Request::get(sim.url("/v1/orders")).body(Full::default())?).await?;
     println!("status {}", res.status());
-    println!(
-        "{}",
-        String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes())
-    );
+    println!("{}", String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()));
     Ok(())
 }

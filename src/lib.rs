@@ -64,8 +64,7 @@ pub trait VendorExt: Sized {
 impl VendorExt for RetryLayerBuilder {
     fn vendor(self, vendor: Vendor) -> Self {
         vendor.hosts().iter().fold(self, |b, host| {
-            b.host(host, vendor.profile(), vendor.policy())
-                .expect("built-in host patterns are valid")
+            b.host(host, vendor.profile(), vendor.policy()).expect("built-in host patterns are valid")
         })
     }
 

@@ -48,9 +48,7 @@ fn marketo_config() -> sim_marketo::MarketoConfig {
 }
 
 fn leads(sim: &Sim) -> Request<Full<Bytes>> {
-    Request::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"))
-        .body(Full::default())
-        .unwrap()
+    Request::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=1")).body(Full::default()).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -59,13 +57,7 @@ async fn a_thousand_concurrent_requests_with_an_expired_token_cause_exactly_one_
     let vendor = sim_marketo::install(&sim, marketo_config());
     let source = marketo_source(&sim);
     // This test is about the token cell: the instance's rate limits are lifted.
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .no_rate_limit()
-        .no_max_concurrency()
-        .build()
-        .unwrap();
+    let policy = Vendor::Marketo.policy().to_builder().no_rate_limit().no_max_concurrency().build().unwrap();
     let svc = client_through(marketo_layer(policy, &source));
     // Warm the cell with a token, then the vendor expires it: every request starts with it.
     svc.clone().oneshot(leads(&sim)).await.unwrap();
@@ -86,10 +78,7 @@ async fn a_thousand_concurrent_requests_with_an_expired_token_cause_exactly_one_
     assert_eq!(ok, 1000);
     assert_eq!(vendor.logins(), 2, "exactly one login for the thousand");
     let calls = vendor.api_calls();
-    let refused = calls
-        .iter()
-        .filter(|c| c.outcome_code.as_deref() == Some("602"))
-        .count();
+    let refused = calls.iter().filter(|c| c.outcome_code.as_deref() == Some("602")).count();
     let served = calls.iter().filter(|c| c.outcome_code.is_none()).count();
     assert_eq!(served, 1001);
     assert!(refused <= 1000, "{refused}");
@@ -119,11 +108,7 @@ async fn a_login_that_fails_five_times_then_works_is_tried_once_per_backoff_wind
     assert_eq!(times.len(), 6, "five failures, then the login that works");
     for (i, w) in times.windows(2).enumerate() {
         let gap = w[1] - w[0];
-        assert!(
-            gap >= S * (1 << i),
-            "login {} came {gap:?} after the previous one",
-            i + 2
-        );
+        assert!(gap >= S * (1 << i), "login {} came {gap:?} after the previous one", i + 2);
     }
     // No API call went out without a valid token.
     assert!(vendor.api_calls().iter().all(|c| c.token_state == TokenState::Valid));
@@ -178,9 +163,7 @@ fn responsys_source(sim: &Sim) -> TokenSource {
 /// A request addressed to a port where nothing listens: only the login's endPoint can make
 /// it reach the vendor.
 fn lists() -> Request<Full<Bytes>> {
-    Request::get("http://127.0.0.1:9/rest/api/v1.3/lists")
-        .body(Full::default())
-        .unwrap()
+    Request::get("http://127.0.0.1:9/rest/api/v1.3/lists").body(Full::default()).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,14 +271,8 @@ async fn no_token_password_or_client_secret_in_tracing_debug_or_errors() {
     let err = svc.ready().await.unwrap().call(lists()).await.unwrap_err();
     seen.push(format!("{err} {err:?}"));
     seen.push(format!("{m_source:?} {r_source:?} {svc:?}"));
-    seen.push(format!(
-        "{:?}",
-        marketo::IdentityLogin::new(&sim.url("/identity"), "id", SECRET).unwrap()
-    ));
-    seen.push(format!(
-        "{:?}",
-        responsys::PasswordLogin::new(&sim.url(""), "api-user", PASSWORD).unwrap()
-    ));
+    seen.push(format!("{:?}", marketo::IdentityLogin::new(&sim.url("/identity"), "id", SECRET).unwrap()));
+    seen.push(format!("{:?}", responsys::PasswordLogin::new(&sim.url(""), "api-user", PASSWORD).unwrap()));
 
     let tokens: Vec<String> = mkto
         .api_calls()

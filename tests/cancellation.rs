@@ -51,9 +51,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build_http()
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http()
 }
 
 type Svc = redial::Retry<Client<HttpConnector, RetryBody<Full<Bytes>>>>;
@@ -63,18 +61,12 @@ fn svc(layer: &RetryLayer) -> Svc {
 }
 
 fn generic(policy: Policy) -> RetryLayer {
-    RetryLayer::builder()
-        .host(HOST, redial::core::generic::Generic, policy)
-        .unwrap()
-        .rng_seed(3)
-        .build()
+    RetryLayer::builder().host(HOST, redial::core::generic::Generic, policy).unwrap().rng_seed(3).build()
 }
 
 /// One permit, a short backoff.
 fn one_at_a_time() -> redial::core::PolicyBuilder {
-    Policy::builder()
-        .max_concurrency(1)
-        .backoff(Backoff::constant(100 * MS))
+    Policy::builder().max_concurrency(1).backoff(Backoff::constant(100 * MS))
 }
 
 fn get(url: String) -> Request<Full<Bytes>> {
@@ -173,9 +165,7 @@ impl http_body::Body for StalledBody {
 async fn dropped_while_buffering_the_request_body() {
     let layer = generic(one_at_a_time().build().unwrap());
     let (sim, svc, baseline) = start(&layer).await;
-    let stalled = ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(hyper_client::<StalledBody>());
+    let stalled = ServiceBuilder::new().layer(layer.clone()).service(hyper_client::<StalledBody>());
     let req = Request::put(sim.url("/upload")).body(StalledBody).unwrap();
     give_up_after(5 * S, stalled.oneshot(req)).await;
     assert_eq!(sim.count("/upload"), 0, "nothing is sent before the body is buffered");
@@ -212,11 +202,7 @@ async fn dropped_while_waiting_for_a_concurrency_permit() {
 // Pace: waiting for a rate-limit slot (holding a concurrency permit).
 
 fn paced() -> Policy {
-    Policy::builder()
-        .rate_limit(1, 60 * S)
-        .max_concurrency(2)
-        .build()
-        .unwrap()
+    Policy::builder().rate_limit(1, 60 * S).max_concurrency(2).build().unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,10 +240,7 @@ async fn dropped_while_pacing_gives_back_its_rate_slot() {
     for i in 0..3 {
         let outcome = tokio::time::timeout(5 * S, call(&svc, get(sim.url("/ok")))).await;
         let refused = outcome.err().is_none();
-        assert!(
-            !refused,
-            "caller {i} was refused instead of waiting for the slot at 60 s"
-        );
+        assert!(!refused, "caller {i} was refused instead of waiting for the slot at 60 s");
     }
     // Nobody used a slot since t = 0: the next request goes when that window ends, not three
     // windows later.
@@ -266,21 +249,12 @@ async fn dropped_while_pacing_gives_back_its_rate_slot() {
     let log = sim.requests();
     assert_eq!(log.len(), 2);
     let gap = log[1].at - log[0].at;
-    assert!(
-        gap <= 60 * S + S,
-        "the next request went {gap:?} after the only call of the window"
-    );
+    assert!(gap <= 60 * S + S, "the next request went {gap:?} after the only call of the window");
 }
 
 #[tokio::test(start_paused = true)]
 async fn refused_for_the_deadline_while_pacing_gives_back_its_rate_slot() {
-    let layer = generic(
-        Policy::builder()
-            .rate_limit(1, 60 * S)
-            .deadline(30 * S)
-            .build()
-            .unwrap(),
-    );
+    let layer = generic(Policy::builder().rate_limit(1, 60 * S).deadline(30 * S).build().unwrap());
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/ok", Reply::ok());
     let svc = svc(&layer);
@@ -289,10 +263,7 @@ async fn refused_for_the_deadline_while_pacing_gives_back_its_rate_slot() {
     // The next slot is at 60 s, past these requests' 30 s deadline: refused at once, rightly.
     for _ in 0..3 {
         let err = call(&svc, get(sim.url("/ok"))).await.unwrap_err();
-        assert!(
-            matches!(err.fail_reason(), Some(FailReason::DeadlineExceeded { .. })),
-            "{err}"
-        );
+        assert!(matches!(err.fail_reason(), Some(FailReason::DeadlineExceeded { .. })), "{err}");
     }
     // At 40 s the slot at 60 s is within reach: the request waits for it and is served. With the
     // refused reservations kept, every later request finds the next slot further away, is
@@ -311,20 +282,11 @@ async fn refused_for_the_deadline_while_pacing_gives_back_its_rate_slot() {
 // AuthWait: waiting for a login.
 
 fn identity_reply(token: &str) -> Reply {
-    Reply::json(
-        200,
-        format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600,"scope":"sim"}}"#),
-    )
+    Reply::json(200, format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600,"scope":"sim"}}"#))
 }
 
 fn marketo_layer(source: &TokenSource) -> RetryLayer {
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .no_rate_limit()
-        .max_concurrency(2)
-        .build()
-        .unwrap();
+    let policy = Vendor::Marketo.policy().to_builder().no_rate_limit().max_concurrency(2).build().unwrap();
     RetryLayer::builder()
         .host(HOST, Vendor::Marketo.profile(), policy)
         .unwrap()
@@ -337,10 +299,7 @@ fn marketo_layer(source: &TokenSource) -> RetryLayer {
 async fn dropped_while_waiting_for_a_slow_login_the_login_finishes_and_its_token_is_used() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue(sim_marketo::IDENTITY_PATH, identity_reply("tok-1").delay(10 * S));
-    sim.set_fallback(
-        "/rest/v1/leads.json",
-        Reply::json(200, r#"{"requestId":"r#1","success":true,"result":[]}"#),
-    );
+    sim.set_fallback("/rest/v1/leads.json", Reply::json(200, r#"{"requestId":"r#1","success":true,"result":[]}"#));
     let source = TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "id", "secret").unwrap());
     let layer = marketo_layer(&source);
     let svc = svc(&layer);
@@ -350,29 +309,17 @@ async fn dropped_while_waiting_for_a_slow_login_the_login_finishes_and_its_token
     give_up_after(2 * S, call(&svc, get(sim.url("/rest/v1/leads.json")))).await;
     // The login runs in a task of its own: the caller going away cancels nothing.
     assert!(source.login_in_flight());
-    assert_eq!(
-        layer.available_permits(HOST),
-        Some(2),
-        "no permit is taken before the token"
-    );
+    assert_eq!(layer.available_permits(HOST), Some(2), "no permit is taken before the token");
     tokio::time::sleep(10 * S).await;
     assert!(!source.login_in_flight());
     assert!(source.last_error().is_none());
-    assert_eq!(
-        sim.count("/rest/v1/leads.json"),
-        0,
-        "the dropped request was never sent"
-    );
+    assert_eq!(sim.count("/rest/v1/leads.json"), 0, "the dropped request was never sent");
 
     // The next request uses the token that login brought, without logging in again.
     let res = call(&svc, get(sim.url("/rest/v1/leads.json"))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(source.logins(), 1);
-    let api = sim
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/rest/v1/leads.json")
-        .unwrap();
+    let api = sim.requests().into_iter().find(|r| r.path == "/rest/v1/leads.json").unwrap();
     assert_eq!(api.headers["authorization"], "Bearer tok-1");
     assert_host_whole(&layer, &svc, sim.url("/rest/v1/leads.json"), 2, baseline).await;
     assert_eq!(sim.count(sim_marketo::IDENTITY_PATH), 1);
@@ -508,22 +455,11 @@ async fn dropped_while_inspecting_an_error_body_that_stalls() {
 
 #[tokio::test(start_paused = true)]
 async fn dropped_while_inspecting_a_marketo_success_body_that_stalls() {
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .max_concurrency(1)
-        .build()
-        .unwrap();
-    let layer = RetryLayer::builder()
-        .host(HOST, Vendor::Marketo.profile(), policy)
-        .unwrap()
-        .build();
+    let policy = Vendor::Marketo.policy().to_builder().max_concurrency(1).build().unwrap();
+    let layer = RetryLayer::builder().host(HOST, Vendor::Marketo.profile(), policy).unwrap().build();
     let sim = Sim::start().await.unwrap();
     let body = r#"{"requestId":"r#1","success":true,"result":[{"id":1}]}"#;
-    sim.enqueue(
-        "/rest/v1/leads.json",
-        Reply::json(200, body).fault(Fault::StallBody { after: 10 }),
-    );
+    sim.enqueue("/rest/v1/leads.json", Reply::json(200, body).fault(Fault::StallBody { after: 10 }));
     sim.set_fallback("/rest/v1/leads.json", Reply::json(200, body));
     let svc = svc(&layer);
     settle().await;
@@ -591,12 +527,7 @@ async fn dropped_while_the_reconcile_hook_runs() {
             }
         }
     };
-    let policy = Vendor::GenesysEngage
-        .policy()
-        .to_builder()
-        .max_concurrency(1)
-        .build()
-        .unwrap();
+    let policy = Vendor::GenesysEngage.policy().to_builder().max_concurrency(1).build().unwrap();
     let layer = RetryLayer::builder()
         .host(HOST, Vendor::GenesysEngage.profile(), policy)
         .unwrap()
@@ -611,16 +542,9 @@ async fn dropped_while_the_reconcile_hook_runs() {
     sim.enqueue(sim_genesys::SERVICE_PATH, Reply::ok().fault(Fault::ResetAfterRead));
     give_up_after(10 * S, call(&svc, create_sub_campaign(&sim))).await;
     assert_eq!(asked.load(Ordering::SeqCst), 1, "the hook was asked");
-    assert!(
-        hook_dropped.load(Ordering::SeqCst),
-        "the hook's future went with the caller"
-    );
+    assert!(hook_dropped.load(Ordering::SeqCst), "the hook's future went with the caller");
     assert_eq!(layer.available_permits(HOST), Some(1));
-    assert_eq!(
-        sim.count(sim_genesys::SERVICE_PATH),
-        1,
-        "never re-sent without a verdict"
-    );
+    assert_eq!(sim.count(sim_genesys::SERVICE_PATH), 1, "never re-sent without a verdict");
 
     // The host is whole: the next create goes through (and nothing was created twice).
     settle().await;
@@ -642,12 +566,7 @@ async fn dropped_while_the_reconcile_hook_runs() {
 #[tokio::test(start_paused = true)]
 async fn a_storm_of_callers_dropped_at_every_await_point_leaves_the_host_whole() {
     let layer = generic(
-        Policy::builder()
-            .max_concurrency(3)
-            .attempt_timeout(20 * S)
-            .backoff(Backoff::constant(2 * S))
-            .build()
-            .unwrap(),
+        Policy::builder().max_concurrency(3).attempt_timeout(20 * S).backoff(Backoff::constant(2 * S)).build().unwrap(),
     );
     let (sim, svc, baseline) = start(&layer).await;
     // Every answer in turn: slow, hanging, stalled, retried after a wait, reset, fine.
@@ -689,14 +608,7 @@ async fn a_storm_of_callers_dropped_at_every_await_point_leaves_the_host_whole()
     for caller in callers {
         let _ = caller.await;
     }
-    assert!(
-        sim.count("/storm") >= 30,
-        "the storm reached the sim: {}",
-        sim.count("/storm")
-    );
-    assert!(
-        sim.requests().iter().filter(|r| r.path == "/storm").count() <= 120 * 3,
-        "attempts stay bounded"
-    );
+    assert!(sim.count("/storm") >= 30, "the storm reached the sim: {}", sim.count("/storm"));
+    assert!(sim.requests().iter().filter(|r| r.path == "/storm").count() <= 120 * 3, "attempts stay bounded");
     assert_host_whole(&layer, &svc, sim.url("/ok"), 3, baseline).await;
 }

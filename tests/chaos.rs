@@ -55,11 +55,7 @@ fn hyper_client() -> Client<HttpConnector, RetryBody<Full<Bytes>>> {
 
 /// The sim's host (`127.0.0.1`) served by `profile` under `policy`.
 fn layer(profile: impl redial::core::Profile, policy: Policy) -> RetryLayer {
-    RetryLayer::builder()
-        .host("127.0.0.1", profile, policy)
-        .unwrap()
-        .rng_seed(42)
-        .build()
+    RetryLayer::builder().host("127.0.0.1", profile, policy).unwrap().rng_seed(42).build()
 }
 
 fn generic(policy: Policy) -> RetryLayer {
@@ -72,11 +68,7 @@ fn fast() -> redial::core::PolicyBuilder {
 }
 
 async fn send(layer: &RetryLayer, req: Request<Full<Bytes>>) -> Result<Res, redial::Error> {
-    ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(hyper_client())
-        .oneshot(req)
-        .await
+    ServiceBuilder::new().layer(layer.clone()).service(hyper_client()).oneshot(req).await
 }
 
 fn get(url: String) -> Request<Full<Bytes>> {
@@ -84,22 +76,15 @@ fn get(url: String) -> Request<Full<Bytes>> {
 }
 
 fn post(url: String) -> Request<Full<Bytes>> {
-    Request::post(url)
-        .body(Full::new(Bytes::from_static(b"{\"create\":1}")))
-        .unwrap()
+    Request::post(url).body(Full::new(Bytes::from_static(b"{\"create\":1}"))).unwrap()
 }
 
 fn posts(sim: &Sim, path: &str) -> usize {
-    sim.requests()
-        .iter()
-        .filter(|r| r.path == path && r.method == Method::POST)
-        .count()
+    sim.requests().iter().filter(|r| r.path == path && r.method == Method::POST).count()
 }
 
 fn report(res: &Res) -> &Report {
-    res.extensions()
-        .get::<Report>()
-        .expect("a retried response carries a report")
+    res.extensions().get::<Report>().expect("a retried response carries a report")
 }
 
 fn failures(report: &Report) -> Vec<Option<Failure>> {
@@ -238,9 +223,7 @@ async fn reset_on_accept_a_get_is_retried_and_succeeds() {
     sim.enqueue_connection_fault(ConnFault::ResetOnAccept);
     sim.set_fallback("/x", Reply::ok().body("fine"));
     let started = Instant::now();
-    let res = send(&generic(fast().build().unwrap()), get(sim.url("/x")))
-        .await
-        .unwrap();
+    let res = send(&generic(fast().build().unwrap()), get(sim.url("/x"))).await.unwrap();
     assert!(started.elapsed() < S);
     assert_eq!(res.status(), StatusCode::OK);
     let report = report(&res).clone();
@@ -260,9 +243,7 @@ async fn reset_on_accept_a_post_is_not_resent_and_the_error_says_why() {
     sim.enqueue_connection_fault(ConnFault::ResetOnAccept);
     sim.set_fallback("/create", Reply::status(201));
     let started = Instant::now();
-    let err = send(&generic(fast().build().unwrap()), post(sim.url("/create")))
-        .await
-        .unwrap_err();
+    let err = send(&generic(fast().build().unwrap()), post(sim.url("/create"))).await.unwrap_err();
     assert!(started.elapsed() < S);
     // The request never reached the server, but a client cannot tell a reset before reading
     // from one after: the engine sees an I/O failure that may have reached the server and does
@@ -312,42 +293,28 @@ async fn reset_after_the_request_is_read_get_retried_post_sent_once_unless_the_v
 
     let err = send(&l, post(sim.url("/create"))).await.unwrap_err();
     assert!(err.is_not_idempotent() && err.failure() == Some(Failure::Io), "{err}");
-    assert_eq!(
-        posts(&sim, "/create"),
-        1,
-        "a create that may have happened was sent again"
-    );
+    assert_eq!(posts(&sim, "/create"), 1, "a create that may have happened was sent again");
 
     // Genesys: "no response" on an ordinary operation is re-invoked once after 30 s, any method
     // (a vendor rule)…
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     sim.enqueue(sim_genesys::SERVICE_PATH, Reply::ok().fault(Fault::ResetAfterRead));
     let started = Instant::now();
-    let err = send(&genesys(), soap_to(&sim, "showSubCampaignState"))
-        .await
-        .unwrap_err();
+    let err = send(&genesys(), soap_to(&sim, "showSubCampaignState")).await.unwrap_err();
     // (the sub-campaign does not exist: the re-invocation got a real, final answer)
     assert_eq!(err.report().attempt_count(), 2);
     assert_eq!(err.report().attempts[0].failure, Some(Failure::Io));
     assert_eq!(err.report().attempts[0].action, Action::Retry);
     assert!(started.elapsed() >= 30 * S && started.elapsed() < 31 * S);
     assert_eq!(err.vendor_errors().next().unwrap().code, "OBJECT_NOT_EXISTS");
-    assert_eq!(
-        posts(&sim, sim_genesys::SERVICE_PATH),
-        2,
-        "re-invoked once, by the vendor rule"
-    );
+    assert_eq!(posts(&sim, sim_genesys::SERVICE_PATH), 2, "re-invoked once, by the vendor rule");
 
     // …but createSubCampaign without a reconcile hook is never re-sent.
     sim.enqueue(sim_genesys::SERVICE_PATH, Reply::ok().fault(Fault::ResetAfterRead));
     let err = send(&genesys(), soap_to(&sim, "createSubCampaign")).await.unwrap_err();
     assert_eq!(err.fail_reason(), Some(&FailReason::NoReconcileHook));
     assert_eq!(posts(&sim, sim_genesys::SERVICE_PATH), 3);
-    assert_eq!(
-        vendor.count_creates(),
-        0,
-        "the reset create never reached the vendor's logic"
-    );
+    assert_eq!(vendor.count_creates(), 0, "the reset create never reached the vendor's logic");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,24 +380,11 @@ async fn an_error_body_that_stalls_halfway_is_cut_at_the_attempt_timeout_and_ret
 async fn a_marketo_success_body_that_stalls_halfway_is_bounded_and_retried_for_get() {
     let sim = Sim::start().await.unwrap();
     let body = r#"{"requestId":"a#1","success":true,"result":[{"id":1,"status":"updated"}]}"#;
-    sim.enqueue(
-        "/rest/v1/leads.json",
-        Reply::json(200, body).fault(Fault::StallBody { after: 20 }),
-    );
+    sim.enqueue("/rest/v1/leads.json", Reply::json(200, body).fault(Fault::StallBody { after: 20 }));
     sim.set_fallback("/rest/v1/leads.json", Reply::json(200, body));
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .attempt_timeout(10 * S)
-        .build()
-        .unwrap();
+    let policy = Vendor::Marketo.policy().to_builder().attempt_timeout(10 * S).build().unwrap();
     let started = Instant::now();
-    let res = send(
-        &layer(Vendor::Marketo.profile(), policy),
-        get(sim.url("/rest/v1/leads.json")),
-    )
-    .await
-    .unwrap();
+    let res = send(&layer(Vendor::Marketo.profile(), policy), get(sim.url("/rest/v1/leads.json"))).await.unwrap();
     let elapsed = started.elapsed();
     assert!(elapsed >= 10 * S && elapsed < 10 * S + 30 * S, "{elapsed:?}");
     let r = report(&res);
@@ -470,43 +424,22 @@ async fn a_truncated_error_body_is_a_body_read_failure_retried_for_get_not_for_p
 #[tokio::test(start_paused = true)]
 async fn a_truncated_success_body_reaches_the_caller_as_a_body_error_not_as_a_short_success() {
     let sim = Sim::start().await.unwrap();
-    sim.set_fallback(
-        "/x",
-        Reply::ok()
-            .body(vec![b'a'; 1000])
-            .fault(Fault::TruncatedBody { sent: 100 }),
-    );
+    sim.set_fallback("/x", Reply::ok().body(vec![b'a'; 1000]).fault(Fault::TruncatedBody { sent: 100 }));
     // Not inspected (generic, 200): handed back as it comes; the caller sees the truncation.
     let res = send(&generic(Policy::default()), get(sim.url("/x"))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(
-        res.into_body().collect().await.is_err(),
-        "a short body must not look complete"
-    );
+    assert!(res.into_body().collect().await.is_err(), "a short body must not look complete");
 
     // Inspected (Marketo reads every 2xx JSON body): a broken read, retried for GET until the
     // attempts run out, with every attempt in the history.
     let sim = Sim::start().await.unwrap();
     sim.set_fallback(
         "/rest/v1/leads.json",
-        Reply::json(
-            200,
-            format!("{{\"success\":true,\"result\":[{}]}}", "1,".repeat(500) + "1"),
-        )
-        .fault(Fault::TruncatedBody { sent: 50 }),
+        Reply::json(200, format!("{{\"success\":true,\"result\":[{}]}}", "1,".repeat(500) + "1"))
+            .fault(Fault::TruncatedBody { sent: 50 }),
     );
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .backoff(Backoff::constant(S))
-        .build()
-        .unwrap();
-    let err = send(
-        &layer(Vendor::Marketo.profile(), policy),
-        get(sim.url("/rest/v1/leads.json")),
-    )
-    .await
-    .unwrap_err();
+    let policy = Vendor::Marketo.policy().to_builder().backoff(Backoff::constant(S)).build().unwrap();
+    let err = send(&layer(Vendor::Marketo.profile(), policy), get(sim.url("/rest/v1/leads.json"))).await.unwrap_err();
     assert!(err.is_exhausted(), "{err}");
     assert_eq!(err.failure(), Some(Failure::BodyRead));
     assert_eq!(failures(err.report()), [Some(Failure::BodyRead); 4]);
@@ -534,9 +467,7 @@ async fn a_content_length_shorter_than_the_body_gives_exactly_the_declared_bytes
         b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot here.and then a lot more that was never declared",
     )])
     .await;
-    let err = send(&generic(Policy::default()), get(format!("http://{}/x", raw.addr)))
-        .await
-        .unwrap_err();
+    let err = send(&generic(Policy::default()), get(format!("http://{}/x", raw.addr))).await.unwrap_err();
     assert!(err.is_final(), "{err}");
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.body().unwrap(), "not here.");
@@ -568,20 +499,15 @@ async fn gzip_that_does_not_decode_passes_through_untouched_on_2xx_and_is_owned_
 
     // Inspected (Marketo reads 2xx JSON): the bytes are not JSON, the status rules say success,
     // and the caller gets the bytes exactly as sent.
-    let res = send(
-        &layer(Vendor::Marketo.profile(), Vendor::Marketo.policy()),
-        get(sim.url("/rest/v1/leads.json")),
-    )
-    .await
-    .unwrap();
+    let res = send(&layer(Vendor::Marketo.profile(), Vendor::Marketo.policy()), get(sim.url("/rest/v1/leads.json")))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-encoding"], "gzip");
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), NOT_GZIP);
 
     // 4xx: final, and the error owns the raw bytes and the header that explains them.
-    let err = send(&generic(Policy::default()), get(sim.url("/bad")))
-        .await
-        .unwrap_err();
+    let err = send(&generic(Policy::default()), get(sim.url("/bad"))).await.unwrap_err();
     assert!(err.is_final(), "{err}");
     assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
     assert_eq!(err.body().unwrap(), NOT_GZIP);
@@ -600,19 +526,14 @@ async fn a_one_gigabyte_success_body_is_streamed_to_the_caller_not_buffered() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback(
         "/rest/v1/leads.json",
-        Reply::status(200)
-            .header("content-type", "application/json")
-            .generated_body(GIB, b'x'),
+        Reply::status(200).header("content-type", "application/json").generated_body(GIB, b'x'),
     );
     let wall = std::time::Instant::now();
     let baseline = measure_from_here();
     // Marketo reads every 2xx JSON body, at most its inspect limit (256 KiB).
-    let res = send(
-        &layer(Vendor::Marketo.profile(), Vendor::Marketo.policy()),
-        get(sim.url("/rest/v1/leads.json")),
-    )
-    .await
-    .unwrap();
+    let res = send(&layer(Vendor::Marketo.profile(), Vendor::Marketo.policy()), get(sim.url("/rest/v1/leads.json")))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         peak_above(baseline) < 4 * MIB,
@@ -640,9 +561,7 @@ async fn a_one_gigabyte_error_body_is_owned_only_up_to_the_inspect_limit() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback(
         "/rest/v1/leads.json",
-        Reply::status(500)
-            .header("content-type", "application/json")
-            .generated_body(GIB, b'x'),
+        Reply::status(500).header("content-type", "application/json").generated_body(GIB, b'x'),
     );
     let limit = 256 * 1024;
     let policy = Vendor::Marketo
@@ -655,23 +574,14 @@ async fn a_one_gigabyte_error_body_is_owned_only_up_to_the_inspect_limit() {
         .unwrap();
     let wall = std::time::Instant::now();
     let baseline = measure_from_here();
-    let err = send(
-        &layer(Vendor::Marketo.profile(), policy),
-        get(sim.url("/rest/v1/leads.json")),
-    )
-    .await
-    .unwrap_err();
+    let err = send(&layer(Vendor::Marketo.profile(), policy), get(sim.url("/rest/v1/leads.json"))).await.unwrap_err();
     assert!(err.is_exhausted(), "{err}");
     assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
     assert!(!err.body_is_complete());
     // (The sim sends a generated body in 64 KiB chunks, which divide this limit evenly; the
     // ignored test below shows what happens when frames do not.)
     let owned = err.body().unwrap();
-    assert!(
-        owned.len() >= limit / 2 && owned.len() <= limit,
-        "owns {} bytes",
-        owned.len()
-    );
+    assert!(owned.len() >= limit / 2 && owned.len() <= limit, "owns {} bytes", owned.len());
     assert!(owned.iter().all(|b| *b == b'x'));
     assert_eq!(err.classification().unwrap().body, BodyUse::TooLarge);
     assert_eq!(sim.count("/rest/v1/leads.json"), 2);
@@ -696,11 +606,7 @@ async fn an_error_body_with_a_content_length_is_owned_only_up_to_an_odd_inspect_
     let err = send(&generic(policy), get(sim.url("/x"))).await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
     assert!(!err.body_is_complete());
-    assert!(
-        err.body().unwrap().len() <= limit,
-        "owns {} bytes",
-        err.body().unwrap().len()
-    );
+    assert!(err.body().unwrap().len() <= limit, "owns {} bytes", err.body().unwrap().len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,16 +647,11 @@ async fn a_hundred_thousand_headers_are_a_bounded_typed_transport_error() {
 async fn a_ten_megabyte_header_value_is_a_bounded_typed_transport_error() {
     let sim = Sim::start().await.unwrap();
     let huge = "v".repeat(10 * MIB);
-    sim.set_fallback(
-        "/x",
-        Reply::status(503).header("x-huge", &huge).header("retry-after", "1"),
-    );
+    sim.set_fallback("/x", Reply::status(503).header("x-huge", &huge).header("retry-after", "1"));
     drop(huge);
     let wall = std::time::Instant::now();
     let started = Instant::now();
-    let err = send(&generic(fast().build().unwrap()), get(sim.url("/x")))
-        .await
-        .unwrap_err();
+    let err = send(&generic(fast().build().unwrap()), get(sim.url("/x"))).await.unwrap_err();
     assert!(started.elapsed() < S && wall.elapsed() < 30 * S);
     assert!(err.is_exhausted(), "{err}");
     assert!(err.status().is_none(), "no head was accepted");
@@ -801,10 +702,7 @@ async fn a_refused_huge_retry_after_on_429_does_not_pause_the_host_for_centuries
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_beyond_u64_seconds_on_429_is_no_panic() {
     let sim = Sim::start().await.unwrap();
-    sim.set_fallback(
-        "/x",
-        Reply::status(429).header("Retry-After", "99999999999999999999999"),
-    );
+    sim.set_fallback("/x", Reply::status(429).header("Retry-After", "99999999999999999999999"));
     let l = generic(Policy::builder().rate_limit(100, S).build().unwrap());
     let caller = tokio::spawn(async move { send(&l, get(sim.url("/x"))).await.map(|_| ()) });
     let err = caller.await.expect("no panic on input from the network").unwrap_err();
@@ -840,16 +738,12 @@ async fn hostile_soap_fault(body: &'static str) -> (redial::Error, Sim) {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback(
         sim_genesys::SERVICE_PATH,
-        Reply::status(500)
-            .header("content-type", "text/xml; charset=utf-8")
-            .body(body),
+        Reply::status(500).header("content-type", "text/xml; charset=utf-8").body(body),
     );
     let wall = std::time::Instant::now();
     let baseline = measure_from_here();
     let started = Instant::now();
-    let err = send(&genesys(), soap_to(&sim, "showSubCampaignState"))
-        .await
-        .unwrap_err();
+    let err = send(&genesys(), soap_to(&sim, "showSubCampaignState")).await.unwrap_err();
     assert!(started.elapsed() < S);
     assert!(wall.elapsed() < 5 * S, "took {:?}", wall.elapsed());
     assert!(peak_above(baseline) < 4 * MIB, "peak {} bytes", peak_above(baseline));
@@ -885,11 +779,7 @@ async fn an_external_entity_in_a_genesys_soap_fault_is_not_resolved() {
 #[tokio::test(start_paused = true)]
 async fn a_login_endpoint_that_hangs_fails_requests_at_the_deadline_with_an_auth_error() {
     let sim = Sim::start().await.unwrap();
-    let config = sim_marketo::MarketoConfig {
-        rate_limit: None,
-        max_concurrency: None,
-        ..Default::default()
-    };
+    let config = sim_marketo::MarketoConfig { rate_limit: None, max_concurrency: None, ..Default::default() };
     let vendor = sim_marketo::install(&sim, config);
     vendor.hang_logins(true);
     let source = TokenSource::login(
@@ -950,9 +840,7 @@ fn flipping(sim: &Sim, path: &str) {
                 0 => Reply::status(503).header("retry-after", "1"),
                 1 => Reply::ok().body(format!("ok #{n}")),
                 2 => Reply::status(429).header("retry-after", "2"),
-                3 => Reply::status(502)
-                    .header("content-type", "application/problem+json")
-                    .body(GARBAGE),
+                3 => Reply::status(502).header("content-type", "application/problem+json").body(GARBAGE),
                 _ => Reply::ok().fault(Fault::ResetAfterRead),
             }
         }
@@ -1023,14 +911,7 @@ fn marketo_error(code: &str, n: u32) -> Reply {
 async fn three_different_vendor_errors_across_attempts_are_all_kept_in_order() {
     let sim = Sim::start().await.unwrap();
     for path in ["/rest/v1/leads.json", "/rest/v1/leads/push.json"] {
-        sim.enqueue_many(
-            path,
-            [
-                marketo_error("606", 1),
-                marketo_error("604", 2),
-                marketo_error("611", 3),
-            ],
-        );
+        sim.enqueue_many(path, [marketo_error("606", 1), marketo_error("604", 2), marketo_error("611", 3)]);
         sim.set_fallback(path, marketo_error("611", 4));
     }
     let policy = Vendor::Marketo.policy().to_builder().max_attempts(3).build().unwrap();
@@ -1044,11 +925,7 @@ async fn three_different_vendor_errors_across_attempts_are_all_kept_in_order() {
         let started = Instant::now();
         let err = send(&l, req).await.unwrap_err();
         assert!(started.elapsed() < 100 * S);
-        assert_eq!(
-            err.fail_reason(),
-            Some(&FailReason::AttemptsExhausted { max: 3 }),
-            "{err}"
-        );
+        assert_eq!(err.fail_reason(), Some(&FailReason::AttemptsExhausted { max: 3 }), "{err}");
         let codes: Vec<_> = err.vendor_errors().map(|e| e.code.as_str()).collect();
         assert_eq!(codes, ["606", "604", "611"]);
         let attempts: Vec<_> = err.report().errors.iter().map(|(n, _)| *n).collect();
@@ -1094,22 +971,13 @@ async fn an_inner_service_that_never_gets_ready_for_a_retry_is_bounded_by_the_de
     sim.set_fallback("/x", Reply::status(503).header("retry-after", "1"));
     let svc = ServiceBuilder::new()
         .layer(generic(Policy::builder().deadline(10 * S).build().unwrap()))
-        .service(ReadyOnce {
-            inner: hyper_client(),
-            called: Arc::default(),
-        });
+        .service(ReadyOnce { inner: hyper_client(), called: Arc::default() });
     let started = Instant::now();
     let outcome = tokio::time::timeout(600 * S, svc.oneshot(get(sim.url("/x")))).await;
-    let err = outcome
-        .expect("the request outlived its 10 s deadline by ten minutes")
-        .unwrap_err();
+    let err = outcome.expect("the request outlived its 10 s deadline by ten minutes").unwrap_err();
     assert!(started.elapsed() <= 10 * S);
     assert!(err.is_deadline(), "{err}");
-    assert_eq!(
-        err.status(),
-        Some(StatusCode::SERVICE_UNAVAILABLE),
-        "the last response is owned"
-    );
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "the last response is owned");
 }
 
 /// A request body that announces 10 bytes and never sends them.
@@ -1134,15 +1002,11 @@ async fn a_request_body_that_stalls_while_buffered_is_bounded_by_the_deadline() 
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/upload", Reply::ok());
     let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<StalledBody>>();
-    let svc = ServiceBuilder::new()
-        .layer(generic(Policy::builder().deadline(10 * S).build().unwrap()))
-        .service(client);
+    let svc = ServiceBuilder::new().layer(generic(Policy::builder().deadline(10 * S).build().unwrap())).service(client);
     let req = Request::put(sim.url("/upload")).body(StalledBody).unwrap();
     let started = Instant::now();
     let outcome = tokio::time::timeout(600 * S, svc.oneshot(req)).await;
-    let err = outcome
-        .expect("the request outlived its 10 s deadline by ten minutes")
-        .unwrap_err();
+    let err = outcome.expect("the request outlived its 10 s deadline by ten minutes").unwrap_err();
     assert!(started.elapsed() <= 10 * S);
     assert!(err.is_deadline(), "{err}");
     assert_eq!(sim.count("/upload"), 0);

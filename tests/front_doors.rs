@@ -51,12 +51,7 @@ enum CallBody {
 
 impl Call {
     fn new(method: Method, url: String, body: CallBody) -> Call {
-        Call {
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body,
-        }
+        Call { method, url, headers: HeaderMap::new(), body }
     }
 
     fn get(url: String) -> Call {
@@ -95,17 +90,12 @@ struct TowerDoor {
 impl FrontDoor for TowerDoor {
     fn open(layer: RetryLayer) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<TestBody>>();
-        TowerDoor {
-            svc: tower::Layer::layer(&layer, client),
-        }
+        TowerDoor { svc: tower::Layer::layer(&layer, client) }
     }
 
     async fn send(&self, call: Call) -> Result<Got, Error> {
-        let mut req = http::Request::builder()
-            .method(call.method)
-            .uri(&call.url)
-            .body(TestBody::from(call.body))
-            .unwrap();
+        let mut req =
+            http::Request::builder().method(call.method).uri(&call.url).body(TestBody::from(call.body)).unwrap();
         *req.headers_mut() = call.headers;
         let res = self.svc.clone().oneshot(req).await?;
         let size = res.body().size_hint().exact();
@@ -132,11 +122,7 @@ fn reqwest_client() -> reqwest::Client {
 
 impl FrontDoor for ReqwestDoor {
     fn open(layer: RetryLayer) -> Self {
-        ReqwestDoor {
-            client: ClientBuilder::new(reqwest_client())
-                .with(RedialMiddleware::new(layer))
-                .build(),
-        }
+        ReqwestDoor { client: ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build() }
     }
 
     async fn send(&self, call: Call) -> Result<Got, Error> {
@@ -160,14 +146,7 @@ impl FrontDoor for ReqwestDoor {
         let (status, version, headers) = (res.status(), res.version(), res.headers().clone());
         let size = res.content_length();
         let report = res.extensions().get::<Report>().cloned();
-        Ok(Got {
-            status,
-            version,
-            headers,
-            size,
-            body: res.bytes().await.unwrap(),
-            report,
-        })
+        Ok(Got { status, version, headers, size, body: res.bytes().await.unwrap(), report })
     }
 }
 
@@ -224,10 +203,7 @@ impl Body for TestBody {
 // Layers
 
 fn generic(policy: Policy) -> RetryLayer {
-    RetryLayer::builder()
-        .default_host(redial::core::generic::Generic, policy)
-        .rng_seed(7)
-        .build()
+    RetryLayer::builder().default_host(redial::core::generic::Generic, policy).rng_seed(7).build()
 }
 
 fn fast_policy() -> redial::core::PolicyBuilder {
@@ -235,11 +211,7 @@ fn fast_policy() -> redial::core::PolicyBuilder {
 }
 
 fn marketo_on_the_sim() -> RetryLayer {
-    RetryLayer::builder()
-        .vendor_at(Vendor::Marketo, "127.0.0.1")
-        .unwrap()
-        .rng_seed(1)
-        .build()
+    RetryLayer::builder().vendor_at(Vendor::Marketo, "127.0.0.1").unwrap().rng_seed(1).build()
 }
 
 /// A profile that reads every body: to test inspection past the limit.
@@ -293,11 +265,7 @@ async fn retry_after_on_503_is_honoured<D: FrontDoor>() {
 async fn retry_after_over_the_cap_fails_at_once_with_the_hint<D: FrontDoor>() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/x", Reply::status(429).header("Retry-After", "3600"));
-    let policy = Policy::builder()
-        .retry_after_cap(60 * S)
-        .deadline(7200 * S)
-        .build()
-        .unwrap();
+    let policy = Policy::builder().retry_after_cap(60 * S).deadline(7200 * S).build().unwrap();
     let door = D::open(generic(policy));
     let started = Instant::now();
     let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
@@ -316,17 +284,9 @@ async fn post_reset_after_the_request_was_read_is_not_retried<D: FrontDoor>() {
     sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
     sim.set_fallback("/create", Reply::ok());
     let door = D::open(generic(Policy::default()));
-    let call = Call::new(
-        Method::POST,
-        sim.url("/create"),
-        CallBody::Bytes(Bytes::from_static(b"{\"create\":1}")),
-    );
+    let call = Call::new(Method::POST, sim.url("/create"), CallBody::Bytes(Bytes::from_static(b"{\"create\":1}")));
     let err = door.send(call).await.unwrap_err();
-    assert_eq!(
-        sim.count("/create"),
-        1,
-        "a create that may have happened was sent again"
-    );
+    assert_eq!(sim.count("/create"), 1, "a create that may have happened was sent again");
     assert!(err.is_not_idempotent(), "{err}");
     assert_eq!(err.failure(), Some(Failure::Io));
     assert!(std::error::Error::source(&err).is_some(), "the transport error is kept");
@@ -334,10 +294,7 @@ async fn post_reset_after_the_request_was_read_is_not_retried<D: FrontDoor>() {
 
 async fn post_connection_refused_is_retried<D: FrontDoor>() {
     // A port that refuses connections now and serves 50 ms later.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let server = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let sim = Sim::start_on(addr).await.unwrap();
@@ -345,11 +302,7 @@ async fn post_connection_refused_is_retried<D: FrontDoor>() {
         sim
     });
     let door = D::open(generic(fast_policy().build().unwrap()));
-    let call = Call::new(
-        Method::POST,
-        format!("http://{addr}/create"),
-        CallBody::Bytes(Bytes::from_static(b"x")),
-    );
+    let call = Call::new(Method::POST, format!("http://{addr}/create"), CallBody::Bytes(Bytes::from_static(b"x")));
     let got = door.send(call).await.unwrap();
     assert_eq!(got.status, StatusCode::CREATED);
     let report = got.report.unwrap();
@@ -363,12 +316,7 @@ async fn post_connection_refused_is_retried<D: FrontDoor>() {
 async fn bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response<D: FrontDoor>() {
     let sim = Sim::start().await.unwrap();
     for i in 1..=10 {
-        sim.enqueue(
-            "/x",
-            Reply::status(502)
-                .header("x-attempt", &i.to_string())
-                .body(format!("gateway said no #{i}")),
-        );
+        sim.enqueue("/x", Reply::status(502).header("x-attempt", &i.to_string()).body(format!("gateway said no #{i}")));
     }
     let door = D::open(generic(fast_policy().max_attempts(4).build().unwrap()));
     let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
@@ -379,12 +327,7 @@ async fn bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response
     assert_eq!(err.headers().unwrap()["x-attempt"], "4");
     assert_eq!(err.body().unwrap(), "gateway said no #4");
     assert!(err.body_is_complete());
-    let statuses: Vec<_> = err
-        .report()
-        .attempts
-        .iter()
-        .map(|a| a.status.unwrap().as_u16())
-        .collect();
+    let statuses: Vec<_> = err.report().attempts.iter().map(|a| a.status.unwrap().as_u16()).collect();
     assert_eq!(statuses, [502; 4]);
     let res = err.into_response().unwrap();
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
@@ -399,10 +342,7 @@ async fn marketo_200_carrying_606_is_retried_and_the_success_returned<D: FrontDo
     sim.enqueue("/rest/v1/leads.json", Reply::json(200, success));
     let door = D::open(marketo_on_the_sim());
     let started = Instant::now();
-    let got = door
-        .send(Call::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=50")))
-        .await
-        .unwrap();
+    let got = door.send(Call::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=50"))).await.unwrap();
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(sim.count("/rest/v1/leads.json"), 2);
     let report = got.report.unwrap();
@@ -473,32 +413,21 @@ async fn streaming_request_body_is_sent_once_and_the_error_says_why<D: FrontDoor
     sim.set_fallback("/upload", Reply::status(503));
     let door = D::open(generic(Policy::default()));
     let chunks = vec![Bytes::from_static(b"part one,"), Bytes::from_static(b"part two")];
-    let err = door
-        .send(Call::new(Method::PUT, sim.url("/upload"), CallBody::Stream(chunks)))
-        .await
-        .unwrap_err();
+    let err = door.send(Call::new(Method::PUT, sim.url("/upload"), CallBody::Stream(chunks))).await.unwrap_err();
     assert_eq!(sim.count("/upload"), 1);
     assert_eq!(sim.requests()[0].body, "part one,part two");
     assert!(err.is_not_replayable(), "{err}");
-    assert_eq!(
-        err.fail_reason(),
-        Some(&FailReason::NotReplayable(NotReplayable::Streaming))
-    );
+    assert_eq!(err.fail_reason(), Some(&FailReason::NotReplayable(NotReplayable::Streaming)));
     assert!(err.to_string().contains("stream"), "{err}");
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
 }
 
 async fn a_1_mib_response_past_a_64_kib_inspect_limit_is_byte_identical<D: FrontDoor>() {
     let sim = Sim::start().await.unwrap();
-    let body: Bytes = (0..1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect::<Vec<_>>()
-        .into();
+    let body: Bytes =
+        (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>().into();
     sim.set_fallback("/big", Reply::ok().header("x-big", "yes").body(body.clone()));
-    let layer = RetryLayer::new(
-        InspectEverything,
-        Policy::builder().inspect_limit(64 * 1024).build().unwrap(),
-    );
+    let layer = RetryLayer::new(InspectEverything, Policy::builder().inspect_limit(64 * 1024).build().unwrap());
     let door = D::open(layer);
     let got = door.send(Call::get(sim.url("/big"))).await.unwrap();
     assert_eq!(got.status, StatusCode::OK);
@@ -512,12 +441,8 @@ async fn replayed_body_is_identical_on_every_attempt<D: FrontDoor>() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue_many("/put", [Reply::status(503), Reply::status(503), Reply::status(204)]);
     let door = D::open(generic(fast_policy().build().unwrap()));
-    let call = Call::new(
-        Method::PUT,
-        sim.url("/put"),
-        CallBody::Bytes(Bytes::from_static(b"{\"id\":42}")),
-    )
-    .header("x-request", "r1");
+    let call = Call::new(Method::PUT, sim.url("/put"), CallBody::Bytes(Bytes::from_static(b"{\"id\":42}")))
+        .header("x-request", "r1");
     let got = door.send(call).await.unwrap();
     assert_eq!(got.status, StatusCode::NO_CONTENT);
     let log = sim.requests();
@@ -537,11 +462,7 @@ async fn a_hanging_attempt_is_cut_at_the_attempt_timeout_and_retried<D: FrontDoo
     let door = D::open(generic(fast_policy().attempt_timeout(2 * S).build().unwrap()));
     let started = Instant::now();
     let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
-    assert!(
-        started.elapsed() >= 2 * S && started.elapsed() < 3 * S,
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= 2 * S && started.elapsed() < 3 * S, "{:?}", started.elapsed());
     assert_eq!(got.body, "second");
     let report = got.report.unwrap();
     assert_eq!(report.attempt_count(), 2);
@@ -637,10 +558,7 @@ async fn reqwest_a_stream_of_known_length_keeps_its_content_length_and_is_sent_o
     let body = reqwest::Body::wrap(http_body_util::Full::new(Bytes::from_static(b"0123456789")));
     let err = client.put(sim.url("/upload")).body(body).send().await.unwrap_err();
     let err = redial_reqwest::redial_error(&err).unwrap();
-    assert_eq!(
-        err.fail_reason(),
-        Some(&FailReason::NotReplayable(NotReplayable::Streaming))
-    );
+    assert_eq!(err.fail_reason(), Some(&FailReason::NotReplayable(NotReplayable::Streaming)));
     let log = sim.requests();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].headers["content-length"], "10");
@@ -657,17 +575,11 @@ async fn reqwest_own_timeout_bounds_each_attempt_and_reads_as_a_timeout() {
         .default_host(redial::core::generic::Generic, fast_policy().build().unwrap())
         .failure_classifier(redial_reqwest::classify_error)
         .build();
-    let client = ClientBuilder::new(reqwest_client())
-        .with(RedialMiddleware::new(layer))
-        .build();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build();
     let started = Instant::now();
     // reqwest's per-request timeout travels with every attempt the engine makes.
     let res = client.get(sim.url("/x")).timeout(3 * S).send().await.unwrap();
-    assert!(
-        started.elapsed() >= 3 * S && started.elapsed() < 4 * S,
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= 3 * S && started.elapsed() < 4 * S, "{:?}", started.elapsed());
     let report = res.extensions().get::<Report>().unwrap();
     assert_eq!(report.attempt_count(), 2);
     assert_eq!(report.attempts[0].failure, Some(Failure::Timeout));
@@ -680,9 +592,7 @@ async fn reqwest_response_url_is_the_final_url_after_redirects() {
     sim.enqueue("/old", Reply::status(503).header("Retry-After", "1"));
     sim.set_fallback("/old", Reply::status(301).header("Location", "/new"));
     sim.set_fallback("/new", Reply::ok().body("moved here"));
-    let client = ClientBuilder::new(reqwest_client())
-        .with(RedialMiddleware::new(generic(Policy::default())))
-        .build();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(generic(Policy::default()))).build();
     let res = client.get(sim.url("/old")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.url().as_str(), sim.url("/new"));
@@ -705,9 +615,8 @@ async fn reqwest_hundred_concurrent_calls_with_an_expired_token_cause_one_login(
         .auth("127.0.0.1", source)
         .unwrap()
         .build();
-    let client = ClientBuilder::new(reqwest_client())
-        .with(RedialMiddleware::new(layer).with_client(reqwest_client()))
-        .build();
+    let client =
+        ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer).with_client(reqwest_client())).build();
     let url = sim.url("/rest/v1/leads.json?filterType=id&filterValues=1");
     assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::OK);
     vendor.expire_tokens();
@@ -737,9 +646,8 @@ async fn reqwest_a_login_that_outlives_its_call_is_finished_by_the_background_cl
         .auth("127.0.0.1", source.clone())
         .unwrap()
         .build();
-    let client = ClientBuilder::new(reqwest_client())
-        .with(RedialMiddleware::new(layer).with_client(reqwest_client()))
-        .build();
+    let client =
+        ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer).with_client(reqwest_client())).build();
     let url = sim.url("/rest/v1/leads.json?filterType=id&filterValues=1");
     let started = Instant::now();
     // The first call starts the login, which hangs; the caller gives up on it.

@@ -31,10 +31,7 @@ where
 }
 
 fn layer(policy: Policy) -> RetryLayer {
-    RetryLayer::builder()
-        .default_host(redial::core::generic::Generic, policy)
-        .rng_seed(7)
-        .build()
+    RetryLayer::builder().default_host(redial::core::generic::Generic, policy).rng_seed(7).build()
 }
 
 fn fast_policy() -> redial::core::PolicyBuilder {
@@ -45,11 +42,7 @@ async fn send(
     layer: RetryLayer,
     req: Request<Full<Bytes>>,
 ) -> Result<Response<redial::ResponseBody<hyper::body::Incoming>>, redial::Error> {
-    ServiceBuilder::new()
-        .layer(layer)
-        .service(hyper_client())
-        .oneshot(req)
-        .await
+    ServiceBuilder::new().layer(layer).service(hyper_client()).oneshot(req).await
 }
 
 fn get(sim: &Sim, path: &str) -> Request<Full<Bytes>> {
@@ -57,9 +50,7 @@ fn get(sim: &Sim, path: &str) -> Request<Full<Bytes>> {
 }
 
 fn post(sim: &Sim, path: &str) -> Request<Full<Bytes>> {
-    Request::post(sim.url(path))
-        .body(Full::new(Bytes::from_static(b"{\"create\":1}")))
-        .unwrap()
+    Request::post(sim.url(path)).body(Full::new(Bytes::from_static(b"{\"create\":1}"))).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -85,11 +76,7 @@ async fn retry_after_on_503_is_honoured() {
 async fn retry_after_over_the_cap_fails_at_once_with_the_hint() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/x", Reply::status(429).header("Retry-After", "3600"));
-    let policy = Policy::builder()
-        .retry_after_cap(60 * S)
-        .deadline(7200 * S)
-        .build()
-        .unwrap();
+    let policy = Policy::builder().retry_after_cap(60 * S).deadline(7200 * S).build().unwrap();
     let started = Instant::now();
     let err = send(layer(policy), get(&sim, "/x")).await.unwrap_err();
     assert_eq!(sim.count("/x"), 1);
@@ -108,11 +95,7 @@ async fn post_reset_after_the_request_was_read_is_not_retried() {
     sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
     sim.set_fallback("/create", Reply::ok());
     let err = send(layer(Policy::default()), post(&sim, "/create")).await.unwrap_err();
-    assert_eq!(
-        sim.count("/create"),
-        1,
-        "a create that may have happened was sent again"
-    );
+    assert_eq!(sim.count("/create"), 1, "a create that may have happened was sent again");
     assert!(err.is_not_idempotent(), "{err}");
     assert!(err.is_transport());
     assert_eq!(err.failure(), Some(Failure::Io));
@@ -124,9 +107,7 @@ async fn get_reset_after_the_request_was_read_is_retried() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue("/x", Reply::ok().fault(Fault::ResetAfterRead));
     sim.set_fallback("/x", Reply::ok());
-    let res = send(layer(fast_policy().build().unwrap()), get(&sim, "/x"))
-        .await
-        .unwrap();
+    let res = send(layer(fast_policy().build().unwrap()), get(&sim, "/x")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(sim.count("/x"), 2);
 }
@@ -134,19 +115,14 @@ async fn get_reset_after_the_request_was_read_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn post_connection_refused_is_retried() {
     // A port that refuses connections now and serves 100 ms later.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let server = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let sim = Sim::start_on(addr).await.unwrap();
         sim.set_fallback("/create", Reply::status(201));
         sim
     });
-    let req = Request::post(format!("http://{addr}/create"))
-        .body(Full::new(Bytes::from_static(b"x")))
-        .unwrap();
+    let req = Request::post(format!("http://{addr}/create")).body(Full::new(Bytes::from_static(b"x"))).unwrap();
     let res = send(layer(fast_policy().build().unwrap()), req).await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let report = res.extensions().get::<Report>().unwrap();
@@ -160,16 +136,9 @@ async fn post_connection_refused_is_retried() {
 async fn bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response() {
     let sim = Sim::start().await.unwrap();
     for i in 1..=10 {
-        sim.enqueue(
-            "/x",
-            Reply::status(502)
-                .header("x-attempt", &i.to_string())
-                .body(format!("gateway said no #{i}")),
-        );
+        sim.enqueue("/x", Reply::status(502).header("x-attempt", &i.to_string()).body(format!("gateway said no #{i}")));
     }
-    let err = send(layer(fast_policy().max_attempts(4).build().unwrap()), get(&sim, "/x"))
-        .await
-        .unwrap_err();
+    let err = send(layer(fast_policy().max_attempts(4).build().unwrap()), get(&sim, "/x")).await.unwrap_err();
     assert_eq!(sim.count("/x"), 4);
     assert!(err.is_exhausted());
     assert_eq!(err.fail_reason(), Some(&FailReason::AttemptsExhausted { max: 4 }));
@@ -177,12 +146,7 @@ async fn bad_gateway_every_time_stops_at_max_attempts_and_owns_the_last_response
     assert_eq!(err.headers().unwrap()["x-attempt"], "4");
     assert_eq!(err.body().unwrap(), "gateway said no #4");
     assert!(err.body_is_complete());
-    let statuses: Vec<_> = err
-        .report()
-        .attempts
-        .iter()
-        .map(|a| a.status.unwrap().as_u16())
-        .collect();
+    let statuses: Vec<_> = err.report().attempts.iter().map(|a| a.status.unwrap().as_u16()).collect();
     assert_eq!(statuses, [502; 4]);
     let res = err.into_response().unwrap();
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
@@ -209,20 +173,13 @@ async fn deadline_reached_during_a_backoff_fails_then_and_never_sleeps_past_it()
 async fn backoff_that_would_pass_the_deadline_is_not_slept() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/x", Reply::status(502));
-    let policy = Policy::builder()
-        .max_attempts(100)
-        .deadline(10 * S)
-        .backoff(Backoff::constant(3 * S))
-        .build()
-        .unwrap();
+    let policy =
+        Policy::builder().max_attempts(100).deadline(10 * S).backoff(Backoff::constant(3 * S)).build().unwrap();
     let started = Instant::now();
     let err = send(layer(policy), get(&sim, "/x")).await.unwrap_err();
     assert_eq!(sim.count("/x"), 4); // 0, 3, 6, 9 s
     assert!(started.elapsed() < 10 * S);
-    assert!(
-        matches!(err.fail_reason(), Some(FailReason::DeadlineExceeded { .. })),
-        "{err}"
-    );
+    assert!(matches!(err.fail_reason(), Some(FailReason::DeadlineExceeded { .. })), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,9 +200,7 @@ async fn streaming_request_body_is_sent_once_and_the_error_says_why() {
     sim.set_fallback("/upload", Reply::status(503));
     let chunks = futures_stream(vec![Bytes::from_static(b"part one,"), Bytes::from_static(b"part two")]);
     let req = Request::put(sim.url("/upload")).body(StreamBody::new(chunks)).unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(layer(Policy::default()))
-        .service(hyper_client());
+    let svc = ServiceBuilder::new().layer(layer(Policy::default())).service(hyper_client());
     let err = svc.oneshot(req).await.unwrap_err();
     assert_eq!(sim.count("/upload"), 1);
     assert_eq!(sim.requests()[0].body, "part one,part two");
@@ -257,19 +212,13 @@ async fn streaming_request_body_is_sent_once_and_the_error_says_why() {
 async fn body_over_the_replay_limit_is_sent_once() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/upload", Reply::status(503));
-    let req = Request::put(sim.url("/upload"))
-        .body(Full::new(Bytes::from(vec![b'x'; 2048])))
-        .unwrap();
-    let err = send(layer(Policy::builder().replay_limit(1024).build().unwrap()), req)
-        .await
-        .unwrap_err();
+    let req = Request::put(sim.url("/upload")).body(Full::new(Bytes::from(vec![b'x'; 2048]))).unwrap();
+    let err = send(layer(Policy::builder().replay_limit(1024).build().unwrap()), req).await.unwrap_err();
     assert_eq!(sim.count("/upload"), 1);
     assert_eq!(sim.requests()[0].body.len(), 2048);
     assert_eq!(
         err.fail_reason(),
-        Some(&FailReason::NotReplayable(redial::core::NotReplayable::TooLarge {
-            limit: 1024
-        }))
+        Some(&FailReason::NotReplayable(redial::core::NotReplayable::TooLarge { limit: 1024 }))
     );
 }
 
@@ -277,9 +226,7 @@ async fn body_over_the_replay_limit_is_sent_once() {
 async fn replayed_body_is_identical_on_every_attempt() {
     let sim = Sim::start().await.unwrap();
     sim.enqueue_many("/put", [Reply::status(503), Reply::status(503), Reply::status(204)]);
-    let req = Request::put(sim.url("/put"))
-        .body(Full::new(Bytes::from_static(b"{\"id\":42}")))
-        .unwrap();
+    let req = Request::put(sim.url("/put")).body(Full::new(Bytes::from_static(b"{\"id\":42}"))).unwrap();
     let res = send(layer(fast_policy().build().unwrap()), req).await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let bodies: Vec<_> = sim.requests().into_iter().map(|r| r.body).collect();
@@ -309,15 +256,10 @@ impl redial::core::Profile for InspectEverything {
 #[tokio::test(start_paused = true)]
 async fn a_large_response_past_the_inspect_limit_is_delivered_byte_identical() {
     let sim = Sim::start().await.unwrap();
-    let body: Bytes = (0..10 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect::<Vec<_>>()
-        .into();
+    let body: Bytes =
+        (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>().into();
     sim.set_fallback("/big", Reply::ok().body(body.clone()));
-    let layer = RetryLayer::new(
-        InspectEverything,
-        Policy::builder().inspect_limit(64 * 1024).build().unwrap(),
-    );
+    let layer = RetryLayer::new(InspectEverything, Policy::builder().inspect_limit(64 * 1024).build().unwrap());
     let res = send(layer, get(&sim, "/big")).await.unwrap();
     let got = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(got.len(), body.len());
@@ -350,18 +292,14 @@ async fn a_failing_host_is_held_to_its_budget() {
         counter.fetch_add(1, Ordering::SeqCst);
         async { Ok::<_, Infallible>(Response::builder().status(503).body(Full::<Bytes>::default()).unwrap()) }
     });
-    let policy = fast_policy()
-        .max_attempts(3)
-        .budget(BudgetConfig::new(0.2, 0, Duration::from_secs(10)))
-        .build()
-        .unwrap();
+    let policy =
+        fast_policy().max_attempts(3).budget(BudgetConfig::new(0.2, 0, Duration::from_secs(10))).build().unwrap();
     let svc = ServiceBuilder::new().layer(layer(policy)).service(vendor);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
         let svc = svc.clone();
         tasks.spawn(async move {
-            svc.oneshot(Request::get("http://api.example.com/x").body(Full::default()).unwrap())
-                .await
+            svc.oneshot(Request::get("http://api.example.com/x").body(Full::default()).unwrap()).await
         });
     }
     let mut budget_refusals = 0;
@@ -370,14 +308,8 @@ async fn a_failing_host_is_held_to_its_budget() {
         budget_refusals += usize::from(err.is_budget_exhausted());
     }
     let attempts = calls.load(Ordering::SeqCst);
-    assert!(
-        attempts <= 1200,
-        "{attempts} attempts for 1000 requests with a 20 % budget"
-    );
-    assert!(
-        attempts >= 1000 + 150,
-        "the budget should still allow retries: {attempts}"
-    );
+    assert!(attempts <= 1200, "{attempts} attempts for 1000 requests with a 20 % budget");
+    assert!(attempts >= 1000 + 150, "the budget should still allow retries: {attempts}");
     assert!(budget_refusals >= 700, "{budget_refusals}");
 }
 
@@ -415,10 +347,7 @@ async fn idempotency_key_makes_a_post_retryable() {
     sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
     sim.set_fallback("/create", Reply::status(201));
     let mut req = post(&sim, "/create");
-    req.headers_mut().insert(
-        "idempotency-key",
-        "8e03978e-40d5-43e8-bc93-6894a57f9324".parse().unwrap(),
-    );
+    req.headers_mut().insert("idempotency-key", "8e03978e-40d5-43e8-bc93-6894a57f9324".parse().unwrap());
     let res = send(layer(fast_policy().build().unwrap()), req).await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let log = sim.requests();

@@ -30,13 +30,8 @@ async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::
     let sim = Sim::start().await.unwrap();
     let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default()); // 100 / 20 s, 10 concurrent
     let host = "123-abc-456.mktorest.com";
-    let policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .rate_limit(client_limit, 20 * S)
-        .deadline(600 * S)
-        .build()
-        .unwrap();
+    let policy =
+        Vendor::Marketo.policy().to_builder().rate_limit(client_limit, 20 * S).deadline(600 * S).build().unwrap();
     let layer = RetryLayer::builder()
         .host(host, Vendor::Marketo.profile(), policy)
         .unwrap()
@@ -45,10 +40,7 @@ async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::
         .rng_seed(11)
         .build();
     let svc = common::client(&layer);
-    let url = format!(
-        "http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1",
-        sim.addr().port()
-    );
+    let url = format!("http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1", sim.addr().port());
     let started = Instant::now();
     let mut callers = tokio::task::JoinSet::new();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -119,18 +111,11 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
         .unwrap()
         .auth("127.0.0.1", TokenSource::login(login))
         .unwrap()
-        .failover_probe(
-            "127.0.0.1",
-            Probe::new(30 * S, move || Request::get(&probe_url).body(Bytes::new()).unwrap()),
-        )
+        .failover_probe("127.0.0.1", Probe::new(30 * S, move || Request::get(&probe_url).body(Bytes::new()).unwrap()))
         .unwrap()
         .build();
     let svc = common::client(&layer);
-    let lists = || {
-        Request::get(sim.url("/rest/api/v1.3/lists"))
-            .body(Full::default())
-            .unwrap()
-    };
+    let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
     let aftm = || {
         Request::post(sim.url("/rest/haApi/v1.3/campaigns/Welcome/email"))
             .body(Full::new(Bytes::from_static(b"{\"recipientData\":[]}")))
@@ -143,10 +128,7 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
     let err = svc.clone().oneshot(lists()).await.unwrap_err();
     assert!(err.is_failover() && !err.is_failover_local(), "{err}");
     assert_eq!(err.vendor_errors().next().unwrap().code, "API_NOT_ALLOWED_IN_SECONDARY");
-    assert!(matches!(
-        layer.failover_mode("127.0.0.1"),
-        Some(FailoverMode::Secondary { .. })
-    ));
+    assert!(matches!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. })));
 
     let before = sim.count("/rest/api/v1.3/lists");
     for _ in 0..5 {
@@ -160,10 +142,7 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
 
     // The probe runs every 30 s; the vendor comes back; the next probe returns us to primary.
     tokio::time::sleep(65 * S).await;
-    assert!(matches!(
-        layer.failover_mode("127.0.0.1"),
-        Some(FailoverMode::Secondary { .. })
-    ));
+    assert!(matches!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. })));
     vendor.set_secondary(false);
     tokio::time::sleep(31 * S).await;
     assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
@@ -196,9 +175,7 @@ fn genesys_hook(
                 .build_http::<Full<Bytes>>();
             let res = client
                 .request(
-                    Request::post(url)
-                        .body(Full::new(Bytes::from_static(show_state_envelope().as_bytes())))
-                        .unwrap(),
+                    Request::post(url).body(Full::new(Bytes::from_static(show_state_envelope().as_bytes()))).unwrap(),
                 )
                 .await
                 .unwrap();
@@ -215,18 +192,9 @@ fn genesys_hook(
 
 fn genesys_layer(sim: &Sim, hook: bool) -> RetryLayer {
     let b = RetryLayer::builder()
-        .host(
-            "127.0.0.1",
-            Vendor::GenesysEngage.profile(),
-            Vendor::GenesysEngage.policy(),
-        )
+        .host("127.0.0.1", Vendor::GenesysEngage.profile(), Vendor::GenesysEngage.policy())
         .unwrap();
-    let b = if hook {
-        b.reconcile("127.0.0.1", genesys_hook(sim.url(sim_genesys::SERVICE_PATH)))
-            .unwrap()
-    } else {
-        b
-    };
+    let b = if hook { b.reconcile("127.0.0.1", genesys_hook(sim.url(sim_genesys::SERVICE_PATH))).unwrap() } else { b };
     b.build()
 }
 
@@ -235,10 +203,7 @@ async fn create_sub_campaign_that_timed_out_after_taking_effect_is_reconciled_no
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.timeout_after_effect(1);
-    let res = common::client(&genesys_layer(&sim, true))
-        .oneshot(create_sub_campaign(&sim))
-        .await
-        .unwrap();
+    let res = common::client(&genesys_layer(&sim, true)).oneshot(create_sub_campaign(&sim)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let report = res.extensions().get::<redial::Report>().unwrap();
     assert!(report.reconciled);
@@ -253,10 +218,7 @@ async fn create_sub_campaign_not_applied_is_retried_once() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.internal_error_before_effect(1);
-    let res = common::client(&genesys_layer(&sim, true))
-        .oneshot(create_sub_campaign(&sim))
-        .await
-        .unwrap();
+    let res = common::client(&genesys_layer(&sim, true)).oneshot(create_sub_campaign(&sim)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let report = res.extensions().get::<redial::Report>().unwrap();
     assert!(!report.reconciled);
@@ -271,10 +233,7 @@ async fn create_sub_campaign_without_a_hook_is_not_retried_and_the_error_says_so
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.internal_error_after_effect(1);
-    let err = common::client(&genesys_layer(&sim, false))
-        .oneshot(create_sub_campaign(&sim))
-        .await
-        .unwrap_err();
+    let err = common::client(&genesys_layer(&sim, false)).oneshot(create_sub_campaign(&sim)).await.unwrap_err();
     assert_eq!(err.fail_reason(), Some(&redial::core::FailReason::NoReconcileHook));
     assert!(err.to_string().contains("reconcile"), "{err}");
     assert_eq!(vendor.count_creates(), 1);
@@ -296,17 +255,10 @@ async fn marketo_414_is_rewritten_to_post_with_method_get() {
     let query = format!("filterType=id&filterValues={}", ids.join(","));
     assert!(query.len() > 10_000);
     let url = format!("http://{host}:{}/rest/v1/leads.json?{query}", sim.addr().port());
-    let res = common::client(&layer)
-        .oneshot(Request::get(url).body(Full::default()).unwrap())
-        .await
-        .unwrap();
+    let res = common::client(&layer).oneshot(Request::get(url).body(Full::default()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(
-        body.contains("000000,000001") && body.contains("001499"),
-        "{}",
-        &body[..200.min(body.len())]
-    );
+    assert!(body.contains("000000,000001") && body.contains("001499"), "{}", &body[..200.min(body.len())]);
     let log = sim.requests();
     let api: Vec<_> = log.iter().filter(|r| r.path == "/rest/v1/leads.json").collect();
     assert_eq!(api.len(), 2);
@@ -321,10 +273,7 @@ async fn marketo_414_is_rewritten_to_post_with_method_get() {
 #[tokio::test(start_paused = true)]
 async fn an_idempotency_key_is_added_once_and_reused_on_every_attempt() {
     let sim = Sim::start().await.unwrap();
-    sim.enqueue(
-        "/v1/payments",
-        redial_sim::Reply::ok().fault(redial_sim::Fault::ResetAfterRead),
-    );
+    sim.enqueue("/v1/payments", redial_sim::Reply::ok().fault(redial_sim::Fault::ResetAfterRead));
     sim.enqueue("/v1/payments", redial_sim::Reply::status(503));
     sim.set_fallback("/v1/payments", redial_sim::Reply::status(201));
     let policy = Policy::builder()
@@ -333,26 +282,13 @@ async fn an_idempotency_key_is_added_once_and_reused_on_every_attempt() {
         .backoff(redial::core::backoff::Backoff::constant(S))
         .build()
         .unwrap();
-    let layer = RetryLayer::builder()
-        .host("api.example.com", redial::core::generic::Generic, policy)
-        .unwrap()
-        .build();
+    let layer = RetryLayer::builder().host("api.example.com", redial::core::generic::Generic, policy).unwrap().build();
     let url = format!("http://api.example.com:{}/v1/payments", sim.addr().port());
-    let req = Request::post(url)
-        .body(Full::new(Bytes::from_static(b"{\"amount\":1}")))
-        .unwrap();
+    let req = Request::post(url).body(Full::new(Bytes::from_static(b"{\"amount\":1}"))).unwrap();
     let res = common::client(&layer).oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let keys: Vec<_> = sim
-        .requests()
-        .iter()
-        .map(|r| r.headers["idempotency-key"].clone())
-        .collect();
-    assert_eq!(
-        keys.len(),
-        3,
-        "a POST reset after sending was retried because it carries a key"
-    );
+    let keys: Vec<_> = sim.requests().iter().map(|r| r.headers["idempotency-key"].clone()).collect();
+    assert_eq!(keys.len(), 3, "a POST reset after sending was retried because it carries a key");
     assert!(keys.iter().all(|k| *k == keys[0]));
     assert_eq!(keys[0].len(), 36);
 }
@@ -372,12 +308,7 @@ async fn two_vendors_in_one_layer_keep_separate_limits_budgets_and_tokens() {
     )
     .token_url(&format!("http://{a_host}:{port}{}", sim_adobe::IMS_TOKEN_PATH))
     .unwrap();
-    let m_policy = Vendor::Marketo
-        .policy()
-        .to_builder()
-        .rate_limit(10, 20 * S)
-        .build()
-        .unwrap();
+    let m_policy = Vendor::Marketo.policy().to_builder().rate_limit(10, 20 * S).build().unwrap();
     let layer = redial::builder()
         .host(m_host, Vendor::Marketo.profile(), m_policy)
         .unwrap()
@@ -392,9 +323,7 @@ async fn two_vendors_in_one_layer_keep_separate_limits_budgets_and_tokens() {
     for i in 0..30 {
         let svc = svc.clone();
         let req = if i % 2 == 0 {
-            Request::get(format!("http://{m_host}:{port}/rest/v1/leads.json"))
-                .body(Full::default())
-                .unwrap()
+            Request::get(format!("http://{m_host}:{port}/rest/v1/leads.json")).body(Full::default()).unwrap()
         } else {
             Request::post(format!("http://{a_host}:{port}{}", sim_adobe::INTERACT_PATH))
                 .body(Full::new(Bytes::from_static(b"{}")))

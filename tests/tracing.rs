@@ -39,9 +39,8 @@ async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
     sim.enqueue("/v1/things", Reply::status(503).header("Retry-After", "1"));
     sim.enqueue("/v1/things", Reply::json(200, "{}"));
     let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<Full<Bytes>>>();
-    let svc = ServiceBuilder::new()
-        .layer(RetryLayer::new(redial::core::generic::Generic, Policy::default()))
-        .service(client);
+    let svc =
+        ServiceBuilder::new().layer(RetryLayer::new(redial::core::generic::Generic, Policy::default())).service(client);
     let req = Request::get(sim.url("/v1/things?client_secret=hunter2&access_token=tok-SECRET"))
         .header("authorization", "Bearer tok-SECRET")
         .body(Full::default())
@@ -54,18 +53,9 @@ async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
     assert_eq!(attempts.len(), 2, "{out}");
     assert!(attempts[0].contains("redial{vendor=\"generic\" method=GET"), "{out}");
     assert!(attempts[0].contains("path=\"/v1/things\""), "{out}");
-    assert!(
-        attempts[0].contains("attempt=1") && attempts[0].contains("status=503"),
-        "{out}"
-    );
-    assert!(
-        attempts[0].contains("action=\"retry\"") && attempts[0].contains("delay_ms=1000"),
-        "{out}"
-    );
-    assert!(
-        attempts[1].contains("attempt=2") && attempts[1].contains("action=\"return\""),
-        "{out}"
-    );
+    assert!(attempts[0].contains("attempt=1") && attempts[0].contains("status=503"), "{out}");
+    assert!(attempts[0].contains("action=\"retry\"") && attempts[0].contains("delay_ms=1000"), "{out}");
+    assert!(attempts[1].contains("attempt=2") && attempts[1].contains("action=\"return\""), "{out}");
     for secret in ["hunter2", "tok-SECRET", "client_secret", "access_token"] {
         assert!(!out.contains(secret), "{secret} leaked into tracing:\n{out}");
     }

@@ -108,10 +108,7 @@ pub fn retry_after(data: &[u8]) {
         for v in h.get_all(RETRY_AFTER) {
             if let Some(one) = parse_retry_after(v.as_bytes(), now) {
                 // The longest valid value wins.
-                assert!(
-                    best >= Some(one),
-                    "retry_after {best:?} below one of its values {one:?}"
-                );
+                assert!(best >= Some(one), "retry_after {best:?} below one of its values {one:?}");
             }
         }
         let hint = server_hint(&h, now);
@@ -142,10 +139,7 @@ pub fn marketo(data: &[u8]) {
     if let Ok(r) = marketo::parse(data) {
         let errors = r.vendor_errors();
         let skipped = r.result.iter().filter(|s| s.is_skipped()).count();
-        assert!(
-            errors.len() >= r.errors.len() + skipped,
-            "every error and skipped record is reported"
-        );
+        assert!(errors.len() >= r.errors.len() + skipped, "every error and skipped record is reported");
         let _ = r.record_errors().count();
         let _ = r.is_failure();
     }
@@ -160,10 +154,7 @@ pub fn marketo(data: &[u8]) {
         if let Some(at) = at {
             if let Some(reset) = marketo::quota_reset(at) {
                 let wait = reset.duration_since(at).expect("the reset is after the time given");
-                assert!(
-                    wait > Duration::ZERO && wait <= Duration::from_secs(25 * 3600),
-                    "reset in {wait:?}"
-                );
+                assert!(wait > Duration::ZERO && wait <= Duration::from_secs(25 * 3600), "reset in {wait:?}");
             }
         }
     }
@@ -204,12 +195,7 @@ pub fn genesys_soap(data: &[u8]) {
         }
     }
     let (method, uri, headers) = (Method::POST, Uri::from_static("/ServiceAPI"), HeaderMap::new());
-    let req = RequestHead {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: Some(data),
-    };
+    let req = RequestHead { method: &method, uri: &uri, headers: &headers, body: Some(data) };
     let _ = genesys::operation(&req);
 }
 
@@ -252,10 +238,7 @@ pub fn login_parse(login: &dyn Login, status: StatusCode, body: &[u8]) {
     match login.parse(status, &HeaderMap::new(), body) {
         Ok(c) => {
             let mut h = HeaderMap::new();
-            assert!(
-                login.attach().apply(&mut h, &c.token),
-                "a parsed token cannot be attached"
-            );
+            assert!(login.attach().apply(&mut h, &c.token), "a parsed token cannot be attached");
             if let Some(e) = &c.endpoint {
                 assert!(e.host().is_some_and(|h| !h.is_empty()), "an endpoint without a host");
             }
@@ -286,15 +269,8 @@ pub struct Control {
     seed: u64,
 }
 
-const METHODS: [Method; 7] = [
-    Method::GET,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::HEAD,
-    Method::OPTIONS,
-];
+const METHODS: [Method; 7] =
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::HEAD, Method::OPTIONS];
 
 const URIS: [&str; 6] = [
     "https://123-ABC-456.mktorest.com/rest/v1/leads.json?filterType=email&filterValues=a@b.example",
@@ -346,18 +322,9 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
         3 => Some(body.to_vec()),
         _ => Some(b"_method=GET&filterType=id".to_vec()),
     };
-    let req = RequestHead {
-        method,
-        uri: &uri,
-        headers: &req_headers,
-        body: request_body.as_deref(),
-    };
+    let req = RequestHead { method, uri: &uri, headers: &req_headers, body: request_body.as_deref() };
     let received_at = UNIX_EPOCH + Duration::from_secs(u64::from(k.received_at) * 16);
-    let head = ResponseHead {
-        status,
-        headers: &res_headers,
-        received_at,
-    };
+    let head = ResponseHead { status, headers: &res_headers, received_at };
     let inspect = profile.inspect(&req, &head);
     let _ = profile.allowed_in_failover(&req);
     let limit = policy.inspect_limit();
@@ -381,9 +348,7 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
     let replayable = match (k.flags >> 3) % 4 {
         0 | 1 => Ok(()),
         2 => Err(NotReplayable::Streaming),
-        _ => Err(NotReplayable::TooLarge {
-            limit: policy.replay_limit(),
-        }),
+        _ => Err(NotReplayable::TooLarge { limit: policy.replay_limit() }),
     };
     let can_reconcile = k.flags & 1 != 0;
     let budget =
@@ -396,11 +361,8 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
     let mut history: Vec<Attempt> = Vec::new();
     let mut elapsed = Duration::ZERO;
     for i in 0..u32::from(k.history % 16) {
-        let earlier = if k.history_failures >> (i % 16) & 1 != 0 {
-            Outcome::Failure(FAILURES[i as usize % 4])
-        } else {
-            outcome
-        };
+        let earlier =
+            if k.history_failures >> (i % 16) & 1 != 0 { Outcome::Failure(FAILURES[i as usize % 4]) } else { outcome };
         let c = profile.classify(&req, &earlier);
         let ctx = Context {
             attempt: i + 1,

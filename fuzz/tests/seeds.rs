@@ -25,12 +25,7 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read(&p).unwrap(),
-            )
-        })
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap()))
         .collect();
     out.sort();
     out
@@ -52,26 +47,17 @@ fn every_seed_runs_through_its_harness() {
 fn structured_seeds_decode_as_meant() {
     let seeds = seeds("classify_decide");
     let get = |name: &str| {
-        let (_, data) = seeds
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no seed {name}"));
+        let (_, data) = seeds.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no seed {name}"));
         redial_fuzz::run_classify_decide(data).unwrap()
     };
     let (v, s, c, _) = get("marketo_606");
     assert_eq!((v, s.as_u16(), c.code()), (Vendor::Marketo, 200, Some("606")));
     let (v, s, c, _) = get("adobe_207");
-    assert_eq!(
-        (v, s.as_u16(), c.code()),
-        (Vendor::AdobeEdge, 207, Some("EXEG-0201-503"))
-    );
+    assert_eq!((v, s.as_u16(), c.code()), (Vendor::AdobeEdge, 207, Some("EXEG-0201-503")));
     let (v, _, c, _) = get("responsys_polling");
     assert_eq!((v, c.code()), (Vendor::Responsys, Some("ASYNC_REQUEST_EXPIRED")));
     let (v, s, c, _) = get("genesys_internal_error");
-    assert_eq!(
-        (v, s.as_u16(), c.code()),
-        (Vendor::GenesysEngage, 500, Some("INTERNAL_ERROR"))
-    );
+    assert_eq!((v, s.as_u16(), c.code()), (Vendor::GenesysEngage, 500, Some("INTERNAL_ERROR")));
     assert_eq!(c.advice.action(), redial_core::Action::Reconcile, "{}", c.reason);
     let (v, s, c, _) = get("generic_problem_503");
     assert_eq!((v, s.as_u16()), (Vendor::Generic, 503));

@@ -305,24 +305,21 @@ where
             None => Ok(Command::Help(USAGE)),
             Some("explain") => Ok(Command::Help(EXPLAIN_USAGE)),
             Some("call") => Ok(Command::Help(CALL_USAGE)),
-            Some(other) => Err(UsageError::new(format!(
-                "no help for unknown command {other:?} (commands: explain, call)"
-            ))),
+            Some(other) => {
+                Err(UsageError::new(format!("no help for unknown command {other:?} (commands: explain, call)")))
+            }
         },
         "explain" => parse_explain(args),
         "call" => parse_call(args, &env),
-        flag if flag.starts_with('-') => Err(UsageError::new(format!(
-            "unknown flag {flag} before the command (try `redial --help`)"
-        ))),
-        other => Err(UsageError::new(format!(
-            "unknown command {other:?} (commands: explain, call)"
-        ))),
+        flag if flag.starts_with('-') => {
+            Err(UsageError::new(format!("unknown flag {flag} before the command (try `redial --help`)")))
+        }
+        other => Err(UsageError::new(format!("unknown command {other:?} (commands: explain, call)"))),
     }
 }
 
 fn utf8(arg: OsString) -> Result<String, UsageError> {
-    arg.into_string()
-        .map_err(|arg| UsageError::new(format!("argument {:?} is not valid UTF-8", arg.to_string_lossy())))
+    arg.into_string().map_err(|arg| UsageError::new(format!("argument {:?} is not valid UTF-8", arg.to_string_lossy())))
 }
 
 /// The flags of `explain` collected before they are checked together.
@@ -348,9 +345,7 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
         let (name, inline) = split_flag(arg, "explain")?;
         let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
             Some(v) => Ok(v),
-            None => args
-                .next()
-                .ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
+            None => args.next().ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help(EXPLAIN_USAGE)),
@@ -371,9 +366,7 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
                 raw.reconcile_hook = true;
             }
             flag if flag.starts_with('-') && flag != "-" => {
-                return Err(UsageError::new(format!(
-                    "unknown flag {flag} for explain (see `redial explain --help`)"
-                )))
+                return Err(UsageError::new(format!("unknown flag {flag} for explain (see `redial explain --help`)")))
             }
             other => {
                 return Err(UsageError::new(format!(
@@ -398,10 +391,7 @@ fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), UsageError> {
 fn split_flag(arg: OsString, command: &str) -> Result<(String, Option<OsString>), UsageError> {
     let Some(text) = arg.to_str() else {
         // A bare non-UTF-8 argument is never a flag: report it as it is.
-        return Err(UsageError::new(format!(
-            "unexpected argument {:?} for {command}",
-            arg.to_string_lossy()
-        )));
+        return Err(UsageError::new(format!("unexpected argument {:?} for {command}", arg.to_string_lossy())));
     };
     if text.starts_with("--") {
         if let Some((name, value)) = text.split_once('=') {
@@ -412,9 +402,7 @@ fn split_flag(arg: OsString, command: &str) -> Result<(String, Option<OsString>)
 }
 
 fn check(raw: Raw) -> Result<ExplainArgs, UsageError> {
-    let vendor_name = raw
-        .vendor
-        .ok_or_else(|| UsageError::new(format!("missing --vendor ({})", vendor_names())))?;
+    let vendor_name = raw.vendor.ok_or_else(|| UsageError::new(format!("missing --vendor ({})", vendor_names())))?;
     let vendor = Vendor::from_name(&vendor_name)
         .ok_or_else(|| UsageError::new(format!("unknown vendor {vendor_name:?} (valid: {})", vendor_names())))?;
 
@@ -460,9 +448,7 @@ fn check(raw: Raw) -> Result<ExplainArgs, UsageError> {
     args.body = raw.body.map(input);
     args.request_body = raw.request_body.map(input);
     if args.body == Some(Input::Stdin) && args.request_body == Some(Input::Stdin) {
-        return Err(UsageError::new(
-            "--body-file and --request-body-file cannot both read stdin (`-`)",
-        ));
+        return Err(UsageError::new("--body-file and --request-body-file cannot both read stdin (`-`)"));
     }
     if matches!(&args.body, Some(Input::File(p)) if p.as_os_str().is_empty())
         || matches!(&args.request_body, Some(Input::File(p)) if p.as_os_str().is_empty())
@@ -623,9 +609,7 @@ fn parse_call(
         let (name, inline) = split_call_flag(arg)?;
         let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
             Some(v) => Ok(v),
-            None => args
-                .next()
-                .ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
+            None => args.next().ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
         };
         // A secret is never echoed, not even in an error message.
         let secret = |args: &mut dyn Iterator<Item = OsString>| {
@@ -659,9 +643,8 @@ fn parse_call(
                 raw.json = true;
             }
             "--" => {
-                let url = args
-                    .next()
-                    .ok_or_else(|| UsageError::new("missing URL after `--` (see `redial call --help`)"))?;
+                let url =
+                    args.next().ok_or_else(|| UsageError::new("missing URL after `--` (see `redial call --help`)"))?;
                 set_url(&mut raw.url, utf8(url)?)?;
                 if let Some(extra) = args.next() {
                     return Err(UsageError::new(format!(
@@ -671,9 +654,7 @@ fn parse_call(
                 }
             }
             flag if flag.starts_with('-') => {
-                return Err(UsageError::new(format!(
-                    "unknown flag {flag} for call (see `redial call --help`)"
-                )))
+                return Err(UsageError::new(format!("unknown flag {flag} for call (see `redial call --help`)")))
             }
             _ => set_url(&mut raw.url, name)?,
         }
@@ -683,9 +664,7 @@ fn parse_call(
 
 fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
     if let Some(first) = slot {
-        return Err(UsageError::new(format!(
-            "more than one URL: {first:?} and {url:?} (redial call sends one URL)"
-        )));
+        return Err(UsageError::new(format!("more than one URL: {first:?} and {url:?} (redial call sends one URL)")));
     }
     *slot = Some(url);
     Ok(())
@@ -697,9 +676,7 @@ fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Ca
             .ok_or_else(|| UsageError::new(format!("unknown vendor {name:?} (valid: {})", vendor_names())))?,
         None => Vendor::Generic,
     };
-    let url = raw
-        .url
-        .ok_or_else(|| UsageError::new("missing URL (see `redial call --help`)"))?;
+    let url = raw.url.ok_or_else(|| UsageError::new("missing URL (see `redial call --help`)"))?;
     let mut args = CallArgs::new(vendor, parse_http_url(&url, "URL")?);
     args.headers = parse_headers(&raw.headers, "-H/--header")?;
     args.data = match raw.data {
@@ -715,10 +692,7 @@ fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Ca
         }
     };
     if args.data.is_some() && !args.headers.contains_key(http::header::CONTENT_TYPE) {
-        args.headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
+        args.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
     }
     args.method = match raw.method {
         Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -745,14 +719,9 @@ fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Ca
         args.concurrency = parse_count(&n, "--concurrency", MAX_CONCURRENCY)?;
     }
     args.rate_limit = raw.rate_limit.as_deref().map(parse_rate_limit).transpose()?;
-    args.max_concurrency = raw
-        .max_concurrency
-        .map(|n| parse_count(&n, "--max-concurrency", MAX_CONCURRENCY))
-        .transpose()?;
-    args.max_attempts = raw
-        .max_attempts
-        .map(|n| parse_count(&n, "--max-attempts", MAX_ATTEMPT))
-        .transpose()?;
+    args.max_concurrency =
+        raw.max_concurrency.map(|n| parse_count(&n, "--max-concurrency", MAX_CONCURRENCY)).transpose()?;
+    args.max_attempts = raw.max_attempts.map(|n| parse_count(&n, "--max-attempts", MAX_ATTEMPT)).transpose()?;
     args.deadline = raw.deadline.map(|s| parse_seconds(&s, "--deadline")).transpose()?;
     args.json = raw.json;
     Ok(args)
@@ -795,10 +764,7 @@ fn check_login(
     };
     let not_for = |flag: &str, given: bool, which: &str| {
         if given {
-            Err(UsageError::new(format!(
-                "{flag} is not a login flag of {} ({which})",
-                vendor.name()
-            )))
+            Err(UsageError::new(format!("{flag} is not a login flag of {} ({which})", vendor.name())))
         } else {
             Ok(())
         }
@@ -816,15 +782,11 @@ fn check_login(
             not_for("--client-secret", f.client_secret.is_some(), which)?;
             not_for("--scope", !f.scopes.is_empty(), which)?;
             let url = url(f.url)?;
-            let user = f
-                .user
-                .ok_or_else(|| UsageError::new("the responsys login needs --user"))?;
+            let user = f.user.ok_or_else(|| UsageError::new("the responsys login needs --user"))?;
             let password = match f.password {
                 Some(p) => p,
                 None => from_env(PASSWORD_ENV)?.ok_or_else(|| {
-                    UsageError::new(format!(
-                        "the responsys login needs a password: --password or {PASSWORD_ENV}"
-                    ))
+                    UsageError::new(format!("the responsys login needs a password: --password or {PASSWORD_ENV}"))
                 })?,
             };
             Ok(Some(LoginArgs::Password { url, user, password }))
@@ -839,9 +801,8 @@ fn check_login(
             not_for("--password", f.password.is_some(), which)?;
             not_for("--scope", vendor == Vendor::Marketo && !f.scopes.is_empty(), which)?;
             let url = url(f.url)?;
-            let client_id = f
-                .client_id
-                .ok_or_else(|| UsageError::new(format!("the {name} login needs --client-id")))?;
+            let client_id =
+                f.client_id.ok_or_else(|| UsageError::new(format!("the {name} login needs --client-id")))?;
             let secret = match f.client_secret {
                 Some(s) => s,
                 None => from_env(CLIENT_SECRET_ENV)?.ok_or_else(|| {
@@ -850,27 +811,17 @@ fn check_login(
                     ))
                 })?,
             };
-            Ok(Some(LoginArgs::ClientCredentials {
-                url,
-                client_id,
-                secret,
-                scopes: f.scopes,
-            }))
+            Ok(Some(LoginArgs::ClientCredentials { url, client_id, secret, scopes: f.scopes }))
         }
-        _ => Err(UsageError::new(format!(
-            "{name} has no login in redial call: send its credentials with -H"
-        ))),
+        _ => Err(UsageError::new(format!("{name} has no login in redial call: send its credentials with -H"))),
     }
 }
 
 /// Parse an absolute `http://` URL (`what` names it in messages). An `https://` URL is refused
 /// with the reason: this build has no TLS.
 pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
-    let invalid = || {
-        UsageError::new(format!(
-            "invalid {what} {s:?}: expected an absolute URL such as http://host:port/path"
-        ))
-    };
+    let invalid =
+        || UsageError::new(format!("invalid {what} {s:?}: expected an absolute URL such as http://host:port/path"));
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
@@ -896,11 +847,8 @@ pub fn parse_count(s: &str, flag: &str, max: u32) -> Result<u32, UsageError> {
 /// Parse a duration in seconds, fractions allowed (`30`, `1.5`), greater than zero and at
 /// most a day.
 pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
-    let invalid = || {
-        UsageError::new(format!(
-            "invalid {flag} {s:?}: expected seconds, greater than 0 and at most 86400"
-        ))
-    };
+    let invalid =
+        || UsageError::new(format!("invalid {flag} {s:?}: expected seconds, greater than 0 and at most 86400"));
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(invalid());
     }
@@ -914,9 +862,7 @@ pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
 /// Parse `--rate-limit N/SECONDS`: at most N calls in any window of SECONDS.
 pub fn parse_rate_limit(s: &str) -> Result<(u32, Duration), UsageError> {
     let Some((n, secs)) = s.split_once('/') else {
-        return Err(UsageError::new(format!(
-            "invalid --rate-limit {s:?}: expected N/SECONDS, e.g. 100/20"
-        )));
+        return Err(UsageError::new(format!("invalid --rate-limit {s:?}: expected N/SECONDS, e.g. 100/20")));
     };
     let n = parse_count(n, "--rate-limit calls", 1_000_000)?;
     let window = parse_seconds(secs, "--rate-limit window")?;
@@ -940,9 +886,7 @@ pub fn parse_failure(s: &str) -> Result<Failure, UsageError> {
         "timeout" => Ok(Failure::Timeout),
         "io" => Ok(Failure::Io),
         "body_read" | "body-read" => Ok(Failure::BodyRead),
-        _ => Err(UsageError::new(format!(
-            "invalid --failure {s:?}: expected connect, timeout, io or body_read"
-        ))),
+        _ => Err(UsageError::new(format!("invalid --failure {s:?}: expected connect, timeout, io or body_read"))),
     }
 }
 
@@ -954,11 +898,8 @@ pub fn parse_method(s: &str) -> Result<Method, UsageError> {
 
 /// Parse `--url`: an absolute URL with a scheme and a host.
 pub fn parse_url(s: &str) -> Result<Uri, UsageError> {
-    let invalid = || {
-        UsageError::new(format!(
-            "invalid --url {s:?}: expected an absolute URL such as https://host/path"
-        ))
-    };
+    let invalid =
+        || UsageError::new(format!("invalid --url {s:?}: expected an absolute URL such as https://host/path"));
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.scheme().is_none() || uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
@@ -1067,75 +1008,27 @@ mod tests {
             (&["--vendor", "acme", "--status", "200"], "unknown vendor"),
             (&["--vendor", "generic"], "missing --status"),
             (&["--status", "200"], "missing --vendor"),
-            (
-                &["--vendor", "generic", "--status", "200", "--failure", "io"],
-                "cannot both",
-            ),
+            (&["--vendor", "generic", "--status", "200", "--failure", "io"], "cannot both"),
             (&["--vendor", "generic", "--status", "abc"], "--status"),
             (&["--vendor", "generic", "--status", "1000"], "--status"),
             (&["--vendor", "generic", "--status", "99"], "--status"),
             (&["--vendor", "generic", "--status", "+200"], "--status"),
             (&["--vendor", "generic", "--status"], "needs a value"),
             (&["--vendor", "generic", "--failure", "dns"], "--failure"),
-            (
-                &["--vendor", "generic", "--status", "200", "--header", "NoColon"],
-                "Name: value",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--header", "Bad Name: x"],
-                "bad name",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--header", ": x"],
-                "bad name",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--header", "A: b\u{1}"],
-                "bad value",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--attempt", "0"],
-                "--attempt",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--attempt", "1001"],
-                "--attempt",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--url", "/relative"],
-                "--url",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--method", "GE T"],
-                "--method",
-            ),
+            (&["--vendor", "generic", "--status", "200", "--header", "NoColon"], "Name: value"),
+            (&["--vendor", "generic", "--status", "200", "--header", "Bad Name: x"], "bad name"),
+            (&["--vendor", "generic", "--status", "200", "--header", ": x"], "bad name"),
+            (&["--vendor", "generic", "--status", "200", "--header", "A: b\u{1}"], "bad value"),
+            (&["--vendor", "generic", "--status", "200", "--attempt", "0"], "--attempt"),
+            (&["--vendor", "generic", "--status", "200", "--attempt", "1001"], "--attempt"),
+            (&["--vendor", "generic", "--status", "200", "--url", "/relative"], "--url"),
+            (&["--vendor", "generic", "--status", "200", "--method", "GE T"], "--method"),
             (&["--vendor", "generic", "--status", "200", "--bogus"], "unknown flag"),
             (&["--vendor", "generic", "--status", "200", "stray"], "unexpected"),
-            (
-                &["--vendor", "generic", "--vendor", "generic", "--status", "200"],
-                "more than once",
-            ),
-            (
-                &["--vendor", "generic", "--failure", "io", "--body-file", "x"],
-                "--failure",
-            ),
-            (
-                &[
-                    "--vendor",
-                    "generic",
-                    "--status",
-                    "200",
-                    "--body-file",
-                    "-",
-                    "--request-body-file",
-                    "-",
-                ],
-                "stdin",
-            ),
-            (
-                &["--vendor", "generic", "--status", "200", "--reconcile-hook=yes"],
-                "no value",
-            ),
+            (&["--vendor", "generic", "--vendor", "generic", "--status", "200"], "more than once"),
+            (&["--vendor", "generic", "--failure", "io", "--body-file", "x"], "--failure"),
+            (&["--vendor", "generic", "--status", "200", "--body-file", "-", "--request-body-file", "-"], "stdin"),
+            (&["--vendor", "generic", "--status", "200", "--reconcile-hook=yes"], "no value"),
         ];
         for (args, want) in cases {
             let err = explain(args).unwrap_err();
@@ -1149,10 +1042,7 @@ mod tests {
         assert!(matches!(parse(["--help"]), Ok(Command::Help(USAGE))));
         assert!(matches!(parse(["help"]), Ok(Command::Help(USAGE))));
         assert!(matches!(parse(["help", "explain"]), Ok(Command::Help(EXPLAIN_USAGE))));
-        assert!(matches!(
-            parse(["explain", "--vendor", "nope", "--help"]),
-            Ok(Command::Help(EXPLAIN_USAGE))
-        ));
+        assert!(matches!(parse(["explain", "--vendor", "nope", "--help"]), Ok(Command::Help(EXPLAIN_USAGE))));
         assert!(matches!(parse(["--version"]), Ok(Command::Version)));
         assert!(parse(Vec::<String>::new()).is_err());
         assert!(parse(["call"]).unwrap_err().message().contains("missing URL"));
@@ -1223,14 +1113,7 @@ mod tests {
 
     #[test]
     fn call_secrets_come_from_flags_or_the_environment_and_never_show() {
-        let login = [
-            "--vendor",
-            "marketo",
-            "--login-url",
-            "http://h/identity",
-            "--client-id",
-            "id",
-        ];
+        let login = ["--vendor", "marketo", "--login-url", "http://h/identity", "--client-id", "id"];
         let with = |extra: &[&str], env: &[(&str, &str)]| {
             let mut all = login.to_vec();
             all.extend_from_slice(extra);
@@ -1244,11 +1127,7 @@ mod tests {
         let a = with(&[], &[(CLIENT_SECRET_ENV, "from-env-xyz")]).unwrap();
         assert_eq!(secret_of(&a), "from-env-xyz");
         assert!(!format!("{a:?}").contains("from-env-xyz"));
-        let a = with(
-            &["--client-secret", "from-flag-xyz"],
-            &[(CLIENT_SECRET_ENV, "from-env-xyz")],
-        )
-        .unwrap();
+        let a = with(&["--client-secret", "from-flag-xyz"], &[(CLIENT_SECRET_ENV, "from-env-xyz")]).unwrap();
         assert_eq!(secret_of(&a), "from-flag-xyz");
         assert!(!format!("{a:?}").contains("from-flag-xyz"));
         let err = with(&[], &[(CLIENT_SECRET_ENV, "")]).unwrap_err();
@@ -1256,15 +1135,7 @@ mod tests {
 
         // Responsys: a password.
         let a = call(
-            &[
-                "--vendor",
-                "responsys",
-                "--login-url",
-                "http://h",
-                "--user",
-                "u",
-                "http://h/rest/api/v1.3/lists",
-            ],
+            &["--vendor", "responsys", "--login-url", "http://h", "--user", "u", "http://h/rest/api/v1.3/lists"],
             &[(PASSWORD_ENV, "pw-xyz")],
         )
         .unwrap();
@@ -1292,10 +1163,7 @@ mod tests {
         for bad in ["100", "0/20", "10/0", "10/-1", "x/2", "10/2/3", "10/inf", "10/1e3"] {
             assert!(parse_rate_limit(bad).is_err(), "{bad}");
         }
-        assert!(parse_http_url("https://h/", "URL")
-            .unwrap_err()
-            .message()
-            .contains("no TLS"));
+        assert!(parse_http_url("https://h/", "URL").unwrap_err().message().contains("no TLS"));
         assert!(parse_http_url("HTTP://h/", "URL").is_ok());
         assert!(parse_http_url("http:///x", "URL").is_err());
     }

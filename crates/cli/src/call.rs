@@ -88,34 +88,13 @@ pub fn token_source(args: &CallArgs) -> Result<Option<TokenSource>, UsageError> 
     let Some(login) = &args.login else { return Ok(None) };
     let bad_url = |e: redial_vendors::oauth2::InvalidLoginUrl| UsageError::new(format!("--login-url: {e}"));
     let source = match (args.vendor, login) {
-        (
-            Vendor::Marketo,
-            LoginArgs::ClientCredentials {
-                url, client_id, secret, ..
-            },
-        ) => TokenSource::login(IdentityLogin::new(url, client_id.clone(), secret.clone()).map_err(bad_url)?),
-        (
-            Vendor::AdobeEdge,
-            LoginArgs::ClientCredentials {
-                url,
-                client_id,
-                secret,
-                scopes,
-            },
-        ) => TokenSource::login(
-            ImsLogin::new(client_id.clone(), secret.clone(), scopes.iter().cloned())
-                .token_url(url)
-                .map_err(bad_url)?,
+        (Vendor::Marketo, LoginArgs::ClientCredentials { url, client_id, secret, .. }) => {
+            TokenSource::login(IdentityLogin::new(url, client_id.clone(), secret.clone()).map_err(bad_url)?)
+        }
+        (Vendor::AdobeEdge, LoginArgs::ClientCredentials { url, client_id, secret, scopes }) => TokenSource::login(
+            ImsLogin::new(client_id.clone(), secret.clone(), scopes.iter().cloned()).token_url(url).map_err(bad_url)?,
         ),
-        (
-            Vendor::Generic,
-            LoginArgs::ClientCredentials {
-                url,
-                client_id,
-                secret,
-                scopes,
-            },
-        ) => TokenSource::login(
+        (Vendor::Generic, LoginArgs::ClientCredentials { url, client_id, secret, scopes }) => TokenSource::login(
             ClientCredentials::new(url, client_id.clone(), secret.clone())
                 .map_err(bad_url)?
                 .scopes(scopes.iter().cloned()),
@@ -138,9 +117,7 @@ pub fn token_source(args: &CallArgs) -> Result<Option<TokenSource>, UsageError> 
 pub fn layer(args: &CallArgs, source: Option<&TokenSource>) -> Result<RetryLayer, UsageError> {
     let host = args.url.host().ok_or_else(|| UsageError::new("the URL has no host"))?;
     let invalid = |e: redial_tower::InvalidHost| UsageError::new(format!("the URL's host: {e}"));
-    let mut b = RetryLayer::builder()
-        .host(host, args.vendor.profile(), policy(args)?)
-        .map_err(invalid)?;
+    let mut b = RetryLayer::builder().host(host, args.vendor.profile(), policy(args)?).map_err(invalid)?;
     if let Some(source) = source {
         b = b.auth(host, source.clone()).map_err(invalid)?;
     }
@@ -290,12 +267,7 @@ impl Tally {
             let by: Vec<String> = self.failures.iter().map(|(k, n)| format!("{k} {n}")).collect();
             let _ = write!(line, " ({})", by.join(", "));
         }
-        let _ = write!(
-            line,
-            "; {}, {}",
-            plural(self.attempts, "attempt"),
-            plural(logins, "login")
-        );
+        let _ = write!(line, "; {}, {}", plural(self.attempts, "attempt"), plural(logins, "login"));
         line
     }
 }
@@ -311,11 +283,7 @@ pub struct Output {
 impl Output {
     /// Print to these.
     pub fn new(out: impl Write + Send + 'static, err: impl Write + Send + 'static) -> Self {
-        Output {
-            out: Mutex::new(Box::new(out)),
-            err: Mutex::new(Box::new(err)),
-            failed: Mutex::new(None),
-        }
+        Output { out: Mutex::new(Box::new(out)), err: Mutex::new(Box::new(err)), failed: Mutex::new(None) }
     }
 
     /// Print to the process's stdout and stderr.
@@ -416,14 +384,7 @@ pub async fn run(args: CallArgs, body: Bytes, stack: Stack, source: Option<Token
         Mode::Quiet
     };
     let workers = args.concurrency.min(args.repeat);
-    let run = Arc::new(Run {
-        args,
-        body,
-        mode,
-        out,
-        next: AtomicU32::new(0),
-        tally: Mutex::new(Tally::default()),
-    });
+    let run = Arc::new(Run { args, body, mode, out, next: AtomicU32::new(0), tally: Mutex::new(Tally::default()) });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
@@ -547,8 +508,7 @@ impl Run {
                 }
                 self.out.err_line(&message);
                 if e.status().is_some() && !e.body_is_complete() {
-                    self.out
-                        .err_line("only the first bytes of the body were kept (the policy's inspect limit)");
+                    self.out.err_line("only the first bytes of the body were kept (the policy's inspect limit)");
                 }
             }
             Mode::Quiet => self.show_failure(i, &message),
@@ -641,10 +601,7 @@ mod tests {
         tally.failure("throttled", 4);
         assert_eq!(tally.failed(), 2);
         let human = tally.human(1, Duration::from_secs(2));
-        assert_eq!(
-            human,
-            "3 requests in 2.0 s: 1 succeeded, 2 failed (throttled 2); 9 attempts, 1 login"
-        );
+        assert_eq!(human, "3 requests in 2.0 s: 1 succeeded, 2 failed (throttled 2); 9 attempts, 1 login");
     }
 
     #[test]

@@ -66,30 +66,18 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
 
     // The driver keeps a request body for replay only up to the replay limit.
     let (request_body, replayable) = match request_body {
-        Some(b) if b.len() > policy.replay_limit() => (
-            None,
-            Err(NotReplayable::TooLarge {
-                limit: policy.replay_limit(),
-            }),
-        ),
+        Some(b) if b.len() > policy.replay_limit() => {
+            (None, Err(NotReplayable::TooLarge { limit: policy.replay_limit() }))
+        }
         other => (other, Ok(())),
     };
-    let req = RequestHead {
-        method: &args.method,
-        uri: &args.url,
-        headers: &args.request_headers,
-        body: request_body,
-    };
+    let req = RequestHead { method: &args.method, uri: &args.url, headers: &args.request_headers, body: request_body };
     let idempotent = policy.idempotent_methods().contains(&args.method)
         || (policy.honor_idempotency_key() && args.request_headers.contains_key("idempotency-key"));
 
     let (c, status, failure) = match args.observed {
         Observed::Status(status) => {
-            let head = ResponseHead {
-                status,
-                headers: &args.headers,
-                received_at: now,
-            };
+            let head = ResponseHead { status, headers: &args.headers, received_at: now };
             // Mirror the driver: the body is read for error statuses and when the profile asks.
             let view = if status.as_u16() >= 400 || profile.inspect(&req, &head) {
                 inspected(body, policy.inspect_limit())
@@ -291,8 +279,7 @@ mod tests {
         assert_eq!((&out["action"], &out["status"]), (&json!("fail"), &Value::Null));
         assert_eq!(out["failure"], "io");
         assert_eq!(out["request"]["idempotent"], false);
-        a.request_headers
-            .insert("idempotency-key", HeaderValue::from_static("k"));
+        a.request_headers.insert("idempotency-key", HeaderValue::from_static("k"));
         let out = explain(&a, b"", None, SystemTime::now());
         assert_eq!(out["action"], "retry");
         assert_eq!(out["request"]["idempotent"], true);
@@ -307,8 +294,7 @@ mod tests {
 
         // A problem body larger than the generic inspect limit is not parsed.
         let mut a = args(Vendor::Generic, 404);
-        a.headers
-            .insert("content-type", HeaderValue::from_static("application/problem+json"));
+        a.headers.insert("content-type", HeaderValue::from_static("application/problem+json"));
         let small = br#"{"type":"https://example.com/nope","title":"Not here","status":404}"#;
         let out = explain(&a, small, None, SystemTime::now());
         assert_eq!(out["body"], "parsed");

@@ -21,17 +21,9 @@ struct Vendor {
 
 impl Vendor {
     fn start() -> Vendor {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let sim = runtime.block_on(Sim::start()).unwrap();
-        Vendor {
-            sim,
-            marketo: None,
-            _runtime: runtime,
-        }
+        Vendor { sim, marketo: None, _runtime: runtime }
     }
 
     /// With a Marketo instance accepting `sim-client-id` / [`SECRET`], fast calls, and this rate
@@ -64,10 +56,7 @@ struct Run {
 impl Run {
     /// Every stdout line, parsed.
     fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
     }
 
     fn assert_no_secret(&self) {
@@ -100,15 +89,7 @@ fn redial(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// `redial call --vendor marketo` with the sim's login, the secret from the environment.
 fn marketo_call(v: &Vendor, extra: &[&str]) -> Run {
     let login = v.url("/identity");
-    let mut args = vec![
-        "call",
-        "--vendor",
-        "marketo",
-        "--login-url",
-        &login,
-        "--client-id",
-        "sim-client-id",
-    ];
+    let mut args = vec!["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"];
     args.extend_from_slice(extra);
     redial(&args, &[("REDIAL_CLIENT_SECRET", SECRET)])
 }
@@ -122,19 +103,7 @@ fn summary(lines: &[Value]) -> &Value {
 fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
     let v = Vendor::marketo(Some((10, Duration::from_secs(2))));
     let url = v.url("/rest/v1/leads.json?filterType=id&filterValues=1");
-    let r = marketo_call(
-        &v,
-        &[
-            "--rate-limit",
-            "10/2",
-            "--json",
-            "--repeat",
-            "200",
-            "--concurrency",
-            "20",
-            &url,
-        ],
-    );
+    let r = marketo_call(&v, &["--rate-limit", "10/2", "--json", "--repeat", "200", "--concurrency", "20", &url]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     r.assert_no_secret();
     let lines = r.json_lines();
@@ -149,26 +118,14 @@ fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606(
 
     let attempts = &lines[..lines.len() - 1];
     assert_eq!(attempts.len() as u64, s["attempts"].as_u64().unwrap());
-    let mut requests: Vec<u64> = attempts
-        .iter()
-        .filter(|a| a["action"] == "return")
-        .map(|a| a["request"].as_u64().unwrap())
-        .collect();
+    let mut requests: Vec<u64> =
+        attempts.iter().filter(|a| a["action"] == "return").map(|a| a["request"].as_u64().unwrap()).collect();
     requests.sort_unstable();
     assert_eq!(requests, (0..200).collect::<Vec<_>>());
     for a in attempts {
-        for field in [
-            "request",
-            "attempt",
-            "status",
-            "failure",
-            "code",
-            "kind",
-            "action",
-            "rule",
-            "delay_ms",
-            "elapsed_ms",
-        ] {
+        for field in
+            ["request", "attempt", "status", "failure", "code", "kind", "action", "rule", "delay_ms", "elapsed_ms"]
+        {
             assert!(a.get(field).is_some(), "no {field}: {a}");
         }
     }
@@ -189,10 +146,7 @@ fn a_single_get_prints_the_status_line_headers_and_body() {
     assert!(r.stderr.is_empty(), "{}", r.stderr);
     assert!(r.stdout.starts_with("HTTP/1.1 200 OK\r\n"), "{}", r.stdout);
     let (head, body) = r.stdout.split_once("\r\n\r\n").expect("a blank line after the head");
-    assert!(
-        head.to_ascii_lowercase().contains("content-type: application/json"),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
     let body: Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["success"], true);
     assert_eq!(body["result"][0]["filterValues"], "42");
@@ -367,19 +321,7 @@ fn the_secret_is_never_printed() {
     }
 
     // Bad usage names the missing secret's variable, never a value.
-    let r = redial(
-        &[
-            "call",
-            "--vendor",
-            "marketo",
-            "--login-url",
-            &login,
-            "--client-id",
-            "x",
-            &url,
-        ],
-        &[],
-    );
+    let r = redial(&["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "x", &url], &[]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("REDIAL_CLIENT_SECRET"), "{}", r.stderr);
 }
@@ -399,27 +341,12 @@ fn bad_usage_exits_2_with_one_line() {
         (&["call", "--rate-limit", "10", "http://127.0.0.1:1/"], "N/SECONDS"),
         (&["call", "--rate-limit", "10/0", "http://127.0.0.1:1/"], "--rate-limit"),
         (&["call", "--deadline", "-1", "http://127.0.0.1:1/"], "--deadline"),
-        (
-            &["call", "--max-attempts", "0", "http://127.0.0.1:1/"],
-            "--max-attempts",
-        ),
+        (&["call", "--max-attempts", "0", "http://127.0.0.1:1/"], "--max-attempts"),
         (&["call", "-H", "NoColon", "http://127.0.0.1:1/"], "Name: value"),
         (&["call", "--bogus", "http://127.0.0.1:1/"], "unknown flag"),
+        (&["call", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "more than one URL"),
         (
-            &["call", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"],
-            "more than one URL",
-        ),
-        (
-            &[
-                "call",
-                "--vendor",
-                "marketo",
-                "--client-id",
-                "x",
-                "--client-secret",
-                "y",
-                "http://127.0.0.1:1/",
-            ],
+            &["call", "--vendor", "marketo", "--client-id", "x", "--client-secret", "y", "http://127.0.0.1:1/"],
             "--login-url",
         ),
         (
@@ -437,10 +364,7 @@ fn bad_usage_exits_2_with_one_line() {
             ],
             "no TLS",
         ),
-        (
-            &["call", "--vendor", "marketo", "--user", "u", "http://127.0.0.1:1/"],
-            "not a login flag of marketo",
-        ),
+        (&["call", "--vendor", "marketo", "--user", "u", "http://127.0.0.1:1/"], "not a login flag of marketo"),
         (
             &[
                 "call",
@@ -454,17 +378,7 @@ fn bad_usage_exits_2_with_one_line() {
             ],
             "REDIAL_PASSWORD",
         ),
-        (
-            &[
-                "call",
-                "--vendor",
-                "genesys-engage",
-                "--client-id",
-                "x",
-                "http://127.0.0.1:1/",
-            ],
-            "no login",
-        ),
+        (&["call", "--vendor", "genesys-engage", "--client-id", "x", "http://127.0.0.1:1/"], "no login"),
         (&["call", "-d", &data, "http://127.0.0.1:1/"], "cannot read"),
     ];
     for (args, want) in cases {
@@ -488,39 +402,14 @@ fn bad_usage_exits_2_with_one_line() {
 #[test]
 fn a_refused_connection_is_a_failure_counted_by_kind() {
     // A port nobody listens on: take one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/x");
-    let r = redial(
-        &[
-            "call",
-            "--json",
-            "--max-attempts",
-            "2",
-            "--repeat",
-            "2",
-            "--concurrency",
-            "2",
-            &url,
-        ],
-        &[],
-    );
+    let r = redial(&["call", "--json", "--max-attempts", "2", "--repeat", "2", "--concurrency", "2", &url], &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let lines = r.json_lines();
     let s = summary(&lines);
     assert_eq!(s["successes"], 0, "{s}");
     assert_eq!(s["attempts"], 4, "{s}");
-    assert_eq!(
-        s["failures"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|n| n.as_u64().unwrap())
-            .sum::<u64>(),
-        2
-    );
+    assert_eq!(s["failures"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(lines.iter().any(|l| l["failure"] == "connect"), "{}", r.stdout);
 }

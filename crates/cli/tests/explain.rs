@@ -48,10 +48,8 @@ fn responsys_envelope(code: &str) -> String {
 
 /// A SOAP 1.1 fault carrying these Genesys `<error>`s (as in the vendor tests).
 fn genesys_fault(errors: &[&str]) -> String {
-    let errors: String = errors
-        .iter()
-        .map(|c| format!("<error><code>{c}</code><message>localised text</message></error>"))
-        .collect();
+    let errors: String =
+        errors.iter().map(|c| format!("<error><code>{c}</code><message>localised text</message></error>")).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
@@ -147,19 +145,8 @@ fn explain_with_stdin(args: &[&str], stdin: Option<&str>) -> Value {
 }
 
 /// The documented members, present in every output.
-const FIELDS: [&str; 11] = [
-    "vendor",
-    "kind",
-    "action",
-    "code",
-    "message",
-    "delay_ms",
-    "reason",
-    "errors",
-    "body",
-    "hint_ms",
-    "fail_reason",
-];
+const FIELDS: [&str; 11] =
+    ["vendor", "kind", "action", "code", "message", "delay_ms", "reason", "errors", "body", "hint_ms", "fail_reason"];
 
 fn assert_shape(v: &Value) {
     for field in FIELDS {
@@ -177,25 +164,13 @@ fn assert_shape(v: &Value) {
 }
 
 fn delay(v: &Value) -> (u64, u64) {
-    (
-        v["delay_ms"]["min"].as_u64().unwrap(),
-        v["delay_ms"]["max"].as_u64().unwrap(),
-    )
+    (v["delay_ms"]["min"].as_u64().unwrap(), v["delay_ms"]["max"].as_u64().unwrap())
 }
 
 #[test]
 fn marketo_606_in_a_200_is_throttled_and_retried() {
     let body = TempFile::new(MARKETO_606);
-    let v = explain(&[
-        "--vendor",
-        "marketo",
-        "--status",
-        "200",
-        "--header",
-        JSON,
-        "--body-file",
-        body.path(),
-    ]);
+    let v = explain(&["--vendor", "marketo", "--status", "200", "--header", JSON, "--body-file", body.path()]);
     assert_shape(&v);
     assert_eq!(v["vendor"], "marketo");
     assert_eq!(v["kind"], "throttled");
@@ -215,16 +190,7 @@ fn marketo_606_in_a_200_is_throttled_and_retried() {
 #[test]
 fn the_same_body_via_stdin() {
     let v = explain_with_stdin(
-        &[
-            "--vendor",
-            "marketo",
-            "--status",
-            "200",
-            "--header",
-            JSON,
-            "--body-file",
-            "-",
-        ],
+        &["--vendor", "marketo", "--status", "200", "--header", JSON, "--body-file", "-"],
         Some(MARKETO_606),
     );
     assert_eq!((&v["kind"], &v["action"]), (&json!("throttled"), &json!("retry")));
@@ -268,16 +234,7 @@ fn marketo_record_level_1005_is_partial() {
 
 #[test]
 fn adobe_429_waits_for_retry_after() {
-    let v = explain(&[
-        "--vendor",
-        "adobe-edge",
-        "--method",
-        "POST",
-        "--status",
-        "429",
-        "--header",
-        "Retry-After: 5",
-    ]);
+    let v = explain(&["--vendor", "adobe-edge", "--method", "POST", "--status", "429", "--header", "Retry-After: 5"]);
     assert_shape(&v);
     assert_eq!((&v["kind"], &v["action"]), (&json!("throttled"), &json!("retry")));
     assert_eq!(delay(&v), (5000, 5000));
@@ -303,16 +260,10 @@ fn adobe_207_is_partial_with_errors_and_warnings() {
     assert_eq!((&v["kind"], &v["action"]), (&json!("partial"), &json!("return")));
     assert_eq!(v["delay_ms"], Value::Null);
     let errors = v["errors"].as_array().unwrap();
-    let scopes: Vec<_> = errors
-        .iter()
-        .map(|e| (e["code"].as_str().unwrap(), e["scope"].as_str().unwrap()))
-        .collect();
+    let scopes: Vec<_> = errors.iter().map(|e| (e["code"].as_str().unwrap(), e["scope"].as_str().unwrap())).collect();
     assert_eq!(scopes, [("EXEG-0201-503", "non_fatal"), ("EXEG-0204-200", "warning")]);
     assert_eq!(errors[0]["attributes"]["status"], "503");
-    assert_eq!(
-        errors[0]["attributes"]["requestId"],
-        "72eaa048-207e-4dde-bf16-0cb2b21336d5"
-    );
+    assert_eq!(errors[0]["attributes"]["requestId"], "72eaa048-207e-4dde-bf16-0cb2b21336d5");
     assert_eq!(v["code"], "EXEG-0201-503");
 }
 
@@ -337,10 +288,7 @@ fn responsys_unrecoverable_exception_is_resubmitted_once() {
     };
     let first = explain(&args("1"));
     assert_shape(&first);
-    assert_eq!(
-        (&first["kind"], &first["action"]),
-        (&json!("transient"), &json!("retry"))
-    );
+    assert_eq!((&first["kind"], &first["action"]), (&json!("transient"), &json!("retry")));
     assert_eq!(first["code"], "UNRECOVERABLE_EXCEPTION");
     assert!(delay(&first).0 >= 30_000, "{first}");
 
@@ -380,10 +328,7 @@ fn genesys_internal_error_on_create_sub_campaign_reconciles() {
     assert_eq!(without["advice"], "reconcile");
     assert_eq!(without["action"], "fail");
     assert_eq!(without["code"], "INTERNAL_ERROR");
-    assert!(
-        without["reason"].as_str().unwrap().contains("no reconcile hook"),
-        "{without}"
-    );
+    assert!(without["reason"].as_str().unwrap().contains("no reconcile hook"), "{without}");
 
     args.push("--reconcile-hook");
     let with = explain(&args);
@@ -441,13 +386,7 @@ fn a_failed_connection_is_retried_for_any_method() {
 
 #[test]
 fn help_goes_to_stdout() {
-    for args in [
-        &["--help"][..],
-        &["-h"],
-        &["help"],
-        &["explain", "--help"],
-        &["help", "explain"],
-    ] {
+    for args in [&["--help"][..], &["-h"], &["help"], &["explain", "--help"], &["help", "explain"]] {
         let r = run(args);
         assert_eq!(r.code, 0, "{args:?}");
         assert!(r.stdout.contains("Usage"), "{args:?}: {}", r.stdout);
@@ -465,24 +404,8 @@ fn bad_input_exits_2_with_one_line_on_stderr() {
         ),
         (&["explain", "--vendor", "generic", "--status", "abc"], "--status"),
         (&["explain", "--vendor", "generic", "--status", "1000"], "--status"),
-        (
-            &[
-                "explain", "--vendor", "generic", "--status", "200", "--header", "NoColon",
-            ],
-            "--header",
-        ),
-        (
-            &[
-                "explain",
-                "--vendor",
-                "generic",
-                "--status",
-                "200",
-                "--header",
-                "Bad Name: x",
-            ],
-            "--header",
-        ),
+        (&["explain", "--vendor", "generic", "--status", "200", "--header", "NoColon"], "--header"),
+        (&["explain", "--vendor", "generic", "--status", "200", "--header", "Bad Name: x"], "--header"),
         (
             &[
                 "explain",
@@ -495,15 +418,9 @@ fn bad_input_exits_2_with_one_line_on_stderr() {
             ],
             "--body-file",
         ),
-        (
-            &["explain", "--vendor", "generic", "--status", "200", "--frobnicate"],
-            "--frobnicate",
-        ),
+        (&["explain", "--vendor", "generic", "--status", "200", "--frobnicate"], "--frobnicate"),
         (&["explain", "--vendor", "generic"], "--status"),
-        (
-            &["explain", "--vendor", "generic", "--status", "200", "--failure", "io"],
-            "--failure",
-        ),
+        (&["explain", "--vendor", "generic", "--status", "200", "--failure", "io"], "--failure"),
         (&[], "command"),
         (&["frobnicate"], "frobnicate"),
     ];

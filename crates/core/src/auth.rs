@@ -75,11 +75,7 @@ pub struct Credential {
 impl Credential {
     /// A token with a lifetime.
     pub fn new(token: impl Into<Secret>, lifetime: Option<Duration>) -> Self {
-        Credential {
-            token: token.into(),
-            lifetime,
-            endpoint: None,
-        }
+        Credential { token: token.into(), lifetime, endpoint: None }
     }
 
     /// Set the endpoint later requests go to.
@@ -106,10 +102,7 @@ impl Attach {
     /// value is not attached (and `false` returned).
     pub fn apply(&self, headers: &mut HeaderMap, token: &Secret) -> bool {
         let (name, value) = match self {
-            Attach::Bearer => (
-                AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {}", token.expose())),
-            ),
+            Attach::Bearer => (AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", token.expose()))),
             Attach::Raw => (AUTHORIZATION, HeaderValue::from_str(token.expose())),
             Attach::Header(name) => (name.clone(), HeaderValue::from_str(token.expose())),
         };
@@ -156,13 +149,7 @@ pub struct LoginError {
 impl LoginError {
     /// A failure of the given kind, with a message saying why.
     pub fn new(kind: LoginFailureKind, message: impl Into<String>) -> Self {
-        LoginError {
-            kind,
-            status: None,
-            code: None,
-            message: message.into(),
-            body: Bytes::new(),
-        }
+        LoginError { kind, status: None, code: None, message: message.into(), body: Bytes::new() }
     }
 
     /// Attach the login response's status and body (the body of a *failed* login carries no

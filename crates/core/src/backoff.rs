@@ -94,11 +94,7 @@ pub struct Backoff(Repr);
 
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
-    Exponential {
-        base: Duration,
-        cap: Duration,
-        jitter: Jitter,
-    },
+    Exponential { base: Duration, cap: Duration, jitter: Jitter },
     Constant(Duration),
     Schedule(Arc<[Duration]>),
 }
@@ -173,9 +169,7 @@ impl Backoff {
             Repr::Constant(d) => Some((*d, *d)),
             Repr::Schedule(s) => s.get(retry as usize).map(|d| (*d, *d)),
             Repr::Exponential { base, cap, jitter } => {
-                let ceiling = base
-                    .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX))
-                    .min(*cap);
+                let ceiling = base.saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX)).min(*cap);
                 Some(match jitter {
                     Jitter::None => (ceiling, ceiling),
                     Jitter::Full => (Duration::ZERO, ceiling),
@@ -192,12 +186,9 @@ impl Backoff {
 impl fmt::Debug for Backoff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Repr::Exponential { base, cap, jitter } => f
-                .debug_struct("Exponential")
-                .field("base", base)
-                .field("cap", cap)
-                .field("jitter", jitter)
-                .finish(),
+            Repr::Exponential { base, cap, jitter } => {
+                f.debug_struct("Exponential").field("base", base).field("cap", cap).field("jitter", jitter).finish()
+            }
             Repr::Constant(d) => f.debug_tuple("Constant").field(d).finish(),
             Repr::Schedule(s) => f.debug_tuple("Schedule").field(s).finish(),
         }
@@ -230,10 +221,7 @@ mod tests {
     fn schedule_ends() {
         let b = Backoff::schedule([Duration::from_secs(30)]);
         assert_eq!(b.max_retries(), Some(1));
-        assert_eq!(
-            b.bounds(0, None),
-            Some((Duration::from_secs(30), Duration::from_secs(30)))
-        );
+        assert_eq!(b.bounds(0, None), Some((Duration::from_secs(30), Duration::from_secs(30))));
         assert_eq!(b.bounds(1, None), None);
     }
 

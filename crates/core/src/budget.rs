@@ -34,11 +34,7 @@ pub struct BudgetConfig {
 impl Default for BudgetConfig {
     /// 20 % of requests may be retried, plus 10 retries a second, over a 10 s window.
     fn default() -> Self {
-        BudgetConfig {
-            ratio: 0.2,
-            min_per_sec: 10,
-            ttl: Duration::from_secs(10),
-        }
+        BudgetConfig { ratio: 0.2, min_per_sec: 10, ttl: Duration::from_secs(10) }
     }
 }
 
@@ -49,19 +45,12 @@ impl BudgetConfig {
     /// # Panics
     /// If a value is out of range; these are programming errors in a static configuration.
     pub fn new(ratio: f32, min_per_sec: u32, ttl: Duration) -> Self {
-        assert!(
-            ratio.is_finite() && (0.0..=1000.0).contains(&ratio),
-            "ratio must be in 0..=1000"
-        );
+        assert!(ratio.is_finite() && (0.0..=1000.0).contains(&ratio), "ratio must be in 0..=1000");
         assert!(
             (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&ttl),
             "ttl must be between 1 and 60 seconds"
         );
-        BudgetConfig {
-            ratio,
-            min_per_sec,
-            ttl,
-        }
+        BudgetConfig { ratio, min_per_sec, ttl }
     }
 
     /// Retries allowed per request.
@@ -116,9 +105,7 @@ impl RatioBudget {
         RatioBudget {
             deposit: (f64::from(config.ratio) * UNIT as f64).round() as i64,
             reserve: (f64::from(config.min_per_sec) * ttl_secs * UNIT as f64).round() as i64,
-            slot_nanos: u64::try_from((config.ttl / SLOTS as u32).as_nanos())
-                .unwrap_or(u64::MAX)
-                .max(1),
+            slot_nanos: u64::try_from((config.ttl / SLOTS as u32).as_nanos()).unwrap_or(u64::MAX).max(1),
             origin: OnceLock::new(),
             slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicI64::new(0))),
             withdrawing: Mutex::new(()),
@@ -135,10 +122,7 @@ impl RatioBudget {
     fn slot(&self, epoch: u64) -> &AtomicI64 {
         let (e, v) = &self.slots[(epoch % SLOTS as u64) as usize];
         let held = e.load(Ordering::Acquire);
-        if held < epoch
-            && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if held < epoch && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             v.store(0, Ordering::Release);
         }
         v

@@ -248,8 +248,7 @@ impl RetryRule {
     }
     /// The most retries under this rule: its own limit, else its schedule's length.
     pub fn max_retries(&self) -> Option<u32> {
-        self.max_retries
-            .or_else(|| self.backoff.as_ref().and_then(Backoff::max_retries))
+        self.max_retries.or_else(|| self.backoff.as_ref().and_then(Backoff::max_retries))
     }
     /// Which requests may be re-sent.
     pub const fn safety(&self) -> Safety {

@@ -158,11 +158,7 @@ impl fmt::Display for FailReason {
                 f,
                 "the server asked to wait {:?}, more than {} ({limit:?})",
                 hint.delay,
-                if *deadline {
-                    "the time left before the deadline"
-                } else {
-                    "the Retry-After cap"
-                }
+                if *deadline { "the time left before the deadline" } else { "the Retry-After cap" }
             ),
             FailReason::BudgetExhausted => f.write_str("the host's retry budget is spent"),
             FailReason::NotReplayable(why) => write!(f, "not retried: {why}"),
@@ -279,14 +275,10 @@ pub fn decide(
                 return Decision::Fail(FailReason::NotReplayable(why));
             }
             if count(Action::RefreshAuth) >= policy.max_auth_refreshes() {
-                return Decision::Fail(FailReason::AuthRefreshExhausted {
-                    max: policy.max_auth_refreshes(),
-                });
+                return Decision::Fail(FailReason::AuthRefreshExhausted { max: policy.max_auth_refreshes() });
             }
             if ctx.attempt >= policy.max_attempts() {
-                return Decision::Fail(FailReason::AttemptsExhausted {
-                    max: policy.max_attempts(),
-                });
+                return Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() });
             }
             Decision::RefreshAuth
         }
@@ -298,9 +290,7 @@ pub fn decide(
                 return Decision::Fail(FailReason::RewriteExhausted);
             }
             if ctx.attempt >= policy.max_attempts() {
-                return Decision::Fail(FailReason::AttemptsExhausted {
-                    max: policy.max_attempts(),
-                });
+                return Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() });
             }
             Decision::Rewrite(*rewrite)
         }
@@ -332,18 +322,13 @@ fn retry(
         return Decision::Fail(FailReason::NotIdempotent);
     }
     if ctx.attempt >= policy.max_attempts() {
-        return Decision::Fail(FailReason::AttemptsExhausted {
-            max: policy.max_attempts(),
-        });
+        return Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() });
     }
     let retries = ctx.history.iter().filter(|a| a.action == Action::Retry).count() as u32;
     let rule_retries = ctx.history.iter().filter(|a| a.rule == Some(rule.name())).count() as u32;
     if let Some(max) = rule.max_retries() {
         if rule_retries >= max {
-            return Decision::Fail(FailReason::RuleExhausted {
-                rule: rule.name(),
-                retries: rule_retries,
-            });
+            return Decision::Fail(FailReason::RuleExhausted { rule: rule.name(), retries: rule_retries });
         }
     }
 
@@ -363,18 +348,11 @@ fn retry(
         None => {
             let backoff = rule.backoff_ref().unwrap_or(policy.backoff());
             // A schedule is indexed by retries under this rule; growth by all retries so far.
-            let index = if backoff.max_retries().is_some() {
-                rule_retries
-            } else {
-                retries
-            };
+            let index = if backoff.max_retries().is_some() { rule_retries } else { retries };
             let previous = ctx.history.iter().rev().find_map(|a| a.delay);
             let (Some(after), Some((lo, hi))) = (backoff.delay(index, previous, rng), backoff.bounds(index, previous))
             else {
-                return Decision::Fail(FailReason::RuleExhausted {
-                    rule: rule.name(),
-                    retries: rule_retries,
-                });
+                return Decision::Fail(FailReason::RuleExhausted { rule: rule.name(), retries: rule_retries });
             };
             let min = rule.min_delay_ref();
             (after.max(min), (lo.max(min), hi.max(min)))
@@ -385,11 +363,7 @@ fn retry(
         let remaining = deadline.saturating_sub(ctx.elapsed);
         if after >= remaining {
             return match hint {
-                Some(hint) => Decision::Fail(FailReason::HintExceedsLimit {
-                    hint,
-                    limit: remaining,
-                    deadline: true,
-                }),
+                Some(hint) => Decision::Fail(FailReason::HintExceedsLimit { hint, limit: remaining, deadline: true }),
                 None => Decision::Fail(FailReason::DeadlineExceeded { wait: after, remaining }),
             };
         }

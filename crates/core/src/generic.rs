@@ -53,18 +53,12 @@ impl Generic {
                 "generic: 503 service unavailable",
             )
             .with_hint(hint()),
-            502 => Classification::retry(
-                Kind::Transient,
-                RetryRule::new("generic.502"),
-                "generic: 502 bad gateway",
-            )
-            .with_hint(hint()),
-            504 => Classification::retry(
-                Kind::Transient,
-                RetryRule::new("generic.504"),
-                "generic: 504 gateway timeout",
-            )
-            .with_hint(hint()),
+            502 => Classification::retry(Kind::Transient, RetryRule::new("generic.502"), "generic: 502 bad gateway")
+                .with_hint(hint()),
+            504 => {
+                Classification::retry(Kind::Transient, RetryRule::new("generic.504"), "generic: 504 gateway timeout")
+                    .with_hint(hint())
+            }
             500 => Classification::retry(
                 Kind::Transient,
                 RetryRule::new("generic.500"),
@@ -107,11 +101,7 @@ impl Profile for Generic {
 
     fn inspect(&self, _req: &RequestHead<'_>, res: &ResponseHead<'_>) -> bool {
         (res.status.is_client_error() || res.status.is_server_error())
-            && res
-                .headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(is_problem_media_type)
+            && res.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_problem_media_type)
     }
 
     fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {

@@ -134,15 +134,9 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
 /// reset when the quota is exhausted.
 pub fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<ServerHint> {
     if let Some(delay) = retry_after(headers, now) {
-        return Some(ServerHint {
-            delay,
-            source: HintSource::RetryAfter,
-        });
+        return Some(ServerHint { delay, source: HintSource::RetryAfter });
     }
-    rate_limit_reset(headers).map(|delay| ServerHint {
-        delay,
-        source: HintSource::RateLimit,
-    })
+    rate_limit_reset(headers).map(|delay| ServerHint { delay, source: HintSource::RateLimit })
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -156,10 +150,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 }
 
 fn parse_digits_saturating(digits: &[u8]) -> u64 {
-    digits
-        .iter()
-        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-        .unwrap_or(u64::MAX)
+    digits.iter().try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -196,10 +187,7 @@ mod tests {
             (b"Sat, 05 Nov 1994 08:49:47 GMT", secs(0)),
             (b"Thu, 01 Jan 1970 00:00:00 GMT", secs(0)),
             // far future dates are long delays, left for the cap to judge
-            (
-                b"Fri, 31 Dec 9999 23:59:59 GMT",
-                Some(Duration::from_secs(253_402_300_799 - 784_111_777)),
-            ),
+            (b"Fri, 31 Dec 9999 23:59:59 GMT", Some(Duration::from_secs(253_402_300_799 - 784_111_777))),
             // huge delay-seconds saturate instead of wrapping or failing
             (b"99999999999", secs(99_999_999_999)),
             (b"99999999999999999999999999", secs(u64::MAX)),
@@ -216,12 +204,7 @@ mod tests {
             (b"\xff\xfe", None),
         ];
         for (value, want) in table {
-            assert_eq!(
-                parse_retry_after(value, now()),
-                *want,
-                "{:?}",
-                String::from_utf8_lossy(value)
-            );
+            assert_eq!(parse_retry_after(value, now()), *want, "{:?}", String::from_utf8_lossy(value));
         }
     }
 
@@ -269,18 +252,12 @@ mod tests {
         h.insert("ratelimit", HeaderValue::from_static(r#""default";r=0;t=30"#));
         assert_eq!(
             server_hint(&h, now()),
-            Some(ServerHint {
-                delay: Duration::from_secs(30),
-                source: HintSource::RateLimit
-            })
+            Some(ServerHint { delay: Duration::from_secs(30), source: HintSource::RateLimit })
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("4"));
         assert_eq!(
             server_hint(&h, now()),
-            Some(ServerHint {
-                delay: Duration::from_secs(4),
-                source: HintSource::RetryAfter
-            })
+            Some(ServerHint { delay: Duration::from_secs(4), source: HintSource::RetryAfter })
         );
     }
 }

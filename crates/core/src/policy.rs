@@ -30,16 +30,7 @@ impl MethodSet {
 
     /// The idempotent methods of RFC 9110 §9.2.2: GET, HEAD, PUT, DELETE, OPTIONS, TRACE.
     pub fn idempotent() -> MethodSet {
-        [
-            Method::GET,
-            Method::HEAD,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-            Method::TRACE,
-        ]
-        .iter()
-        .collect()
+        [Method::GET, Method::HEAD, Method::PUT, Method::DELETE, Method::OPTIONS, Method::TRACE].iter().collect()
     }
 
     fn bit(method: &Method) -> Option<u16> {
@@ -72,9 +63,7 @@ impl<'a> FromIterator<&'a Method> for MethodSet {
 
 impl fmt::Debug for MethodSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(METHODS.iter().filter(|m| self.contains(m)))
-            .finish()
+        f.debug_set().entries(METHODS.iter().filter(|m| self.contains(m))).finish()
     }
 }
 

@@ -82,10 +82,7 @@ impl Problem {
             Some(t) if !t.is_empty() && t != "about:blank" => {
                 t.rsplit('/').find(|s| !s.is_empty()).unwrap_or(t).to_owned()
             }
-            _ => self
-                .status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "about:blank".into()),
+            _ => self.status.map(|s| s.to_string()).unwrap_or_else(|| "about:blank".into()),
         };
         let mut e = VendorError::code_only(code);
         e.message = self.title.clone().or_else(|| self.detail.clone());
@@ -114,12 +111,7 @@ pub fn is_json_media_type(content_type: &str) -> bool {
 
 /// Whether a `Content-Type` value is `application/problem+json` (parameters ignored).
 pub fn is_problem_media_type(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/problem+json")
+    content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/problem+json")
 }
 
 #[cfg(test)]

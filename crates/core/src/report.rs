@@ -46,9 +46,6 @@ impl Report {
     /// success).
     pub fn last_errors(&self) -> impl Iterator<Item = &VendorError> {
         let last = self.attempts.last().map(|a| a.number);
-        self.errors
-            .iter()
-            .filter(move |(n, _)| Some(*n) == last)
-            .map(|(_, e)| e)
+        self.errors.iter().filter(move |(n, _)| Some(*n) == last).map(|(_, e)| e)
     }
 }

@@ -70,12 +70,7 @@ impl VendorError {
 
     /// An error with a code and no message.
     pub fn code_only(code: impl Into<String>) -> Self {
-        VendorError {
-            code: code.into(),
-            message: None,
-            scope: ErrorScope::Response,
-            attributes: Vec::new(),
-        }
+        VendorError { code: code.into(), message: None, scope: ErrorScope::Response, attributes: Vec::new() }
     }
 
     /// Set where the error was found.

@@ -28,28 +28,12 @@ fn run(c: &Classification, ctx: &Context<'_>) -> Decision {
 
 fn retried(rule: &'static str, n: u32) -> Vec<Attempt> {
     let c = Classification::retry(Kind::Transient, RetryRule::new(rule), "x");
-    (1..=n)
-        .map(|i| {
-            Attempt::new(
-                i,
-                None,
-                None,
-                &c,
-                &Decision::Retry {
-                    after: S,
-                    range: (S, S),
-                },
-                S * i,
-            )
-        })
-        .collect()
+    (1..=n).map(|i| Attempt::new(i, None, None, &c, &Decision::Retry { after: S, range: (S, S) }, S * i)).collect()
 }
 
 fn hinted(secs: u64) -> Classification {
-    Classification::retry(Kind::Throttled, RetryRule::new("t"), "x").with_hint(Some(ServerHint {
-        delay: S * secs as u32,
-        source: HintSource::RetryAfter,
-    }))
+    Classification::retry(Kind::Throttled, RetryRule::new("t"), "x")
+        .with_hint(Some(ServerHint { delay: S * secs as u32, source: HintSource::RetryAfter }))
 }
 
 #[test]
@@ -57,10 +41,7 @@ fn stops_at_max_attempts() {
     let p = Policy::builder().max_attempts(3).build().unwrap();
     let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
     assert_eq!(run(&c, &ctx(&p, &retried("r", 1), S)).action(), Action::Retry);
-    assert_eq!(
-        run(&c, &ctx(&p, &retried("r", 2), S)),
-        Decision::Fail(FailReason::AttemptsExhausted { max: 3 })
-    );
+    assert_eq!(run(&c, &ctx(&p, &retried("r", 2), S)), Decision::Fail(FailReason::AttemptsExhausted { max: 3 }));
 }
 
 #[test]
@@ -70,59 +51,30 @@ fn rule_limit_counts_only_its_own_retries() {
     assert_eq!(run(&once, &ctx(&p, &retried("other", 3), S)).action(), Action::Retry);
     assert_eq!(
         run(&once, &ctx(&p, &retried("once", 1), S)),
-        Decision::Fail(FailReason::RuleExhausted {
-            rule: "once",
-            retries: 1
-        })
+        Decision::Fail(FailReason::RuleExhausted { rule: "once", retries: 1 })
     );
 }
 
 #[test]
 fn schedule_gives_its_delays_then_stops() {
     let p = Policy::builder().max_attempts(10).deadline(S * 3600).build().unwrap();
-    let rule = RetryRule::new("sched")
-        .backoff(Backoff::schedule([S * 120; 3]))
-        .any_method();
+    let rule = RetryRule::new("sched").backoff(Backoff::schedule([S * 120; 3])).any_method();
     let c = Classification::retry(Kind::Transient, rule, "x");
     let mut history = Vec::new();
     for i in 1..=3 {
         let d = run(&c, &ctx(&p, &history, S * 200 * i));
-        assert_eq!(
-            d,
-            Decision::Retry {
-                after: S * 120,
-                range: (S * 120, S * 120)
-            },
-            "retry {i}"
-        );
+        assert_eq!(d, Decision::Retry { after: S * 120, range: (S * 120, S * 120) }, "retry {i}");
         history.push(Attempt::new(i, None, None, &c, &d, S));
     }
-    assert_eq!(
-        run(&c, &ctx(&p, &history, S)),
-        Decision::Fail(FailReason::RuleExhausted {
-            rule: "sched",
-            retries: 3
-        })
-    );
+    assert_eq!(run(&c, &ctx(&p, &history, S)), Decision::Fail(FailReason::RuleExhausted { rule: "sched", retries: 3 }));
 }
 
 #[test]
 fn hint_over_the_cap_fails_with_the_hint() {
-    let p = Policy::builder()
-        .retry_after_cap(S * 60)
-        .deadline(S * 3600)
-        .build()
-        .unwrap();
+    let p = Policy::builder().retry_after_cap(S * 60).deadline(S * 3600).build().unwrap();
     assert_eq!(run(&hinted(60), &ctx(&p, &[], Duration::ZERO)).action(), Action::Retry);
     let d = run(&hinted(61), &ctx(&p, &[], Duration::ZERO));
-    let Decision::Fail(FailReason::HintExceedsLimit {
-        hint,
-        limit,
-        deadline: false,
-    }) = d
-    else {
-        panic!("{d:?}")
-    };
+    let Decision::Fail(FailReason::HintExceedsLimit { hint, limit, deadline: false }) = d else { panic!("{d:?}") };
     assert_eq!((hint.delay, limit), (S * 61, S * 60));
 }
 
@@ -133,10 +85,7 @@ fn hint_past_the_deadline_fails_with_the_hint() {
     assert_eq!(
         d,
         Decision::Fail(FailReason::HintExceedsLimit {
-            hint: ServerHint {
-                delay: S * 5,
-                source: HintSource::RetryAfter
-            },
+            hint: ServerHint { delay: S * 5, source: HintSource::RetryAfter },
             limit: S * 4,
             deadline: true
         })
@@ -146,37 +95,20 @@ fn hint_past_the_deadline_fails_with_the_hint() {
 #[test]
 fn backoff_past_the_deadline_fails() {
     let p = Policy::builder().deadline(S * 10).build().unwrap();
-    let c = Classification::retry(
-        Kind::Transient,
-        RetryRule::new("r").backoff(Backoff::constant(S * 3)),
-        "x",
-    );
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r").backoff(Backoff::constant(S * 3)), "x");
     assert_eq!(run(&c, &ctx(&p, &[], S * 6)).action(), Action::Retry);
     assert_eq!(
         run(&c, &ctx(&p, &[], S * 8)),
-        Decision::Fail(FailReason::DeadlineExceeded {
-            wait: S * 3,
-            remaining: S * 2
-        })
+        Decision::Fail(FailReason::DeadlineExceeded { wait: S * 3, remaining: S * 2 })
     );
 }
 
 #[test]
 fn min_delay_raises_short_hints() {
     let p = Policy::default();
-    let c = Classification::retry(Kind::Throttled, RetryRule::new("r").min_delay(S * 60), "x").with_hint(Some(
-        ServerHint {
-            delay: S,
-            source: HintSource::RetryAfter,
-        },
-    ));
-    assert_eq!(
-        run(&c, &ctx(&p, &[], Duration::ZERO)),
-        Decision::Retry {
-            after: S * 60,
-            range: (S * 60, S * 60)
-        }
-    );
+    let c = Classification::retry(Kind::Throttled, RetryRule::new("r").min_delay(S * 60), "x")
+        .with_hint(Some(ServerHint { delay: S, source: HintSource::RetryAfter }));
+    assert_eq!(run(&c, &ctx(&p, &[], Duration::ZERO)), Decision::Retry { after: S * 60, range: (S * 60, S * 60) });
 }
 
 #[test]
@@ -185,10 +117,7 @@ fn forbidding_checks_come_first() {
     let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
     let mut x = ctx(&p, &[], Duration::ZERO);
     x.replayable = Err(NotReplayable::Streaming);
-    assert_eq!(
-        run(&c, &x),
-        Decision::Fail(FailReason::NotReplayable(NotReplayable::Streaming))
-    );
+    assert_eq!(run(&c, &x), Decision::Fail(FailReason::NotReplayable(NotReplayable::Streaming)));
     let mut x = ctx(&p, &[], Duration::ZERO);
     x.idempotent = false;
     assert_eq!(run(&c, &x), Decision::Fail(FailReason::NotIdempotent));
@@ -204,46 +133,24 @@ fn budget_is_withdrawn_only_when_everything_else_allows() {
     let now = Instant::now();
     let mut rng = SplitMix64::seeded(1);
     // Refused for attempts: the budget is untouched.
-    assert_eq!(
-        decide(&c, &ctx(&p, &retried("r", 1), S), Some(&budget), now, &mut rng).action(),
-        Action::Fail
-    );
+    assert_eq!(decide(&c, &ctx(&p, &retried("r", 1), S), Some(&budget), now, &mut rng).action(), Action::Fail);
     assert_eq!(budget.available(now), 1.0);
-    assert_eq!(
-        decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng).action(),
-        Action::Retry
-    );
-    assert_eq!(
-        decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng),
-        Decision::Fail(FailReason::BudgetExhausted)
-    );
+    assert_eq!(decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng).action(), Action::Retry);
+    assert_eq!(decide(&c, &ctx(&p, &[], S), Some(&budget), now, &mut rng), Decision::Fail(FailReason::BudgetExhausted));
 }
 
 #[test]
 fn refresh_rewrite_reconcile_limits() {
-    let p = Policy::builder()
-        .max_attempts(10)
-        .max_auth_refreshes(2)
-        .build()
-        .unwrap();
+    let p = Policy::builder().max_attempts(10).max_auth_refreshes(2).build().unwrap();
     let refresh = Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "x");
     let mk = |c: &Classification, d: Decision, n| Attempt::new(n, None, None, c, &d, S);
     let h1 = [mk(&refresh, Decision::RefreshAuth, 1)];
-    let h2 = [
-        mk(&refresh, Decision::RefreshAuth, 1),
-        mk(&refresh, Decision::RefreshAuth, 2),
-    ];
+    let h2 = [mk(&refresh, Decision::RefreshAuth, 1), mk(&refresh, Decision::RefreshAuth, 2)];
     assert_eq!(run(&refresh, &ctx(&p, &h1, S)), Decision::RefreshAuth);
-    assert_eq!(
-        run(&refresh, &ctx(&p, &h2, S)),
-        Decision::Fail(FailReason::AuthRefreshExhausted { max: 2 })
-    );
+    assert_eq!(run(&refresh, &ctx(&p, &h2, S)), Decision::Fail(FailReason::AuthRefreshExhausted { max: 2 }));
 
     let rw = Classification::new(Kind::Transient, Advice::Rewrite(Rewrite::MethodOverridePost), "x");
-    assert_eq!(
-        run(&rw, &ctx(&p, &[], S)),
-        Decision::Rewrite(Rewrite::MethodOverridePost)
-    );
+    assert_eq!(run(&rw, &ctx(&p, &[], S)), Decision::Rewrite(Rewrite::MethodOverridePost));
     let h = [mk(&rw, Decision::Rewrite(Rewrite::MethodOverridePost), 1)];
     assert_eq!(run(&rw, &ctx(&p, &h, S)), Decision::Fail(FailReason::RewriteExhausted));
 

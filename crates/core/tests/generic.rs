@@ -11,12 +11,7 @@ use redial_core::*;
 fn decide_for(method: &Method, outcome: Outcome<'_>) -> (Classification, Decision) {
     let uri: Uri = "https://api.example.com/things".parse().unwrap();
     let headers = HeaderMap::new();
-    let req = RequestHead {
-        method,
-        uri: &uri,
-        headers: &headers,
-        body: None,
-    };
+    let req = RequestHead { method, uri: &uri, headers: &headers, body: None };
     let c = Generic.classify(&req, &outcome);
     let policy = Policy::default();
     let ctx = Context {
@@ -34,11 +29,7 @@ fn decide_for(method: &Method, outcome: Outcome<'_>) -> (Classification, Decisio
 
 fn response(status: u16, headers: &HeaderMap) -> Outcome<'_> {
     Outcome::Response(
-        ResponseHead {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers,
-            received_at: SystemTime::UNIX_EPOCH,
-        },
+        ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers, received_at: SystemTime::UNIX_EPOCH },
         Body::NotRead,
     )
 }
@@ -120,10 +111,7 @@ fn retry_after_is_honoured_on_429_and_503() {
         assert_eq!(c.hint.unwrap().delay, Duration::from_secs(7));
         assert_eq!(
             d,
-            Decision::Retry {
-                after: Duration::from_secs(7),
-                range: (Duration::from_secs(7), Duration::from_secs(7))
-            }
+            Decision::Retry { after: Duration::from_secs(7), range: (Duration::from_secs(7), Duration::from_secs(7)) }
         );
     }
 }
@@ -131,23 +119,11 @@ fn retry_after_is_honoured_on_429_and_503() {
 #[test]
 fn problem_bodies_are_parsed_whatever_the_decision() {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("application/problem+json; charset=utf-8"),
-    );
+    headers.insert("content-type", HeaderValue::from_static("application/problem+json; charset=utf-8"));
     let uri: Uri = "https://api.example.com/x".parse().unwrap();
     let req_headers = HeaderMap::new();
-    let req = RequestHead {
-        method: &Method::GET,
-        uri: &uri,
-        headers: &req_headers,
-        body: None,
-    };
-    let head = ResponseHead {
-        status: StatusCode::NOT_FOUND,
-        headers: &headers,
-        received_at: SystemTime::UNIX_EPOCH,
-    };
+    let req = RequestHead { method: &Method::GET, uri: &uri, headers: &req_headers, body: None };
+    let head = ResponseHead { status: StatusCode::NOT_FOUND, headers: &headers, received_at: SystemTime::UNIX_EPOCH };
     assert!(Generic.inspect(&req, &head));
     let body = br#"{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","status":404,"detail":"Your balance is 30","balance":30}"#;
     let c = Generic.classify(&req, &Outcome::Response(head, Body::Complete(body)));

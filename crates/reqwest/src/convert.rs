@@ -62,13 +62,7 @@ pub(crate) fn request_to_http(req: reqwest::Request) -> Result<http::Request<Req
             }
         }
     }
-    Ok(http::Request::from_parts(
-        parts,
-        RequestBody {
-            inner: body,
-            replayable,
-        },
-    ))
+    Ok(http::Request::from_parts(parts, RequestBody { inner: body, replayable }))
 }
 
 /// One attempt of the engine, for the rest of the middleware chain.
@@ -171,8 +165,7 @@ mod tests {
     #[test]
     fn a_stream_that_names_its_framing_is_left_alone() {
         let mut req = request(Some(reqwest::Body::wrap(String::from("0123456789"))));
-        req.headers_mut()
-            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        req.headers_mut().insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let req = request_to_http(req).unwrap();
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
     }

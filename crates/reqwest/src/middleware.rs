@@ -42,10 +42,7 @@ pub struct RedialMiddleware {
 impl RedialMiddleware {
     /// Retry by the rules of `layer` (from `redial::builder()` or [`RetryLayer::builder`]).
     pub fn new(layer: RetryLayer) -> Self {
-        RedialMiddleware {
-            layer,
-            background: None,
-        }
+        RedialMiddleware { layer, background: None }
     }
 
     /// The client for what the engine sends on its own and may outlive the call that started

@@ -51,10 +51,7 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
         };
         // Only a login or a probe can outlive the call that drives it; with a background
         // client, keep what is needed to send it on its own (their bodies are bytes).
-        let spare = self
-            .background
-            .as_ref()
-            .and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
+        let spare = self.background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
         let (reply, rx) = oneshot::channel();
         match self.jobs.send(Job { req, reply }) {
             Ok(()) => AttemptFuture(State::Waiting { rx, spare }),
@@ -71,10 +68,7 @@ pub(crate) struct AttemptFuture(State);
 
 enum State {
     Failed(Option<BoxError>),
-    Waiting {
-        rx: oneshot::Receiver<Reply>,
-        spare: Option<Box<(reqwest::Request, reqwest::Client)>>,
-    },
+    Waiting { rx: oneshot::Receiver<Reply>, spare: Option<Box<(reqwest::Request, reqwest::Client)>> },
     Background(Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>>),
 }
 
@@ -95,10 +89,7 @@ impl Future for AttemptFuture {
                     },
                 },
                 State::Background(fut) => {
-                    return fut
-                        .as_mut()
-                        .poll(cx)
-                        .map(|r| r.map(response_to_http).map_err(Into::into));
+                    return fut.as_mut().poll(cx).map(|r| r.map(response_to_http).map_err(Into::into));
                 }
             }
         }

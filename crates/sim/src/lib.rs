@@ -132,13 +132,7 @@ impl Reply {
     /// If `code` is not a valid HTTP status code (100..=999).
     pub fn status(code: u16) -> Reply {
         let status = StatusCode::from_u16(code).unwrap_or_else(|_| panic!("redial-sim: invalid status code {code}"));
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: BodySpec::Fixed(Bytes::new()),
-            delay: None,
-            fault: None,
-        }
+        Reply { status, headers: Vec::new(), body: BodySpec::Fixed(Bytes::new()), delay: None, fault: None }
     }
 
     /// `200 OK` with an empty body.
@@ -151,9 +145,7 @@ impl Reply {
     /// # Panics
     /// As [`Reply::status`].
     pub fn json(code: u16, body: impl Into<String>) -> Reply {
-        Reply::status(code)
-            .header("content-type", "application/json")
-            .body(body.into())
+        Reply::status(code).header("content-type", "application/json").body(body.into())
     }
 
     /// Adds a header line. Repeatable: the same name twice sends two header lines.
@@ -315,10 +307,8 @@ impl State {
     /// Precedence: the path's queue, then its fallback, then the handler with the longest
     /// matching prefix, then a 404.
     fn record_and_reply(&mut self, req: Recorded) -> Answer {
-        let scripted = self
-            .routes
-            .get_mut(&req.path)
-            .and_then(|route| route.queue.pop_front().or_else(|| route.fallback.clone()));
+        let scripted =
+            self.routes.get_mut(&req.path).and_then(|route| route.queue.pop_front().or_else(|| route.fallback.clone()));
         let answer = match scripted {
             Some(reply) => Answer::Scripted(reply),
             None => match self.handler_for(&req.path) {
@@ -370,11 +360,7 @@ impl Sim {
         let shared = Arc::new(Shared::default());
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
         debug!(%addr, "redial-sim listening");
-        Ok(Sim {
-            addr,
-            shared,
-            accept_task,
-        })
+        Ok(Sim { addr, shared, accept_task })
     }
 
     /// The address the sim listens on.
@@ -524,13 +510,8 @@ async fn serve_connection(stream: TcpStream, id: u64, shared: Arc<Shared>) {
         let ctl = ctl.clone();
         hyper::service::service_fn(move |req| handle(req, id, shared.clone(), ctl.clone()))
     };
-    let io = SimIo {
-        stream,
-        ctl: ctl.clone(),
-    };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+    let io = SimIo { stream, ctl: ctl.clone() };
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service);
     // Leaving the select drops the hyper connection (and its fd) without any further I/O.
     tokio::select! {
         result = conn => debug!(id, ?result, "redial-sim connection closed"),

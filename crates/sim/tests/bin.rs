@@ -68,10 +68,7 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "still running after stdin closed"
-            );
+            assert!(started.elapsed() < Duration::from_secs(10), "still running after stdin closed");
             std::thread::sleep(Duration::from_millis(20));
         };
         assert!(status.success(), "{status:?}");
@@ -94,16 +91,11 @@ impl Drop for Running {
 
 /// Send one request on a real-time runtime; status and body.
 fn send(req: Request<Full<Bytes>>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-            .await
-            .expect("the sim answers")
-            .unwrap();
+        let res =
+            tokio::time::timeout(Duration::from_secs(10), client.request(req)).await.expect("the sim answers").unwrap();
         let status = res.status().as_u16();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&body).unwrap())
@@ -113,19 +105,13 @@ fn send(req: Request<Full<Bytes>>) -> (u16, Value) {
 #[test]
 fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
     let sim = Running::start(&["--vendor", "marketo", "--client-secret", "bin-test-secret", "--verbose"]);
-    assert!(
-        sim.banner[0].starts_with("redial-sim: marketo listening on http://127.0.0.1:"),
-        "{:?}",
-        sim.banner
-    );
+    assert!(sim.banner[0].starts_with("redial-sim: marketo listening on http://127.0.0.1:"), "{:?}", sim.banner);
     assert!(sim.banner_has("client_id:     sim-client-id"), "{:?}", sim.banner);
     assert!(sim.banner_has("client_secret: bin-test-secret"), "{:?}", sim.banner);
 
     let login = Request::post(format!("{}/identity/oauth/token", sim.url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::from(
-            "grant_type=client_credentials&client_id=sim-client-id&client_secret=bin-test-secret",
-        ))
+        .body(Full::from("grant_type=client_credentials&client_id=sim-client-id&client_secret=bin-test-secret"))
         .unwrap();
     let (status, body) = send(login);
     assert_eq!(status, 200, "{body}");
@@ -141,21 +127,14 @@ fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
     assert_eq!(body["result"][0]["filterValues"], "7");
 
     // Without a token: Marketo's 601, in a 200.
-    let (status, body) = send(
-        Request::get(format!("{}/rest/v1/leads.json", sim.url))
-            .body(Full::default())
-            .unwrap(),
-    );
+    let (status, body) = send(Request::get(format!("{}/rest/v1/leads.json", sim.url)).body(Full::default()).unwrap());
     assert_eq!(status, 200);
     assert_eq!(body["errors"][0]["code"], "601");
 
     // --verbose: a line per request on stderr.
     let stderr = sim.stop();
     assert!(stderr.contains("POST /identity/oauth/token"), "{stderr}");
-    assert!(
-        stderr.contains("GET /rest/v1/leads.json?filterType=id&filterValues=7"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("GET /rest/v1/leads.json?filterType=id&filterValues=7"), "{stderr}");
     assert!(stderr.contains("stopped after 3 requests"), "{stderr}");
 }
 
@@ -181,16 +160,7 @@ fn every_vendor_starts_and_prints_what_it_accepts() {
 
 #[test]
 fn responsys_with_its_own_password_logs_in() {
-    let sim = Running::start(&[
-        "--vendor",
-        "responsys",
-        "--user",
-        "u1",
-        "--password",
-        "pw1",
-        "--token-lifetime",
-        "60",
-    ]);
+    let sim = Running::start(&["--vendor", "responsys", "--user", "u1", "--password", "pw1", "--token-lifetime", "60"]);
     assert!(sim.banner_has("password:      pw1"), "{:?}", sim.banner);
     let login = Request::post(format!("{}/rest/api/v1.3/auth/token", sim.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -215,10 +185,7 @@ fn ctrl_c_stops_it() {
         if let Some(status) = sim.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still running after SIGINT"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGINT");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
@@ -226,10 +193,7 @@ fn ctrl_c_stops_it() {
 
 #[test]
 fn help_and_bad_usage() {
-    let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_redial-sim")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.starts_with("redial-sim: "), "{help}");
@@ -238,23 +202,13 @@ fn help_and_bad_usage() {
     for (args, want) in [
         (&["--port", "0"][..], "missing --vendor"),
         (&["--vendor", "acme"][..], "unknown vendor"),
-        (
-            &["--vendor", "genesys-engage", "--client-id", "x"][..],
-            "does not apply",
-        ),
+        (&["--vendor", "genesys-engage", "--client-id", "x"][..], "does not apply"),
         (&["--vendor", "marketo", "--rate-limit", "fast"][..], "--rate-limit"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_redial-sim")).args(args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(
-            stderr.starts_with("redial-sim: ") && stderr.contains(want),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.starts_with("redial-sim: ") && stderr.contains(want), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }
 }

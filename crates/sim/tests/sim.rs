@@ -246,12 +246,7 @@ async fn hang_never_answers_until_shutdown() {
 async fn slow_body_arrives_complete_and_slowly() {
     let sim = Sim::start().await.unwrap();
     let every = Duration::from_secs(2);
-    sim.enqueue(
-        "/s",
-        Reply::ok()
-            .body("0123456789")
-            .fault(Fault::SlowBody { chunk: 3, every }),
-    );
+    sim.enqueue("/s", Reply::ok().body("0123456789").fault(Fault::SlowBody { chunk: 3, every }));
     let start = Instant::now();
     let response = get(&client(), sim.url("/s")).await.unwrap();
     assert!(start.elapsed() < every, "the head is sent at once");
@@ -264,10 +259,7 @@ async fn slow_body_arrives_complete_and_slowly() {
 #[tokio::test(start_paused = true)]
 async fn stall_body_sends_a_prefix_then_nothing() {
     let sim = Sim::start().await.unwrap();
-    sim.enqueue(
-        "/st",
-        Reply::ok().body("0123456789").fault(Fault::StallBody { after: 4 }),
-    );
+    sim.enqueue("/st", Reply::ok().body("0123456789").fault(Fault::StallBody { after: 4 }));
     let response = get(&client(), sim.url("/st")).await.unwrap();
     assert_eq!(response.headers()["content-length"], "10");
     let (received, end) = drain(response.into_body()).await;
@@ -278,26 +270,14 @@ async fn stall_body_sends_a_prefix_then_nothing() {
 #[tokio::test(start_paused = true)]
 async fn truncated_body_is_a_client_error() {
     let sim = Sim::start().await.unwrap();
-    sim.enqueue(
-        "/t",
-        Reply::ok()
-            .body(vec![7u8; 100])
-            .fault(Fault::TruncatedBody { sent: 10 }),
-    );
-    sim.enqueue(
-        "/t",
-        Reply::ok()
-            .generated_body(8 << 20, 1)
-            .fault(Fault::TruncatedBody { sent: 5_000_000 }),
-    );
+    sim.enqueue("/t", Reply::ok().body(vec![7u8; 100]).fault(Fault::TruncatedBody { sent: 10 }));
+    sim.enqueue("/t", Reply::ok().generated_body(8 << 20, 1).fault(Fault::TruncatedBody { sent: 5_000_000 }));
     for (expected_len, sent) in [(100, 10), (8 << 20, 5_000_000)] {
         let response = get(&client(), sim.url("/t")).await.unwrap();
         assert_eq!(response.headers()["content-length"], expected_len.to_string().as_str());
         let (received, end) = drain(response.into_body()).await;
         assert_eq!(received, sent);
-        let Err(Some(error)) = end else {
-            panic!("expected a body error, got {end:?}")
-        };
+        let Err(Some(error)) = end else { panic!("expected a body error, got {end:?}") };
         // The connection was closed before Content-Length bytes arrived.
         assert!(has_io_kind(&error, ErrorKind::UnexpectedEof), "{error:?}");
     }
@@ -341,9 +321,7 @@ async fn drop_stops_accepting() {
 async fn routes_longest_prefix_wins_and_scripts_win_over_routes() {
     let sim = Sim::start().await.unwrap();
     let c = client();
-    sim.route("/api", |req: Recorded| async move {
-        Reply::ok().body(format!("api {}", req.path))
-    });
+    sim.route("/api", |req: Recorded| async move { Reply::ok().body(format!("api {}", req.path)) });
     sim.route("/api/v2", |req: Recorded| async move {
         Reply::status(201).body(format!("v2 {} {}", req.path, req.query.unwrap_or_default()))
     });
@@ -351,10 +329,7 @@ async fn routes_longest_prefix_wins_and_scripts_win_over_routes() {
 
     assert_eq!(fetch(&c, sim.url("/api")).await, (200, "api /api".into()));
     assert_eq!(fetch(&c, sim.url("/api/v1/x")).await, (200, "api /api/v1/x".into()));
-    assert_eq!(
-        fetch(&c, sim.url("/api/v2/x?q=1")).await,
-        (201, "v2 /api/v2/x q=1".into())
-    );
+    assert_eq!(fetch(&c, sim.url("/api/v2/x?q=1")).await, (201, "v2 /api/v2/x q=1".into()));
     assert_eq!(fetch(&c, sim.url("/api/v2")).await.0, 201);
     // Prefixes match whole segments.
     assert_eq!(fetch(&c, sim.url("/apix")).await.0, 404);
@@ -410,9 +385,7 @@ async fn route_handlers_wait_in_virtual_time_and_are_dropped_with_their_connecti
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 
     // The client gives up after 5 s: its connection closes and the handler future is dropped.
-    assert!(timeout(Duration::from_secs(5), get(&client(), sim.url("/slow")))
-        .await
-        .is_err());
+    assert!(timeout(Duration::from_secs(5), get(&client(), sim.url("/slow"))).await.is_err());
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
     assert_eq!(sim.count("/slow"), 2);

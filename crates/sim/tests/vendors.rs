@@ -59,10 +59,7 @@ struct Call {
 }
 
 fn call(method: Method, url: String) -> Call {
-    Call {
-        request: Request::builder().method(method).uri(url),
-        body: String::new(),
-    }
+    Call { request: Request::builder().method(method).uri(url), body: String::new() }
 }
 
 impl Call {
@@ -93,11 +90,7 @@ impl Call {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8(body.to_vec()).unwrap(),
-        }
+        Answer { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
     }
 }
 
@@ -167,21 +160,14 @@ async fn marketo_identity_returns_the_same_token_with_its_remaining_lifetime() {
     assert_eq!(third["expires_in"], 3600);
 
     assert_eq!(mkto.logins(), 3);
-    let times: Vec<_> = mkto
-        .login_times()
-        .iter()
-        .map(|t| t.duration_since(start).as_secs())
-        .collect();
+    let times: Vec<_> = mkto.login_times().iter().map(|t| t.duration_since(start).as_secs()).collect();
     assert_eq!(times, [0, 600, 3600]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn marketo_identity_can_mint_a_new_token_per_login() {
     let sim = Sim::start().await.unwrap();
-    let config = MarketoConfig {
-        same_token_until_expiry: false,
-        ..MarketoConfig::new("id", "secret")
-    };
+    let config = MarketoConfig { same_token_until_expiry: false, ..MarketoConfig::new("id", "secret") };
     marketo::install(&sim, config);
     let c = client();
     let a = marketo_token(&c, &sim).await;
@@ -201,10 +187,7 @@ async fn marketo_identity_failure_modes() {
     let url = sim.url("/identity/oauth/token?grant_type=client_credentials&client_id=id&client_secret=wrong");
     let bad = call(Method::GET, url).send(&c).await;
     assert_eq!(bad.status, 401);
-    assert_eq!(
-        bad.json(),
-        json!({"error": "invalid_client", "error_description": "Bad client credentials"})
-    );
+    assert_eq!(bad.json(), json!({"error": "invalid_client", "error_description": "Bad client credentials"}));
 
     mkto.fail_logins(2);
     let url = sim.url("/identity/oauth/token?grant_type=client_credentials&client_id=id&client_secret=secret");
@@ -215,10 +198,7 @@ async fn marketo_identity_failure_modes() {
 
     mkto.set_login_fatal(true);
     let fatal = call(Method::GET, url.clone()).send(&c).await;
-    assert_eq!(
-        (fatal.status, fatal.json()["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_eq!((fatal.status, fatal.json()["error"].as_str()), (401, Some("invalid_client")));
     mkto.set_login_fatal(false);
     marketo_login(&c, &sim).await;
 
@@ -242,25 +222,17 @@ async fn marketo_601_for_missing_or_unknown_tokens_and_602_once_expired() {
     let body = missing.json();
     assert!(body["requestId"].is_string());
     assert_eq!(body["success"], false);
-    assert_eq!(
-        body["errors"],
-        json!([{"code": "601", "message": "Access token invalid"}])
-    );
+    assert_eq!(body["errors"], json!([{"code": "601", "message": "Access token invalid"}]));
     assert_eq!(marketo_call(&c, &sim, "forged").await, (200, Some("601".into())));
 
     let token = marketo_token(&c, &sim).await;
-    let by_query = call(Method::GET, sim.url(&format!("{LEADS}?access_token={token}")))
-        .send(&c)
-        .await;
+    let by_query = call(Method::GET, sim.url(&format!("{LEADS}?access_token={token}"))).send(&c).await;
     assert_eq!(marketo_outcome(&by_query), (200, None));
     assert_eq!(marketo_call(&c, &sim, &token).await, (200, None));
 
     sleep(Duration::from_secs(3600)).await;
     let expired = call(Method::GET, sim.url(LEADS)).bearer(&token).send(&c).await;
-    assert_eq!(
-        expired.json()["errors"],
-        json!([{"code": "602", "message": "Access token expired"}])
-    );
+    assert_eq!(expired.json()["errors"], json!([{"code": "602", "message": "Access token expired"}]));
 
     // A new login, then every token expires on command.
     let fresh = marketo_token(&c, &sim).await;
@@ -272,10 +244,7 @@ async fn marketo_601_for_missing_or_unknown_tokens_and_602_once_expired() {
 
     let calls = mkto.api_calls();
     use TokenState::*;
-    assert_eq!(
-        token_states(&calls),
-        [Missing, Unknown, Valid, Valid, Expired, Valid, Expired]
-    );
+    assert_eq!(token_states(&calls), [Missing, Unknown, Valid, Valid, Expired, Valid, Expired]);
     assert_eq!(calls[3].token.as_deref(), Some(token.as_str()));
     assert_eq!((mkto.count_code("601"), mkto.count_code("602")), (2, 2));
 }
@@ -360,29 +329,19 @@ async fn marketo_414_for_long_gets_and_method_get_echoes_the_form() {
 
     // The rewrite Marketo documents: POST, `_method=GET` in the URL, the query as a form body.
     let form = format!("filterType=email&filterValues={}", values.replace('@', "%40"));
-    let rewritten = call(Method::POST, sim.url(&format!("{LEADS}?_method=GET")))
-        .bearer(&token)
-        .form(&form)
-        .send(&c)
-        .await;
+    let rewritten =
+        call(Method::POST, sim.url(&format!("{LEADS}?_method=GET"))).bearer(&token).form(&form).send(&c).await;
     assert_eq!(rewritten.status, 200);
     let body = rewritten.json();
     assert_eq!(body["success"], true);
     assert_eq!(body["result"], json!([{"filterType": "email", "filterValues": values}]));
 
     // A plain GET echoes its query (minus the token); a plain POST answers a record status.
-    let get = call(
-        Method::GET,
-        sim.url(&format!("{LEADS}?fields=id&fields=email&access_token={token}")),
-    )
-    .send(&c)
-    .await;
+    let get =
+        call(Method::GET, sim.url(&format!("{LEADS}?fields=id&fields=email&access_token={token}"))).send(&c).await;
     assert_eq!(get.json()["result"], json!([{"fields": ["id", "email"]}]));
-    let post = call(Method::POST, sim.url(LEADS))
-        .bearer(&token)
-        .header("content-type", "application/json")
-        .send(&c)
-        .await;
+    let post =
+        call(Method::POST, sim.url(LEADS)).bearer(&token).header("content-type", "application/json").send(&c).await;
     assert_eq!(post.json()["result"], json!([{"id": 1, "status": "updated"}]));
 
     let calls = mkto.api_calls();
@@ -468,27 +427,19 @@ async fn responsys_login_success_and_failure_modes() {
 
     rsys.set_login_error(Some("ACCOUNT_SUSPENDED"));
     let suspended = responsys_login(&c, &sim, "pass").await;
-    assert_eq!(
-        (suspended.status, suspended.json()["errorCode"].as_str()),
-        (401, Some("ACCOUNT_SUSPENDED"))
-    );
+    assert_eq!((suspended.status, suspended.json()["errorCode"].as_str()), (401, Some("ACCOUNT_SUSPENDED")));
     rsys.set_login_error(None);
 
     rsys.fail_logins(1);
     assert_eq!(responsys_login(&c, &sim, "pass").await.status, 503);
     rsys.hang_logins(true);
-    assert!(timeout(Duration::from_secs(30), responsys_login(&c, &sim, "pass"))
-        .await
-        .is_err());
+    assert!(timeout(Duration::from_secs(30), responsys_login(&c, &sim, "pass")).await.is_err());
     rsys.hang_logins(false);
     let token = responsys_token(&c, &sim).await;
 
     // Refresh: `auth_type=token` with a valid token gives a new one.
-    let refreshed = call(Method::POST, sim.url(RSYS_LOGIN))
-        .header("authorization", &token)
-        .form("auth_type=token")
-        .send(&c)
-        .await;
+    let refreshed =
+        call(Method::POST, sim.url(RSYS_LOGIN)).header("authorization", &token).form("auth_type=token").send(&c).await;
     assert_eq!(refreshed.status, 200);
     assert_ne!(refreshed.json()["authToken"], token.as_str());
 
@@ -503,46 +454,25 @@ async fn responsys_invalid_token_when_missing_bearer_or_expired() {
     let c = client();
     let token = responsys_token(&c, &sim).await;
 
-    let lists = call(Method::GET, sim.url(RSYS_LISTS))
-        .header("authorization", &token)
-        .send(&c)
-        .await;
+    let lists = call(Method::GET, sim.url(RSYS_LISTS)).header("authorization", &token).send(&c).await;
     assert_eq!(lists.status, 200);
     assert!(lists.json()["lists"].is_array());
-    let record = responsys_call(
-        &c,
-        Method::POST,
-        sim.url("/rest/api/v1.3/lists/L/members"),
-        Some(&token),
-    )
-    .await;
+    let record = responsys_call(&c, Method::POST, sim.url("/rest/api/v1.3/lists/L/members"), Some(&token)).await;
     assert_eq!(record, (200, None));
 
     let invalid = Some("INVALID_TOKEN".to_owned());
-    assert_eq!(
-        responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), None).await,
-        (401, invalid.clone())
-    );
+    assert_eq!(responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), None).await, (401, invalid.clone()));
     let bearer = format!("Bearer {token}");
-    assert_eq!(
-        responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), Some(&bearer)).await,
-        (401, invalid.clone())
-    );
+    assert_eq!(responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), Some(&bearer)).await, (401, invalid.clone()));
 
     sleep(Duration::from_secs(2 * 3600)).await;
-    let expired = call(Method::GET, sim.url(RSYS_LISTS))
-        .header("authorization", &token)
-        .send(&c)
-        .await;
+    let expired = call(Method::GET, sim.url(RSYS_LISTS)).header("authorization", &token).send(&c).await;
     assert_eq!(expired.status, 401);
     assert_eq!(expired.json()["errorCode"], "INVALID_TOKEN");
     assert_eq!(expired.json()["title"], "Not a valid token");
 
     let fresh = responsys_token(&c, &sim).await;
-    assert_eq!(
-        responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), Some(&fresh)).await,
-        (200, None)
-    );
+    assert_eq!(responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), Some(&fresh)).await, (200, None));
 
     use TokenState::*;
     let calls = rsys.api_calls();
@@ -563,29 +493,20 @@ async fn responsys_failover_allows_only_aftm_until_back_to_primary() {
     assert_eq!(lists().await, (200, None));
     rsys.set_secondary(true);
     assert!(rsys.is_secondary());
-    let refused = call(Method::GET, sim.url(RSYS_LISTS))
-        .header("authorization", &token)
-        .send(&c)
-        .await;
+    let refused = call(Method::GET, sim.url(RSYS_LISTS)).header("authorization", &token).send(&c).await;
     assert_eq!(refused.status, 401);
     assert_eq!(refused.json()["errorCode"], "API_NOT_ALLOWED_IN_SECONDARY");
     assert_eq!(aftm(RSYS_AFTM).await, (200, None));
     assert_eq!(aftm("/rest/haAsyncApi/v1.3/campaigns/welcome/email").await, (200, None));
     // A token obtained before failover stays valid; logins keep working.
     let during = responsys_token(&c, &sim).await;
-    assert_eq!(
-        responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), Some(&during)).await,
-        (200, None)
-    );
+    assert_eq!(responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), Some(&during)).await, (200, None));
 
     rsys.set_secondary(false);
     assert!(!rsys.is_secondary());
     assert_eq!(lists().await, (200, None));
     let calls = rsys.api_calls();
-    assert_eq!(
-        codes(&calls),
-        [None, Some("API_NOT_ALLOWED_IN_SECONDARY"), None, None, None, None]
-    );
+    assert_eq!(codes(&calls), [None, Some("API_NOT_ALLOWED_IN_SECONDARY"), None, None, None, None]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -600,18 +521,12 @@ async fn responsys_fail_next_answers_500_with_the_code() {
     let none = responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), None).await;
     assert_eq!(none.1.as_deref(), Some("INVALID_TOKEN"));
     for _ in 0..2 {
-        let failed = call(Method::POST, sim.url(RSYS_AFTM))
-            .header("authorization", &token)
-            .send(&c)
-            .await;
+        let failed = call(Method::POST, sim.url(RSYS_AFTM)).header("authorization", &token).send(&c).await;
         assert_eq!(failed.status, 500);
         assert_eq!(failed.json()["errorCode"], "UNRECOVERABLE_EXCEPTION");
         assert_eq!(failed.json()["title"], "Unrecoverable exception");
     }
-    assert_eq!(
-        responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), Some(&token)).await,
-        (200, None)
-    );
+    assert_eq!(responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), Some(&token)).await, (200, None));
 
     rsys.fail_next_with(1, 400, "API_LIMIT_EXCEEDED");
     let limited = responsys_call(&c, Method::POST, sim.url(RSYS_AFTM), Some(&token)).await;
@@ -647,19 +562,13 @@ async fn adobe_ims_login_success_and_failures() {
     let ok = ims_login(&c, &sim, "id", "secret").await;
     assert_eq!(ok.status, 200);
     let body = ok.json();
-    assert_eq!(
-        (&body["token_type"], &body["expires_in"]),
-        (&json!("bearer"), &json!(86399))
-    );
+    assert_eq!((&body["token_type"], &body["expires_in"]), (&json!("bearer"), &json!(86399)));
     let second = ims_login(&c, &sim, "id", "secret").await.json();
     assert_ne!(second["access_token"], body["access_token"]);
 
     let bad_id = ims_login(&c, &sim, "nope", "secret").await;
     assert_eq!(bad_id.status, 401);
-    assert_eq!(
-        bad_id.json(),
-        json!({"error": "invalid_client", "error_description": "invalid client_id parameter"})
-    );
+    assert_eq!(bad_id.json(), json!({"error": "invalid_client", "error_description": "invalid client_id parameter"}));
     let bad_secret = ims_login(&c, &sim, "id", "nope").await;
     assert_eq!(bad_secret.status, 401);
     assert_eq!(bad_secret.json()["error"], "invalid_client");
@@ -676,10 +585,7 @@ async fn adobe_edge_rejects_missing_then_expired_tokens_with_problems() {
     let sim = Sim::start().await.unwrap();
     let adobe = adobe::install(&sim, AdobeConfig::new("id", "secret"));
     let c = client();
-    let token = ims_login(&c, &sim, "id", "secret").await.json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = ims_login(&c, &sim, "id", "secret").await.json()["access_token"].as_str().unwrap().to_owned();
 
     let missing = interact(&c, &sim, None).await;
     assert_eq!(missing.status, 401);
@@ -697,10 +603,7 @@ async fn adobe_edge_rejects_missing_then_expired_tokens_with_problems() {
     assert_eq!(expired.content_type(), "application/problem+json");
     let problem = expired.json();
     assert_eq!(problem["type"], "https://ns.adobe.com/aep/errors/EXEG-0503-401");
-    assert_eq!(
-        (&problem["status"], &problem["title"]),
-        (&json!(401), &json!("Token expired"))
-    );
+    assert_eq!((&problem["status"], &problem["title"]), (&json!(401), &json!("Token expired")));
     assert!(problem["detail"].is_string());
 
     let calls = adobe.api_calls();
@@ -713,30 +616,21 @@ async fn adobe_edge_throttles_with_retry_after() {
     let sim = Sim::start().await.unwrap();
     let adobe = adobe::install(&sim, AdobeConfig::new("id", "secret"));
     let c = client();
-    let token = ims_login(&c, &sim, "id", "secret").await.json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = ims_login(&c, &sim, "id", "secret").await.json()["access_token"].as_str().unwrap().to_owned();
 
     adobe.throttle_next(1, Some(7));
     let throttled = interact(&c, &sim, Some(&token)).await;
     assert_eq!(throttled.status, 429);
     assert_eq!(throttled.headers["retry-after"], "7");
     assert_eq!(throttled.content_type(), "application/problem+json");
-    assert_eq!(
-        throttled.json()["type"],
-        "https://ns.adobe.com/aep/errors/EXEG-0000-429"
-    );
+    assert_eq!(throttled.json()["type"], "https://ns.adobe.com/aep/errors/EXEG-0000-429");
     assert_eq!(interact(&c, &sim, Some(&token)).await.status, 200);
 
     adobe.throttle_next(1, None);
     let bare = interact(&c, &sim, Some(&token)).await;
     assert_eq!(bare.status, 429);
     assert!(bare.headers.get("retry-after").is_none());
-    assert_eq!(
-        codes(&adobe.api_calls()),
-        [Some("EXEG-0000-429"), None, Some("EXEG-0000-429")]
-    );
+    assert_eq!(codes(&adobe.api_calls()), [Some("EXEG-0000-429"), None, Some("EXEG-0000-429")]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -755,11 +649,7 @@ fn sub_campaign(external_id: &str) -> String {
 }
 
 async fn engage(c: &TestClient, sim: &Sim, operation: &str, arguments: &str) -> Answer {
-    call(Method::POST, sim.url(ENGAGE))
-        .header("soapaction", "\"\"")
-        .xml(soap(operation, arguments))
-        .send(c)
-        .await
+    call(Method::POST, sim.url(ENGAGE)).header("soapaction", "\"\"").xml(soap(operation, arguments)).send(c).await
 }
 
 /// The `<code>` of a SOAP fault.
@@ -782,18 +672,12 @@ async fn genesys_create_show_and_change_sub_campaigns() {
     let created = engage(&c, &sim, "createSubCampaign", &sub_campaign("X-1")).await;
     assert_eq!(created.status, 200);
     assert_eq!(created.content_type(), "text/xml; charset=utf-8");
-    assert!(
-        created.body.contains("<createSubCampaignResponse><internalId>"),
-        "{}",
-        created.body
-    );
+    assert!(created.body.contains("<createSubCampaignResponse><internalId>"), "{}", created.body);
 
     let again = engage(&c, &sim, "createSubCampaign", &sub_campaign("X-1")).await;
     assert_eq!(again.status, 500);
     assert_eq!(fault_code(&again), Some("OBJECT_EXISTS"));
-    assert!(again
-        .body
-        .contains("<soap:Fault><faultcode>soap:Client</faultcode><faultstring>OBJECT_EXISTS"));
+    assert!(again.body.contains("<soap:Fault><faultcode>soap:Client</faultcode><faultstring>OBJECT_EXISTS"));
 
     let shown = engage(&c, &sim, "showSubCampaignState", &sub_campaign("X-1")).await;
     assert_eq!(shown.status, 200);
@@ -821,11 +705,7 @@ async fn genesys_create_that_times_out_after_effect_is_found_by_show() {
     let c = client();
     engage_handle.timeout_after_effect(1);
 
-    let attempt = timeout(
-        Duration::from_secs(30),
-        engage(&c, &sim, "createSubCampaign", &sub_campaign("X-1")),
-    )
-    .await;
+    let attempt = timeout(Duration::from_secs(30), engage(&c, &sim, "createSubCampaign", &sub_campaign("X-1"))).await;
     assert!(attempt.is_err(), "the create must never answer");
     assert_eq!(engage_handle.sub_campaigns(), [triple("Spring", "X-1", "RUNNING")]);
 
@@ -847,9 +727,7 @@ async fn genesys_internal_errors_before_and_after_effect() {
     engage_handle.internal_error_before_effect(1);
     let before = engage(&c, &sim, "createSubCampaign", &sub_campaign("A")).await;
     assert_eq!((before.status, fault_code(&before)), (500, Some("INTERNAL_ERROR")));
-    assert!(before
-        .body
-        .contains("<faultcode>soap:Server</faultcode><faultstring>INTERNAL_ERROR</faultstring>"));
+    assert!(before.body.contains("<faultcode>soap:Server</faultcode><faultstring>INTERNAL_ERROR</faultstring>"));
     let shown = engage(&c, &sim, "showSubCampaignState", &sub_campaign("A")).await;
     assert_eq!(fault_code(&shown), Some("OBJECT_NOT_EXISTS"));
 

@@ -48,10 +48,7 @@ pub(crate) struct Token {
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Token")
-            .field("version", &self.version)
-            .field("expires_at", &self.expires_at)
-            .finish()
+        f.debug_struct("Token").field("version", &self.version).field("expires_at", &self.expires_at).finish()
     }
 }
 
@@ -289,28 +286,23 @@ impl TokenSource {
                                 }
                             })
                         }
-                        Err(e) => Err(LoginError::new(
-                            LoginFailureKind::Transient,
-                            format!("login request failed: {e}"),
-                        )),
+                        Err(e) => {
+                            Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {e}")))
+                        }
                     }
                 })
             }
-            (Fetch::Login(_), None) => Box::pin(async {
-                Err(LoginError::new(
-                    LoginFailureKind::Fatal,
-                    "no transport for the login request",
-                ))
-            }),
+            (Fetch::Login(_), None) => {
+                Box::pin(async { Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")) })
+            }
         };
         let timeout = cell.login_timeout;
         tokio::spawn(async move {
             let result = match tokio::time::timeout(timeout, fetch).await {
                 Ok(r) => r,
-                Err(_) => Err(LoginError::new(
-                    LoginFailureKind::Transient,
-                    format!("login took longer than {timeout:?}"),
-                )),
+                Err(_) => {
+                    Err(LoginError::new(LoginFailureKind::Transient, format!("login took longer than {timeout:?}")))
+                }
             };
             cell.finish(result);
         });
@@ -329,10 +321,9 @@ impl Cell {
         let result = result.and_then(|cred| match cred.lifetime {
             // A token born expired cannot be used, and logging in again at once would storm the
             // login endpoint: count it as a failed login, under the backoff.
-            Some(l) if l.is_zero() => Err(LoginError::new(
-                LoginFailureKind::Transient,
-                "the login answered an already-expired token",
-            )),
+            Some(l) if l.is_zero() => {
+                Err(LoginError::new(LoginFailureKind::Transient, "the login answered an already-expired token"))
+            }
             _ => Ok(cred),
         });
         let mut st = self.lock();
@@ -353,12 +344,7 @@ impl Cell {
                     }
                     _ => None,
                 };
-                let token = Token {
-                    secret: cred.token,
-                    version: st.version,
-                    endpoint: cred.endpoint,
-                    expires_at,
-                };
+                let token = Token { secret: cred.token, version: st.version, endpoint: cred.endpoint, expires_at };
                 st.current = Some(Current { token, refresh_at });
                 tracing::info!(
                     version = st.version,
@@ -368,10 +354,7 @@ impl Cell {
             }
             Err(e) => {
                 st.failures += 1;
-                let backoff = self
-                    .backoff_min
-                    .saturating_mul(1u32 << (st.failures - 1).min(16))
-                    .min(self.backoff_max);
+                let backoff = self.backoff_min.saturating_mul(1u32 << (st.failures - 1).min(16)).min(self.backoff_max);
                 st.not_before = Some(now + backoff);
                 tracing::warn!(
                     fatal = e.is_fatal(),
@@ -436,9 +419,7 @@ where
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
-            std::future::poll_fn(|cx| svc.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
             let res = svc.call(req).await.map_err(Into::into)?;
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);

@@ -35,12 +35,7 @@ pin_project! {
 
 impl<B> RetryBody<B> {
     pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        RetryBody {
-            inner: Inner::Buffered {
-                data: (!data.is_empty()).then_some(data),
-                trailers,
-            },
-        }
+        RetryBody { inner: Inner::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
     }
 
     /// A replayable body from bytes already in memory.
@@ -49,9 +44,7 @@ impl<B> RetryBody<B> {
     }
 
     pub(crate) fn streaming(body: B) -> Self {
-        RetryBody {
-            inner: Inner::Streaming { body },
-        }
+        RetryBody { inner: Inner::Streaming { body } }
     }
 
     /// Whether this body is replayed from memory (else it streams the caller's body once).
@@ -123,11 +116,7 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// The inner body, untouched.
     pub(crate) fn passthrough(body: B) -> Self {
-        ResponseBody {
-            prefix: None,
-            trailers: None,
-            rest: Rest::Inline { body },
-        }
+        ResponseBody { prefix: None, trailers: None, rest: Rest::Inline { body } }
     }
 
     /// Bytes already read, then (if the body was not read to its end) the rest.

@@ -68,15 +68,7 @@ pub(crate) enum ErrorKind {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, report: Report) -> Self {
-        Error {
-            inner: Box::new(Inner {
-                kind,
-                classification: None,
-                response: None,
-                source: None,
-                report,
-            }),
-        }
+        Error { inner: Box::new(Inner { kind, classification: None, response: None, source: None, report }) }
     }
 
     pub(crate) fn with_classification(mut self, c: Classification) -> Self {
@@ -90,13 +82,8 @@ impl Error {
     }
 
     pub(crate) fn with_response(mut self, head: http::response::Parts, body: Bytes, complete: bool) -> Self {
-        self.inner.response = Some(LastResponse {
-            status: head.status,
-            version: head.version,
-            headers: head.headers,
-            body,
-            complete,
-        });
+        self.inner.response =
+            Some(LastResponse { status: head.status, version: head.version, headers: head.headers, body, complete });
         self
     }
 
@@ -322,9 +309,7 @@ impl fmt::Debug for Error {
             d.field("status", &r.status).field("body_len", &r.body.len());
         }
         if let Some(c) = &self.inner.classification {
-            d.field("classification", &c.kind)
-                .field("vendor_errors", &c.errors)
-                .field("reason", &c.reason);
+            d.field("classification", &c.kind).field("vendor_errors", &c.errors).field("reason", &c.reason);
         }
         d.field("attempts", &self.inner.report.attempts.len());
         if let Some(s) = &self.inner.source {

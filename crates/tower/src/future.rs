@@ -120,12 +120,7 @@ enum Got<RB> {
     /// A response whose body was not read.
     Head(response::Parts, RB),
     /// A response and the bytes read of its body; `rest` is what was not read.
-    Read {
-        head: response::Parts,
-        bytes: Bytes,
-        trailers: Option<HeaderMap>,
-        rest: Option<Pin<Box<RB>>>,
-    },
+    Read { head: response::Parts, bytes: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<RB>>> },
     /// No response.
     Nothing(Failure, Option<BoxError>),
 }
@@ -184,12 +179,7 @@ where
         match size.exact() {
             _ if body.is_end_stream() => {}
             Some(n) if n <= policy.replay_limit() as u64 => {
-                this.state = State::Buffer {
-                    body,
-                    first: None,
-                    rest: BytesMut::new(),
-                    trailers: None,
-                };
+                this.state = State::Buffer { body, first: None, rest: BytesMut::new(), trailers: None };
             }
             exact => {
                 let limit = policy.replay_limit();
@@ -294,12 +284,7 @@ where
         let eng = this.engine;
         loop {
             let got = match this.state.as_mut().project() {
-                StateProj::Buffer {
-                    body,
-                    first,
-                    rest,
-                    trailers,
-                } => {
+                StateProj::Buffer { body, first, rest, trailers } => {
                     let frame = match body.poll_frame(cx) {
                         Poll::Ready(frame) => frame,
                         Poll::Pending => {
@@ -309,10 +294,8 @@ where
                                 return Poll::Pending;
                             }
                             this.state.set(State::Done);
-                            let reason = FailReason::DeadlineExceeded {
-                                wait: Duration::ZERO,
-                                remaining: Duration::ZERO,
-                            };
+                            let reason =
+                                FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
                             return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                         }
                     };
@@ -397,9 +380,7 @@ where
                                 Err(_) => {
                                     eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
                                     this.timer.set(None);
-                                    this.state.set(State::Acquire {
-                                        wait: Box::pin(sem.acquire_owned()),
-                                    });
+                                    this.state.set(State::Acquire { wait: Box::pin(sem.acquire_owned()) });
                                     continue;
                                 }
                             }
@@ -415,10 +396,8 @@ where
                                     if at >= deadline {
                                         eng.release_slot();
                                         this.state.set(State::Done);
-                                        let reason = FailReason::DeadlineExceeded {
-                                            wait: at - now,
-                                            remaining: deadline - now,
-                                        };
+                                        let reason =
+                                            FailReason::DeadlineExceeded { wait: at - now, remaining: deadline - now };
                                         return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                                     }
                                 }
@@ -438,10 +417,8 @@ where
                                     return Poll::Pending;
                                 }
                                 this.state.set(State::Done);
-                                let reason = FailReason::DeadlineExceeded {
-                                    wait: Duration::ZERO,
-                                    remaining: Duration::ZERO,
-                                };
+                                let reason =
+                                    FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
                                 return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                             }
                         };
@@ -474,9 +451,7 @@ where
                                 rest: BytesMut::new(),
                                 trailers: None,
                             };
-                            this.state.set(State::Inspect {
-                                read: Some(Box::new(read)),
-                            });
+                            this.state.set(State::Inspect { read: Some(Box::new(read)) });
                             continue;
                         }
                         let c = eng.classify_response(&head, received_at, BodyView::NotRead);
@@ -491,16 +466,11 @@ where
                         if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                             return Poll::Pending;
                         }
-                        (
-                            eng.classify_failure(Failure::Timeout),
-                            Got::Nothing(Failure::Timeout, None),
-                        )
+                        (eng.classify_failure(Failure::Timeout), Got::Nothing(Failure::Timeout, None))
                     }
                 },
                 StateProj::Inspect { read } => {
-                    let Some(r) = read.as_mut() else {
-                        unreachable!("inspecting without a response")
-                    };
+                    let Some(r) = read.as_mut() else { unreachable!("inspecting without a response") };
                     let limit = eng.host().policy.inspect_limit();
                     let end = loop {
                         if r.len() >= limit {
@@ -541,15 +511,7 @@ where
                             };
                             let c = eng.classify_response(&r.head, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
-                            (
-                                c,
-                                Got::Read {
-                                    head: r.head,
-                                    bytes,
-                                    trailers: r.trailers,
-                                    rest,
-                                },
-                            )
+                            (c, Got::Read { head: r.head, bytes, trailers: r.trailers, rest })
                         }
                     }
                 }
@@ -584,10 +546,7 @@ where
                         return Poll::Pending;
                     }
                     this.state.set(State::Done);
-                    let reason = FailReason::DeadlineExceeded {
-                        wait: Duration::ZERO,
-                        remaining: Duration::ZERO,
-                    };
+                    let reason = FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
                     return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                 }
                 StateProj::Pace => {
@@ -606,10 +565,8 @@ where
                                 return Poll::Pending;
                             }
                             this.state.set(State::Done);
-                            let reason = FailReason::DeadlineExceeded {
-                                wait: Duration::ZERO,
-                                remaining: Duration::ZERO,
-                            };
+                            let reason =
+                                FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
                             return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                         }
                     };
@@ -730,9 +687,7 @@ where
                             eng.ready = false;
                             eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
                             this.timer.set(None);
-                            this.state.set(State::Reconcile {
-                                verdict: hook.reconcile(request),
-                            });
+                            this.state.set(State::Reconcile { verdict: hook.reconcile(request) });
                         }
                         None => {
                             this.state.set(State::Done);
@@ -801,15 +756,7 @@ impl<B> Engine<B> {
             Got::Head(head, _) => Some((head, Bytes::new(), false)),
             Got::Read { head, bytes, rest, .. } => {
                 let complete = rest.is_none();
-                Some((
-                    head,
-                    if complete {
-                        bytes
-                    } else {
-                        bytes.slice(..bytes.len().min(limit))
-                    },
-                    complete,
-                ))
+                Some((head, if complete { bytes } else { bytes.slice(..bytes.len().min(limit)) }, complete))
             }
             Got::Nothing(..) => None,
         };
@@ -839,29 +786,17 @@ impl<B> Engine<B> {
     /// The body is read when the profile needs it to classify, and for error statuses, so that
     /// an error owns what the vendor said.
     fn wants_body(&self, head: &response::Parts, received_at: SystemTime) -> bool {
-        let res = ResponseHead {
-            status: head.status,
-            headers: &head.headers,
-            received_at,
-        };
+        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
         head.status.as_u16() >= 400 || self.host().profile.inspect(&self.request_head(), &res)
     }
 
     fn classify_response(&self, head: &response::Parts, received_at: SystemTime, body: BodyView<'_>) -> Classification {
-        let res = ResponseHead {
-            status: head.status,
-            headers: &head.headers,
-            received_at,
-        };
-        self.host()
-            .profile
-            .classify(&self.request_head(), &Outcome::Response(res, body))
+        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
+        self.host().profile.classify(&self.request_head(), &Outcome::Response(res, body))
     }
 
     fn classify_failure(&self, failure: Failure) -> Classification {
-        self.host()
-            .profile
-            .classify(&self.request_head(), &Outcome::Failure(failure))
+        self.host().profile.classify(&self.request_head(), &Outcome::Failure(failure))
     }
 
     fn decide(&mut self, c: &Classification) -> Decision {
@@ -956,8 +891,7 @@ impl<B> Engine<B> {
 
     fn record(&mut self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
         let elapsed = Instant::now().duration_since(self.start);
-        self.history
-            .push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
+        self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
         self.errors.extend(c.errors.iter().cloned().map(|e| (self.attempt, e)));
     }
 
@@ -1010,12 +944,7 @@ impl<B> Engine<B> {
         });
         let (mut head, body) = match got {
             Got::Head(head, body) => (head, ResponseBody::passthrough(body)),
-            Got::Read {
-                head,
-                bytes,
-                trailers,
-                rest,
-            } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
+            Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
             Got::Nothing(..) => unreachable!("a failure is never returned as a response"),
         };
         if let Some(report) = report {
@@ -1031,11 +960,7 @@ impl<B> Engine<B> {
             Got::Read { head, bytes, rest, .. } => {
                 let complete = rest.is_none();
                 let limit = self.host().policy.inspect_limit();
-                let owned = if complete {
-                    bytes
-                } else {
-                    bytes.slice(..bytes.len().min(limit))
-                };
+                let owned = if complete { bytes } else { bytes.slice(..bytes.len().min(limit)) };
                 error.with_response(head, owned, complete)
             }
             Got::Nothing(_, Some(source)) => error.with_source(source),

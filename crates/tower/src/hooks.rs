@@ -96,18 +96,13 @@ impl Probe {
     /// Send `request()` every `interval` while in failover mode (Responsys suggests a standard
     /// read-only call such as "Fetch All Profile Lists").
     pub fn new(interval: Duration, request: impl Fn() -> Request<Bytes> + Send + Sync + 'static) -> Self {
-        Probe {
-            request: std::sync::Arc::new(request),
-            interval,
-        }
+        Probe { request: std::sync::Arc::new(request), interval }
     }
 }
 
 impl fmt::Debug for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
-            .field("interval", &self.interval)
-            .finish_non_exhaustive()
+        f.debug_struct("Probe").field("interval", &self.interval).finish_non_exhaustive()
     }
 }
 
@@ -119,19 +114,13 @@ pub(crate) struct Failover {
 
 impl Default for Failover {
     fn default() -> Self {
-        Failover {
-            probe: None,
-            state: Mutex::new((FailoverMode::Primary, false)),
-        }
+        Failover { probe: None, state: Mutex::new((FailoverMode::Primary, false)) }
     }
 }
 
 impl Failover {
     pub(crate) fn with_probe(probe: Probe) -> Self {
-        Failover {
-            probe: Some(probe),
-            ..Failover::default()
-        }
+        Failover { probe: Some(probe), ..Failover::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (FailoverMode, bool)> {
@@ -147,10 +136,7 @@ impl Failover {
         let mut st = self.lock();
         if st.0 == FailoverMode::Primary {
             st.0 = FailoverMode::Secondary { since: Instant::now() };
-            tracing::warn!(
-                host,
-                "failover: the vendor failed over; only failover endpoints are sent"
-            );
+            tracing::warn!(host, "failover: the vendor failed over; only failover endpoints are sent");
         }
         let start = self.probe.is_some() && !st.1;
         st.1 |= start;

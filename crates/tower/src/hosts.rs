@@ -29,9 +29,7 @@ pub(crate) struct Host {
 impl Host {
     pub(crate) fn new(pattern: &str, profile: Arc<dyn Profile>, policy: Policy) -> Self {
         let limits = Limits::new(policy.rate_limit(), policy.max_concurrency());
-        let budget = policy
-            .budget()
-            .map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
+        let budget = policy.budget().map(|c| Arc::new(RatioBudget::new(*c)) as Arc<dyn RetryBudget>);
         Host {
             pattern: pattern.into(),
             profile,
@@ -62,11 +60,7 @@ pub struct InvalidHost(pub(crate) String);
 
 impl fmt::Display for InvalidHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`",
-            self.0
-        )
+        write!(f, "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`", self.0)
     }
 }
 
@@ -89,11 +83,7 @@ const DEFAULT: HostId = HostId(0);
 
 impl Hosts {
     pub(crate) fn new(default: Host) -> Self {
-        Hosts {
-            all: vec![default],
-            exact: HashMap::new(),
-            suffixes: Vec::new(),
-        }
+        Hosts { all: vec![default], exact: HashMap::new(), suffixes: Vec::new() }
     }
 
     pub(crate) fn set_default(&mut self, host: Host) {
@@ -102,10 +92,7 @@ impl Hosts {
 
     /// The host registered under exactly this pattern (`*` for the default).
     pub(crate) fn by_pattern_mut(&mut self, pattern: &str) -> Option<&mut Host> {
-        self.all
-            .iter_mut()
-            .rev()
-            .find(|h| h.pattern.eq_ignore_ascii_case(pattern))
+        self.all.iter_mut().rev().find(|h| h.pattern.eq_ignore_ascii_case(pattern))
     }
 
     pub(crate) fn by_pattern(&self, pattern: &str) -> Option<&Host> {

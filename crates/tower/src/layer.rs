@@ -89,20 +89,13 @@ impl RetryLayer {
     /// The concurrency permits free now for the host registered under `pattern`, if it has a
     /// concurrency limit: equal to the limit when nothing is in flight.
     pub fn available_permits(&self, pattern: &str) -> Option<usize> {
-        self.shared
-            .hosts
-            .by_pattern(pattern)
-            .and_then(|h| h.limits.concurrency.as_ref())
-            .map(|s| s.available_permits())
+        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|s| s.available_permits())
     }
 
     /// The rate limit in force for the host registered under `pattern`, if it has one: lower
     /// than the policy's after the vendor throttled.
     pub fn current_rate_limit(&self, pattern: &str) -> Option<u32> {
-        self.shared
-            .hosts
-            .by_pattern(pattern)
-            .and_then(|h| h.limits.effective_rate())
+        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.effective_rate())
     }
 }
 
@@ -116,9 +109,7 @@ impl<S> Layer<S> for RetryLayer {
 
 impl fmt::Debug for RetryLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryLayer")
-            .field("hosts", &self.shared.hosts)
-            .finish_non_exhaustive()
+        f.debug_struct("RetryLayer").field("hosts", &self.shared.hosts).finish_non_exhaustive()
     }
 }
 
@@ -135,8 +126,7 @@ impl RetryLayerBuilder {
     /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain) with this
     /// profile and policy. Exact hosts win over patterns, longer patterns over shorter ones.
     pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
-        self.hosts
-            .insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
+        self.hosts.insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
         Ok(self)
     }
 
@@ -147,10 +137,7 @@ impl RetryLayerBuilder {
     /// Login requests go through the wrapped service itself. When the vendor says the token
     /// expired, it is refreshed once for all waiting requests and the request replayed.
     pub fn auth(mut self, pattern: &str, source: TokenSource) -> Result<Self, InvalidHost> {
-        let host = self
-            .hosts
-            .by_pattern_mut(pattern)
-            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
         host.auth = Some(source);
         Ok(self)
     }
@@ -159,10 +146,7 @@ impl RetryLayerBuilder {
     /// says must be reconciled (Genesys `createSubCampaign`). Without a hook such a call is
     /// never re-sent, and the error says why.
     pub fn reconcile(mut self, pattern: &str, hook: impl ReconcileHook) -> Result<Self, InvalidHost> {
-        let host = self
-            .hosts
-            .by_pattern_mut(pattern)
-            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
         host.reconcile = Some(Arc::new(hook));
         Ok(self)
     }
@@ -170,10 +154,7 @@ impl RetryLayerBuilder {
     /// While the host registered under `pattern` is in failover mode, send `probe` on its
     /// interval; its first success returns the host to primary.
     pub fn failover_probe(mut self, pattern: &str, probe: Probe) -> Result<Self, InvalidHost> {
-        let host = self
-            .hosts
-            .by_pattern_mut(pattern)
-            .ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
         host.failover = Failover::with_probe(probe);
         Ok(self)
     }
@@ -223,8 +204,6 @@ impl RetryLayerBuilder {
 
 impl fmt::Debug for RetryLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryLayerBuilder")
-            .field("hosts", &self.hosts)
-            .finish_non_exhaustive()
+        f.debug_struct("RetryLayerBuilder").field("hosts", &self.hosts).finish_non_exhaustive()
     }
 }

@@ -136,11 +136,7 @@ impl SlidingLog {
     }
 
     fn throttled(&mut self, now: Instant, pause: Duration) {
-        let sent = self
-            .sends
-            .iter()
-            .filter(|t| **t <= now && now < **t + self.window)
-            .count() as u32;
+        let sent = self.sends.iter().filter(|t| **t <= now && now < **t + self.window).count() as u32;
         // Evidence of the vendor's limit: the calls it accepted in the window (all but this one).
         let accepted = (sent > 1).then(|| sent - 1).filter(|a| *a < self.effective);
         let lowered = accepted.unwrap_or((self.effective / 2).max(1));
@@ -155,9 +151,7 @@ impl SlidingLog {
         }
         self.changed_at = Some(now);
         // Saturating: a hint can be as long as u64::MAX seconds.
-        let until = now
-            .checked_add(pause)
-            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
     }
 }
@@ -179,10 +173,7 @@ mod tests {
         }
         // 1,000 calls take 9 full windows after the first burst, each kept 100 ms longer than
         // the vendor's 20 s (sent is not received).
-        assert_eq!(
-            *slots.last().unwrap() - start,
-            9 * (20 * S + Duration::from_millis(100))
-        );
+        assert_eq!(*slots.last().unwrap() - start, 9 * (20 * S + Duration::from_millis(100)));
     }
 
     #[test]

@@ -15,10 +15,7 @@ pub(crate) fn method_override_post(parts: &mut request::Parts, body: &mut (Bytes
     let Ok(uri) = Uri::from_parts(uri) else { return };
     parts.uri = uri;
     parts.method = Method::POST;
-    parts.headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
     parts.headers.remove(CONTENT_LENGTH);
     *body = (Bytes::from(query), None);
 }

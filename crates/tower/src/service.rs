@@ -43,9 +43,7 @@ impl<S> Retry<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Retry")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
+        f.debug_struct("Retry").field("inner", &self.inner).finish_non_exhaustive()
     }
 }
 
@@ -65,9 +63,7 @@ where
     type Future = ResponseFuture<S, B, RB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| Error::new(ErrorKind::NotReady, Default::default()).with_source(e.into()))
+        self.inner.poll_ready(cx).map_err(|e| Error::new(ErrorKind::NotReady, Default::default()).with_source(e.into()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {

@@ -44,9 +44,7 @@ struct TestLogin;
 
 impl Login for TestLogin {
     fn request(&self) -> Request<Bytes> {
-        Request::post("http://vendor.test/login")
-            .body(Bytes::from_static(b"secret=hunter2"))
-            .unwrap()
+        Request::post("http://vendor.test/login").body(Bytes::from_static(b"secret=hunter2")).unwrap()
     }
     fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
         match status.as_u16() {
@@ -111,28 +109,14 @@ impl FakeVendor {
             let n = self.0.next.fetch_add(1, Ordering::SeqCst);
             let life = self.0.lifetime_s.load(Ordering::SeqCst);
             let token = format!("tok{n}");
-            self.0
-                .valid
-                .lock()
-                .unwrap()
-                .push((token.clone(), Instant::now() + Duration::from_secs(life)));
+            self.0.valid.lock().unwrap().push((token.clone(), Instant::now() + Duration::from_secs(life)));
             return reply(200, format!("{token}:{life}"));
         }
         self.0.api_calls.fetch_add(1, Ordering::SeqCst);
-        let auth = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         let token = auth.strip_prefix("Bearer ").unwrap_or("");
         let valid = !self.0.reject_all.load(Ordering::SeqCst)
-            && self
-                .0
-                .valid
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(t, exp)| t == token && now < *exp);
+            && self.0.valid.lock().unwrap().iter().any(|(t, exp)| t == token && now < *exp);
         if !valid {
             if !token.is_empty() {
                 self.0.expired_sent.fetch_add(1, Ordering::SeqCst);
@@ -155,22 +139,13 @@ fn service(
 > + Clone
        + Send
        + 'static {
-    let layer = RetryLayer::builder()
-        .default_host(Vendor, policy)
-        .auth("*", source)
-        .unwrap()
-        .rng_seed(3)
-        .build();
+    let layer = RetryLayer::builder().default_host(Vendor, policy).auth("*", source).unwrap().rng_seed(3).build();
     let v = vendor.clone();
-    ServiceBuilder::new()
-        .layer(layer)
-        .service(tower::service_fn(move |req| v.clone().handle(req)))
+    ServiceBuilder::new().layer(layer).service(tower::service_fn(move |req| v.clone().handle(req)))
 }
 
 fn api() -> Request<Full<Bytes>> {
-    Request::get("http://vendor.test/api/things")
-        .body(Full::default())
-        .unwrap()
+    Request::get("http://vendor.test/api/things").body(Full::default()).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -220,11 +195,7 @@ async fn a_server_that_keeps_saying_expired_cannot_loop() {
     let vendor = FakeVendor::new(3600);
     vendor.0.reject_all.store(true, Ordering::SeqCst); // every token is "expired"
     let source = TokenSource::login(TestLogin);
-    let policy = Policy::builder()
-        .max_attempts(10)
-        .max_auth_refreshes(2)
-        .build()
-        .unwrap();
+    let policy = Policy::builder().max_attempts(10).max_auth_refreshes(2).build().unwrap();
     let err = service(&vendor, source, policy).oneshot(api()).await.unwrap_err();
     assert!(err.is_auth(), "{err}");
     assert_eq!(err.report().attempt_count(), 3);
@@ -236,10 +207,8 @@ async fn a_server_that_keeps_saying_expired_cannot_loop() {
 async fn a_login_answering_an_expired_token_backs_off_instead_of_storming() {
     let vendor = FakeVendor::new(0);
     let source = TokenSource::login(TestLogin).login_backoff(S, 8 * S);
-    let err = service(&vendor, source, Policy::builder().deadline(30 * S).build().unwrap())
-        .oneshot(api())
-        .await
-        .unwrap_err();
+    let err =
+        service(&vendor, source, Policy::builder().deadline(30 * S).build().unwrap()).oneshot(api()).await.unwrap_err();
     assert!(err.is_auth_failed(), "{err}");
     assert!(err.login_error().unwrap().message().contains("already-expired"));
     // 30 s with backoff 1, 2, 4, 8, 8, ... s: a handful of logins, not a storm.
@@ -258,10 +227,7 @@ async fn proactive_refresh_keeps_every_request_on_a_valid_token() {
     while start.elapsed() < Duration::from_secs(3600) {
         let res = svc.clone().oneshot(api()).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        assert!(
-            res.extensions().get::<redial_tower::Report>().is_none(),
-            "no request needed a retry"
-        );
+        assert!(res.extensions().get::<redial_tower::Report>().is_none(), "no request needed a retry");
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0);
@@ -270,10 +236,7 @@ async fn proactive_refresh_keeps_every_request_on_a_valid_token() {
     assert_eq!(logins.len(), 7, "{logins:?}");
     for pair in logins.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(
-            gap >= Duration::from_secs(540) && gap <= Duration::from_secs(560),
-            "{gap:?}"
-        );
+        assert!(gap >= Duration::from_secs(540) && gap <= Duration::from_secs(560), "{gap:?}");
     }
 }
 
@@ -367,11 +330,7 @@ async fn a_closure_source_works_and_never_shows_its_secret() {
         async move {
             // Log in through the fake vendor by hand, as a user's own code would.
             let res = v
-                .handle(
-                    Request::post("http://vendor.test/login")
-                        .body(RetryBody::from_bytes(Bytes::new()))
-                        .unwrap(),
-                )
+                .handle(Request::post("http://vendor.test/login").body(RetryBody::from_bytes(Bytes::new())).unwrap())
                 .await
                 .unwrap();
             let body = res.into_body().collect().await.unwrap().to_bytes();

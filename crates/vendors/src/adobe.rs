@@ -112,13 +112,7 @@ struct Row {
 
 macro_rules! row {
     ($signal:literal, $rule:literal, $kind:ident, $then:ident, $what:literal) => {
-        Row {
-            signal: $signal,
-            rule: concat!("adobe.", $rule),
-            kind: Kind::$kind,
-            then: Then::$then,
-            what: $what,
-        }
+        Row { signal: $signal, rule: concat!("adobe.", $rule), kind: Kind::$kind, then: Then::$then, what: $what }
     };
 }
 
@@ -164,9 +158,7 @@ fn classification(row: &Row, head: &ResponseHead<'_>, code: &str) -> Classificat
         Then::Retry => Classification::retry(row.kind, RetryRule::new(row.rule).any_method(), reason).with_hint(hint()),
         Then::RetryThrottled => Classification::retry(
             row.kind,
-            RetryRule::new(row.rule)
-                .any_method()
-                .backoff(Backoff::constant(THROTTLE_DEFAULT)),
+            RetryRule::new(row.rule).any_method().backoff(Backoff::constant(THROTTLE_DEFAULT)),
             reason,
         )
         .with_hint(hint()),
@@ -220,10 +212,7 @@ impl EdgeResponse {
     pub fn vendor_errors(&self) -> Vec<VendorError> {
         let id = self.request_id.as_deref();
         let errors = self.errors.iter().map(|p| to_vendor_error(p, ErrorScope::NonFatal, id));
-        let warnings = self
-            .warnings
-            .iter()
-            .map(|p| to_vendor_error(p, ErrorScope::Warning, id));
+        let warnings = self.warnings.iter().map(|p| to_vendor_error(p, ErrorScope::Warning, id));
         errors.chain(warnings).collect()
     }
 }
@@ -343,10 +332,7 @@ fn to_vendor_error(p: &Problem, scope: ErrorScope, request_id: Option<&str>) -> 
             };
             e = e.with_attribute("report.errors", text);
         }
-        if report
-            .keys()
-            .any(|k| !matches!(k.as_str(), "errors" | "requestId" | "orgId"))
-        {
+        if report.keys().any(|k| !matches!(k.as_str(), "errors" | "requestId" | "orgId")) {
             e = e.with_attribute("report", Value::Object(report.clone()).to_string());
         }
     }
@@ -366,9 +352,7 @@ fn wants_body(headers: &HeaderMap, status: StatusCode) -> bool {
 }
 
 fn json_or_unlabelled(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_none_or(|v| v.to_str().is_ok_and(is_json_media_type))
+    headers.get(CONTENT_TYPE).is_none_or(|v| v.to_str().is_ok_and(is_json_media_type))
 }
 
 impl Profile for AdobeEdge {
@@ -427,9 +411,7 @@ fn classify_success(head: &ResponseHead<'_>, body: &EdgeResponse) -> Classificat
 fn classify_problem(head: &ResponseHead<'_>, problem: Problem) -> Classification {
     let code = problem.type_.as_deref().and_then(error_code);
     let error = to_vendor_error(&problem, ErrorScope::Response, None);
-    status_rules(head, code.as_deref())
-        .with_errors([error])
-        .with_problem(Some(problem))
+    status_rules(head, code.as_deref()).with_errors([error]).with_problem(Some(problem))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,12 +477,8 @@ impl ImsLogin {
         client_secret: impl Into<redial_core::auth::Secret>,
         scopes: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
-        let scopes: Vec<String> = scopes
-            .into_iter()
-            .map(Into::into)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let scopes: Vec<String> =
+            scopes.into_iter().map(Into::into).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         let inner =
             crate::oauth2::ClientCredentials::with_url(http::Uri::from_static(IMS_TOKEN_URL), client_id, client_secret)
                 .auth_style(crate::oauth2::AuthStyle::Post)

@@ -279,10 +279,7 @@ fn scan(body: &[u8]) -> Option<Scan> {
                 } else if name.eq_ignore_ascii_case("Fault") {
                     out.is_fault = true;
                 } else if ERROR_ELEMENTS.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
-                    open.push(Partial {
-                        depth,
-                        ..Partial::default()
-                    });
+                    open.push(Partial { depth, ..Partial::default() });
                 }
             }
             path.push(name);
@@ -313,10 +310,7 @@ fn field_of(name: &str, depth: usize, path: &[String], open: &[Partial], out: &S
         return p.fields.get(i)?.is_none().then_some(*field);
     }
     let is = |i: usize, n: &str| {
-        path.len()
-            .checked_sub(i)
-            .and_then(|j| path.get(j))
-            .is_some_and(|p| p.eq_ignore_ascii_case(n))
+        path.len().checked_sub(i).and_then(|j| path.get(j)).is_some_and(|p| p.eq_ignore_ascii_case(n))
     };
     let fault = &out.fault;
     let field = if is(1, "Fault") && name.eq_ignore_ascii_case("faultcode") {
@@ -386,12 +380,7 @@ pub fn operation(req: &RequestHead<'_>) -> Option<String> {
 }
 
 fn last_segment(action: &str) -> Option<String> {
-    action
-        .trim()
-        .trim_matches('"')
-        .rsplit(['/', '#', ':'])
-        .find(|s| !s.trim().is_empty())
-        .map(|s| s.trim().to_owned())
+    action.trim().trim_matches('"').rsplit(['/', '#', ':']).find(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned())
 }
 
 fn body_operation(body: &[u8]) -> Option<String> {
@@ -434,13 +423,7 @@ struct Row {
 }
 
 const fn row(code: &'static str, kind: Kind, advice: fn() -> Advice, why: &'static str) -> Row {
-    Row {
-        code,
-        kind,
-        advice,
-        reconcile: false,
-        why,
-    }
+    Row { code, kind, advice, reconcile: false, why }
 }
 
 /// How final a row is: in a set of errors, the most final decides (fatal, then throttled, then
@@ -464,9 +447,7 @@ fn reinvoke() -> Advice {
     Advice::Retry(reinvoke_rule("genesys.internal_error"))
 }
 fn reinvoke_rule(name: &'static str) -> RetryRule {
-    RetryRule::new(name)
-        .backoff(Backoff::schedule([REINVOKE_DELAY]))
-        .any_method()
+    RetryRule::new(name).backoff(Backoff::schedule([REINVOKE_DELAY])).any_method()
 }
 
 use Kind::{AuthExpired, Fatal, Throttled, Transient};
@@ -499,9 +480,7 @@ fn lookup(code: &str) -> Option<&'static Row> {
         TABLE.iter().find(|r| {
             r.code.strip_suffix('*').is_some_and(|prefix| {
                 code.len() > prefix.len()
-                    && code
-                        .get(..prefix.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                    && code.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
             })
         })
     })
@@ -526,9 +505,7 @@ pub struct GenesysEngage {
 
 impl Default for GenesysEngage {
     fn default() -> Self {
-        GenesysEngage {
-            reconcile: RECONCILE_OPERATIONS.iter().map(|o| Cow::Borrowed(*o)).collect(),
-        }
+        GenesysEngage { reconcile: RECONCILE_OPERATIONS.iter().map(|o| Cow::Borrowed(*o)).collect() }
     }
 }
 
@@ -575,20 +552,14 @@ impl GenesysEngage {
                 return Classification::new(
                     Kind::Transient,
                     Advice::Reconcile,
-                    format!(
-                        "genesys: no response ({}) on {op}: reconcile before re-invoking",
-                        failure.as_str()
-                    ),
+                    format!("genesys: no response ({}) on {op}: reconcile before re-invoking", failure.as_str()),
                 );
             }
         }
         Classification::retry(
             Kind::Transient,
             reinvoke_rule("genesys.timeout"),
-            format!(
-                "genesys: no response ({}): re-invoke once after about 30 s",
-                failure.as_str()
-            ),
+            format!("genesys: no response ({}): re-invoke once after about 30 s", failure.as_str()),
         )
     }
 
@@ -650,12 +621,7 @@ impl Profile for GenesysEngage {
         let s = res.status;
         s.is_client_error()
             || s.is_server_error()
-            || s.is_success()
-                && res
-                    .headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(is_xml)
+            || s.is_success() && res.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_xml)
     }
 
     fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
@@ -669,11 +635,7 @@ impl Profile for GenesysEngage {
             Body::Complete(bytes) => bytes,
         };
         let Some(scan) = scan(bytes) else {
-            return fallback(
-                head,
-                BodyUse::Fallback,
-                "the body is not well-formed UTF-8 XML without a DOCTYPE",
-            );
+            return fallback(head, BodyUse::Fallback, "the body is not well-formed UTF-8 XML without a DOCTYPE");
         };
         let fault = scan.fault;
         if let Some(c) = self.classify_errors(req, &fault.errors) {

@@ -35,13 +35,8 @@ pub enum Vendor {
 
 impl Vendor {
     /// Every built-in vendor.
-    pub const ALL: [Vendor; 5] = [
-        Vendor::Marketo,
-        Vendor::AdobeEdge,
-        Vendor::Responsys,
-        Vendor::GenesysEngage,
-        Vendor::Generic,
-    ];
+    pub const ALL: [Vendor; 5] =
+        [Vendor::Marketo, Vendor::AdobeEdge, Vendor::Responsys, Vendor::GenesysEngage, Vendor::Generic];
 
     /// The vendor's name as the CLI and logs spell it.
     pub const fn name(self) -> &'static str {

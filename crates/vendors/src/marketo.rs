@@ -146,13 +146,7 @@ struct Row {
 
 macro_rules! row {
     ($code:literal, $kind:ident, $then:expr, $what:literal) => {
-        Row {
-            code: $code,
-            rule: concat!("marketo.", $code),
-            kind: Kind::$kind,
-            then: $then,
-            what: $what,
-        }
+        Row { code: $code, rule: concat!("marketo.", $code), kind: Kind::$kind, then: $then, what: $what }
     };
 }
 
@@ -321,9 +315,7 @@ pub struct RecordStatus {
 impl RecordStatus {
     /// Whether Marketo skipped this record.
     pub fn is_skipped(&self) -> bool {
-        self.status
-            .as_deref()
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("skipped"))
+        self.status.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case("skipped"))
     }
 }
 
@@ -513,9 +505,7 @@ fn wants_body(headers: &HeaderMap, status: http::StatusCode) -> bool {
     }
     status.is_success()
         && !matches!(status.as_u16(), 204 | 205)
-        && headers
-            .get(CONTENT_TYPE)
-            .is_none_or(|v| v.to_str().is_ok_and(is_json_media_type))
+        && headers.get(CONTENT_TYPE).is_none_or(|v| v.to_str().is_ok_and(is_json_media_type))
 }
 
 impl Profile for Marketo {
@@ -579,10 +569,7 @@ fn classify_parsed(req: &RequestHead<'_>, head: &ResponseHead<'_>, body: &Market
     if head.status.is_success() {
         let skipped = body.result.iter().filter(|r| r.is_skipped()).count();
         if skipped > 0 {
-            let reason = format!(
-                "marketo: {skipped} of {} records skipped (record-level errors)",
-                body.result.len()
-            );
+            let reason = format!("marketo: {skipped} of {} records skipped (record-level errors)", body.result.len());
             return Classification::new(Kind::Partial, Advice::Return, reason).with_errors(errors);
         }
         return Classification::success("marketo: success").with_errors(errors);
@@ -591,11 +578,7 @@ fn classify_parsed(req: &RequestHead<'_>, head: &ResponseHead<'_>, body: &Market
 }
 
 fn response_error(head: &ResponseHead<'_>, body: &MarketoResponse, errors: Vec<VendorError>) -> Classification {
-    let Some((entry, row)) = body
-        .errors
-        .iter()
-        .map(|e| (e, lookup(&e.code)))
-        .min_by_key(|(_, row)| severity(row))
+    let Some((entry, row)) = body.errors.iter().map(|e| (e, lookup(&e.code))).min_by_key(|(_, row)| severity(row))
     else {
         return Classification::fail(Kind::Fatal, "marketo: success:false without errors[]").with_errors(errors);
     };
@@ -622,9 +605,7 @@ fn response_error(head: &ResponseHead<'_>, body: &MarketoResponse, errors: Vec<V
                 Some(date) if e.code == "607" => e.with_attribute("resets_at", date.clone()),
                 _ => e,
             });
-            return Classification::fail(row.kind, reason)
-                .with_hint(hint)
-                .with_errors(errors);
+            return Classification::fail(row.kind, reason).with_hint(hint).with_errors(errors);
         }
     };
     c.with_errors(errors)
@@ -747,19 +728,11 @@ impl redial_core::auth::Login for IdentityLogin {
 fn identity_envelope(map: &Map<String, Value>) -> Option<crate::oauth2::Refusal> {
     use redial_core::auth::LoginFailureKind;
     let errors = entries(map.get("errors"));
-    let (entry, row) = errors
-        .iter()
-        .map(|e| (e, lookup(&e.code)))
-        .min_by_key(|(_, row)| severity(row))?;
+    let (entry, row) = errors.iter().map(|e| (e, lookup(&e.code))).min_by_key(|(_, row)| severity(row))?;
     let kind = match row.kind {
         Kind::Transient | Kind::Throttled => LoginFailureKind::Transient,
         _ => LoginFailureKind::Fatal,
     };
     let code = if entry.code.is_empty() { "unknown" } else { &entry.code };
-    Some(crate::oauth2::Refusal {
-        code: code.to_owned(),
-        kind,
-        what: row.what,
-        detail: entry.message.clone(),
-    })
+    Some(crate::oauth2::Refusal { code: code.to_owned(), kind, what: row.what, detail: entry.message.clone() })
 }

@@ -140,9 +140,9 @@ pub(crate) fn absolute_url(url: &str) -> Result<Uri, InvalidLoginUrl> {
     }
     match uri.authority() {
         None => Err(InvalidLoginUrl("no host")),
-        Some(a) if a.as_str().contains('@') => Err(InvalidLoginUrl(
-            "credentials in the URL are not accepted: pass them to the login",
-        )),
+        Some(a) if a.as_str().contains('@') => {
+            Err(InvalidLoginUrl("credentials in the URL are not accepted: pass them to the login"))
+        }
         Some(a) if a.host().is_empty() => Err(InvalidLoginUrl("no host")),
         Some(_) => Ok(uri),
     }
@@ -153,11 +153,7 @@ pub(crate) fn absolute_url(url: &str) -> Result<Uri, InvalidLoginUrl> {
 pub(crate) fn join_path(base: &str, suffix: &str) -> Result<Uri, InvalidLoginUrl> {
     let uri = absolute_url(base)?;
     let path = uri.path().trim_end_matches('/');
-    let path = if path.ends_with(suffix) {
-        path.to_owned()
-    } else {
-        format!("{path}{suffix}")
-    };
+    let path = if path.ends_with(suffix) { path.to_owned() } else { format!("{path}{suffix}") };
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -255,11 +251,7 @@ impl Answer<'_> {
 
     /// A failure, with the status and (unless 2xx) the body.
     pub(crate) fn fail(&self, kind: LoginFailureKind, what: &str) -> LoginError {
-        let body = if self.status.is_success() {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(self.body)
-        };
+        let body = if self.status.is_success() { Bytes::new() } else { Bytes::copy_from_slice(self.body) };
         LoginError::new(kind, format!("{}: {what}", self.who)).with_response(self.status, body)
     }
 
@@ -280,15 +272,9 @@ impl Answer<'_> {
         let code = status.as_u16();
         let (kind, what) = match code {
             408 | 429 | 500..=599 => (Transient, "the login endpoint is unavailable or throttled".to_owned()),
-            401 | 403 => (
-                Fatal,
-                "the credentials were refused (bad client id or secret)".to_owned(),
-            ),
+            401 | 403 => (Fatal, "the credentials were refused (bad client id or secret)".to_owned()),
             404 | 405 | 410 => (Fatal, "no login endpoint at this URL".to_owned()),
-            300..=399 => (
-                Fatal,
-                "the login endpoint redirects: configure the URL it redirects to".to_owned(),
-            ),
+            300..=399 => (Fatal, "the login endpoint redirects: configure the URL it redirects to".to_owned()),
             _ => match not_json {
                 Some(why) if status.is_success() => (Transient, format!("the answer is not a token ({why})")),
                 Some(why) => (Transient, format!("the answer is not JSON ({why})")),
@@ -555,12 +541,7 @@ impl Login for ClientCredentials {
     }
 
     fn parse(&self, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        let answer = Answer {
-            who: self.who,
-            status,
-            body,
-            secrets: &[self.client_secret.expose()],
-        };
+        let answer = Answer { who: self.who, status, body, secrets: &[self.client_secret.expose()] };
         read_token(&answer, self.envelope)
     }
 

@@ -176,12 +176,7 @@ impl ResponsysError {
             None | Some(Value::Null) => Vec::new(),
             Some(other) => vec![json_text(other)],
         };
-        Some(ResponsysError {
-            title: text("title"),
-            error_code,
-            detail: text("detail"),
-            error_details,
-        })
+        Some(ResponsysError { title: text("title"), error_code, detail: text("detail"), error_details })
     }
 
     /// The envelope as a [`VendorError`]: the code, the message (`detail`, else `title`), and
@@ -220,9 +215,8 @@ fn envelope(doc: &Value) -> Option<(ResponsysError, Vec<(&'static str, String)>)
     if let Some(e) = ResponsysError::from_object(obj) {
         return Some((e, Vec::new()));
     }
-    let inner = ["responseMessage", "response"]
-        .iter()
-        .find_map(|k| ResponsysError::from_object(obj.get(*k)?.as_object()?))?;
+    let inner =
+        ["responseMessage", "response"].iter().find_map(|k| ResponsysError::from_object(obj.get(*k)?.as_object()?))?;
     let extras = WRAPPER_FIELDS
         .iter()
         .filter_map(|k| match obj.get(*k)? {
@@ -273,9 +267,7 @@ fn record_errors(doc: &Value) -> Vec<VendorError> {
 }
 
 fn is_code(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,12 +282,7 @@ struct Row {
 }
 
 const fn row(code: &'static str, kind: Kind, advice: fn() -> Advice, why: &'static str) -> Row {
-    Row {
-        code,
-        kind,
-        advice,
-        why,
-    }
+    Row { code, kind, advice, why }
 }
 
 fn refresh() -> Advice {
@@ -387,9 +374,7 @@ fn lookup(code: &str) -> Option<&'static Row> {
         TABLE.iter().find(|r| {
             r.code.strip_suffix('*').is_some_and(|prefix| {
                 code.len() > prefix.len()
-                    && code
-                        .get(..prefix.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                    && code.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
             })
         })
     })
@@ -411,10 +396,7 @@ fn no_response(failure: Failure) -> Classification {
         RetryRule::new("responsys.no_response")
             .backoff(Backoff::schedule([NO_RESPONSE_INTERVAL; NO_RESPONSE_RETRIES]))
             .any_method(),
-        format!(
-            "responsys: no response ({}): retry up to 3 times, 2 minutes apart",
-            failure.as_str()
-        ),
+        format!("responsys: no response ({}): retry up to 3 times, 2 minutes apart", failure.as_str()),
     )
 }
 
@@ -460,9 +442,7 @@ pub struct Responsys {
 
 impl Default for Responsys {
     fn default() -> Self {
-        Responsys {
-            aftm_paths: AFTM_PATHS.iter().map(|p| Cow::Borrowed(*p)).collect(),
-        }
+        Responsys { aftm_paths: AFTM_PATHS.iter().map(|p| Cow::Borrowed(*p)).collect() }
     }
 }
 
@@ -529,11 +509,7 @@ impl Profile for Responsys {
         s.is_client_error()
             || s.is_server_error()
             || s.is_success()
-                && res
-                    .headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(is_json_media_type)
+                && res.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type)
     }
 
     fn classify(&self, _req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
@@ -550,9 +526,7 @@ impl Profile for Responsys {
             return fallback(head, BodyUse::Fallback, "the body is not JSON");
         };
         if let Some((e, extras)) = envelope(&doc) {
-            let error = extras
-                .into_iter()
-                .fold(e.to_vendor_error(), |v, (k, val)| v.with_attribute(k, val));
+            let error = extras.into_iter().fold(e.to_vendor_error(), |v, (k, val)| v.with_attribute(k, val));
             return classify_code(&e)
                 .with_errors([error])
                 .with_hint(server_hint(head.headers, head.received_at))
@@ -572,11 +546,7 @@ impl Profile for Responsys {
             };
             return c.with_body(BodyUse::Parsed);
         }
-        fallback(
-            head,
-            BodyUse::Fallback,
-            "no Responsys error envelope (errorCode) in the body",
-        )
+        fallback(head, BodyUse::Fallback, "no Responsys error envelope (errorCode) in the body")
     }
 
     /// In failover mode only the AFTM endpoints work (VENDORS.md, Responsys).
@@ -715,10 +685,12 @@ fn login_code(code: &str) -> (LoginKind, &'static str) {
         }
         None => pattern.eq_ignore_ascii_case(code),
     };
-    LOGIN_CODES.iter().find(|(pattern, _, _)| matches(pattern)).map_or(
-        (LoginKind::Fatal, "not a retryable login code: never hammer the login"),
-        |&(_, kind, what)| (kind, what),
-    )
+    LOGIN_CODES
+        .iter()
+        .find(|(pattern, _, _)| matches(pattern))
+        .map_or((LoginKind::Fatal, "not a retryable login code: never hammer the login"), |&(_, kind, what)| {
+            (kind, what)
+        })
 }
 
 /// An `endPoint` requests can be sent to: an absolute http(s) URI.
@@ -743,12 +715,7 @@ impl redial_core::auth::Login for PasswordLogin {
         _headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
-        let answer = crate::oauth2::Answer {
-            who: "responsys login",
-            status,
-            body,
-            secrets: &[self.password.expose()],
-        };
+        let answer = crate::oauth2::Answer { who: "responsys login", status, body, secrets: &[self.password.expose()] };
         let doc = match crate::oauth2::read_json(body) {
             Ok(map) => Value::Object(map),
             Err(why) => return Err(answer.by_status(Some(why))),

@@ -43,21 +43,10 @@ fn run_at(
     body: Body<'_>,
     received_at: SystemTime,
 ) -> (Classification, Decision) {
-    let uri: Uri = "https://server.adobedc.net/ee/v2/interact?dataStreamId=abc"
-        .parse()
-        .unwrap();
+    let uri: Uri = "https://server.adobedc.net/ee/v2/interact?dataStreamId=abc".parse().unwrap();
     let req_headers = HeaderMap::new();
-    let req = RequestHead {
-        method,
-        uri: &uri,
-        headers: &req_headers,
-        body: None,
-    };
-    let head = ResponseHead {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers,
-        received_at,
-    };
+    let req = RequestHead { method, uri: &uri, headers: &req_headers, body: None };
+    let head = ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers, received_at };
     let c = AdobeEdge::new().classify(&req, &Outcome::Response(head, body));
     let d = decide_with(&c, method, &[]);
     (c, d)
@@ -112,16 +101,7 @@ fn every_row_of_the_adobe_table() {
         ),
         ("204", 204, &[], String::new(), Success, Return, Return, None),
         ("207", 207, &json, FIXTURE_207.into(), Partial, Return, Return, None),
-        (
-            "200 with warnings",
-            200,
-            &json,
-            warnings.into(),
-            Partial,
-            Return,
-            Return,
-            None,
-        ),
+        ("200 with warnings", 200, &json, warnings.into(), Partial, Return, Return, None),
         (
             "429 Retry-After: 5",
             429,
@@ -152,66 +132,12 @@ fn every_row_of_the_adobe_table() {
             Retry,
             Some(Duration::from_secs(7)),
         ),
-        (
-            "503 EXEG-0201-503",
-            503,
-            &ct,
-            p("EXEG-0201-503", 503),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "503 plain",
-            503,
-            &[],
-            String::new(),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "504 EXEG-0200-504",
-            504,
-            &ct,
-            p("EXEG-0200-504", 504),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "502 EXEG-0203-502",
-            502,
-            &ct,
-            p("EXEG-0203-502", 502),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "502 EXEG-0300-502",
-            502,
-            &ct,
-            p("EXEG-0300-502", 502),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "502 EXEG-0307-502",
-            502,
-            &ct,
-            p("EXEG-0307-502", 502),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
+        ("503 EXEG-0201-503", 503, &ct, p("EXEG-0201-503", 503), Transient, Retry, Retry, Some(SECOND)),
+        ("503 plain", 503, &[], String::new(), Transient, Retry, Retry, Some(SECOND)),
+        ("504 EXEG-0200-504", 504, &ct, p("EXEG-0200-504", 504), Transient, Retry, Retry, Some(SECOND)),
+        ("502 EXEG-0203-502", 502, &ct, p("EXEG-0203-502", 502), Transient, Retry, Retry, Some(SECOND)),
+        ("502 EXEG-0300-502", 502, &ct, p("EXEG-0300-502", 502), Transient, Retry, Retry, Some(SECOND)),
+        ("502 EXEG-0307-502", 502, &ct, p("EXEG-0307-502", 502), Transient, Retry, Retry, Some(SECOND)),
         (
             "502 plain",
             502,
@@ -222,158 +148,23 @@ fn every_row_of_the_adobe_table() {
             Retry,
             Some(SECOND),
         ),
-        (
-            "504 plain",
-            504,
-            &[],
-            String::new(),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
-        (
-            "EXEG-0202-502",
-            502,
-            &ct,
-            p("EXEG-0202-502", 502),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "EXEG-0205-502",
-            502,
-            &ct,
-            p("EXEG-0205-502", 502),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "401 EXEG-0503-401",
-            401,
-            &ct,
-            p("EXEG-0503-401", 401),
-            AuthExpired,
-            RefreshAuth,
-            RefreshAuth,
-            None,
-        ),
-        (
-            "500 EXEG-0001-500",
-            500,
-            &ct,
-            p("EXEG-0001-500", 500),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "500 EXEG-0100-500",
-            500,
-            &ct,
-            p("EXEG-0100-500", 500),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
+        ("504 plain", 504, &[], String::new(), Transient, Retry, Retry, Some(SECOND)),
+        ("EXEG-0202-502", 502, &ct, p("EXEG-0202-502", 502), Fatal, Fail, Fail, None),
+        ("EXEG-0205-502", 502, &ct, p("EXEG-0205-502", 502), Fatal, Fail, Fail, None),
+        ("401 EXEG-0503-401", 401, &ct, p("EXEG-0503-401", 401), AuthExpired, RefreshAuth, RefreshAuth, None),
+        ("500 EXEG-0001-500", 500, &ct, p("EXEG-0001-500", 500), Fatal, Fail, Fail, None),
+        ("500 EXEG-0100-500", 500, &ct, p("EXEG-0100-500", 500), Fatal, Fail, Fail, None),
         ("500 plain", 500, &[], String::new(), Fatal, Fail, Fail, None),
-        (
-            "400 EXEG-0101-400",
-            400,
-            &ct,
-            p("EXEG-0101-400", 400),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "401 EXEG-0500-401",
-            401,
-            &ct,
-            p("EXEG-0500-401", 401),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "403 EXEG-0400-403",
-            403,
-            &ct,
-            p("EXEG-0400-403", 403),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
+        ("400 EXEG-0101-400", 400, &ct, p("EXEG-0101-400", 400), Fatal, Fail, Fail, None),
+        ("401 EXEG-0500-401", 401, &ct, p("EXEG-0500-401", 401), Fatal, Fail, Fail, None),
+        ("403 EXEG-0400-403", 403, &ct, p("EXEG-0400-403", 403), Fatal, Fail, Fail, None),
         ("404", 404, &[], String::new(), Fatal, Fail, Fail, None),
-        (
-            "408 EXEG-0109-408",
-            408,
-            &ct,
-            p("EXEG-0109-408", 408),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "409 EXEG-0302-409",
-            409,
-            &ct,
-            p("EXEG-0302-409", 409),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "413 EXEG-0112-413",
-            413,
-            &ct,
-            p("EXEG-0112-413", 413),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "415 EXEG-0111-415",
-            415,
-            &ct,
-            p("EXEG-0111-415", 415),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "422 EXEG-0104-422",
-            422,
-            &ct,
-            FIXTURE_422.into(),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
-        (
-            "422 EXEG-0004-422",
-            422,
-            &ct,
-            p("EXEG-0004-422", 422),
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
+        ("408 EXEG-0109-408", 408, &ct, p("EXEG-0109-408", 408), Fatal, Fail, Fail, None),
+        ("409 EXEG-0302-409", 409, &ct, p("EXEG-0302-409", 409), Fatal, Fail, Fail, None),
+        ("413 EXEG-0112-413", 413, &ct, p("EXEG-0112-413", 413), Fatal, Fail, Fail, None),
+        ("415 EXEG-0111-415", 415, &ct, p("EXEG-0111-415", 415), Fatal, Fail, Fail, None),
+        ("422 EXEG-0104-422", 422, &ct, FIXTURE_422.into(), Fatal, Fail, Fail, None),
+        ("422 EXEG-0004-422", 422, &ct, p("EXEG-0004-422", 422), Fatal, Fail, Fail, None),
     ];
     for (signal, status, h, body, kind, get, post, wait) in table {
         for (method, want) in [(Method::GET, get), (Method::POST, post)] {
@@ -408,42 +199,22 @@ fn rule_names_are_adobe_code() {
 fn adobe_207_exposes_errors_and_warnings() {
     for method in [Method::POST, Method::GET] {
         let (c, d) = run(&method, 207, &[("content-type", "application/json")], FIXTURE_207);
-        assert_eq!(
-            (c.kind, &c.advice, d),
-            (Kind::Partial, &Advice::Return, Decision::Return)
-        );
+        assert_eq!((c.kind, &c.advice, d), (Kind::Partial, &Advice::Return, Decision::Return));
         assert_eq!(c.body, BodyUse::Parsed);
-        let [error, warning] = &c.errors[..] else {
-            panic!("{:?}", c.errors)
-        };
+        let [error, warning] = &c.errors[..] else { panic!("{:?}", c.errors) };
         assert_eq!(error.code, "EXEG-0201-503");
         assert_eq!(error.scope, ErrorScope::NonFatal);
-        assert!(error
-            .message
-            .as_deref()
-            .unwrap()
-            .starts_with("The 'com.adobe.experience.platform.ode' service"));
+        assert!(error.message.as_deref().unwrap().starts_with("The 'com.adobe.experience.platform.ode' service"));
         assert_eq!(error.attribute("status"), Some("503"));
-        assert_eq!(
-            error.attribute("requestId"),
-            Some("72eaa048-207e-4dde-bf16-0cb2b21336d5")
-        );
+        assert_eq!(error.attribute("requestId"), Some("72eaa048-207e-4dde-bf16-0cb2b21336d5"));
         assert_eq!(warning.code, "EXEG-0204-200");
         assert_eq!(warning.scope, ErrorScope::Warning);
         let report: serde_json::Value = serde_json::from_str(warning.attribute("report").unwrap()).unwrap();
         assert_eq!(report["cause"]["code"], 202);
-        assert_eq!(
-            report["cause"]["message"],
-            "Cannot read related customer for device id: ..."
-        );
+        assert_eq!(report["cause"]["message"], "Cannot read related customer for device id: ...");
     }
     // Never retried, even once the 207's upstream error says "try again later".
-    let (c, _) = run(
-        &Method::GET,
-        207,
-        &[("content-type", JSON), ("retry-after", "1")],
-        FIXTURE_207,
-    );
+    let (c, _) = run(&Method::GET, 207, &[("content-type", JSON), ("retry-after", "1")], FIXTURE_207);
     assert_eq!(c.advice, Advice::Return);
 }
 
@@ -452,21 +223,9 @@ fn adobe_429_with_and_without_retry_after() {
     let body = problem("EXEG-0000-429", 429);
     let received = httpdate::parse_http_date("Mon, 15 Jan 2024 15:30:00 GMT").unwrap();
     let cases: [(Pairs<'_>, Duration, Option<HintSource>); 4] = [
-        (
-            &[("retry-after", "5")],
-            Duration::from_secs(5),
-            Some(HintSource::RetryAfter),
-        ),
-        (
-            &[("retry-after", "30")],
-            Duration::from_secs(30),
-            Some(HintSource::RetryAfter),
-        ),
-        (
-            &[("retry-after", "Mon, 15 Jan 2024 15:30:12 GMT")],
-            Duration::from_secs(12),
-            Some(HintSource::RetryAfter),
-        ),
+        (&[("retry-after", "5")], Duration::from_secs(5), Some(HintSource::RetryAfter)),
+        (&[("retry-after", "30")], Duration::from_secs(30), Some(HintSource::RetryAfter)),
+        (&[("retry-after", "Mon, 15 Jan 2024 15:30:12 GMT")], Duration::from_secs(12), Some(HintSource::RetryAfter)),
         (&[], adobe::THROTTLE_DEFAULT, None),
     ];
     for (h, wait, source) in cases {
@@ -475,14 +234,7 @@ fn adobe_429_with_and_without_retry_after() {
         let (c, d) = run_at(&Method::POST, 429, &h, Body::Complete(body.as_bytes()), received);
         assert_eq!(c.kind, Kind::Throttled);
         assert_eq!(c.hint.map(|h| h.source), source);
-        assert_eq!(
-            d,
-            Decision::Retry {
-                after: wait,
-                range: (wait, wait)
-            },
-            "{h:?}"
-        );
+        assert_eq!(d, Decision::Retry { after: wait, range: (wait, wait) }, "{h:?}");
     }
     assert_eq!(adobe::THROTTLE_DEFAULT, Duration::from_secs(5));
 }
@@ -492,62 +244,34 @@ fn adobe_500_is_not_retried() {
     let body = problem("EXEG-0001-500", 500);
     for method in [Method::GET, Method::PUT, Method::POST] {
         let (c, d) = run(&method, 500, &[("content-type", PROBLEM)], &body);
-        assert_eq!(
-            (c.kind, d),
-            (Kind::Fatal, Decision::Fail(FailReason::Final)),
-            "{method}"
-        );
+        assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)), "{method}");
         assert_eq!(c.code(), Some("EXEG-0001-500"));
     }
     let (c, d) = run(&Method::GET, 500, &[("content-type", "text/html")], "<html>oops</html>");
-    assert_eq!(
-        (c.kind, c.body, d),
-        (Kind::Fatal, BodyUse::Fallback, Decision::Fail(FailReason::Final))
-    );
+    assert_eq!((c.kind, c.body, d), (Kind::Fatal, BodyUse::Fallback, Decision::Fail(FailReason::Final)));
 }
 
 #[test]
 fn adobe_503_honours_retry_after() {
     for (h, body) in [
-        (
-            vec![("content-type", PROBLEM), ("retry-after", "7")],
-            problem("EXEG-0201-503", 503),
-        ),
-        (
-            vec![("content-type", PROBLEM), ("retry-after", "7")],
-            problem("EXEG-0000-503", 503),
-        ),
+        (vec![("content-type", PROBLEM), ("retry-after", "7")], problem("EXEG-0201-503", 503)),
+        (vec![("content-type", PROBLEM), ("retry-after", "7")], problem("EXEG-0000-503", 503)),
         (vec![("retry-after", "7")], String::new()),
     ] {
         let (c, d) = run(&Method::POST, 503, &h, &body);
         assert_eq!(c.kind, Kind::Transient);
         assert_eq!(c.hint.unwrap().delay, Duration::from_secs(7));
         let seven = Duration::from_secs(7);
-        assert_eq!(
-            d,
-            Decision::Retry {
-                after: seven,
-                range: (seven, seven)
-            },
-            "{body}"
-        );
+        assert_eq!(d, Decision::Retry { after: seven, range: (seven, seven) }, "{body}");
     }
     // A Retry-After past the deadline fails at once, with the hint.
     let (_, d) = run(&Method::POST, 503, &[("retry-after", "3600")], "");
-    assert!(
-        matches!(d, Decision::Fail(FailReason::HintExceedsLimit { .. })),
-        "{d:?}"
-    );
+    assert!(matches!(d, Decision::Fail(FailReason::HintExceedsLimit { .. })), "{d:?}");
 }
 
 #[test]
 fn adobe_expired_token_is_refreshed_once() {
-    let (c, d) = run(
-        &Method::POST,
-        401,
-        &[("content-type", PROBLEM)],
-        &problem("EXEG-0503-401", 401),
-    );
+    let (c, d) = run(&Method::POST, 401, &[("content-type", PROBLEM)], &problem("EXEG-0503-401", 401));
     assert_eq!((c.kind, &d), (Kind::AuthExpired, &Decision::RefreshAuth));
     let first = Attempt::new(1, Some(StatusCode::UNAUTHORIZED), None, &c, &d, Duration::ZERO);
     let again = decide_with(&c, &Method::POST, &[first]);
@@ -556,12 +280,7 @@ fn adobe_expired_token_is_refreshed_once() {
 
 #[test]
 fn adobe_fatal_problem_keeps_its_report() {
-    let (c, d) = run(
-        &Method::POST,
-        422,
-        &[("content-type", "application/problem+json")],
-        FIXTURE_422,
-    );
+    let (c, d) = run(&Method::POST, 422, &[("content-type", "application/problem+json")], FIXTURE_422);
     assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
     let e = &c.errors[0];
     assert_eq!(e.code, "EXEG-0104-422");
@@ -573,15 +292,9 @@ fn adobe_fatal_problem_keeps_its_report() {
     );
     assert_eq!(e.attribute("requestId"), Some("0f8821e5-ed1a-4301-b445-5f336fb50ee8"));
     assert_eq!(e.attribute("orgId"), Some("53A16ACB5CC1D3760A495C99@AdobeOrg"));
-    assert_eq!(
-        e.attribute("report.errors"),
-        Some("Allowed Adobe version is 1.0 for standard 'Adobe' at index 0")
-    );
+    assert_eq!(e.attribute("report.errors"), Some("Allowed Adobe version is 1.0 for standard 'Adobe' at index 0"));
     let p = c.problem.as_ref().unwrap();
-    assert_eq!(
-        (p.status, p.title.as_deref()),
-        (Some(422), Some("Unprocessable entity"))
-    );
+    assert_eq!((p.status, p.title.as_deref()), (Some(422), Some("Unprocessable entity")));
     assert!(p.extensions.contains_key("report"));
 }
 
@@ -600,10 +313,7 @@ fn media_types_and_shapes_are_read_tolerantly() {
         assert_eq!((c.kind, c.body), (Kind::AuthExpired, BodyUse::Parsed), "{h:?}");
     }
     // Lower-case codes, codes after a trailing slash or with a query, non-EXEG types.
-    assert_eq!(
-        error_code("https://ns.adobe.com/aep/errors/exeg-0202-502/").as_deref(),
-        Some("EXEG-0202-502")
-    );
+    assert_eq!(error_code("https://ns.adobe.com/aep/errors/exeg-0202-502/").as_deref(), Some("EXEG-0202-502"));
     assert_eq!(error_code("EXEG-12-502"), None);
     assert_eq!(error_code(""), None);
     let (c, _) = run(
@@ -622,10 +332,7 @@ fn media_types_and_shapes_are_read_tolerantly() {
     assert_eq!(r.warnings[0].title.as_deref(), Some("just text"));
     let errors = r.vendor_errors();
     assert_eq!(errors[0].code, "EXEG-0201-503");
-    assert_eq!(
-        (errors[1].code.as_str(), errors[1].scope),
-        ("about:blank", ErrorScope::Warning)
-    );
+    assert_eq!((errors[1].code.as_str(), errors[1].scope), ("about:blank", ErrorScope::Warning));
     // A 2xx that is not JSON is not read.
     let (c, _) = run(&Method::GET, 200, &[("content-type", "text/html")], FIXTURE_207);
     assert_eq!((c.kind, c.body), (Kind::Success, BodyUse::NotRead));
@@ -636,37 +343,13 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
     let truncated = &FIXTURE_207[..FIXTURE_207.len() / 2];
     let html = "<html><body><h1>502 Bad Gateway</h1></body></html>";
     let cases = [
-        (
-            207,
-            vec![("content-type", JSON)],
-            truncated,
-            Kind::Partial,
-            "truncated JSON",
-        ),
+        (207, vec![("content-type", JSON)], truncated, Kind::Partial, "truncated JSON"),
         (200, vec![("content-type", JSON)], "", Kind::Success, "empty body"),
-        (
-            200,
-            vec![("content-type", JSON)],
-            "[]",
-            Kind::Success,
-            "not a JSON object",
-        ),
-        (
-            502,
-            vec![("content-type", "text/html")],
-            html,
-            Kind::Transient,
-            "Content-Type",
-        ),
+        (200, vec![("content-type", JSON)], "[]", Kind::Success, "not a JSON object"),
+        (502, vec![("content-type", "text/html")], html, Kind::Transient, "Content-Type"),
         (502, vec![], html, Kind::Transient, "not JSON"),
         (429, vec![("content-type", PROBLEM)], "", Kind::Throttled, "empty body"),
-        (
-            401,
-            vec![("content-type", PROBLEM)],
-            &FIXTURE_422[..30],
-            Kind::Fatal,
-            "truncated JSON",
-        ),
+        (401, vec![("content-type", PROBLEM)], &FIXTURE_422[..30], Kind::Fatal, "truncated JSON"),
     ];
     for (status, h, body, kind, why) in cases {
         let (c, _) = run(&Method::POST, status, &h, body);
@@ -689,65 +372,30 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
 fn a_body_over_the_inspect_limit_is_judged_by_its_status() {
     let h = headers(&[("content-type", JSON)]);
     let prefix = Body::Prefix(&FIXTURE_207.as_bytes()[..64]);
-    for (status, kind) in [
-        (207, Kind::Partial),
-        (200, Kind::Success),
-        (504, Kind::Transient),
-        (500, Kind::Fatal),
-    ] {
+    for (status, kind) in [(207, Kind::Partial), (200, Kind::Success), (504, Kind::Transient), (500, Kind::Fatal)] {
         let (c, _) = run_at(&Method::POST, status, &h, prefix, UNIX_EPOCH);
         assert_eq!((c.kind, c.body), (kind, BodyUse::TooLarge), "{status}");
     }
     let uri: Uri = "https://edge.adobedc.net/ee/v2/collect".parse().unwrap();
     let rh = HeaderMap::new();
-    let req = RequestHead {
-        method: &Method::POST,
-        uri: &uri,
-        headers: &rh,
-        body: None,
-    };
-    let head = ResponseHead {
-        status: StatusCode::OK,
-        headers: &h,
-        received_at: UNIX_EPOCH,
-    };
+    let req = RequestHead { method: &Method::POST, uri: &uri, headers: &rh, body: None };
+    let head = ResponseHead { status: StatusCode::OK, headers: &h, received_at: UNIX_EPOCH };
     assert!(AdobeEdge::new().inspect(&req, &head));
-    assert!(!AdobeEdge::new().inspect(
-        &req,
-        &ResponseHead {
-            status: StatusCode::NO_CONTENT,
-            ..head
-        }
-    ));
+    assert!(!AdobeEdge::new().inspect(&req, &ResponseHead { status: StatusCode::NO_CONTENT, ..head }));
     let html = headers(&[("content-type", "text/html")]);
     assert!(!AdobeEdge::new().inspect(&req, &ResponseHead { headers: &html, ..head }));
-    assert!(AdobeEdge::new().inspect(
-        &req,
-        &ResponseHead {
-            status: StatusCode::BAD_GATEWAY,
-            headers: &html,
-            ..head
-        }
-    ));
+    assert!(AdobeEdge::new().inspect(&req, &ResponseHead { status: StatusCode::BAD_GATEWAY, headers: &html, ..head }));
 }
 
 #[test]
 fn failures_follow_the_generic_rules() {
     let uri: Uri = "https://server.adobedc.net/ee/v2/interact".parse().unwrap();
     let rh = HeaderMap::new();
-    let req = RequestHead {
-        method: &Method::POST,
-        uri: &uri,
-        headers: &rh,
-        body: None,
-    };
+    let req = RequestHead { method: &Method::POST, uri: &uri, headers: &rh, body: None };
     let c = AdobeEdge::new().classify(&req, &Outcome::Failure(Failure::Connect));
     assert_eq!(decide_with(&c, &Method::POST, &[]).action(), Action::Retry);
     let c = AdobeEdge::new().classify(&req, &Outcome::Failure(Failure::Io));
-    assert_eq!(
-        decide_with(&c, &Method::POST, &[]),
-        Decision::Fail(FailReason::NotIdempotent)
-    );
+    assert_eq!(decide_with(&c, &Method::POST, &[]), Decision::Fail(FailReason::NotIdempotent));
 }
 
 #[test]

@@ -18,10 +18,8 @@ const SOAP12: &str = "application/soap+xml; charset=utf-8";
 
 /// A SOAP 1.1 fault carrying these `<error>`s, with the `soap:` prefix.
 fn fault11(errors: &[&str]) -> String {
-    let errors: String = errors
-        .iter()
-        .map(|c| format!("<error><code>{c}</code><message>localised text</message></error>"))
-        .collect();
+    let errors: String =
+        errors.iter().map(|c| format!("<error><code>{c}</code><message>localised text</message></error>")).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
@@ -57,22 +55,14 @@ impl Req {
         let body = format!(
             r#"<?xml version="1.0"?><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Header><wsse:Security xmlns:wsse="x"/></S:Header><S:Body><api:{op} xmlns:api="http://engage.example/api"><subCampaign><externalId>X1</externalId></subCampaign></api:{op}></S:Body></S:Envelope>"#
         );
-        Req {
-            body: Some(body.into_bytes()),
-            ..Req::plain()
-        }
+        Req { body: Some(body.into_bytes()), ..Req::plain() }
     }
     fn header(mut self, name: &'static str, value: &str) -> Req {
         self.headers.insert(name, HeaderValue::from_str(value).unwrap());
         self
     }
     fn head(&self) -> RequestHead<'_> {
-        RequestHead {
-            method: &self.method,
-            uri: &self.uri,
-            headers: &self.headers,
-            body: self.body.as_deref(),
-        }
+        RequestHead { method: &self.method, uri: &self.uri, headers: &self.headers, body: self.body.as_deref() }
     }
 }
 
@@ -81,22 +71,13 @@ fn classify_with(profile: &GenesysEngage, req: &Req, status: u16, ct: Option<&st
     if let Some(ct) = ct {
         h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
     }
-    let head = ResponseHead {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers: &h,
-        received_at: SystemTime::now(),
-    };
+    let head =
+        ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers: &h, received_at: SystemTime::now() };
     profile.classify(&req.head(), &Outcome::Response(head, body))
 }
 
 fn classify(req: &Req, status: u16, body: &str) -> Classification {
-    classify_with(
-        &GenesysEngage::default(),
-        req,
-        status,
-        Some(SOAP11),
-        Body::Complete(body.as_bytes()),
-    )
+    classify_with(&GenesysEngage::default(), req, status, Some(SOAP11), Body::Complete(body.as_bytes()))
 }
 
 fn classify_failure(req: &Req, f: Failure) -> Classification {
@@ -137,66 +118,20 @@ fn the_vendors_md_table() {
     type Row<'a> = (Signal, &'a Req, Kind, (Action, Action), Option<Duration>);
     let mut rows: Vec<Row<'_>> = vec![
         // INTERNAL_ERROR, or a timeout → transient, re-invoke once after ~30 s.
-        (
-            Signal::Fault("INTERNAL_ERROR"),
-            &other,
-            Kind::Transient,
-            (Retry, Retry),
-            Some(30 * S),
-        ),
+        (Signal::Fault("INTERNAL_ERROR"), &other, Kind::Transient, (Retry, Retry), Some(30 * S)),
         // The same on createSubCampaign → reconcile.
-        (
-            Signal::Fault("INTERNAL_ERROR"),
-            &sub,
-            Kind::Transient,
-            (Reconcile, Reconcile),
-            None,
-        ),
+        (Signal::Fault("INTERNAL_ERROR"), &sub, Kind::Transient, (Reconcile, Reconcile), None),
         // NO_SESSION → auth_expired, refresh_auth.
-        (
-            Signal::Fault("NO_SESSION"),
-            &other,
-            Kind::AuthExpired,
-            (RefreshAuth, RefreshAuth),
-            None,
-        ),
-        (
-            Signal::Fault("NO_SESSION"),
-            &sub,
-            Kind::AuthExpired,
-            (RefreshAuth, RefreshAuth),
-            None,
-        ),
+        (Signal::Fault("NO_SESSION"), &other, Kind::AuthExpired, (RefreshAuth, RefreshAuth), None),
+        (Signal::Fault("NO_SESSION"), &sub, Kind::AuthExpired, (RefreshAuth, RefreshAuth), None),
         // SYSTEM_LIMIT_EXCEEDED → throttled, but fail.
-        (
-            Signal::Fault("SYSTEM_LIMIT_EXCEEDED"),
-            &other,
-            Kind::Throttled,
-            (Fail, Fail),
-            None,
-        ),
+        (Signal::Fault("SYSTEM_LIMIT_EXCEEDED"), &other, Kind::Throttled, (Fail, Fail), None),
     ];
     for f in [Failure::Timeout, Failure::Io, Failure::BodyRead, Failure::Connect] {
-        rows.push((
-            Signal::NoResponse(f),
-            &other,
-            Kind::Transient,
-            (Retry, Retry),
-            Some(30 * S),
-        ));
+        rows.push((Signal::NoResponse(f), &other, Kind::Transient, (Retry, Retry), Some(30 * S)));
         // A connection that failed before sending cannot have created anything: re-invoke.
-        let on_sub = if f == Failure::Connect {
-            (Retry, Retry)
-        } else {
-            (Reconcile, Reconcile)
-        };
-        rows.push((
-            Signal::NoResponse(f),
-            &sub,
-            Kind::Transient,
-            on_sub,
-            min_delay_for(on_sub),
-        ));
+        let on_sub = if f == Failure::Connect { (Retry, Retry) } else { (Reconcile, Reconcile) };
+        rows.push((Signal::NoResponse(f), &sub, Kind::Transient, on_sub, min_delay_for(on_sub)));
     }
     // Every other code → fatal, fail.
     for code in [
@@ -255,27 +190,11 @@ fn internal_error_is_reinvoked_once_after_30_s_then_final() {
     let req = Req::op("createCampaign");
     let c = classify(&req, 500, &fault11(&["INTERNAL_ERROR"]));
     let first = decide_at(&c, 1, &[], false, false);
-    assert_eq!(
-        first,
-        Decision::Retry {
-            after: 30 * S,
-            range: (30 * S, 30 * S)
-        }
-    );
-    let history = [Attempt::new(
-        1,
-        Some(StatusCode::INTERNAL_SERVER_ERROR),
-        None,
-        &c,
-        &first,
-        S,
-    )];
+    assert_eq!(first, Decision::Retry { after: 30 * S, range: (30 * S, 30 * S) });
+    let history = [Attempt::new(1, Some(StatusCode::INTERNAL_SERVER_ERROR), None, &c, &first, S)];
     assert_eq!(
         decide_at(&c, 2, &history, false, false),
-        Decision::Fail(FailReason::RuleExhausted {
-            rule: "genesys.internal_error",
-            retries: 1
-        })
+        Decision::Fail(FailReason::RuleExhausted { rule: "genesys.internal_error", retries: 1 })
     );
     // A timeout is re-invoked once too.
     let t = classify_failure(&req, Failure::Timeout);
@@ -284,10 +203,7 @@ fn internal_error_is_reinvoked_once_after_30_s_then_final() {
     let history = [Attempt::new(1, None, Some(Failure::Timeout), &t, &first, S)];
     assert_eq!(
         decide_at(&t, 2, &history, false, false),
-        Decision::Fail(FailReason::RuleExhausted {
-            rule: "genesys.timeout",
-            retries: 1
-        })
+        Decision::Fail(FailReason::RuleExhausted { rule: "genesys.timeout", retries: 1 })
     );
 }
 
@@ -297,35 +213,22 @@ fn create_sub_campaign_reconciles() {
     let requests = [
         Req::op("createSubCampaign"),
         Req::plain().header("soapaction", "\"http://engage.example/api/createSubCampaign\""),
-        Req::plain().header(
-            "content-type",
-            r#"application/soap+xml;charset=utf-8;action="urn:engage:createSubCampaign""#,
-        ),
+        Req::plain()
+            .header("content-type", r#"application/soap+xml;charset=utf-8;action="urn:engage:createSubCampaign""#),
     ];
     for req in &requests {
-        for c in [
-            classify(req, 500, &fault11(&["INTERNAL_ERROR"])),
-            classify_failure(req, Failure::Timeout),
-        ] {
+        for c in [classify(req, 500, &fault11(&["INTERNAL_ERROR"])), classify_failure(req, Failure::Timeout)] {
             assert_eq!(c.kind, Kind::Transient, "{}", c.reason);
             assert_eq!(c.advice.action(), Action::Reconcile, "{}", c.reason);
             assert_eq!(decide_at(&c, 1, &[], false, true), Decision::Reconcile);
             // Without a hook the call fails rather than risk a duplicate sub-campaign.
-            assert_eq!(
-                decide_at(&c, 1, &[], false, false),
-                Decision::Fail(FailReason::NoReconcileHook)
-            );
+            assert_eq!(decide_at(&c, 1, &[], false, false), Decision::Fail(FailReason::NoReconcileHook));
         }
     }
     // The set is configurable.
     let none = GenesysEngage::default().with_reconcile_operations(Vec::<&'static str>::new());
-    let c = classify_with(
-        &none,
-        &requests[0],
-        500,
-        Some(SOAP11),
-        Body::Complete(fault11(&["INTERNAL_ERROR"]).as_bytes()),
-    );
+    let c =
+        classify_with(&none, &requests[0], 500, Some(SOAP11), Body::Complete(fault11(&["INTERNAL_ERROR"]).as_bytes()));
     assert_eq!(c.advice.action(), Action::Retry);
     let more = GenesysEngage::default().with_reconcile_operation("createCampaign");
     let c = more.classify(&Req::op("createCampaign").head(), &Outcome::Failure(Failure::Timeout));
@@ -334,14 +237,9 @@ fn create_sub_campaign_reconciles() {
 
 #[test]
 fn operation_names() {
-    assert_eq!(
-        operation(&Req::op("createSubCampaign").head()).as_deref(),
-        Some("createSubCampaign")
-    );
-    let unprefixed = Req {
-        body: Some(b"<Envelope><Body><showSubCampaignState/></Body></Envelope>".to_vec()),
-        ..Req::plain()
-    };
+    assert_eq!(operation(&Req::op("createSubCampaign").head()).as_deref(), Some("createSubCampaign"));
+    let unprefixed =
+        Req { body: Some(b"<Envelope><Body><showSubCampaignState/></Body></Envelope>".to_vec()), ..Req::plain() };
     assert_eq!(operation(&unprefixed.head()).as_deref(), Some("showSubCampaignState"));
     let action = Req::plain().header("soapaction", "urn:ServiceAPI#deleteCampaign");
     assert_eq!(operation(&action.head()).as_deref(), Some("deleteCampaign"));
@@ -373,14 +271,7 @@ fn a_fault_with_three_attribute_errors_keeps_them_all() {
     let got: Vec<_> = fault
         .errors
         .iter()
-        .map(|e| {
-            (
-                e.code.as_str(),
-                e.argument_index,
-                e.attribute_name.as_deref(),
-                e.context.as_deref(),
-            )
-        })
+        .map(|e| (e.code.as_str(), e.argument_index, e.attribute_name.as_deref(), e.context.as_deref()))
         .collect();
     assert_eq!(
         got,
@@ -405,11 +296,7 @@ fn the_most_final_error_of_a_set_decides() {
     let cases: [(&[&str], Kind, &str); 5] = [
         (&["INTERNAL_ERROR", "ARG_NULL"], Kind::Fatal, "ARG_NULL"),
         (&["NO_SESSION", "INTERNAL_ERROR"], Kind::AuthExpired, "NO_SESSION"),
-        (
-            &["INTERNAL_ERROR", "SYSTEM_LIMIT_EXCEEDED", "NO_SESSION"],
-            Kind::Throttled,
-            "SYSTEM_LIMIT_EXCEEDED",
-        ),
+        (&["INTERNAL_ERROR", "SYSTEM_LIMIT_EXCEEDED", "NO_SESSION"], Kind::Throttled, "SYSTEM_LIMIT_EXCEEDED"),
         (&["ATTRIBUTE_NULL", "ARG_NULL"], Kind::Fatal, "ATTRIBUTE_NULL"),
         (&["INTERNAL_ERROR"], Kind::Transient, "INTERNAL_ERROR"),
     ];
@@ -426,11 +313,8 @@ fn the_most_final_error_of_a_set_decides() {
 #[test]
 fn soap_11_and_12_with_any_prefix() {
     let v11 = |p: &str| {
-        let (open, close) = if p.is_empty() {
-            (String::new(), String::new())
-        } else {
-            (format!("{p}:"), format!("{p}:"))
-        };
+        let (open, close) =
+            if p.is_empty() { (String::new(), String::new()) } else { (format!("{p}:"), format!("{p}:")) };
         let ns = if p.is_empty() {
             r#"xmlns="http://schemas.xmlsoap.org/soap/envelope/""#.to_owned()
         } else {
@@ -458,21 +342,13 @@ fn soap_11_and_12_with_any_prefix() {
     };
     for p in ["soap", "SOAP-ENV", "env", "s", ""] {
         let f = parse_fault(v11(p).as_bytes()).unwrap_or_else(|| panic!("1.1 {p}"));
-        let want = if p.is_empty() {
-            "Server".to_owned()
-        } else {
-            format!("{p}:Server")
-        };
+        let want = if p.is_empty() { "Server".to_owned() } else { format!("{p}:Server") };
         assert_eq!(f.code.as_deref(), Some(want.as_str()), "1.1 {p}");
         assert_eq!(f.reason.as_deref(), Some("Oops"));
         assert_eq!(f.errors[0].code, "NO_SESSION");
 
         let f = parse_fault(v12(p).as_bytes()).unwrap_or_else(|| panic!("1.2 {p}"));
-        let want = if p.is_empty() {
-            "Receiver".to_owned()
-        } else {
-            format!("{p}:Receiver")
-        };
+        let want = if p.is_empty() { "Receiver".to_owned() } else { format!("{p}:Receiver") };
         assert_eq!(f.code.as_deref(), Some(want.as_str()), "1.2 {p}");
         assert_eq!(f.reason.as_deref(), Some("Pas de session"));
         assert_eq!(f.errors.len(), 1);
@@ -525,10 +401,7 @@ fn a_fault_without_genesys_errors() {
     assert_eq!(c.body, BodyUse::Parsed);
     assert_eq!(c.code(), Some("wsse:FailedAuthentication"));
     // The status rules decide: a 500 SOAP POST is not re-sent.
-    assert_eq!(
-        decide_at(&c, 1, &[], false, false),
-        Decision::Fail(FailReason::NotIdempotent)
-    );
+    assert_eq!(decide_at(&c, 1, &[], false, false), Decision::Fail(FailReason::NotIdempotent));
     // A fault code that is a Genesys code is honoured.
     let body = body.replace("wsse:FailedAuthentication", "ns:NO_SESSION");
     let c = classify(&Req::plain(), 500, &body);
@@ -558,10 +431,7 @@ fn billion_laughs_is_refused_quickly() {
     assert_eq!(c.body, BodyUse::Fallback);
     assert!(c.errors.is_empty());
     assert_eq!(c.kind, Kind::Transient); // generic 500: idempotent requests only
-    assert_eq!(
-        decide_at(&c, 1, &[], false, false),
-        Decision::Fail(FailReason::NotIdempotent)
-    );
+    assert_eq!(decide_at(&c, 1, &[], false, false), Decision::Fail(FailReason::NotIdempotent));
 }
 
 #[test]
@@ -585,11 +455,7 @@ fn external_entities_are_refused() {
 #[test]
 fn hostile_sizes_are_bounded() {
     // Nesting past the depth limit is refused.
-    let deep = format!(
-        "{}{}",
-        "<a>".repeat(genesys::MAX_DEPTH + 1),
-        "</a>".repeat(genesys::MAX_DEPTH + 1)
-    );
+    let deep = format!("{}{}", "<a>".repeat(genesys::MAX_DEPTH + 1), "</a>".repeat(genesys::MAX_DEPTH + 1));
     assert!(parse_fault(deep.as_bytes()).is_none());
     let c = classify(&Req::plain(), 503, &deep);
     assert_eq!(c.body, BodyUse::Fallback);
@@ -610,10 +476,7 @@ fn hostile_sizes_are_bounded() {
 fn bodies_that_do_not_parse_fall_back_to_the_status() {
     let cut = fault11(&["NO_SESSION"]);
     let cases: [(u16, &[u8]); 7] = [
-        (
-            502,
-            b"<html><head><title>502 Bad Gateway</title></head><body><hr><center>nginx</center></body></html>",
-        ),
+        (502, b"<html><head><title>502 Bad Gateway</title></head><body><hr><center>nginx</center></body></html>"),
         (503, b"Service Temporarily Unavailable"),
         (500, b""),
         (500, &cut.as_bytes()[..cut.len() / 2]),
@@ -622,13 +485,8 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
         (504, b"<a/><b/>"),
     ];
     for (status, body) in cases {
-        let c = classify_with(
-            &GenesysEngage::default(),
-            &Req::plain(),
-            status,
-            Some("text/html"),
-            Body::Complete(body),
-        );
+        let c =
+            classify_with(&GenesysEngage::default(), &Req::plain(), status, Some("text/html"), Body::Complete(body));
         let generic = redial_core::generic::Generic::classify_status(&ResponseHead {
             status: StatusCode::from_u16(status).unwrap(),
             headers: &HeaderMap::new(),
@@ -636,11 +494,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
         });
         let shown = String::from_utf8_lossy(body);
         assert_eq!(c.body, BodyUse::Fallback, "{shown}");
-        assert_eq!(
-            (c.kind, c.advice.action()),
-            (generic.kind, generic.advice.action()),
-            "{shown}"
-        );
+        assert_eq!((c.kind, c.advice.action()), (generic.kind, generic.advice.action()), "{shown}");
         assert!(c.reason.starts_with("genesys: "), "{}", c.reason);
     }
 }
@@ -668,22 +522,10 @@ fn text_cdata_bom_and_charset() {
 #[test]
 fn a_body_past_the_inspect_limit_uses_the_status() {
     let body = fault11(&["NO_SESSION"]);
-    let c = classify_with(
-        &GenesysEngage::default(),
-        &Req::plain(),
-        500,
-        Some(SOAP11),
-        Body::Prefix(body.as_bytes()),
-    );
+    let c = classify_with(&GenesysEngage::default(), &Req::plain(), 500, Some(SOAP11), Body::Prefix(body.as_bytes()));
     assert_eq!(c.body, BodyUse::TooLarge);
     assert!(c.errors.is_empty());
-    let c = classify_with(
-        &GenesysEngage::default(),
-        &Req::plain(),
-        200,
-        Some(SOAP11),
-        Body::NotRead,
-    );
+    let c = classify_with(&GenesysEngage::default(), &Req::plain(), 200, Some(SOAP11), Body::NotRead);
     assert_eq!(c.kind, Kind::Success);
 }
 
@@ -705,11 +547,7 @@ fn inspects_errors_and_xml_successes() {
         if let Some(ct) = ct {
             h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
         }
-        let res = ResponseHead {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: &h,
-            received_at: now,
-        };
+        let res = ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers: &h, received_at: now };
         assert_eq!(p.inspect(&req.head(), &res), want, "{status} {ct:?}");
     }
 }

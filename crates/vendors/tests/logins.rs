@@ -24,12 +24,7 @@ const HTML_GATEWAY: &str =
 // Helpers.
 
 fn marketo() -> IdentityLogin {
-    IdentityLogin::new(
-        "https://123-ABC-456.mktorest.com/identity",
-        "mkto-client-id",
-        CLIENT_SECRET,
-    )
-    .unwrap()
+    IdentityLogin::new("https://123-ABC-456.mktorest.com/identity", "mkto-client-id", CLIENT_SECRET).unwrap()
 }
 
 fn responsys() -> PasswordLogin {
@@ -37,11 +32,7 @@ fn responsys() -> PasswordLogin {
 }
 
 fn adobe() -> ImsLogin {
-    ImsLogin::new(
-        "adobe-client-id",
-        CLIENT_SECRET,
-        ["openid", "AdobeID", "read_organizations"],
-    )
+    ImsLogin::new("adobe-client-id", CLIENT_SECRET, ["openid", "AdobeID", "read_organizations"])
 }
 
 fn oauth() -> ClientCredentials {
@@ -131,10 +122,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in s.as_bytes().chunks(4) {
         let pad = chunk.iter().filter(|&&c| c == b'=').count();
-        let n = chunk
-            .iter()
-            .map(|&c| if c == b'=' { 0 } else { value(c) })
-            .fold(0u32, |acc, v| acc << 6 | v);
+        let n = chunk.iter().map(|&c| if c == b'=' { 0 } else { value(c) }).fold(0u32, |acc, v| acc << 6 | v);
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&bytes[..3 - pad]);
     }
@@ -211,17 +199,9 @@ fn marketo_identity_url_forms() {
         " https://123-ABC-456.mktorest.com/identity/oauth/token ",
     ] {
         let login = IdentityLogin::new(url, "id", "secret").unwrap();
-        assert_eq!(
-            login.token_url(),
-            "https://123-ABC-456.mktorest.com/identity/oauth/token"
-        );
+        assert_eq!(login.token_url(), "https://123-ABC-456.mktorest.com/identity/oauth/token");
     }
-    for bad in [
-        "123-ABC-456.mktorest.com/identity",
-        "ftp://x/identity",
-        "",
-        "https://u:p@h/identity",
-    ] {
+    for bad in ["123-ABC-456.mktorest.com/identity", "ftp://x/identity", "", "https://u:p@h/identity"] {
         let e = IdentityLogin::new(bad, "id", CLIENT_SECRET).unwrap_err();
         assert!(e.to_string().starts_with("invalid login URL"), "{e}");
     }
@@ -241,10 +221,7 @@ fn responsys_request() {
     assert!(responsys().request().headers().get(AUTHORIZATION).is_none());
     assert_eq!(responsys().attach(), Attach::Raw);
     let again = PasswordLogin::new("https://login2.responsys.net/rest/api/v1.3/auth/token/", "u", "p").unwrap();
-    assert_eq!(
-        again.token_url(),
-        "https://login2.responsys.net/rest/api/v1.3/auth/token"
-    );
+    assert_eq!(again.token_url(), "https://login2.responsys.net/rest/api/v1.3/auth/token");
     assert_eq!(again.user_name(), "u");
 }
 
@@ -300,16 +277,9 @@ fn oauth2_request_basic() {
 
 #[test]
 fn oauth2_basic_matches_rfc_example() {
-    let login = ClientCredentials::new(
-        "https://server.example.com/token",
-        "s6BhdRkqt3",
-        "7Fjfp0ZBr1KtDRbnfVdmIw",
-    )
-    .unwrap();
-    assert_eq!(
-        login.request().headers()[AUTHORIZATION],
-        "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3"
-    );
+    let login =
+        ClientCredentials::new("https://server.example.com/token", "s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw").unwrap();
+    assert_eq!(login.request().headers()[AUTHORIZATION], "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3");
     // Characters that need escaping: ':' in the id, non-ASCII in the secret.
     let login = ClientCredentials::new("https://server.example.com/token", "a:b", "pé/s s").unwrap();
     let value = login.request().headers()[AUTHORIZATION].to_str().unwrap().to_owned();
@@ -339,10 +309,7 @@ fn oauth2_request_post_and_builders() {
             ("resource".into(), "r 1".into()),
         ]
     );
-    assert_eq!(
-        login.attach(),
-        Attach::Header(http::header::HeaderName::from_static("x-token"))
-    );
+    assert_eq!(login.attach(), Attach::Header(http::header::HeaderName::from_static("x-token")));
     assert_eq!(login.client_id(), "oauth client");
     assert_eq!(login.token_url(), "https://auth.example.com/oauth2/token");
     // An empty scope sends none.
@@ -381,18 +348,12 @@ fn responsys_success() {
     assert_eq!(endpoint.host(), Some("rest-pod1.responsys.net"));
 
     let shorter = responsys().token_lifetime(Duration::from_secs(3600));
-    assert_eq!(
-        parse(&shorter, 200, RESPONSYS_OK).unwrap().lifetime,
-        Some(Duration::from_secs(3600))
-    );
+    assert_eq!(parse(&shorter, 200, RESPONSYS_OK).unwrap().lifetime, Some(Duration::from_secs(3600)));
 
     // A trailing slash, surrounding blanks, and an account-specific AFTM host.
     let body = r#"{"authToken":"t","issuedAt":"1427325074342","endPoint":" https://acme-aftm.responsys.ocs.oraclecloud.com/ "}"#;
     let c = parse(&responsys(), 200, body).unwrap();
-    assert_eq!(
-        c.endpoint.unwrap().host(),
-        Some("acme-aftm.responsys.ocs.oraclecloud.com")
-    );
+    assert_eq!(c.endpoint.unwrap().host(), Some("acme-aftm.responsys.ocs.oraclecloud.com"));
 }
 
 #[test]
@@ -525,20 +486,10 @@ fn adobe_fatal_fixture() {
 fn transient_statuses_for_every_login() {
     for (name, login) in all_logins() {
         for status in [500, 502, 503, 504, 429, 408] {
-            for body in [
-                "",
-                HTML_GATEWAY,
-                "{}",
-                r#"{"access_token":"#,
-                "Service Temporarily Unavailable",
-            ] {
+            for body in ["", HTML_GATEWAY, "{}", r#"{"access_token":"#, "Service Temporarily Unavailable"] {
                 let e = assert_transient(parse(login.as_ref(), status, body));
                 assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{name}");
-                assert_eq!(
-                    &e.body()[..],
-                    body.as_bytes(),
-                    "{name}: the body of a failed login is kept"
-                );
+                assert_eq!(&e.body()[..], body.as_bytes(), "{name}: the body of a failed login is kept");
             }
         }
         // 2xx that is not a token answer.
@@ -561,11 +512,7 @@ fn transient_statuses_for_every_login() {
 
 #[test]
 fn oauth_transient_codes() {
-    for login in [
-        Box::new(marketo()) as Box<dyn Login>,
-        Box::new(adobe()),
-        Box::new(oauth()),
-    ] {
+    for login in [Box::new(marketo()) as Box<dyn Login>, Box::new(adobe()), Box::new(oauth())] {
         for code in ["temporarily_unavailable", "server_error", "slow_down"] {
             let e = assert_transient(parse(login.as_ref(), 400, &oauth_error(code)));
             assert_eq!(e.code(), Some(code));
@@ -573,10 +520,7 @@ fn oauth_transient_codes() {
         // An unknown code is judged by the status.
         let e = assert_transient(parse(login.as_ref(), 503, &oauth_error("maintenance")));
         assert_eq!(e.code(), Some("maintenance"));
-        assert_fatal(
-            parse(login.as_ref(), 400, &oauth_error("maintenance")),
-            Some("maintenance"),
-        );
+        assert_fatal(parse(login.as_ref(), 400, &oauth_error("maintenance")), Some("maintenance"));
         // 200 JSON without a token.
         assert_transient(parse(login.as_ref(), 200, r#"{"token_type":"bearer"}"#));
         assert_transient(parse(login.as_ref(), 200, r#"{"access_token":""}"#));
@@ -598,12 +542,9 @@ fn marketo_transient_envelope() {
 
 #[test]
 fn responsys_transient() {
-    for code in [
-        "API_LIMIT_EXCEEDED",
-        "INTERNAL_CAPACITY_LIMIT_EXCEEDED",
-        "SERVICE_UNAVAILABLE",
-        "UNRECOVERABLE_EXCEPTION",
-    ] {
+    for code in
+        ["API_LIMIT_EXCEEDED", "INTERNAL_CAPACITY_LIMIT_EXCEEDED", "SERVICE_UNAVAILABLE", "UNRECOVERABLE_EXCEPTION"]
+    {
         // The code decides, whatever the status (API_LIMIT_EXCEEDED is documented under 400 and 401).
         for status in [400, 401, 500, 503] {
             let e = assert_transient(parse(&responsys(), status, &responsys_error(code)));
@@ -611,11 +552,7 @@ fn responsys_transient() {
         }
     }
     // A non-JSON gateway 503.
-    let e = assert_transient(parse(
-        &responsys(),
-        503,
-        "Transport error: 503 Error: Service Temporarily Unavailable",
-    ));
+    let e = assert_transient(parse(&responsys(), 503, "Transport error: 503 Error: Service Temporarily Unavailable"));
     assert_eq!(e.code(), None);
 }
 
@@ -645,11 +582,7 @@ fn responsys_unusable_endpoint() {
 
 #[test]
 fn expires_in_as_string_and_other_shapes() {
-    for login in [
-        Box::new(marketo()) as Box<dyn Login>,
-        Box::new(adobe()),
-        Box::new(oauth()),
-    ] {
+    for login in [Box::new(marketo()) as Box<dyn Login>, Box::new(adobe()), Box::new(oauth())] {
         let cases = [
             (r#""3599""#, Some(3599)),
             (r#"" 3599 ""#, Some(3599)),
@@ -673,18 +606,9 @@ fn extra_fields_charset_and_bom() {
     for (_, login) in all_logins() {
         let _ = login.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes());
     }
-    for ct in [
-        "application/json;charset=UTF-8",
-        "application/json; charset=utf-8",
-        "text/plain",
-        "text/html",
-    ] {
+    for ct in ["application/json;charset=UTF-8", "application/json; charset=utf-8", "text/plain", "text/html"] {
         let h = json_headers(ct);
-        for login in [
-            Box::new(marketo()) as Box<dyn Login>,
-            Box::new(adobe()),
-            Box::new(oauth()),
-        ] {
+        for login in [Box::new(marketo()) as Box<dyn Login>, Box::new(adobe()), Box::new(oauth())] {
             let c = parse_with(login.as_ref(), 200, &h, body.as_bytes()).unwrap();
             assert_eq!(c.token.expose(), "abc");
         }
@@ -725,10 +649,7 @@ fn nothing_secret_in_debug_or_errors() {
     check("marketo", format!("{:?}", marketo()));
     check("responsys", format!("{:?}", responsys()));
     check("adobe", format!("{:?}", adobe()));
-    check(
-        "oauth2",
-        format!("{:?}", oauth().param("client_assertion_extra", CLIENT_SECRET)),
-    );
+    check("oauth2", format!("{:?}", oauth().param("client_assertion_extra", CLIENT_SECRET)));
     check("oauth2 alt", format!("{:#?}", oauth().auth_style(AuthStyle::Post)));
 
     for (name, login) in all_logins() {

@@ -62,17 +62,8 @@ fn run_at(
 ) -> (Classification, Decision) {
     let uri: Uri = "https://123-ABC-456.mktorest.com/rest/v1/leads.json".parse().unwrap();
     let req_headers = HeaderMap::new();
-    let req = RequestHead {
-        method,
-        uri: &uri,
-        headers: &req_headers,
-        body: None,
-    };
-    let head = ResponseHead {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers,
-        received_at,
-    };
+    let req = RequestHead { method, uri: &uri, headers: &req_headers, body: None };
+    let head = ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers, received_at };
     let c = Marketo::new().classify(&req, &Outcome::Response(head, body));
     let d = first_decision(&c, method);
     (c, d)
@@ -109,67 +100,20 @@ fn every_row_of_the_marketo_table() {
     use Action::*;
     use Kind::*;
     let html = "<html><body><h1>502 Bad Gateway</h1></body></html>";
-    let codes = |codes: &[&'static str]| {
-        codes
-            .iter()
-            .map(|c| (*c, 200, Some(JSON), error_body(c)))
-            .collect::<Vec<_>>()
-    };
+    let codes = |codes: &[&'static str]| codes.iter().map(|c| (*c, 200, Some(JSON), error_body(c))).collect::<Vec<_>>();
     // (signal, kind, action for GET, action for POST, shortest wait)
-    type Row = (
-        Vec<(&'static str, u16, Option<&'static str>, String)>,
-        Kind,
-        Action,
-        Action,
-        Option<Duration>,
-    );
+    type Row = (Vec<(&'static str, u16, Option<&'static str>, String)>, Kind, Action, Action, Option<Duration>);
     let table: Vec<Row> = vec![
         (codes(&["601", "602"]), AuthExpired, RefreshAuth, RefreshAuth, None),
-        (
-            vec![("606", 200, Some(JSON), FIXTURE_606.into())],
-            Throttled,
-            Retry,
-            Retry,
-            Some(marketo::RATE_RETRY_MIN),
-        ),
-        (
-            codes(&["615"]),
-            Throttled,
-            Retry,
-            Retry,
-            Some(marketo::CONCURRENCY_RETRY_MIN),
-        ),
-        (
-            codes(&["604", "608", "611", "614", "713"]),
-            Transient,
-            Retry,
-            Retry,
-            Some(SECOND),
-        ),
+        (vec![("606", 200, Some(JSON), FIXTURE_606.into())], Throttled, Retry, Retry, Some(marketo::RATE_RETRY_MIN)),
+        (codes(&["615"]), Throttled, Retry, Retry, Some(marketo::CONCURRENCY_RETRY_MIN)),
+        (codes(&["604", "608", "611", "614", "713"]), Transient, Retry, Retry, Some(SECOND)),
         (codes(&["719"]), Transient, Retry, Fail, Some(SECOND)),
-        (
-            vec![("HTTP 502", 502, Some("text/html"), html.into())],
-            Transient,
-            Retry,
-            Fail,
-            Some(SECOND),
-        ),
+        (vec![("HTTP 502", 502, Some("text/html"), html.into())], Transient, Retry, Fail, Some(SECOND)),
         (codes(&["502"]), Transient, Retry, Fail, Some(SECOND)),
-        (
-            codes(&["1016", "1019", "1022", "1029"]),
-            Throttled,
-            Retry,
-            Retry,
-            Some(marketo::QUEUE_RETRY_MIN),
-        ),
+        (codes(&["1016", "1019", "1022", "1029"]), Throttled, Retry, Retry, Some(marketo::QUEUE_RETRY_MIN)),
         (codes(&["607"]), QuotaExhausted, Fail, Fail, None),
-        (
-            vec![("HTTP 413", 413, Some("text/html"), "<html>413</html>".into())],
-            Fatal,
-            Fail,
-            Fail,
-            None,
-        ),
+        (vec![("HTTP 413", 413, Some("text/html"), "<html>413</html>".into())], Fatal, Fail, Fail, None),
         (
             codes(&[
                 "603", "605", "609", "610", "612", "613", "616", "701", "702", "703", "704", "709", "710", "711",
@@ -180,13 +124,7 @@ fn every_row_of_the_marketo_table() {
             Fail,
             None,
         ),
-        (
-            vec![("record-level 1005", 200, Some(JSON), FIXTURE_1005.into())],
-            Partial,
-            Return,
-            Return,
-            None,
-        ),
+        (vec![("record-level 1005", 200, Some(JSON), FIXTURE_1005.into())], Partial, Return, Return, None),
         (
             vec![(
                 "success",
@@ -221,10 +159,7 @@ fn every_row_of_the_marketo_table() {
     }
     // HTTP 414: a GET is rewritten, any other method fails.
     let (c, d) = run(&Method::GET, 414, Some("text/html"), "<html>414</html>");
-    assert_eq!(
-        (c.kind, d),
-        (Transient, Decision::Rewrite(redial_core::Rewrite::MethodOverridePost))
-    );
+    assert_eq!((c.kind, d), (Transient, Decision::Rewrite(redial_core::Rewrite::MethodOverridePost)));
     let (c, d) = run(&Method::POST, 414, Some("text/html"), "<html>414</html>");
     assert_eq!((c.kind, d.action()), (Fatal, Fail));
 }
@@ -246,20 +181,13 @@ fn marketo_200_with_606() {
     assert_eq!(c.kind, Kind::Throttled);
     let e = &c.errors[0];
     assert_eq!(e.code, "606");
-    assert_eq!(
-        e.message.as_deref(),
-        Some("Max rate limit '100' exceeded with in '20' secs")
-    );
+    assert_eq!(e.message.as_deref(), Some("Max rate limit '100' exceeded with in '20' secs"));
     assert_eq!(e.scope, ErrorScope::Response);
     assert_eq!(e.attribute("requestId"), Some("e42b#14272d07d78"));
-    let Advice::Retry(rule) = &c.advice else {
-        panic!("{c:?}")
-    };
+    let Advice::Retry(rule) = &c.advice else { panic!("{c:?}") };
     assert_eq!(rule.safety(), Safety::AnyMethod, "6xx: the request was not executed");
     // Every wait lies within the 20 s window, however many retries came before.
-    let Decision::Retry { after, range } = d else {
-        panic!("{d:?}")
-    };
+    let Decision::Retry { after, range } = d else { panic!("{d:?}") };
     assert!(
         range.0 >= marketo::RATE_RETRY_MIN && range.1 <= marketo::RATE_WINDOW && range.0 <= after && after <= range.1
     );
@@ -363,12 +291,7 @@ fn marketo_414_on_a_get_is_rewritten_once() {
 #[test]
 fn marketo_413_is_fatal() {
     for method in [Method::POST, Method::GET] {
-        let (c, d) = run(
-            &method,
-            413,
-            Some("text/html"),
-            "<html><body>Request Entity Too Large</body></html>",
-        );
+        let (c, d) = run(&method, 413, Some("text/html"), "<html><body>Request Entity Too Large</body></html>");
         assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
         assert!(c.reason.contains("413"), "{}", c.reason);
     }
@@ -377,16 +300,10 @@ fn marketo_413_is_fatal() {
 #[test]
 fn marketo_record_level_1005_is_partial() {
     let (c, d) = run(&Method::POST, 200, Some(JSON), FIXTURE_1005);
-    assert_eq!(
-        (c.kind, &c.advice, d),
-        (Kind::Partial, &Advice::Return, Decision::Return)
-    );
+    assert_eq!((c.kind, &c.advice, d), (Kind::Partial, &Advice::Return, Decision::Return));
     assert_eq!(c.errors.len(), 1);
     let e = &c.errors[0];
-    assert_eq!(
-        (e.code.as_str(), e.message.as_deref()),
-        ("1005", Some("Lead already exists"))
-    );
+    assert_eq!((e.code.as_str(), e.message.as_deref()), ("1005", Some("Lead already exists")));
     assert_eq!(e.scope, ErrorScope::Record(2));
     // Several skipped records keep their input order.
     let body = r#"{"requestId":"r","success":true,"result":[
@@ -397,15 +314,7 @@ fn marketo_record_level_1005_is_partial() {
     let (c, _) = run(&Method::POST, 200, Some(JSON), body);
     let got: Vec<_> = c.errors.iter().map(|e| (e.code.as_str(), e.scope)).collect();
     use ErrorScope::Record;
-    assert_eq!(
-        got,
-        [
-            ("1004", Record(0)),
-            ("1006", Record(0)),
-            ("1003", Record(2)),
-            ("skipped", Record(3))
-        ]
-    );
+    assert_eq!(got, [("1004", Record(0)), ("1006", Record(0)), ("1003", Record(2)), ("skipped", Record(3))]);
     assert_eq!(c.errors[2].attribute("seq"), Some("2"));
     // Record-level queue codes are partial too: only the response-level ones are retried.
     let (c, d) = run(&Method::POST, 200, Some(JSON), &FIXTURE_1005.replace("1005", "1029"));
@@ -418,10 +327,7 @@ fn the_most_forbidding_error_decides_and_all_are_kept() {
         r#"{"success":false,"errors":[{"code":"606","message":"a"},{"code":"610","message":"b"},{"code":"601"}]}"#;
     let (c, d) = run(&Method::GET, 200, Some(JSON), body);
     assert_eq!((c.kind, d.action()), (Kind::Fatal, Action::Fail));
-    assert_eq!(
-        c.errors.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
-        ["606", "610", "601"]
-    );
+    assert_eq!(c.errors.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(), ["606", "610", "601"]);
     let body = r#"{"success":false,"errors":[{"code":"606"},{"code":"601"}]}"#;
     assert_eq!(run(&Method::GET, 200, Some(JSON), body).0.kind, Kind::AuthExpired);
 }
@@ -444,33 +350,15 @@ fn content_types_with_parameters_and_json_suffixes_are_read() {
     // A 2xx that is not JSON (a bulk export file) is not read, whatever it contains.
     let (c, _) = run(&Method::GET, 200, Some("text/csv"), FIXTURE_606);
     assert_eq!((c.kind, c.body), (Kind::Success, BodyUse::NotRead));
-    let uri: Uri = "https://x.mktorest.com/bulk/v1/leads/export/1/file.json"
-        .parse()
-        .unwrap();
+    let uri: Uri = "https://x.mktorest.com/bulk/v1/leads/export/1/file.json".parse().unwrap();
     let (h, rh) = (headers(Some("text/csv")), HeaderMap::new());
-    let req = RequestHead {
-        method: &Method::GET,
-        uri: &uri,
-        headers: &rh,
-        body: None,
-    };
-    let head = ResponseHead {
-        status: StatusCode::OK,
-        headers: &h,
-        received_at: UNIX_EPOCH,
-    };
+    let req = RequestHead { method: &Method::GET, uri: &uri, headers: &rh, body: None };
+    let head = ResponseHead { status: StatusCode::OK, headers: &h, received_at: UNIX_EPOCH };
     assert!(!Marketo::new().inspect(&req, &head));
     let h = headers(Some(JSON));
     assert!(Marketo::new().inspect(&req, &ResponseHead { headers: &h, ..head }));
     let h = headers(Some("text/html"));
-    assert!(Marketo::new().inspect(
-        &req,
-        &ResponseHead {
-            status: StatusCode::BAD_GATEWAY,
-            headers: &h,
-            ..head
-        }
-    ));
+    assert!(Marketo::new().inspect(&req, &ResponseHead { status: StatusCode::BAD_GATEWAY, headers: &h, ..head }));
 }
 
 #[test]
@@ -480,25 +368,10 @@ fn bodies_that_do_not_parse_fall_back_to_the_status_rules() {
         (200, "", Kind::Success, "empty body"),
         (200, "   ", Kind::Success, "empty body"),
         (200, truncated, Kind::Success, "truncated JSON"),
-        (
-            200,
-            "<html><body>Service Unavailable</body></html>",
-            Kind::Success,
-            "not JSON",
-        ),
+        (200, "<html><body>Service Unavailable</body></html>", Kind::Success, "not JSON"),
         (200, "[1,2,3]", Kind::Success, "not a JSON object"),
-        (
-            200,
-            r#"{"access_token":"secret","expires_in":3599}"#,
-            Kind::Success,
-            "not a Marketo response",
-        ),
-        (
-            502,
-            "<html><h1>502 Bad Gateway</h1></html>",
-            Kind::Transient,
-            "not JSON",
-        ),
+        (200, r#"{"access_token":"secret","expires_in":3599}"#, Kind::Success, "not a Marketo response"),
+        (502, "<html><h1>502 Bad Gateway</h1></html>", Kind::Transient, "not JSON"),
         (503, truncated, Kind::Transient, "truncated JSON"),
         (500, "", Kind::Transient, "empty body"),
         (
@@ -544,17 +417,9 @@ fn the_parser_is_tolerant() {
     assert_eq!(r.result[0].id.as_deref(), Some("abc"));
     assert_eq!(r.result[0].reasons[0].code, "1005");
     assert_eq!(r.result[0].reasons[0].message, None);
-    assert_eq!(
-        r.record_errors().map(|(i, e)| (i, e.code.as_str())).collect::<Vec<_>>(),
-        [(0, "1005")]
-    );
+    assert_eq!(r.record_errors().map(|(i, e)| (i, e.code.as_str())).collect::<Vec<_>>(), [(0, "1005")]);
     // Errors without a code or a message are kept, and are final.
-    let (c, d) = run(
-        &Method::GET,
-        200,
-        Some(JSON),
-        r#"{"success":false,"errors":[{"message":"no code"}]}"#,
-    );
+    let (c, d) = run(&Method::GET, 200, Some(JSON), r#"{"success":false,"errors":[{"message":"no code"}]}"#);
     assert_eq!((c.kind, d.action(), c.errors.len()), (Kind::Fatal, Action::Fail, 1));
     let (c, _) = run(&Method::GET, 200, Some(JSON), r#"{"success":false}"#);
     assert_eq!((c.kind, c.body), (Kind::Fatal, BodyUse::Parsed));
@@ -580,10 +445,7 @@ fn failures_follow_the_generic_rules() {
         },
         &Outcome::Failure(Failure::Timeout),
     );
-    assert_eq!(
-        first_decision(&c, &Method::POST),
-        Decision::Fail(FailReason::NotIdempotent)
-    );
+    assert_eq!(first_decision(&c, &Method::POST), Decision::Fail(FailReason::NotIdempotent));
     assert_eq!(first_decision(&c, &Method::GET).action(), Action::Retry);
 }
 

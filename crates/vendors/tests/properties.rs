@@ -66,22 +66,14 @@ const XML_FIXTURES: &[&str] = &[SOAP11, SOAP12, SOAP_REQUEST];
 const RFC_NOW: u64 = 784_111_777;
 
 fn cases() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 256, ..ProptestConfig::default() }
 }
 
 /// Arbitrary bytes, or a fixture with a cut and an insertion (to reach past the first byte).
 fn body_from(fixtures: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..512),
-        (
-            0..fixtures.len(),
-            any::<prop::sample::Index>(),
-            0usize..64,
-            proptest::collection::vec(any::<u8>(), 0..16),
-        )
+        (0..fixtures.len(), any::<prop::sample::Index>(), 0usize..64, proptest::collection::vec(any::<u8>(), 0..16),)
             .prop_map(move |(i, at, cut, insert)| {
                 let f = fixtures[i].as_bytes();
                 let at = at.index(f.len() + 1);
@@ -135,14 +127,7 @@ fn http_date(secs: u64, format: usize) -> String {
             format!("{day}, {}-{}-{} {} GMT", p[1], p[2], &p[3][2..], p[4])
         }
         // asctime: "Sun Nov  6 08:49:37 1994".
-        _ => format!(
-            "{} {} {:>2} {} {}",
-            p[0],
-            p[2],
-            p[1].trim_start_matches('0'),
-            p[4],
-            p[3]
-        ),
+        _ => format!("{} {} {:>2} {} {}", p[0], p[2], p[1].trim_start_matches('0'), p[4], p[3]),
     }
 }
 
@@ -160,19 +145,11 @@ fn retry_after_value() -> impl Strategy<Value = Vec<u8>> {
 /// The generated dates are the RFC's own examples, so the date properties are not vacuous.
 #[test]
 fn generated_dates_are_the_three_formats() {
-    let formats = [
-        "Sun, 06 Nov 1994 08:49:37 GMT",
-        "Sunday, 06-Nov-94 08:49:37 GMT",
-        "Sun Nov  6 08:49:37 1994",
-    ];
+    let formats = ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"];
     for (format, want) in formats.into_iter().enumerate() {
         assert_eq!(http_date(RFC_NOW, format), want);
         let now = UNIX_EPOCH + Duration::from_secs(RFC_NOW - 10);
-        assert_eq!(
-            parse_retry_after(want.as_bytes(), now),
-            Some(Duration::from_secs(10)),
-            "{want}"
-        );
+        assert_eq!(parse_retry_after(want.as_bytes(), now), Some(Duration::from_secs(10)), "{want}");
     }
 }
 
@@ -376,15 +353,8 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // classify → decide, for every vendor.
 
-const METHODS: [Method; 7] = [
-    Method::GET,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::HEAD,
-    Method::OPTIONS,
-];
+const METHODS: [Method; 7] =
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::HEAD, Method::OPTIONS];
 
 const URIS: [&str; 5] = [
     "https://123-ABC-456.mktorest.com/rest/v1/leads.json?filterType=email",
@@ -416,14 +386,7 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        (
-            100u16..1000,
-            headers(),
-            any_body(),
-            0..METHODS.len(),
-            0..URIS.len(),
-            any::<bool>(),
-        ),
+        (100u16..1000, headers(), any_body(), 0..METHODS.len(), 0..URIS.len(), any::<bool>()),
         (
             proptest::option::weighted(0.1, 0..FAILURES.len()),
             0u8..4,
@@ -495,9 +458,7 @@ fn classify_decide(vendor: Vendor, case: &Case) -> Result<Decision, TestCaseErro
     let idempotent = case.flags & 4 != 0 || policy.idempotent_methods().contains(method);
     let replayable = match case.flags >> 3 & 3 {
         2 => Err(NotReplayable::Streaming),
-        3 => Err(NotReplayable::TooLarge {
-            limit: policy.replay_limit(),
-        }),
+        3 => Err(NotReplayable::TooLarge { limit: policy.replay_limit() }),
         _ => Ok(()),
     };
     let can_reconcile = case.flags & 1 != 0;
@@ -522,14 +483,7 @@ fn classify_decide(vendor: Vendor, case: &Case) -> Result<Decision, TestCaseErro
         };
         let d = decide(&c, &ctx, budget, now, &mut rng);
         let status = matches!(outcome, Outcome::Response(..)).then_some(head.status);
-        history.push(Attempt::new(
-            i + 1,
-            status,
-            case.failure.map(|f| FAILURES[f]),
-            &c,
-            &d,
-            elapsed,
-        ));
+        history.push(Attempt::new(i + 1, status, case.failure.map(|f| FAILURES[f]), &c, &d, elapsed));
         if let Decision::Retry { after, .. } = d {
             elapsed = elapsed.saturating_add(after);
         }
@@ -553,20 +507,11 @@ fn classify_decide(vendor: Vendor, case: &Case) -> Result<Decision, TestCaseErro
         _ => {}
     }
     if let Decision::Retry { after, range } = &d {
-        prop_assert!(
-            range.0 <= *after && *after <= range.1,
-            "{:?} outside {:?}",
-            after,
-            range
-        );
+        prop_assert!(range.0 <= *after && *after <= range.1, "{:?} outside {:?}", after, range);
         prop_assert!(ctx.attempt < policy.max_attempts());
         prop_assert!(replayable.is_ok());
         if let Some(deadline) = policy.deadline() {
-            prop_assert!(
-                *after < deadline.saturating_sub(elapsed),
-                "{:?} past the deadline",
-                after
-            );
+            prop_assert!(*after < deadline.saturating_sub(elapsed), "{:?} past the deadline", after);
         }
     }
     if let Decision::Fail(why) = &d {

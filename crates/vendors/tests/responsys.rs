@@ -31,21 +31,13 @@ fn with_request<T>(f: impl FnOnce(&RequestHead<'_>) -> T) -> T {
     let method = Method::POST;
     let uri = Uri::from_static("https://acme.responsys.ocs.oraclecloud.com/rest/api/v1.3/campaigns/welcome/email");
     let h = HeaderMap::new();
-    f(&RequestHead {
-        method: &method,
-        uri: &uri,
-        headers: &h,
-        body: None,
-    })
+    f(&RequestHead { method: &method, uri: &uri, headers: &h, body: None })
 }
 
 fn classify_body(status: u16, content_type: Option<&str>, body: Body<'_>) -> Classification {
     let h = headers(content_type);
-    let head = ResponseHead {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers: &h,
-        received_at: SystemTime::now(),
-    };
+    let head =
+        ResponseHead { status: StatusCode::from_u16(status).unwrap(), headers: &h, received_at: SystemTime::now() };
     with_request(|req| Responsys::default().classify(req, &Outcome::Response(head, body)))
 }
 
@@ -59,15 +51,8 @@ fn classify_failure(f: Failure) -> Classification {
 
 fn decide_at(c: &Classification, attempt: u32, history: &[Attempt], idempotent: bool, elapsed: Duration) -> Decision {
     let policy = policy();
-    let ctx = Context {
-        attempt,
-        history,
-        policy: &policy,
-        idempotent,
-        replayable: Ok(()),
-        elapsed,
-        can_reconcile: false,
-    };
+    let ctx =
+        Context { attempt, history, policy: &policy, idempotent, replayable: Ok(()), elapsed, can_reconcile: false };
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(7))
 }
 
@@ -93,12 +78,7 @@ struct Row {
 }
 
 fn row(signal: Signal, kind: Kind, actions: (Action, Action), min_delay: Option<Duration>) -> Row {
-    Row {
-        signal,
-        kind,
-        actions,
-        min_delay,
-    }
+    Row { signal, kind, actions, min_delay }
 }
 
 fn code(status: u16, code: &str) -> Signal {
@@ -119,56 +99,28 @@ fn the_vendors_md_table() {
         // API_NOT_ALLOWED_IN_SECONDARY → failover, fail.
         row(code(401, "API_NOT_ALLOWED_IN_SECONDARY"), Kind::Failover, fail, None),
         // UNRECOVERABLE_EXCEPTION → transient, resubmit once after 30 s, any method.
-        row(
-            code(500, "UNRECOVERABLE_EXCEPTION"),
-            Kind::Transient,
-            retry,
-            Some(30 * S),
-        ),
+        row(code(500, "UNRECOVERABLE_EXCEPTION"), Kind::Transient, retry, Some(30 * S)),
         // API_LIMIT_EXCEEDED, documented under 400 and under 401 → throttled, ≥ 60 s.
         row(code(400, "API_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
         row(code(401, "API_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
         // INTERNAL_CAPACITY_LIMIT_EXCEEDED → throttled, long backoff from 60 s.
-        row(
-            code(429, "INTERNAL_CAPACITY_LIMIT_EXCEEDED"),
-            Kind::Throttled,
-            retry,
-            Some(60 * S),
-        ),
+        row(code(429, "INTERNAL_CAPACITY_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
         // 503 SERVICE_UNAVAILABLE, or a non-JSON gateway 503 → transient, backoff.
+        row(code(503, "SERVICE_UNAVAILABLE"), Kind::Transient, retry, Some(Duration::ZERO)),
         row(
-            code(503, "SERVICE_UNAVAILABLE"),
+            Signal::Raw(503, "text/plain", "Transport error: 503 Error: Service Temporarily Unavailable"),
             Kind::Transient,
             retry,
             Some(Duration::ZERO),
         ),
         row(
-            Signal::Raw(
-                503,
-                "text/plain",
-                "Transport error: 503 Error: Service Temporarily Unavailable",
-            ),
-            Kind::Transient,
-            retry,
-            Some(Duration::ZERO),
-        ),
-        row(
-            Signal::Raw(
-                503,
-                "text/html",
-                "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-            ),
+            Signal::Raw(503, "text/html", "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"),
             Kind::Transient,
             retry,
             Some(Duration::ZERO),
         ),
         // Async and polling codes.
-        row(
-            code(500, "UNABLE_TO_SUBMIT_ASYNC_REQUEST"),
-            Kind::Throttled,
-            retry,
-            Some(30 * S),
-        ),
+        row(code(500, "UNABLE_TO_SUBMIT_ASYNC_REQUEST"), Kind::Throttled, retry, Some(30 * S)),
         row(code(200, "PROCESSING_REQUEST"), Kind::Transient, (Return, Return), None),
         row(code(200, "ASYNC_REQUEST_EXPIRED"), Kind::Fatal, fail, None),
     ];
@@ -210,11 +162,7 @@ fn the_vendors_md_table() {
         assert_eq!(c.kind, r.kind, "{what}");
         let idem = decide_at(&c, 1, &[], true, Duration::ZERO);
         let not_idem = decide_at(&c, 1, &[], false, Duration::ZERO);
-        assert_eq!(
-            (idem.action(), not_idem.action()),
-            r.actions,
-            "{what}: {idem:?} / {not_idem:?}"
-        );
+        assert_eq!((idem.action(), not_idem.action()), r.actions, "{what}: {idem:?} / {not_idem:?}");
         assert_eq!(min_delay(&idem), r.min_delay, "{what}");
         if let Signal::Json(..) = r.signal {
             assert_eq!(c.body, BodyUse::Parsed, "{what}");
@@ -236,18 +184,8 @@ fn invalid_token_refreshes_auth() {
     assert_eq!(e.code, "INVALID_TOKEN");
     assert_eq!(e.message.as_deref(), Some("Not a valid token"));
     // "replay once": a second INVALID_TOKEN after the re-login is final.
-    let history = [Attempt::new(
-        1,
-        Some(StatusCode::UNAUTHORIZED),
-        None,
-        &c,
-        &Decision::RefreshAuth,
-        S,
-    )];
-    assert_eq!(
-        decide_at(&c, 2, &history, false, S),
-        Decision::Fail(FailReason::AuthRefreshExhausted { max: 1 })
-    );
+    let history = [Attempt::new(1, Some(StatusCode::UNAUTHORIZED), None, &c, &Decision::RefreshAuth, S)];
+    assert_eq!(decide_at(&c, 2, &history, false, S), Decision::Fail(FailReason::AuthRefreshExhausted { max: 1 }));
 }
 
 #[test]
@@ -258,10 +196,7 @@ fn api_not_allowed_in_secondary_is_failover_and_fails() {
         r#"{"type":"","title":"API not allowed in secondary","errorCode":"API_NOT_ALLOWED_IN_SECONDARY","detail":"…","errorDetails":[]}"#,
     );
     assert_eq!(c.kind, Kind::Failover);
-    assert_eq!(
-        decide_at(&c, 1, &[], true, Duration::ZERO),
-        Decision::Fail(FailReason::Final)
-    );
+    assert_eq!(decide_at(&c, 1, &[], true, Duration::ZERO), Decision::Fail(FailReason::Final));
     assert_eq!(c.code(), Some("API_NOT_ALLOWED_IN_SECONDARY"));
 }
 
@@ -271,28 +206,12 @@ fn unrecoverable_exception_is_resubmitted_once_after_30_s_then_final() {
     let c = classify(500, Some(JSON), &body);
     // A POST (merge trigger) is resubmitted: the vendor asks for it.
     let first = decide_at(&c, 1, &[], false, S);
-    assert_eq!(
-        first,
-        Decision::Retry {
-            after: 30 * S,
-            range: (30 * S, 30 * S)
-        }
-    );
-    let history = [Attempt::new(
-        1,
-        Some(StatusCode::INTERNAL_SERVER_ERROR),
-        None,
-        &c,
-        &first,
-        S,
-    )];
+    assert_eq!(first, Decision::Retry { after: 30 * S, range: (30 * S, 30 * S) });
+    let history = [Attempt::new(1, Some(StatusCode::INTERNAL_SERVER_ERROR), None, &c, &first, S)];
     let second = decide_at(&c, 2, &history, false, 32 * S);
     assert_eq!(
         second,
-        Decision::Fail(FailReason::RuleExhausted {
-            rule: "responsys.unrecoverable_exception",
-            retries: 1
-        })
+        Decision::Fail(FailReason::RuleExhausted { rule: "responsys.unrecoverable_exception", retries: 1 })
     );
 }
 
@@ -307,23 +226,10 @@ fn no_response_is_retried_three_times_two_minutes_apart_then_final() {
         elapsed += timeout; // every attempt runs to its timeout
         let d = decide_at(&c, n, &history, false, elapsed);
         if n <= 3 {
-            assert_eq!(
-                d,
-                Decision::Retry {
-                    after: 120 * S,
-                    range: (120 * S, 120 * S)
-                },
-                "attempt {n}"
-            );
+            assert_eq!(d, Decision::Retry { after: 120 * S, range: (120 * S, 120 * S) }, "attempt {n}");
             elapsed += 120 * S;
         } else {
-            assert_eq!(
-                d,
-                Decision::Fail(FailReason::RuleExhausted {
-                    rule: "responsys.no_response",
-                    retries: 3
-                })
-            );
+            assert_eq!(d, Decision::Fail(FailReason::RuleExhausted { rule: "responsys.no_response", retries: 3 }));
         }
         history.push(Attempt::new(n, None, Some(f), &c, &d, elapsed));
     }
@@ -343,16 +249,10 @@ fn seed_invalid_parameter_is_fatal() {
 }"#;
     let c = classify(400, Some(JSON), body);
     assert_eq!(c.kind, Kind::Fatal);
-    assert_eq!(
-        decide_at(&c, 1, &[], true, Duration::ZERO),
-        Decision::Fail(FailReason::Final)
-    );
+    assert_eq!(decide_at(&c, 1, &[], true, Duration::ZERO), Decision::Fail(FailReason::Final));
     let e = &c.errors[0];
     assert_eq!(e.code, "INVALID_PARAMETER");
-    assert_eq!(
-        e.message.as_deref(),
-        Some("<Campaign Name> must be Transactional campaign")
-    );
+    assert_eq!(e.message.as_deref(), Some("<Campaign Name> must be Transactional campaign"));
     assert_eq!(e.attribute("title"), Some("Invalid request parameters"));
 }
 
@@ -388,11 +288,7 @@ fn record_failures_in_a_2xx_batch_are_partial() {
     assert_eq!(c.errors[1].code, "RECORD_FAILED");
     assert_eq!(c.errors[1].scope, ErrorScope::Record(2));
     assert_eq!(c.errors[1].attribute("recipientId"), Some("103"));
-    let ok = classify(
-        200,
-        Some(JSON),
-        r#"[{"errorMessage":null,"success":true,"recipientId":101}]"#,
-    );
+    let ok = classify(200, Some(JSON), r#"[{"errorMessage":null,"success":true,"recipientId":101}]"#);
     assert_eq!(ok.kind, Kind::Success);
 }
 
@@ -408,12 +304,7 @@ fn aftm_allow_list() {
     ] {
         assert!(r.is_aftm_path(p), "{p}");
     }
-    for p in [
-        "/rest/api/v1.3/campaigns/welcome/email",
-        "/rest/api/v1.3/lists",
-        "/",
-        "",
-    ] {
+    for p in ["/rest/api/v1.3/campaigns/welcome/email", "/rest/api/v1.3/lists", "/", ""] {
         assert!(!r.is_aftm_path(p), "{p}");
     }
     let only = Responsys::default().with_aftm_paths(["/rest/haApi/*/campaigns/*/email"]);
@@ -467,12 +358,7 @@ fn code_as_a_number_and_unknown_fields() {
 
 #[test]
 fn media_types_with_parameters_and_suffixes() {
-    for ct in [
-        "application/json;charset=UTF-8",
-        "application/problem+json",
-        "text/plain",
-        "bogus",
-    ] {
+    for ct in ["application/json;charset=UTF-8", "application/problem+json", "text/plain", "bogus"] {
         let c = classify(401, Some(ct), &envelope("TOKEN_EXPIRED"));
         assert_eq!(c.kind, Kind::AuthExpired, "{ct}");
     }
@@ -515,11 +401,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
             received_at: SystemTime::now(),
         });
         assert_eq!(c.body, BodyUse::Fallback, "{body}");
-        assert_eq!(
-            (c.kind, c.advice.action()),
-            (generic.kind, generic.advice.action()),
-            "{body}"
-        );
+        assert_eq!((c.kind, c.advice.action()), (generic.kind, generic.advice.action()), "{body}");
         assert!(c.reason.starts_with("responsys: "), "{}", c.reason);
         assert!(c.errors.is_empty());
     }

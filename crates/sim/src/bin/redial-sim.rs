@@ -127,12 +127,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
             _ => (arg, None),
         };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
         let flag = |a: &mut Args, knob: &'static str| a.knobs.push(knob);
         match name.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
@@ -144,16 +139,11 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--port" => {
                 let v = value()?;
-                a.port = v
-                    .parse()
-                    .map_err(|_| format!("invalid --port {v:?}: expected 0 to 65535"))?;
+                a.port = v.parse().map_err(|_| format!("invalid --port {v:?}: expected 0 to 65535"))?;
             }
             "--bind" => {
                 let v = value()?;
-                a.bind = Some(
-                    v.parse()
-                        .map_err(|_| format!("invalid --bind {v:?}: expected an IP address"))?,
-                );
+                a.bind = Some(v.parse().map_err(|_| format!("invalid --bind {v:?}: expected an IP address"))?);
             }
             "--client-id" => {
                 a.client_id = Some(value()?);
@@ -182,11 +172,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--max-concurrency" => {
                 let v = value()?;
-                a.max_concurrency = Some(if v == "none" {
-                    None
-                } else {
-                    Some(count(&v, "--max-concurrency")?)
-                });
+                a.max_concurrency = Some(if v == "none" { None } else { Some(count(&v, "--max-concurrency")?) });
                 flag(&mut a, "--max-concurrency");
             }
             "--latency-ms" => {
@@ -205,9 +191,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             other => return Err(format!("unexpected argument {other:?} (see `redial-sim --help`)")),
         }
     }
-    let vendor = a
-        .vendor
-        .ok_or("missing --vendor (marketo, responsys, adobe-edge, genesys-engage)")?;
+    let vendor = a.vendor.ok_or("missing --vendor (marketo, responsys, adobe-edge, genesys-engage)")?;
     if let Some(knob) = a.knobs.iter().find(|k| !vendor.knobs().contains(k)) {
         return Err(format!("{knob} does not apply to {}", vendor.name()));
     }
@@ -285,11 +269,7 @@ async fn serve(args: Args) -> ExitCode {
     let banner = install(&sim, vendor, &args);
     // One write, so a reader of the first line never sees half of it.
     let mut stdout = io::stdout().lock();
-    if stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush()).is_err() {
         // Nobody reads stdout: keep serving all the same.
     }
     drop(stdout);
@@ -378,24 +358,16 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             if let Some(v) = args.latency {
                 c.latency = v;
             }
-            line(format!(
-                "identity:      {base}{} (the identity URL: {base}/identity)",
-                marketo::IDENTITY_PATH
-            ));
+            line(format!("identity:      {base}{} (the identity URL: {base}/identity)", marketo::IDENTITY_PATH));
             line(format!("client_id:     {}", c.client_id));
             line(format!("client_secret: {}", c.client_secret));
-            line(format!(
-                "API:           {base}/rest/v1/leads.json (everything under /rest and /bulk)"
-            ));
+            line(format!("API:           {base}/rest/v1/leads.json (everything under /rest and /bulk)"));
             line(format!(
                 "limits:        tokens live {} s; {}; {}; calls take {} ms",
                 c.token_lifetime.as_secs_f64(),
-                c.rate_limit.map_or("no rate limit".to_owned(), |(n, w)| format!(
-                    "{n} calls per {} s",
-                    w.as_secs_f64()
-                )),
-                c.max_concurrency
-                    .map_or("no concurrency limit".to_owned(), |n| format!("{n} at once")),
+                c.rate_limit
+                    .map_or("no rate limit".to_owned(), |(n, w)| format!("{n} calls per {} s", w.as_secs_f64())),
+                c.max_concurrency.map_or("no concurrency limit".to_owned(), |n| format!("{n} at once")),
                 c.latency.as_millis()
             ));
             line(format!(
@@ -416,19 +388,13 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             if let Some(v) = args.token_lifetime {
                 c.token_lifetime = v;
             }
-            line(format!(
-                "login:         {base}{} (the login host: {base})",
-                responsys::LOGIN_PATH
-            ));
+            line(format!("login:         {base}{} (the login host: {base})", responsys::LOGIN_PATH));
             line(format!("user_name:     {}", c.user_name));
             line(format!("password:      {}", c.password));
             line(format!(
                 "API:           {base}/rest/api/v1.3/lists (everything under /rest/api/v1.3; AFTM under /rest/haApi)"
             ));
-            line(format!(
-                "limits:        tokens live {} s",
-                c.token_lifetime.as_secs_f64()
-            ));
+            line(format!("limits:        tokens live {} s", c.token_lifetime.as_secs_f64()));
             line(format!(
                 "try:           REDIAL_PASSWORD={} redial call --vendor responsys --login-url {base} --user {} \
                  {base}/rest/api/v1.3/lists",
@@ -450,14 +416,8 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             line(format!("IMS token:     {base}{}", adobe::IMS_TOKEN_PATH));
             line(format!("client_id:     {}", c.client_id));
             line(format!("client_secret: {}", c.client_secret));
-            line(format!(
-                "API:           {base}{} (everything under /ee/v2)",
-                adobe::INTERACT_PATH
-            ));
-            line(format!(
-                "limits:        tokens live {} s",
-                c.token_lifetime.as_secs_f64()
-            ));
+            line(format!("API:           {base}{} (everything under /ee/v2)", adobe::INTERACT_PATH));
+            line(format!("limits:        tokens live {} s", c.token_lifetime.as_secs_f64()));
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor adobe-edge --login-url {base}{} \
                  --client-id {} -H 'Content-Type: application/json' -d '{{}}' {base}{}",
@@ -522,10 +482,7 @@ mod tests {
             (&["--port", "1"][..], "missing --vendor"),
             (&["--vendor", "acme"][..], "unknown vendor"),
             (&["--vendor", "responsys", "--client-id", "x"][..], "does not apply"),
-            (
-                &["--vendor", "genesys-engage", "--token-lifetime", "5"][..],
-                "does not apply",
-            ),
+            (&["--vendor", "genesys-engage", "--token-lifetime", "5"][..], "does not apply"),
             (&["--vendor", "marketo", "--rate-limit", "10"][..], "N/SECS"),
             (&["--vendor", "marketo", "--port", "70000"][..], "--port"),
             (&["--vendor", "marketo", "--bind", "localhost"][..], "--bind"),

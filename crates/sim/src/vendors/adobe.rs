@@ -57,11 +57,7 @@ impl Default for AdobeConfig {
 impl AdobeConfig {
     /// The defaults with these credentials.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> AdobeConfig {
-        AdobeConfig {
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            ..AdobeConfig::default()
-        }
+        AdobeConfig { client_id: client_id.into(), client_secret: client_secret.into(), ..AdobeConfig::default() }
     }
 }
 
@@ -98,12 +94,7 @@ pub fn install(sim: &Sim, config: AdobeConfig) -> AdobeHandle {
         calls: Vec::new(),
         request_ids: 0,
     };
-    let handle = AdobeHandle {
-        inner: Arc::new(Inner {
-            config,
-            state: Mutex::new(state),
-        }),
-    };
+    let handle = AdobeHandle { inner: Arc::new(Inner { config, state: Mutex::new(state) }) };
     mount(sim, IMS_TOKEN_PATH, &handle, AdobeHandle::login);
     mount(sim, "/ee/v2", &handle, AdobeHandle::edge);
     handle
@@ -190,19 +181,13 @@ impl AdobeHandle {
         let request_id = format!("00000000-0000-4000-8000-{:012x}", state.request_ids);
         let token_state = state.tokens.state(token.as_deref(), Instant::now());
         let failure = match token_state {
-            TokenState::Missing | TokenState::Unknown => Some((
-                401,
-                "EXEG-0500-401",
-                "Invalid token",
-                "The access token is missing or invalid.",
-            )),
+            TokenState::Missing | TokenState::Unknown => {
+                Some((401, "EXEG-0500-401", "Invalid token", "The access token is missing or invalid."))
+            }
             TokenState::Expired => Some((401, "EXEG-0503-401", "Token expired", "The access token has expired.")),
-            TokenState::Valid if take_one(&mut state.throttle_next) => Some((
-                429,
-                "EXEG-0000-429",
-                "Too many requests",
-                "The request rate is too high. Retry later.",
-            )),
+            TokenState::Valid if take_one(&mut state.throttle_next) => {
+                Some((429, "EXEG-0000-429", "Too many requests", "The request rate is too high. Retry later."))
+            }
             TokenState::Valid => None,
         };
         state.calls.push(ApiCall {
@@ -224,9 +209,7 @@ impl AdobeHandle {
             "detail": detail,
             "report": {"requestId": request_id},
         });
-        let reply = Reply::status(status)
-            .header("content-type", "application/problem+json")
-            .body(body.to_string());
+        let reply = Reply::status(status).header("content-type", "application/problem+json").body(body.to_string());
         match state.retry_after {
             Some(secs) if status == 429 => reply.header("retry-after", &secs.to_string()),
             _ => reply,

@@ -72,12 +72,7 @@ enum Outcome {
 /// Mounts the fake Engage campaign service on `sim` at [`SERVICE_PATH`].
 pub fn install(sim: &Sim, config: GenesysConfig) -> GenesysHandle {
     let GenesysConfig {} = config;
-    let handle = GenesysHandle {
-        state: Arc::new(Mutex::new(State {
-            next_internal_id: 1000,
-            ..State::default()
-        })),
-    };
+    let handle = GenesysHandle { state: Arc::new(Mutex::new(State { next_internal_id: 1000, ..State::default() })) };
     mount(sim, SERVICE_PATH, &handle, GenesysHandle::serve);
     handle
 }
@@ -86,11 +81,7 @@ impl GenesysHandle {
     /// Every sub-campaign, in creation order: (campaign, external id, state).
     pub fn sub_campaigns(&self) -> Vec<(String, String, String)> {
         let state = lock(&self.state);
-        state
-            .sub_campaigns
-            .iter()
-            .map(|s| (s.campaign.clone(), s.external_id.clone(), s.state.clone()))
-            .collect()
+        state.sub_campaigns.iter().map(|s| (s.campaign.clone(), s.external_id.clone(), s.state.clone())).collect()
     }
 
     /// Number of `createSubCampaign` calls received, whatever they were answered.
@@ -193,9 +184,7 @@ impl GenesysHandle {
 
 impl State {
     fn find(&self, campaign: &str, external_id: &str) -> Option<usize> {
-        self.sub_campaigns
-            .iter()
-            .position(|s| s.campaign == campaign && s.external_id == external_id)
+        self.sub_campaigns.iter().position(|s| s.campaign == campaign && s.external_id == external_id)
     }
 
     fn create(&mut self, campaign: String, external_id: String, existing: Option<usize>) -> Outcome {
@@ -210,12 +199,7 @@ impl State {
         }
         self.next_internal_id += 1;
         let internal_id = self.next_internal_id;
-        self.sub_campaigns.push(SubCampaign {
-            campaign,
-            external_id,
-            internal_id,
-            state: "RUNNING".to_owned(),
-        });
+        self.sub_campaigns.push(SubCampaign { campaign, external_id, internal_id, state: "RUNNING".to_owned() });
         if take_one(&mut self.timeout_after_effect) {
             return Outcome::Hang;
         }
@@ -272,9 +256,7 @@ fn not_exists() -> Reply {
 }
 
 fn xml_reply(status: u16, body: String) -> Reply {
-    Reply::status(status)
-        .header("content-type", "text/xml; charset=utf-8")
-        .body(body)
+    Reply::status(status).header("content-type", "text/xml; charset=utf-8").body(body)
 }
 
 /// Escapes text for an XML element.
@@ -284,11 +266,7 @@ fn escape(text: &str) -> String {
 
 /// Undoes the five predefined XML entities.
 fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// One start tag found by [`start_tags`].
@@ -313,16 +291,9 @@ fn start_tags(xml: &str) -> impl Iterator<Item = StartTag<'_>> {
         if inner.starts_with(['/', '?', '!']) {
             continue;
         }
-        let name = inner
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("");
+        let name = inner.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
         let local = name.rsplit(':').next().unwrap_or(name);
-        return Some(StartTag {
-            local,
-            end: pos,
-            empty: inner.ends_with('/'),
-        });
+        return Some(StartTag { local, end: pos, empty: inner.ends_with('/') });
     })
 }
 

@@ -85,11 +85,7 @@ impl Default for MarketoConfig {
 impl MarketoConfig {
     /// The defaults with these credentials.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> MarketoConfig {
-        MarketoConfig {
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            ..MarketoConfig::default()
-        }
+        MarketoConfig { client_id: client_id.into(), client_secret: client_secret.into(), ..MarketoConfig::default() }
     }
 }
 
@@ -123,9 +119,7 @@ struct State {
 pub fn install(sim: &Sim, config: MarketoConfig) -> MarketoHandle {
     let state = State {
         tokens: Tokens::new("mkto"),
-        window: config
-            .rate_limit
-            .map(|(limit, window)| SlidingWindow::new(limit, window)),
+        window: config.rate_limit.map(|(limit, window)| SlidingWindow::new(limit, window)),
         in_flight: 0,
         max_in_flight: 0,
         fail_logins: 0,
@@ -135,12 +129,7 @@ pub fn install(sim: &Sim, config: MarketoConfig) -> MarketoHandle {
         calls: Vec::new(),
         request_ids: 0,
     };
-    let handle = MarketoHandle {
-        inner: Arc::new(Inner {
-            config,
-            state: Mutex::new(state),
-        }),
-    };
+    let handle = MarketoHandle { inner: Arc::new(Inner { config, state: Mutex::new(state) }) };
     mount(sim, IDENTITY_PATH, &handle, MarketoHandle::identity);
     mount(sim, "/rest", &handle, MarketoHandle::api);
     mount(sim, "/bulk", &handle, MarketoHandle::api);
@@ -167,11 +156,7 @@ impl MarketoHandle {
     /// `"615"`).
     pub fn count_code(&self, code: &str) -> usize {
         let state = self.state();
-        state
-            .calls
-            .iter()
-            .filter(|c| c.outcome_code.as_deref() == Some(code))
-            .count()
+        state.calls.iter().filter(|c| c.outcome_code.as_deref() == Some(code)).count()
     }
 
     /// The most API calls ever processed at the same time.
@@ -243,10 +228,7 @@ impl MarketoHandle {
             return json_reply(401, &body);
         }
         let now = Instant::now();
-        let current = config
-            .same_token_until_expiry
-            .then(|| state.tokens.current(now))
-            .flatten();
+        let current = config.same_token_until_expiry.then(|| state.tokens.current(now)).flatten();
         let (token, expiry) = current.unwrap_or_else(|| {
             let token = state.tokens.mint(now, config.token_lifetime);
             (token, now + config.token_lifetime)
@@ -308,19 +290,14 @@ impl MarketoHandle {
                 tokio::time::sleep(self.inner.config.latency).await;
                 drop(in_flight);
                 let result = if get_like {
-                    let mut params: Vec<_> = query
-                        .into_iter()
-                        .filter(|(name, _)| name != "access_token" && name != "_method")
-                        .collect();
+                    let mut params: Vec<_> =
+                        query.into_iter().filter(|(name, _)| name != "access_token" && name != "_method").collect();
                     params.extend(form_params(&req));
                     Value::Object(echo(params))
                 } else {
                     json!({"id": 1, "status": "updated"})
                 };
-                json_reply(
-                    200,
-                    &json!({"requestId": request_id, "success": true, "result": [result]}),
-                )
+                json_reply(200, &json!({"requestId": request_id, "success": true, "result": [result]}))
             }
         }
     }
@@ -337,12 +314,7 @@ impl MarketoHandle {
                 return Verdict::Refused("606");
             }
         }
-        if self
-            .inner
-            .config
-            .max_concurrency
-            .is_some_and(|max| state.in_flight >= max)
-        {
+        if self.inner.config.max_concurrency.is_some_and(|max| state.in_flight >= max) {
             return Verdict::Refused("615");
         }
         state.in_flight += 1;

@@ -154,10 +154,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// The `Authorization` header as text, if present.
 fn authorization(req: &Recorded) -> Option<String> {
-    req.headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
+    req.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned())
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -180,12 +177,7 @@ struct Tokens {
 
 impl Tokens {
     fn new(prefix: &'static str) -> Tokens {
-        Tokens {
-            prefix,
-            minted: 0,
-            expiry: HashMap::new(),
-            latest: None,
-        }
+        Tokens { prefix, minted: 0, expiry: HashMap::new(), latest: None }
     }
 
     /// Mints a new token valid for `lifetime` from `now`.
@@ -234,21 +226,13 @@ struct SlidingWindow {
 
 impl SlidingWindow {
     fn new(limit: u32, window: Duration) -> SlidingWindow {
-        SlidingWindow {
-            limit,
-            window,
-            admitted: VecDeque::new(),
-        }
+        SlidingWindow { limit, window, admitted: VecDeque::new() }
     }
 
     /// Admits a call at `now` if fewer than `limit` were admitted in `(now - window, now]`;
     /// a refused call is not counted.
     fn try_admit(&mut self, now: Instant) -> bool {
-        while self
-            .admitted
-            .front()
-            .is_some_and(|&at| now.duration_since(at) >= self.window)
-        {
+        while self.admitted.front().is_some_and(|&at| now.duration_since(at) >= self.window) {
             self.admitted.pop_front();
         }
         if self.admitted.len() < self.limit as usize {
@@ -308,10 +292,7 @@ mod tests {
         let a = tokens.mint(t0, Duration::from_secs(10));
         assert_eq!(tokens.current(t0), Some((a.clone(), t0 + Duration::from_secs(10))));
         assert_eq!(tokens.state(Some(&a), t0), TokenState::Valid);
-        assert_eq!(
-            tokens.state(Some(&a), t0 + Duration::from_secs(10)),
-            TokenState::Expired
-        );
+        assert_eq!(tokens.state(Some(&a), t0 + Duration::from_secs(10)), TokenState::Expired);
         assert_eq!(tokens.state(Some("nope"), t0), TokenState::Unknown);
         assert_eq!(tokens.state(None, t0), TokenState::Missing);
         let b = tokens.mint(t0, Duration::from_secs(10));

@@ -63,11 +63,7 @@ impl Default for ResponsysConfig {
 impl ResponsysConfig {
     /// The defaults with these credentials.
     pub fn new(user_name: impl Into<String>, password: impl Into<String>) -> ResponsysConfig {
-        ResponsysConfig {
-            user_name: user_name.into(),
-            password: password.into(),
-            ..ResponsysConfig::default()
-        }
+        ResponsysConfig { user_name: user_name.into(), password: password.into(), ..ResponsysConfig::default() }
     }
 }
 
@@ -234,19 +230,11 @@ impl ResponsysHandle {
         };
         if !accepted {
             let detail = "Login failed: invalid user name or password.";
-            return error(
-                401,
-                "INVALID_USER_NAME_PASSWORD",
-                "Invalid user name or password",
-                detail,
-            );
+            return error(401, "INVALID_USER_NAME_PASSWORD", "Invalid user name or password", detail);
         }
         let token = state.tokens.mint(now, config.token_lifetime);
         let issued_at = EPOCH_BASE_MS + now.duration_since(self.inner.installed_at).as_millis() as u64;
-        json_reply(
-            200,
-            &json!({"authToken": token, "issuedAt": issued_at, "endPoint": self.inner.end_point}),
-        )
+        json_reply(200, &json!({"authToken": token, "issuedAt": issued_at, "endPoint": self.inner.end_point}))
     }
 
     async fn api(self, req: Recorded) -> Reply {
@@ -255,12 +243,7 @@ impl ResponsysHandle {
         let mut state = self.state();
         let token_state = state.tokens.state(token.as_deref(), Instant::now());
         let failure = if token_state != TokenState::Valid {
-            Some((
-                401,
-                "INVALID_TOKEN".to_owned(),
-                "Not a valid token".to_owned(),
-                "Not a valid token",
-            ))
+            Some((401, "INVALID_TOKEN".to_owned(), "Not a valid token".to_owned(), "Not a valid token"))
         } else if state.secondary && !aftm {
             let detail = "This API is not allowed while the account is in secondary (failover) mode.";
             let title = "API not allowed in secondary".to_owned();
@@ -285,10 +268,7 @@ impl ResponsysHandle {
         if let Some((status, code, title, detail)) = failure {
             error(status, &code, &title, detail)
         } else if req.method == Method::GET && req.path.ends_with("/lists") {
-            json_reply(
-                200,
-                &json!({"lists": [{"name": "CONTACTS_LIST", "folderName": "!MasterData"}]}),
-            )
+            json_reply(200, &json!({"lists": [{"name": "CONTACTS_LIST", "folderName": "!MasterData"}]}))
         } else {
             let record_data = json!({
                 "fieldNames": ["RIID_", "EMAIL_ADDRESS_"],
@@ -323,8 +303,5 @@ fn error(status: u16, code: &str, title: &str, detail: &str) -> Reply {
 fn title(code: &str) -> String {
     let words = code.to_ascii_lowercase().replace('_', " ");
     let mut chars = words.chars();
-    chars
-        .next()
-        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
+    chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
