@@ -289,14 +289,12 @@ where
                         Poll::Ready(frame) => frame,
                         Poll::Pending => {
                             // The caller's own body, but a stalled one must not hang the request.
-                            eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                            eng.arm_deadline();
                             if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                                 return Poll::Pending;
                             }
                             this.state.set(State::Done);
-                            let reason =
-                                FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
-                            return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                            return Poll::Ready(Err(eng.deadline_error()));
                         }
                     };
                     match frame {
@@ -363,7 +361,7 @@ where
                                 }
                                 Lease::Wait(_) => {
                                     let wait = wait.expect("a wait comes with Lease::Wait");
-                                    eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                    eng.arm_deadline();
                                     this.timer.set(None);
                                     this.state.set(State::AuthWait { wait });
                                     continue;
@@ -378,7 +376,7 @@ where
                             match sem.clone().try_acquire_owned() {
                                 Ok(permit) => eng.permit = Some(permit),
                                 Err(_) => {
-                                    eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                    eng.arm_deadline();
                                     this.timer.set(None);
                                     this.state.set(State::Acquire { wait: Box::pin(sem.acquire_owned()) });
                                     continue;
@@ -412,14 +410,12 @@ where
                             Poll::Ready(r) => r,
                             Poll::Pending => {
                                 // A service that never gets ready is still bounded by the deadline.
-                                eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                                eng.arm_deadline();
                                 if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                                     return Poll::Pending;
                                 }
                                 this.state.set(State::Done);
-                                let reason =
-                                    FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
-                                return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                                return Poll::Ready(Err(eng.deadline_error()));
                             }
                         };
                         if let Err(e) = ready {
@@ -546,8 +542,7 @@ where
                         return Poll::Pending;
                     }
                     this.state.set(State::Done);
-                    let reason = FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
-                    return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                    return Poll::Ready(Err(eng.deadline_error()));
                 }
                 StateProj::Pace => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
@@ -565,9 +560,7 @@ where
                                 return Poll::Pending;
                             }
                             this.state.set(State::Done);
-                            let reason =
-                                FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
-                            return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                            return Poll::Ready(Err(eng.deadline_error()));
                         }
                     };
                     match verdict {
@@ -685,7 +678,7 @@ where
                                 errors: c.errors.clone(),
                             };
                             eng.ready = false;
-                            eng.attempt_until = eng.host().policy.deadline().map(|d| eng.start + d);
+                            eng.arm_deadline();
                             this.timer.set(None);
                             this.state.set(State::Reconcile { verdict: hook.reconcile(request) });
                         }
@@ -747,6 +740,16 @@ impl<B> Engine<B> {
             }
             None => error,
         }
+    }
+
+    /// Bound the wait in progress by the request's deadline (the timer is armed lazily).
+    fn arm_deadline(&mut self) {
+        self.attempt_until = self.host().policy.deadline().map(|d| self.start + d);
+    }
+
+    /// The deadline passed while waiting between attempts.
+    fn deadline_error(&mut self) -> Error {
+        self.error(ErrorKind::Decided(FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO }))
     }
 
     /// Keep what a retried attempt got, for an error that may come before the next response.
