@@ -160,7 +160,7 @@ struct Engine<B> {
     slot: Option<Instant>,
     /// The last response before a retry, and what it meant: owned by any error that happens
     /// before the next attempt has a response of its own (nothing lost).
-    last: Option<(Classification, Option<LastResponse>)>,
+    last: Option<Box<(Classification, Option<LastResponse>)>>,
     /// A failover probe passes the failover gate.
     probe: bool,
     rng: Option<SplitMix64>,
@@ -730,7 +730,7 @@ impl<B> Engine<B> {
     /// classification if an earlier attempt had one.
     fn error(&mut self, kind: ErrorKind) -> Error {
         let error = Error::new(kind, self.report());
-        match self.last.take() {
+        match self.last.take().map(|b| *b) {
             Some((c, response)) => {
                 let error = match response {
                     Some((head, body, complete)) => error.with_response(head, body, complete),
@@ -763,7 +763,7 @@ impl<B> Engine<B> {
             }
             Got::Nothing(..) => None,
         };
-        self.last = Some((c, response));
+        self.last = Some(Box::new((c, response)));
     }
 
     /// Give back a reserved rate slot that was not used.
