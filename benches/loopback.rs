@@ -19,8 +19,8 @@ use tower::{Service, ServiceExt};
 
 const BODY: &str = r#"{"requestId":"e42b#14272d07d78","success":true,"result":[{"id":50,"status":"updated"}]}"#;
 const CONCURRENCY: usize = 32;
-const PER_ROUND: usize = 4000;
-const ROUNDS: usize = 7;
+const PER_ROUND: usize = 2000;
+const ROUNDS: usize = 21;
 
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,6 +53,7 @@ where
     Fut: std::future::Future<Output = usize> + Send,
 {
     let send = Arc::new(send);
+    let cpu = cpu_ns();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
@@ -68,7 +69,26 @@ where
     while let Some(n) = tasks.join_next().await {
         assert_eq!(n.unwrap(), PER_ROUND / CONCURRENCY * BODY.len());
     }
-    PER_ROUND as f64 / started.elapsed().as_secs_f64()
+    let rate = PER_ROUND as f64 / started.elapsed().as_secs_f64();
+    if let (Some(before), Some(after)) = (cpu, cpu_ns()) {
+        CPU.with_borrow_mut(|c| c.push((after - before) as f64 / PER_ROUND as f64 / 1000.0));
+    }
+    rate
+}
+
+thread_local! {
+    /// CPU µs per request of each `drive` on this thread, in order (client and server both).
+    static CPU: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// CPU time of every thread of this process so far, in ns (Linux: `/proc/self/task/*/schedstat`).
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 fn main() {
@@ -76,6 +96,10 @@ fn main() {
         return; // `cargo bench -- --list` and `cargo test --benches` probe bench binaries
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // REDIAL_LOOPBACK_ONLY=1,4: run only these variants (by index), for a profiler.
+    let only: Option<Vec<usize>> = std::env::var("REDIAL_LOOPBACK_ONLY")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     rt.block_on(async {
         let addr = server().await;
         let url = format!("http://{addr}/rest/v1/leads.json?filterType=id&filterValues=50");
@@ -110,62 +134,87 @@ fn main() {
             .into_iter()
             .map(|n| (n, Vec::new()))
             .collect();
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); results.len()];
         for round in 0..=ROUNDS {
             let mut r = Vec::new();
+            let mut i = 0usize;
             let (c, u) = (reqwest_bare.clone(), url.clone());
-            r.push(drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await);
+            r.push(if run(&only, &mut i) { drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await } else { 0.0 });
             let (c, u) = (reqwest_redial.clone(), url.clone());
-            r.push(drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await);
+            r.push(if run(&only, &mut i) { drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await } else { 0.0 });
             let (c, u) = (reqwest_retry.clone(), url.clone());
-            r.push(drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await);
+            r.push(if run(&only, &mut i) { drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await } else { 0.0 });
             let (c, u) = (hyper_bare.clone(), url.clone());
-            r.push(drive(move || {
+            r.push(if run(&only, &mut i) { drive(move || {
                 let (c, u) = (c.clone(), u.clone());
                 async move { c.get(u.parse().unwrap()).await.unwrap().into_body().collect().await.unwrap().to_bytes().len() }
-            }).await);
+            }).await } else { 0.0 });
             let (c, u) = (hyper_redial.clone(), url.clone());
-            r.push(drive(move || {
+            r.push(if run(&only, &mut i) { drive(move || {
                 let (mut c, u) = (c.clone(), u.clone());
                 async move {
                     let req = http::Request::get(u).body(Full::default()).unwrap();
                     let res = c.ready().await.unwrap().call(req).await.unwrap();
                     res.into_body().collect().await.unwrap().to_bytes().len()
                 }
-            }).await);
+            }).await } else { 0.0 });
             let (c, u) = (reqwest_generic.clone(), url.clone());
-            r.push(drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await);
+            r.push(if run(&only, &mut i) { drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await } else { 0.0 });
             let (c, u) = (hyper_generic.clone(), url.clone());
-            r.push(drive(move || {
+            r.push(if run(&only, &mut i) { drive(move || {
                 let (mut c, u) = (c.clone(), u.clone());
                 async move {
                     let req = http::Request::get(u).body(Full::default()).unwrap();
                     let res = c.ready().await.unwrap().call(req).await.unwrap();
                     res.into_body().collect().await.unwrap().to_bytes().len()
                 }
-            }).await);
+            }).await } else { 0.0 });
+            let mut cpu = CPU.with_borrow_mut(std::mem::take).into_iter();
             if round > 0 {
                 // Round 0 warms the pools up.
-                for ((_, v), x) in results.iter_mut().zip(r) {
-                    v.push(x);
+                for (((_, v), c), x) in results.iter_mut().zip(&mut cpus).zip(r) {
+                    if x > 0.0 {
+                        v.push(x);
+                        c.push(cpu.next().unwrap_or(f64::NAN));
+                    }
                 }
             }
         }
-        let median = |v: &mut Vec<f64>| {
+        let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let m: Vec<f64> = results.iter_mut().map(|(_, v)| median(v)).collect();
-        println!("\n== loopback throughput ({ROUNDS} interleaved rounds of {PER_ROUND} requests, {CONCURRENCY} concurrent; medians)");
-        for ((name, _), x) in results.iter().zip(&m) {
-            println!("{name:<26} {x:>9.0} req/s");
+        // Throughput drifts on a shared machine: each ratio is taken within a round (variants a
+        // few hundred milliseconds apart), and the median of those is reported.
+        let ratio = |a: usize, b: usize| median(results[a].1.iter().zip(&results[b].1).map(|(x, y)| x / y).collect());
+        println!(
+            "\n== loopback throughput ({ROUNDS} interleaved rounds of {PER_ROUND} requests, {CONCURRENCY} concurrent; medians)"
+        );
+        for ((name, v), c) in results.iter().zip(&cpus) {
+            if !v.is_empty() {
+                println!("{name:<36} {:>9.0} req/s {:>7.1} µs CPU/request", median(v.clone()), median(c.clone()));
+            }
         }
-        println!("reqwest + redial / reqwest bare          {:.3}", m[1] / m[0]);
-        println!("reqwest + redial / reqwest + reqwest-retry {:.3}", m[1] / m[2]);
-        println!("hyper-util + redial / hyper-util bare     {:.3}", m[4] / m[3]);
+        let cpu_ratio = |a: usize, b: usize| median(cpus[a].iter().zip(&cpus[b]).map(|(x, y)| x / y).collect());
+        println!("median of the per-round ratios:");
+        println!("reqwest + redial / reqwest bare                    {:.3}", ratio(1, 0));
+        println!("reqwest + redial / reqwest + reqwest-retry         {:.3}", ratio(1, 2));
+        println!("hyper-util + redial / hyper-util bare              {:.3}", ratio(4, 3));
         println!("generic host (no body read on success):");
-        println!("  reqwest + redial / reqwest bare          {:.3}", m[5] / m[0]);
-        println!("  reqwest + redial / reqwest + reqwest-retry {:.3}", m[5] / m[2]);
-        println!("  hyper-util + redial / hyper-util bare     {:.3}", m[6] / m[3]);
+        println!("  reqwest + redial / reqwest bare                  {:.3}", ratio(5, 0));
+        println!("  reqwest + redial / reqwest + reqwest-retry       {:.3}", ratio(5, 2));
+        println!("  hyper-util + redial / hyper-util bare            {:.3}", ratio(6, 3));
+        println!("CPU per request, median of the per-round ratios (client and server together):");
+        println!("reqwest + redial / reqwest bare                    {:.3}", cpu_ratio(1, 0));
+        println!("hyper-util + redial / hyper-util bare              {:.3}", cpu_ratio(4, 3));
+        println!("  generic host: reqwest + redial / reqwest bare    {:.3}", cpu_ratio(5, 0));
+        println!("  generic host: hyper-util + redial / hyper-util bare {:.3}", cpu_ratio(6, 3));
         let _ = Duration::ZERO;
     });
+}
+
+/// Whether the next variant runs (all do unless `REDIAL_LOOPBACK_ONLY` names some).
+fn run(only: &Option<Vec<usize>>, i: &mut usize) -> bool {
+    *i += 1;
+    only.as_ref().is_none_or(|o| o.contains(&(*i - 1)))
 }

@@ -49,10 +49,15 @@ impl Body for RequestBody {
     }
 }
 
-/// The caller's request, for the engine.
-pub(crate) fn request_to_http(req: reqwest::Request) -> Result<http::Request<RequestBody>, reqwest::Error> {
+/// The caller's request, for the engine, and the template of every attempt's `reqwest::Request`.
+pub(crate) fn request_to_http(
+    mut req: reqwest::Request,
+) -> Result<(http::Request<RequestBody>, Template), reqwest::Error> {
     // Exactly the requests `try_clone` can clone are replayable.
     let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
+    let (headers, body) = (std::mem::take(req.headers_mut()), req.body_mut().take());
+    let template = req.try_clone().expect("a request without a body can be cloned");
+    (*req.headers_mut(), *req.body_mut()) = (headers, body);
     let (mut parts, body) = http::Request::<reqwest::Body>::try_from(req)?.into_parts();
     if !replayable && !body.is_end_stream() {
         // The engine is not told a stream's size (see `RequestBody`); the wire still is.
@@ -62,22 +67,44 @@ pub(crate) fn request_to_http(req: reqwest::Request) -> Result<http::Request<Req
             }
         }
     }
-    Ok(http::Request::from_parts(parts, RequestBody { inner: body, replayable }))
+    let template = Template { uri: parts.uri.clone(), req: template };
+    Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
 }
 
-/// One attempt of the engine, for the rest of the middleware chain.
-pub(crate) fn request_from_http(
-    req: http::Request<RetryBody<RequestBody>>,
-) -> Result<reqwest::Request, reqwest::Error> {
-    let (parts, body) = req.into_parts();
-    let body = if body.is_buffered() {
-        // A reusable body, so that the middlewares after this one can `try_clone` the request
-        // and read `as_bytes` (to sign it, say) as they would without redial.
-        reqwest::Body::from(buffered_bytes(body))
-    } else {
-        reqwest::Body::wrap(body)
-    };
-    reqwest::Request::try_from(http::Request::from_parts(parts, body))
+/// What each attempt's `reqwest::Request` is made from: the caller's URL, already parsed, and
+/// the caller's extensions (where reqwest keeps a request's timeout). An attempt to that URL
+/// (every attempt, unless a login named another endpoint) is not parsed again.
+pub(crate) struct Template {
+    uri: http::Uri,
+    /// The caller's request without its headers and body.
+    req: reqwest::Request,
+}
+
+impl Template {
+    /// One attempt of the engine, for the rest of the middleware chain.
+    pub(crate) fn request(
+        &self,
+        req: http::Request<RetryBody<RequestBody>>,
+    ) -> Result<reqwest::Request, reqwest::Error> {
+        let (parts, body) = req.into_parts();
+        let body = if body.is_buffered() {
+            // A reusable body, so that the middlewares after this one can `try_clone` the
+            // request and read `as_bytes` (to sign it, say) as they would without redial.
+            reqwest::Body::from(buffered_bytes(body))
+        } else {
+            reqwest::Body::wrap(body)
+        };
+        if parts.uri == self.uri {
+            if let Some(mut attempt) = self.req.try_clone() {
+                *attempt.method_mut() = parts.method;
+                *attempt.headers_mut() = parts.headers;
+                *attempt.version_mut() = parts.version;
+                *attempt.body_mut() = Some(body);
+                return Ok(attempt);
+            }
+        }
+        reqwest::Request::try_from(http::Request::from_parts(parts, body))
+    }
 }
 
 /// The bytes of a buffered body. A buffered body is always ready: its first frame is its data,
@@ -132,12 +159,12 @@ mod tests {
     #[test]
     fn a_bytes_body_shows_its_size_and_comes_back_as_the_same_bytes() {
         let data = Bytes::from_static(b"{\"id\":42}");
-        let req = request_to_http(request(Some(reqwest::Body::from(data.clone())))).unwrap();
+        let (req, template) = request_to_http(request(Some(reqwest::Body::from(data.clone())))).unwrap();
         assert_eq!(req.body().size_hint().exact(), Some(9));
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
 
         let (parts, _) = req.into_parts();
-        let again = request_from_http(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone()))).unwrap();
+        let again = template.request(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone()))).unwrap();
         assert_eq!(again.url().as_str(), "http://api.example.com/v1/x?q=1");
         assert_eq!(again.method(), http::Method::PUT);
         assert_eq!(again.headers()["x-id"], "7");
@@ -147,8 +174,29 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_keeps_the_callers_timeout_and_a_new_endpoint_is_parsed() {
+        let mut caller = request(Some(reqwest::Body::from("x")));
+        *caller.timeout_mut() = Some(std::time::Duration::from_secs(7));
+        let (req, template) = request_to_http(caller).unwrap();
+        let (mut parts, _) = req.into_parts();
+        parts.headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        let same =
+            template.request(http::Request::from_parts(parts.clone(), RetryBody::from_bytes("x".into()))).unwrap();
+        assert_eq!(same.timeout(), Some(&std::time::Duration::from_secs(7)));
+        assert_eq!(same.headers()["authorization"], "Bearer t");
+        assert_eq!(same.headers()["x-id"], "7");
+        assert_eq!(same.method(), http::Method::PUT);
+
+        // A login named another endpoint (Responsys): that URL is the attempt's.
+        parts.uri = "https://pod2.example.com/v1/x?q=1".parse().unwrap();
+        let moved = template.request(http::Request::from_parts(parts, RetryBody::from_bytes("x".into()))).unwrap();
+        assert_eq!(moved.url().as_str(), "https://pod2.example.com/v1/x?q=1");
+        assert_eq!(moved.timeout(), Some(&std::time::Duration::from_secs(7)));
+    }
+
+    #[test]
     fn no_body_is_an_empty_replayable_body() {
-        let req = request_to_http(request(None)).unwrap();
+        let (req, _) = request_to_http(request(None)).unwrap();
         assert!(req.body().is_end_stream());
         assert_eq!(req.body().size_hint().exact(), Some(0));
     }
@@ -156,7 +204,7 @@ mod tests {
     #[test]
     fn a_stream_shows_no_size_to_the_engine_and_keeps_its_length_on_the_wire() {
         let stream = reqwest::Body::wrap(String::from("0123456789"));
-        let req = request_to_http(request(Some(stream))).unwrap();
+        let (req, _) = request_to_http(request(Some(stream))).unwrap();
         assert_eq!(req.body().size_hint().exact(), None);
         assert_eq!(req.body().size_hint().lower(), 0);
         assert_eq!(req.headers()[CONTENT_LENGTH], "10");
@@ -166,7 +214,7 @@ mod tests {
     fn a_stream_that_names_its_framing_is_left_alone() {
         let mut req = request(Some(reqwest::Body::wrap(String::from("0123456789"))));
         req.headers_mut().insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        let req = request_to_http(req).unwrap();
+        let (req, _) = request_to_http(req).unwrap();
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
     }
 

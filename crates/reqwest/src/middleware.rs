@@ -3,17 +3,17 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::task::Poll;
 
 use http::Extensions;
 use redial_tower::{ResponseBody, Retry, RetryLayer};
 use reqwest_middleware::{Middleware, Next};
-use tokio::sync::{mpsc, oneshot};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::convert::{request_to_http, response_from_http, RequestBody};
-use crate::service::{Attempts, Job};
+use crate::service::{Attempts, Job, Mailbox, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -84,13 +84,23 @@ impl Middleware for RedialMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let req = request_to_http(req)?;
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let svc = self.layer.layer(Attempts::new(jobs, self.background.clone()));
-        match drive(svc, req, queue, extensions, next).await {
+        let (req, template) = request_to_http(req)?;
+        let mailbox = Arc::new(Mailbox::default());
+        let svc = self.layer.layer(Attempts::new(mailbox.clone(), template, self.background.clone()));
+        let _closed = Closed(&mailbox);
+        match drive(svc, req, &mailbox, extensions, next).await {
             Ok(res) => Ok(response_from_http(res)),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
+    }
+}
+
+/// Closes the mailbox when the call ends, however it ends (cancelled included).
+struct Closed<'a>(&'a Mailbox);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -100,56 +110,68 @@ type Sending<'n> =
 /// One attempt in flight through the rest of the chain.
 struct InFlight<'n> {
     fut: Sending<'n>,
-    reply: oneshot::Sender<reqwest_middleware::Result<reqwest::Response>>,
+    reply: Replier,
 }
 
-/// Polls the engine, and sends each attempt it hands over through `next`, in this task.
+/// Polls the engine, and sends each attempt it leaves in the mailbox through `next`, in this
+/// task.
 ///
 /// Every attempt starts from the caller's extensions; those of the last attempt answered are
 /// the caller's afterwards, as if there had been one.
 async fn drive(
     mut svc: Retry<Attempts>,
     req: http::Request<RequestBody>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mailbox: &Mailbox,
     extensions: &mut Extensions,
     next: Next<'_>,
 ) -> Result<http::Response<ResponseBody<reqwest::Body>>, redial_tower::Error> {
     poll_fn(|cx| svc.poll_ready(cx)).await?;
     let mut engine = pin!(svc.call(req));
     let mut in_flight: Vec<InFlight<'_>> = Vec::new();
+    let mut jobs = Vec::new();
     let mut last = None;
     let out = poll_fn(|cx| {
-        while let Poll::Ready(Some(Job { req, reply })) = jobs.poll_recv(cx) {
-            let next = next.clone();
-            let mut ext = extensions.clone();
-            let fut: Sending<'_> = Box::pin(async move {
-                let res = next.run(req, &mut ext).await;
-                (res, ext)
-            });
-            in_flight.push(InFlight { fut, reply });
-        }
-        let mut i = 0;
-        while i < in_flight.len() {
-            let f = &mut in_flight[i];
-            // Nobody waits for it any more (the attempt timed out): drop it, which cancels it.
-            let answer = if f.reply.poll_closed(cx).is_ready() {
-                None
-            } else {
-                match f.fut.as_mut().poll(cx) {
-                    Poll::Ready(answer) => Some(answer),
-                    Poll::Pending => {
-                        i += 1;
-                        continue;
+        mailbox.polling();
+        loop {
+            mailbox.take(&mut jobs);
+            for Job { req, reply } in jobs.drain(..) {
+                let next = next.clone();
+                let mut ext = extensions.clone();
+                let fut: Sending<'_> = Box::pin(async move {
+                    let res = next.run(req, &mut ext).await;
+                    (res, ext)
+                });
+                in_flight.push(InFlight { fut, reply });
+            }
+            let mut i = 0;
+            while i < in_flight.len() {
+                let f = &mut in_flight[i];
+                // Nobody waits for it any more (the attempt timed out): drop it, which cancels it.
+                let answer = if f.reply.is_cancelled() {
+                    None
+                } else {
+                    match f.fut.as_mut().poll(cx) {
+                        Poll::Ready(answer) => Some(answer),
+                        Poll::Pending => {
+                            i += 1;
+                            continue;
+                        }
                     }
+                };
+                let f = in_flight.swap_remove(i);
+                if let Some((res, ext)) = answer {
+                    last = Some(ext);
+                    f.reply.send(res, cx.waker());
                 }
-            };
-            let f = in_flight.swap_remove(i);
-            if let Some((res, ext)) = answer {
-                last = Some(ext);
-                let _ = f.reply.send(res);
+            }
+            if let Poll::Ready(out) = engine.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            // The engine may have left a new attempt (a retry with no wait): send it now.
+            if !mailbox.idle(cx.waker()) {
+                return Poll::Pending;
             }
         }
-        engine.as_mut().poll(cx)
     })
     .await;
     if let Some(ext) = last {

@@ -1,37 +1,173 @@
 //! [`Attempts`]: the inner service the engine drives. It is `'static` and `Clone`, as the engine
 //! needs (logins and failover probes run in tasks of their own), while `reqwest_middleware::Next`
 //! borrows the client and the chain for one call only. So an attempt is not sent here: it is
-//! handed, with a reply channel, to the call that owns the `Next` (see `driver`), and this
-//! service's future waits for the reply.
+//! left, with a reply slot, in the [`Mailbox`] of the call that owns the `Next` (see
+//! `middleware::drive`), and this service's future waits for the reply.
+//!
+//! Both hand-offs are made for the common case, where the engine and the call that owns the
+//! `Next` are polled by the same task, one after the other: nothing is woken then (a task that
+//! wakes itself is re-queued, and on a multi-threaded runtime that wakes another worker), and
+//! nothing is allocated beyond one mailbox per call and one slot per attempt. A login or a probe
+//! running in its own task is woken as usual.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use redial_tower::{BoxError, RetryBody};
-use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
-use crate::convert::{request_from_http, response_to_http, RequestBody};
+use crate::convert::{response_to_http, RequestBody, Template};
 
 type Reply = reqwest_middleware::Result<reqwest::Response>;
+
+/// Lock a mutex that a panic elsewhere may have poisoned: the data is a queue of plain values,
+/// still consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// An attempt for the call that owns the rest of the chain.
 pub(crate) struct Job {
     pub(crate) req: reqwest::Request,
-    pub(crate) reply: oneshot::Sender<Reply>,
+    pub(crate) reply: Replier,
+}
+
+/// Where the engine leaves its attempts for the call that owns the rest of the chain.
+#[derive(Default)]
+pub(crate) struct Mailbox(Mutex<MailboxState>);
+
+#[derive(Default)]
+struct MailboxState {
+    jobs: Vec<Job>,
+    /// The driver's waker, registered only while it is not polling (it looks at the mailbox
+    /// again before it returns, so a job left while it polls needs no wake).
+    waker: Option<Waker>,
+    /// The call has ended: jobs are no longer taken.
+    closed: bool,
+}
+
+impl Mailbox {
+    /// Leave a job; it is given back if the call has ended.
+    fn post(&self, job: Job) -> Option<Job> {
+        let mut state = lock(&self.0);
+        if state.closed {
+            return Some(job);
+        }
+        state.jobs.push(job);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        None
+    }
+
+    /// The driver starts polling: jobs left from now on wake nobody.
+    pub(crate) fn polling(&self) {
+        lock(&self.0).waker = None;
+    }
+
+    /// Take the jobs left so far into `into`.
+    pub(crate) fn take(&self, into: &mut Vec<Job>) {
+        into.append(&mut lock(&self.0).jobs);
+    }
+
+    /// The driver is done polling: true if jobs came meanwhile (poll again), else it is woken
+    /// by the next one.
+    pub(crate) fn idle(&self, waker: &Waker) -> bool {
+        let mut state = lock(&self.0);
+        if !state.jobs.is_empty() {
+            return true;
+        }
+        match &mut state.waker {
+            Some(w) => w.clone_from(waker),
+            none => *none = Some(waker.clone()),
+        }
+        false
+    }
+
+    /// The call has ended: refuse new jobs, and drop the ones not taken (their attempts see
+    /// the call ended).
+    pub(crate) fn close(&self) {
+        let jobs = {
+            let mut state = lock(&self.0);
+            state.closed = true;
+            state.waker = None;
+            std::mem::take(&mut state.jobs)
+        };
+        drop(jobs);
+    }
+}
+
+/// One attempt's reply, from the driver to the attempt's future.
+#[derive(Default)]
+struct Slot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    reply: Option<Reply>,
+    answered: bool,
+    /// The attempt's future, waiting.
+    waker: Option<Waker>,
+    /// The driver dropped the job unanswered (the call ended).
+    abandoned: bool,
+    /// The attempt's future is gone (it timed out): its request need not go on.
+    cancelled: bool,
+}
+
+/// The driver's end of a [`Slot`]. Dropped unanswered, it tells the attempt the call ended.
+pub(crate) struct Replier(Arc<Slot>);
+
+impl Replier {
+    /// Whether the attempt's future is gone.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        lock(&(self.0).0).cancelled
+    }
+
+    /// Answer the attempt. `current` is the driver's waker: the attempt's future is not woken
+    /// when the same task polls both (the driver polls the engine next).
+    pub(crate) fn send(self, reply: Reply, current: &Waker) {
+        let waker = {
+            let mut state = lock(&(self.0).0);
+            state.reply = Some(reply);
+            state.answered = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker.filter(|w| !w.will_wake(current)) {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Replier {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = lock(&(self.0).0);
+            if state.answered {
+                return;
+            }
+            state.abandoned = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 #[derive(Clone)]
 pub(crate) struct Attempts {
-    jobs: mpsc::UnboundedSender<Job>,
+    mailbox: Arc<Mailbox>,
+    template: Arc<Template>,
     background: Option<reqwest::Client>,
 }
 
 impl Attempts {
-    pub(crate) fn new(jobs: mpsc::UnboundedSender<Job>, background: Option<reqwest::Client>) -> Self {
-        Attempts { jobs, background }
+    pub(crate) fn new(mailbox: Arc<Mailbox>, template: Template, background: Option<reqwest::Client>) -> Self {
+        Attempts { mailbox, template: Arc::new(template), background }
     }
 }
 
@@ -45,18 +181,19 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
     }
 
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> AttemptFuture {
-        let req = match request_from_http(req) {
+        let req = match self.template.request(req) {
             Ok(req) => req,
             Err(e) => return AttemptFuture(State::Failed(Some(e.into()))),
         };
         // Only a login or a probe can outlive the call that drives it; with a background
         // client, keep what is needed to send it on its own (their bodies are bytes).
         let spare = self.background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
-        let (reply, rx) = oneshot::channel();
-        match self.jobs.send(Job { req, reply }) {
-            Ok(()) => AttemptFuture(State::Waiting { rx, spare }),
-            Err(mpsc::error::SendError(job)) => match &self.background {
-                Some(client) => AttemptFuture(State::Background(Box::pin(client.execute(job.req)))),
+        let slot = Arc::new(Slot::default());
+        match self.mailbox.post(Job { req, reply: Replier(slot.clone()) }) {
+            None => AttemptFuture(State::Waiting { slot, spare }),
+            // The call has ended (nobody waits on the slot: dropping its replier wakes nobody).
+            Some(Job { req, .. }) => match &self.background {
+                Some(client) => AttemptFuture(State::Background(Box::pin(client.execute(req)))),
                 None => AttemptFuture(State::Failed(Some(Box::new(CallEnded)))),
             },
         }
@@ -68,7 +205,7 @@ pub(crate) struct AttemptFuture(State);
 
 enum State {
     Failed(Option<BoxError>),
-    Waiting { rx: oneshot::Receiver<Reply>, spare: Option<Box<(reqwest::Request, reqwest::Client)>> },
+    Waiting { slot: Arc<Slot>, spare: Option<Box<(reqwest::Request, reqwest::Client)>> },
     Background(Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>>),
 }
 
@@ -80,18 +217,38 @@ impl Future for AttemptFuture {
         loop {
             match state {
                 State::Failed(e) => return Poll::Ready(Err(e.take().expect("AttemptFuture polled after completion"))),
-                State::Waiting { rx, spare } => match ready!(Pin::new(rx).poll(cx)) {
-                    Ok(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
-                    Ok(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
-                    Err(_) => match spare.take().map(|spare| *spare) {
+                State::Waiting { slot, spare } => {
+                    let mut s = lock(&slot.0);
+                    match s.reply.take() {
+                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
+                        Some(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
+                        None if !s.abandoned => {
+                            match &mut s.waker {
+                                Some(w) => w.clone_from(cx.waker()),
+                                none => *none = Some(cx.waker().clone()),
+                            }
+                            return Poll::Pending;
+                        }
+                        None => {}
+                    }
+                    drop(s);
+                    match spare.take().map(|spare| *spare) {
                         Some((req, client)) => *state = State::Background(Box::pin(client.execute(req))),
                         None => return Poll::Ready(Err(Box::new(CallEnded))),
-                    },
-                },
+                    }
+                }
                 State::Background(fut) => {
                     return fut.as_mut().poll(cx).map(|r| r.map(response_to_http).map_err(Into::into));
                 }
             }
+        }
+    }
+}
+
+impl Drop for AttemptFuture {
+    fn drop(&mut self) {
+        if let State::Waiting { slot, .. } = &self.0 {
+            lock(&slot.0).cancelled = true;
         }
     }
 }

@@ -107,14 +107,14 @@ struct State {
 }
 
 struct Current {
-    token: Token,
+    token: Arc<Token>,
     refresh_at: Option<Instant>,
 }
 
 /// What the cell can give a request right now.
 pub(crate) enum Lease {
     /// A token to send.
-    Ready(Token),
+    Ready(Arc<Token>),
     /// None yet: wait for a login to end, or until the backoff window opens.
     Wait(Option<Instant>),
     /// A fatal login answer is still in force.
@@ -344,7 +344,8 @@ impl Cell {
                     }
                     _ => None,
                 };
-                let token = Token { secret: cred.token, version: st.version, endpoint: cred.endpoint, expires_at };
+                let token =
+                    Arc::new(Token { secret: cred.token, version: st.version, endpoint: cred.endpoint, expires_at });
                 st.current = Some(Current { token, refresh_at });
                 tracing::info!(
                     version = st.version,

@@ -28,13 +28,13 @@ pin_project! {
     #[project = InnerProj]
     #[derive(Debug)]
     enum Inner<B> {
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         Streaming { #[pin] body: B },
     }
 }
 
 impl<B> RetryBody<B> {
-    pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+    pub(crate) fn buffered(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
         RetryBody { inner: Inner::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
     }
 
@@ -65,7 +65,7 @@ where
         match self.project().inner.project() {
             InnerProj::Buffered { data, trailers } => Poll::Ready(match data.take() {
                 Some(d) => Some(Ok(Frame::data(d))),
-                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(*t))),
             }),
             InnerProj::Streaming { body } => body.poll_frame(cx).map(|f| {
                 f.map(|r| match r {
@@ -97,7 +97,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct ResponseBody<B> {
         prefix: Option<Bytes>,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
         #[pin]
         rest: Rest<B>,
     }
@@ -120,7 +120,7 @@ impl<B> ResponseBody<B> {
     }
 
     /// Bytes already read, then (if the body was not read to its end) the rest.
-    pub(crate) fn prefixed(prefix: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<B>>>) -> Self {
+    pub(crate) fn prefixed(prefix: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<B>>>) -> Self {
         ResponseBody {
             prefix: (!prefix.is_empty()).then_some(prefix),
             trailers,
@@ -162,7 +162,7 @@ where
             Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None => {
                 this.rest.set(Rest::Done);
-                Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
         }
     }

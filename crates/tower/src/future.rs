@@ -58,7 +58,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B, RB> {
         /// Reading the request body into memory so it can be replayed.
-        Buffer { #[pin] body: B, first: Option<Bytes>, rest: BytesMut, trailers: Option<HeaderMap> },
+        Buffer { #[pin] body: B, first: Option<Bytes>, rest: BytesMut, trailers: Option<Box<HeaderMap>> },
         /// Waiting for the inner service to be ready for an attempt.
         Ready,
         /// An attempt is in flight.
@@ -85,7 +85,7 @@ struct Reading<RB> {
     received_at: SystemTime,
     first: Option<Bytes>,
     rest: BytesMut,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl<RB> Reading<RB> {
@@ -120,7 +120,7 @@ enum Got<RB> {
     /// A response whose body was not read.
     Head(response::Parts, RB),
     /// A response and the bytes read of its body; `rest` is what was not read.
-    Read { head: response::Parts, bytes: Bytes, trailers: Option<HeaderMap>, rest: Option<Pin<Box<RB>>> },
+    Read { head: response::Parts, bytes: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<RB>>> },
     /// No response.
     Nothing(Failure, Option<BoxError>),
 }
@@ -134,7 +134,7 @@ struct Engine<B> {
     host: HostId,
     parts: request::Parts,
     /// The body to send on every attempt, or why there is none to send again.
-    replay: Result<(Bytes, Option<HeaderMap>), NotReplayable>,
+    replay: Result<(Bytes, Option<Box<HeaderMap>>), NotReplayable>,
     /// A body that is sent once, until it is.
     once: Option<B>,
     attempt: u32,
@@ -147,7 +147,7 @@ struct Engine<B> {
     /// When the attempt in flight must end.
     attempt_until: Option<Instant>,
     /// The token for the next attempt.
-    token: Option<Token>,
+    token: Option<Arc<Token>>,
     /// The version of the token the attempt in flight carries.
     used_token: Option<u64>,
     /// The token version the vendor last refused for this request: only a newer one will do.
@@ -318,7 +318,7 @@ where
                             }
                             Err(frame) => {
                                 if let Ok(t) = frame.into_trailers() {
-                                    trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                                    trailers.get_or_insert_with(Default::default).extend(t);
                                 }
                             }
                         },
@@ -385,8 +385,7 @@ where
                         }
                     }
                     if !eng.paced {
-                        let now = Instant::now();
-                        if let Some(at) = eng.host().limits.reserve(now) {
+                        if let Some((at, now)) = eng.host().limits.reserve() {
                             eng.paced = true;
                             if at > now {
                                 eng.slot = Some(at);
@@ -477,7 +476,7 @@ where
                                 Ok(mut data) => r.push(data.copy_to_bytes(data.remaining())),
                                 Err(frame) => {
                                     if let Ok(t) = frame.into_trailers() {
-                                        r.trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                                        r.trailers.get_or_insert_with(Default::default).extend(t);
                                     }
                                 }
                             },

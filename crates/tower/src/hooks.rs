@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -109,12 +110,14 @@ impl fmt::Debug for Probe {
 #[derive(Debug)]
 pub(crate) struct Failover {
     pub(crate) probe: Option<Probe>,
+    /// Whether the host is in failover mode: read by every request, so not behind the lock.
+    secondary: AtomicBool,
     state: Mutex<(FailoverMode, bool)>,
 }
 
 impl Default for Failover {
     fn default() -> Self {
-        Failover { probe: None, state: Mutex::new((FailoverMode::Primary, false)) }
+        Failover { probe: None, secondary: AtomicBool::new(false), state: Mutex::new((FailoverMode::Primary, false)) }
     }
 }
 
@@ -128,6 +131,9 @@ impl Failover {
     }
 
     pub(crate) fn mode(&self) -> FailoverMode {
+        if !self.secondary.load(Ordering::Acquire) {
+            return FailoverMode::Primary;
+        }
         self.lock().0
     }
 
@@ -136,6 +142,7 @@ impl Failover {
         let mut st = self.lock();
         if st.0 == FailoverMode::Primary {
             st.0 = FailoverMode::Secondary { since: Instant::now() };
+            self.secondary.store(true, Ordering::Release);
             tracing::warn!(host, "failover: the vendor failed over; only failover endpoints are sent");
         }
         let start = self.probe.is_some() && !st.1;
@@ -149,5 +156,6 @@ impl Failover {
             tracing::warn!(host, "failover: the probe succeeded; the host is back to primary");
         }
         *st = (FailoverMode::Primary, false);
+        self.secondary.store(false, Ordering::Release);
     }
 }

@@ -46,9 +46,13 @@ impl Limits {
         }
     }
 
-    /// Reserve a send slot: the instant the next call may go.
-    pub(crate) fn reserve(&self, now: Instant) -> Option<Instant> {
-        self.rate.as_ref().map(|log| lock(log).reserve(now))
+    /// Reserve a send slot: the instant the next call may go, and the time it was asked
+    /// (the clock is read only for a host with a rate limit).
+    pub(crate) fn reserve(&self) -> Option<(Instant, Instant)> {
+        self.rate.as_ref().map(|log| {
+            let now = Instant::now();
+            (lock(log).reserve(now), now)
+        })
     }
 
     /// Give back a reserved slot that will not be used (its request was dropped or refused).

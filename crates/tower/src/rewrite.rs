@@ -6,7 +6,7 @@ use http::{request, HeaderMap, HeaderValue, Method, Uri};
 
 /// `GET /path?query` → `POST /path?_method=GET` with `query` as an
 /// `application/x-www-form-urlencoded` body (Marketo's remedy for HTTP 414).
-pub(crate) fn method_override_post(parts: &mut request::Parts, body: &mut (Bytes, Option<HeaderMap>)) {
+pub(crate) fn method_override_post(parts: &mut request::Parts, body: &mut (Bytes, Option<Box<HeaderMap>>)) {
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let path_and_query = format!("{}?_method=GET", parts.uri.path());
     let mut uri = parts.uri.clone().into_parts();
