@@ -50,14 +50,10 @@ impl Body for RequestBody {
 }
 
 /// The caller's request, for the engine, and the template of every attempt's `reqwest::Request`.
-pub(crate) fn request_to_http(
-    mut req: reqwest::Request,
-) -> Result<(http::Request<RequestBody>, Template), reqwest::Error> {
+pub(crate) fn request_to_http(req: reqwest::Request) -> Result<(http::Request<RequestBody>, Template), reqwest::Error> {
     // Exactly the requests `try_clone` can clone are replayable.
     let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
-    let (headers, body) = (std::mem::take(req.headers_mut()), req.body_mut().take());
-    let template = req.try_clone().expect("a request without a body can be cloned");
-    (*req.headers_mut(), *req.body_mut()) = (headers, body);
+    let (url, timeout) = (req.url().clone(), req.timeout().copied());
     let (mut parts, body) = http::Request::<reqwest::Body>::try_from(req)?.into_parts();
     if !replayable && !body.is_end_stream() {
         // The engine is not told a stream's size (see `RequestBody`); the wire still is.
@@ -67,17 +63,17 @@ pub(crate) fn request_to_http(
             }
         }
     }
-    let template = Template { uri: parts.uri.clone(), req: template };
+    let template = Template { uri: parts.uri.clone(), url, timeout };
     Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
 }
 
 /// What each attempt's `reqwest::Request` is made from: the caller's URL, already parsed, and
-/// the caller's extensions (where reqwest keeps a request's timeout). An attempt to that URL
-/// (every attempt, unless a login named another endpoint) is not parsed again.
+/// the caller's timeout (the one thing reqwest reads from a request's extensions). An attempt to
+/// that URL (every attempt, unless a login named another endpoint) is not parsed again.
 pub(crate) struct Template {
     uri: http::Uri,
-    /// The caller's request without its headers and body.
-    req: reqwest::Request,
+    url: reqwest::Url,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Template {
@@ -95,13 +91,14 @@ impl Template {
             reqwest::Body::wrap(body)
         };
         if parts.uri == self.uri {
-            if let Some(mut attempt) = self.req.try_clone() {
-                *attempt.method_mut() = parts.method;
-                *attempt.headers_mut() = parts.headers;
-                *attempt.version_mut() = parts.version;
-                *attempt.body_mut() = Some(body);
-                return Ok(attempt);
+            let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
+            *attempt.headers_mut() = parts.headers;
+            *attempt.version_mut() = parts.version;
+            *attempt.body_mut() = Some(body);
+            if self.timeout.is_some() {
+                *attempt.timeout_mut() = self.timeout;
             }
+            return Ok(attempt);
         }
         reqwest::Request::try_from(http::Request::from_parts(parts, body))
     }

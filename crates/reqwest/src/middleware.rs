@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use http::Extensions;
 use redial_tower::{ResponseBody, Retry, RetryLayer};
@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::convert::{request_to_http, response_from_http, RequestBody};
-use crate::service::{Attempts, Job, Mailbox, Replier};
+use crate::service::{Attempts, Call, Job, Mailbox, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -85,10 +85,10 @@ impl Middleware for RedialMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let (req, template) = request_to_http(req)?;
-        let mailbox = Arc::new(Mailbox::default());
-        let svc = self.layer.layer(Attempts::new(mailbox.clone(), template, self.background.clone()));
-        let _closed = Closed(&mailbox);
-        match drive(svc, req, &mailbox, extensions, next).await {
+        let call = Arc::new(Call { mailbox: Mailbox::default(), template });
+        let svc = self.layer.layer(Attempts::new(call.clone(), self.background.clone()));
+        let _closed = Closed(&call.mailbox);
+        match drive(svc, req, &call.mailbox, extensions, next).await {
             Ok(res) => Ok(response_from_http(res)),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
@@ -125,8 +125,13 @@ async fn drive(
     extensions: &mut Extensions,
     next: Next<'_>,
 ) -> Result<http::Response<ResponseBody<reqwest::Body>>, redial_tower::Error> {
-    poll_fn(|cx| svc.poll_ready(cx)).await?;
-    let mut engine = pin!(svc.call(req));
+    // `Attempts` is always ready, and so is the layer over it: no await holds the request.
+    if let Poll::Ready(Err(e)) = svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        return Err(e);
+    }
+    // On the heap, apart: the call's future stays small enough for the allocator's fast path
+    // (glibc consolidates its free lists for every allocation of 1 KiB or more).
+    let mut engine = Box::pin(svc.call(req));
     let mut in_flight: Vec<InFlight<'_>> = Vec::new();
     let mut jobs = Vec::new();
     let mut last = None;

@@ -56,6 +56,9 @@ impl Mailbox {
         if state.closed {
             return Some(job);
         }
+        // One job is the common case: room for one (a `Vec`'s first growth would make room for
+        // four, a kilobyte, past the allocator's fast path).
+        state.jobs.reserve_exact(1);
         state.jobs.push(job);
         let waker = state.waker.take();
         drop(state);
@@ -70,9 +73,10 @@ impl Mailbox {
         lock(&self.0).waker = None;
     }
 
-    /// Take the jobs left so far into `into`.
+    /// Take the jobs left so far into `into` (an empty one: the two buffers trade places).
     pub(crate) fn take(&self, into: &mut Vec<Job>) {
-        into.append(&mut lock(&self.0).jobs);
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut lock(&self.0).jobs, into);
     }
 
     /// The driver is done polling: true if jobs came meanwhile (poll again), else it is woken
@@ -158,16 +162,21 @@ impl Drop for Replier {
     }
 }
 
+/// What the attempts of one call share: where they are left, and what they are made from.
+pub(crate) struct Call {
+    pub(crate) mailbox: Mailbox,
+    pub(crate) template: Template,
+}
+
 #[derive(Clone)]
 pub(crate) struct Attempts {
-    mailbox: Arc<Mailbox>,
-    template: Arc<Template>,
+    call: Arc<Call>,
     background: Option<reqwest::Client>,
 }
 
 impl Attempts {
-    pub(crate) fn new(mailbox: Arc<Mailbox>, template: Template, background: Option<reqwest::Client>) -> Self {
-        Attempts { mailbox, template: Arc::new(template), background }
+    pub(crate) fn new(call: Arc<Call>, background: Option<reqwest::Client>) -> Self {
+        Attempts { call, background }
     }
 }
 
@@ -181,15 +190,19 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
     }
 
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> AttemptFuture {
-        let req = match self.template.request(req) {
+        let detached = req.extensions().get::<redial_tower::Detached>().is_some();
+        let req = match self.call.template.request(req) {
             Ok(req) => req,
             Err(e) => return AttemptFuture(State::Failed(Some(e.into()))),
         };
         // Only a login or a probe can outlive the call that drives it; with a background
         // client, keep what is needed to send it on its own (their bodies are bytes).
-        let spare = self.background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
+        let spare = match &self.background {
+            Some(client) if detached => req.try_clone().map(|req| Box::new((req, client.clone()))),
+            _ => None,
+        };
         let slot = Arc::new(Slot::default());
-        match self.mailbox.post(Job { req, reply: Replier(slot.clone()) }) {
+        match self.call.mailbox.post(Job { req, reply: Replier(slot.clone()) }) {
             None => AttemptFuture(State::Waiting { slot, spare }),
             // The call has ended (nobody waits on the slot: dropping its replier wakes nobody).
             Some(Job { req, .. }) => match &self.background {

@@ -418,7 +418,8 @@ where
     Box::new(move |req: Request<Bytes>| {
         let mut svc = svc;
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(crate::Detached);
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
             let res = svc.call(req).await.map_err(Into::into)?;

@@ -171,6 +171,7 @@ where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
     B: Body,
 {
+    #[inline]
     pub(crate) fn new(svc: S, shared: Arc<Shared>, req: Request<B>) -> Self {
         let (parts, body) = req.into_parts();
         let mut this = Self::start(svc, shared, parts);
@@ -205,6 +206,7 @@ where
         this
     }
 
+    #[inline]
     fn start(svc: S, shared: Arc<Shared>, mut parts: request::Parts) -> Self {
         let start = Instant::now();
         let host_id = shared.hosts.lookup(&parts.uri);
@@ -1002,7 +1004,9 @@ where
                 return;
             }
             tokio::time::sleep(probe.interval).await;
-            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), shared.clone(), (probe.request)());
+            let mut req = (probe.request)();
+            req.extensions_mut().insert(crate::Detached);
+            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), shared.clone(), req);
             let ok = fut.await.is_ok_and(|res| res.status().is_success());
             tracing::info!(host = &*h.pattern, ok, "failover probe");
             if ok {

@@ -64,6 +64,19 @@ pub use hosts::InvalidHost;
 pub use layer::{FailureClassifier, RetryLayer, RetryLayerBuilder};
 pub use service::Retry;
 
+/// A request extension on what the engine sends on its own, a login or a failover probe: such
+/// a request may outlive the call that started it (an adapter that hands attempts to the
+/// caller's call, as the reqwest middleware does, keeps a way to send it without that call).
+///
+/// ```
+/// # let req = http::Request::new(());
+/// let detached = req.extensions().get::<redial_tower::Detached>().is_some();
+/// # assert!(!detached);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Detached;
+
 pub use redial_core as core;
 pub use redial_core::{Policy, Report, RetrySafe};
 

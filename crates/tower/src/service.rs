@@ -66,6 +66,7 @@ where
         self.inner.poll_ready(cx).map_err(|e| Error::new(ErrorKind::NotReady, Default::default()).with_source(e.into()))
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The ready service goes with the request; this one takes its clone's place
         // (tower-service: "be careful when cloning inner services").
