@@ -334,6 +334,299 @@ impl std::error::Error for ParseError {}
 /// Parse a Marketo response body: a JSON object with at least one of `success`, `errors`,
 /// `requestId`. Members of unexpected types are ignored; codes may be strings or numbers.
 pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError("empty body"));
+    }
+    // Straight into the typed response (no `Value` tree: this runs on every 2xx JSON body).
+    match serde_json::from_slice::<wire::Top>(body) {
+        Ok(wire::Top(Some((response, true)))) => Ok(response),
+        Ok(wire::Top(Some(_))) => Err(ParseError("not a Marketo response (no success, errors or requestId)")),
+        Ok(wire::Top(None)) => Err(ParseError("not a JSON object")),
+        // serde_json reports a number cut short in a skipped member as invalid, not as the end.
+        Err(e) if e.is_eof() || ends_at(body, &e) => Err(ParseError("truncated JSON")),
+        Err(_) => Err(ParseError("not JSON")),
+    }
+}
+
+/// Whether a syntax error is a number cut short by the end of `body`.
+fn ends_at(body: &[u8], e: &serde_json::Error) -> bool {
+    let in_number = body.last().is_some_and(|b| b"0123456789.eE+-".contains(b));
+    let last_line = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let lines = body.iter().filter(|&&b| b == b'\n').count() + 1;
+    in_number
+        && e.is_syntax()
+        && e.line() == lines
+        && e.column() >= body.len() - last_line
+        && e.to_string().starts_with("invalid number")
+}
+
+/// The tolerant wire format of [`parse`], read in one pass with serde: a member of an
+/// unexpected type reads as absent, a lone object where an array belongs as a one-item array,
+/// a repeated member as its last value, and unknown members are skipped unread.
+mod wire {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::{ErrorEntry, MarketoResponse, RecordStatus};
+
+    /// What a value means for each JSON type it may have; every other type reads as `None`
+    /// (arrays and objects are skipped to their end).
+    trait Shape: Sized {
+        const EXPECTING: &'static str;
+        fn str(_: &str) -> Option<Self> {
+            None
+        }
+        fn int(_: i128) -> Option<Self> {
+            None
+        }
+        fn float(_: f64) -> Option<Self> {
+            None
+        }
+        fn bool(_: bool) -> Option<Self> {
+            None
+        }
+        fn seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    /// A value of shape `T`, or `None`.
+    struct Read<T>(Option<T>);
+
+    impl<'de, T: Shape> Deserialize<'de> for Read<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ShapeVisitor(PhantomData)).map(Read)
+        }
+    }
+
+    struct ShapeVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Shape> Visitor<'de> for ShapeVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(T::EXPECTING)
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<Option<T>, E> {
+            Ok(T::str(v))
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Option<T>, E> {
+            Ok(T::int(v.into()))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Option<T>, E> {
+            Ok(T::int(v.into()))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Option<T>, E> {
+            Ok(T::float(v))
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<Option<T>, E> {
+            Ok(T::bool(v))
+        }
+        fn visit_unit<E: Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<T>, A::Error> {
+            T::seq(seq)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+            T::map(map)
+        }
+    }
+
+    /// A string (trimmed), or a number written as an integer when it is one (`606`, `606.0`
+    /// → `"606"`).
+    impl Shape for String {
+        const EXPECTING: &'static str = "a string or a number";
+        fn str(v: &str) -> Option<Self> {
+            Some(v.trim().to_owned())
+        }
+        fn int(v: i128) -> Option<Self> {
+            // Every JSON integer serde_json reads fits an i64 or a u64.
+            Some(match i64::try_from(v) {
+                Ok(v) => v.to_string(),
+                Err(_) => u64::try_from(v).map_or_else(|_| v.to_string(), |v| v.to_string()),
+            })
+        }
+        fn float(v: f64) -> Option<Self> {
+            Some(if v.fract() == 0.0 && v.abs() < 1e15 {
+                (v as i64).to_string()
+            } else {
+                // As serde_json writes the number.
+                serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string())
+            })
+        }
+    }
+
+    /// `true`/`false`, as a boolean or as a string in any case.
+    impl Shape for bool {
+        const EXPECTING: &'static str = "a boolean";
+        fn bool(v: bool) -> Option<Self> {
+            Some(v)
+        }
+        fn str(v: &str) -> Option<Self> {
+            match v {
+                _ if v.eq_ignore_ascii_case("true") => Some(true),
+                _ if v.eq_ignore_ascii_case("false") => Some(false),
+                _ => None,
+            }
+        }
+    }
+
+    /// `seq`: an unsigned integer.
+    impl Shape for u64 {
+        const EXPECTING: &'static str = "an unsigned integer";
+        fn int(v: i128) -> Option<Self> {
+            u64::try_from(v).ok()
+        }
+    }
+
+    /// A list: an array's items of the expected shape, or a lone object as a one-item list.
+    struct List<T>(Vec<T>);
+
+    impl<T> Default for List<T> {
+        fn default() -> Self {
+            List(Vec::new())
+        }
+    }
+
+    impl<T: Shape> Shape for List<T> {
+        const EXPECTING: &'static str = "an array";
+        fn seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Read(item)) = seq.next_element::<Read<T>>()? {
+                items.extend(item);
+            }
+            Ok(Some(List(items)))
+        }
+        fn map<'de, A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+            Ok(Some(List(T::map(map)?.into_iter().collect())))
+        }
+    }
+
+    /// The members that are read; any other is skipped.
+    enum Key {
+        RequestId,
+        Success,
+        Errors,
+        Warnings,
+        Result,
+        Code,
+        Message,
+        Id,
+        Seq,
+        Status,
+        Reasons,
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_str<E: Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(match v {
+                        "requestId" => Key::RequestId,
+                        "success" => Key::Success,
+                        "errors" => Key::Errors,
+                        "warnings" => Key::Warnings,
+                        "result" => Key::Result,
+                        "code" => Key::Code,
+                        "message" => Key::Message,
+                        "id" => Key::Id,
+                        "seq" => Key::Seq,
+                        "status" => Key::Status,
+                        "reasons" => Key::Reasons,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_identifier(V)
+        }
+    }
+
+    /// The value of the member just read, as shape `T`.
+    fn value<'de, A: MapAccess<'de>, T: Shape>(map: &mut A) -> Result<Option<T>, A::Error> {
+        map.next_value::<Read<T>>().map(|r| r.0)
+    }
+
+    /// `{code, message}`.
+    impl Shape for ErrorEntry {
+        const EXPECTING: &'static str = "an object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            let mut e = ErrorEntry::default();
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Code => e.code = value(&mut map)?.unwrap_or_default(),
+                    Key::Message => e.message = value(&mut map)?,
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some(e))
+        }
+    }
+
+    /// `{id, seq, status, reasons}`.
+    impl Shape for RecordStatus {
+        const EXPECTING: &'static str = "an object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            let mut r = RecordStatus::default();
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Id => r.id = value(&mut map)?,
+                    Key::Seq => r.seq = value(&mut map)?,
+                    Key::Status => r.status = value(&mut map)?,
+                    Key::Reasons => r.reasons = value::<_, List<ErrorEntry>>(&mut map)?.unwrap_or_default().0,
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some(r))
+        }
+    }
+
+    /// The body: `Some` for an object, with whether it has `success`, `errors` or `requestId`.
+    pub(super) struct Top(pub(super) Option<(MarketoResponse, bool)>);
+
+    impl Shape for (MarketoResponse, bool) {
+        const EXPECTING: &'static str = "a JSON object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            let (mut r, mut known) = (MarketoResponse::default(), false);
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::RequestId => (r.request_id, known) = (value(&mut map)?, true),
+                    Key::Success => (r.success, known) = (value(&mut map)?, true),
+                    Key::Errors => {
+                        r.errors = value::<_, List<ErrorEntry>>(&mut map)?.unwrap_or_default().0;
+                        known = true;
+                    }
+                    Key::Warnings => r.warnings = value::<_, List<String>>(&mut map)?.unwrap_or_default().0,
+                    Key::Result => r.result = value::<_, List<RecordStatus>>(&mut map)?.unwrap_or_default().0,
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some((r, known)))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Top {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Read::deserialize(d).map(|r| Top(r.0))
+        }
+    }
+}
+
+/// The parser [`parse`] replaced, over a `serde_json::Value` tree: the oracle of its tests.
+#[cfg(test)]
+pub fn parse_value(body: &[u8]) -> Result<MarketoResponse, ParseError> {
     let map = json_object(body)?;
     if !["success", "errors", "requestId"].iter().any(|k| map.contains_key(*k)) {
         return Err(ParseError("not a Marketo response (no success, errors or requestId)"));
@@ -356,6 +649,7 @@ pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
     })
 }
 
+#[cfg(test)]
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError("empty body"));
@@ -401,6 +695,7 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+#[cfg(test)]
 fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
@@ -735,4 +1030,89 @@ fn identity_envelope(map: &Map<String, Value>) -> Option<crate::oauth2::Refusal>
     };
     let code = if entry.code.is_empty() { "unknown" } else { &entry.code };
     Some(crate::oauth2::Refusal { code: code.to_owned(), kind, what: row.what, detail: entry.message.clone() })
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::{parse, parse_value};
+
+    /// JSON values shaped like Marketo's, with every member of every type now and then.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            prop_oneof![Just(606.0), Just(1e15), Just(-2.5)].prop_map(Value::from),
+            prop_oneof![" 606 ", "true", "FALSE", "skipped", "updated", "é", ""].prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("requestId"),
+                Just("success"),
+                Just("errors"),
+                Just("warnings"),
+                Just("result"),
+                Just("code"),
+                Just("message"),
+                Just("id"),
+                Just("seq"),
+                Just("status"),
+                Just("reasons"),
+                Just("other"),
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key, inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The one-pass parser reads every body exactly as the `Value` tree did.
+        #[test]
+        fn the_typed_parser_agrees_with_the_value_tree(v in value(), cut in any::<prop::sample::Index>()) {
+            let body = serde_json::to_vec(&v).unwrap();
+            prop_assert_eq!(parse(&body), parse_value(&body));
+            // And on every truncation of it.
+            let cut = cut.index(body.len() + 1);
+            prop_assert_eq!(parse(&body[..cut]), parse_value(&body[..cut]));
+        }
+    }
+
+    #[test]
+    fn the_typed_parser_agrees_on_the_documented_shapes() {
+        let bodies = [
+            json!({"requestId": "e42b#1", "success": true, "result": [{"id": 50, "status": "updated"}]}),
+            json!({"requestId": 7, "success": false, "errors": [{"code": 606, "message": "Max rate limit '100' exceeded with in '20' secs"}]}),
+            json!({"success": "TRUE", "errors": {"code": "601.0", "message": "Access token invalid"}}),
+            json!({"success": true, "result": [{"seq": 0, "status": "skipped", "reasons": [{"code": "1004", "message": "Lead not found"}]}, 3, "x"]}),
+            json!({"success": true, "warnings": ["a", 1, {"no": 1}], "result": {"id": 1.0, "seq": -1}}),
+            json!({"errors": [], "errors": [{"code": 1.5e20}]}),
+            json!([1, 2]),
+            json!({"unrelated": true}),
+        ];
+        for v in bodies {
+            let body = serde_json::to_vec(&v).unwrap();
+            assert_eq!(parse(&body), parse_value(&body), "{v}");
+        }
+        for raw in [
+            &b"  "[..],
+            b"{\"success\":tru",
+            b"<html>502</html>",
+            b"{\"success\":true} x",
+            b"{\"success\":true} 5",
+            b"[1, 2.",
+            b"{\"succ\\u0065ss\":false}",
+        ] {
+            assert_eq!(parse(raw), parse_value(raw), "{}", String::from_utf8_lossy(raw));
+        }
+    }
 }
