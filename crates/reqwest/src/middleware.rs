@@ -172,8 +172,11 @@ async fn drive(
             if let Poll::Ready(out) = engine.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
+            // An attempt the engine just gave up on (its time ran out) is cancelled now, not at
+            // the next wake-up: it holds a connection.
+            let gave_up = in_flight.iter().any(|f| f.reply.is_cancelled());
             // The engine may have left a new attempt (a retry with no wait): send it now.
-            if !mailbox.idle(cx.waker()) {
+            if !gave_up && !mailbox.idle(cx.waker()) {
                 return Poll::Pending;
             }
         }
