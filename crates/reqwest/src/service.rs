@@ -290,3 +290,96 @@ impl fmt::Display for CallEnded {
 }
 
 impl std::error::Error for CallEnded {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    fn job() -> (Job, Arc<Slot>) {
+        let slot = Arc::new(Slot::default());
+        let req = reqwest::Request::new(http::Method::GET, "http://127.0.0.1/".parse().unwrap());
+        (Job { req, reply: Replier(slot.clone()) }, slot)
+    }
+
+    #[test]
+    fn a_job_left_while_the_driver_polls_wakes_nobody_and_is_seen_before_it_sleeps() {
+        let mailbox = Mailbox::default();
+        let (count, w) = waker();
+        assert!(!mailbox.idle(&w), "nothing to do: the driver sleeps");
+        mailbox.polling();
+        assert!(mailbox.post(job().0).is_none());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "no wake while the driver polls");
+        assert!(mailbox.idle(&w), "the driver sees the job before it sleeps");
+        let mut jobs = Vec::new();
+        mailbox.take(&mut jobs);
+        assert_eq!(jobs.len(), 1);
+    }
+
+    #[test]
+    fn a_job_left_by_another_task_wakes_the_sleeping_driver() {
+        let mailbox = Mailbox::default();
+        let (count, w) = waker();
+        assert!(!mailbox.idle(&w));
+        assert!(mailbox.post(job().0).is_none());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_closed_mailbox_gives_the_job_back_and_drops_those_not_taken() {
+        let mailbox = Mailbox::default();
+        let (j, slot) = job();
+        assert!(mailbox.post(j).is_none());
+        mailbox.close();
+        assert!(lock(&slot.0).abandoned, "the attempt learns the call ended");
+        assert!(mailbox.post(job().0).is_some());
+    }
+
+    #[test]
+    fn a_reply_wakes_an_attempt_of_another_task_only() {
+        let (same_count, same) = waker();
+        let (j, slot) = job();
+        lock(&slot.0).waker = Some(same.clone());
+        j.reply.send(Err(reqwest_middleware::Error::middleware(std::io::Error::other("x"))), &same);
+        assert_eq!(same_count.0.load(Ordering::SeqCst), 0, "the driver polls the engine next");
+        assert!(lock(&slot.0).reply.is_some() && !lock(&slot.0).abandoned);
+
+        let (other_count, other) = waker();
+        let (j, slot) = job();
+        lock(&slot.0).waker = Some(other);
+        j.reply.send(Err(reqwest_middleware::Error::middleware(std::io::Error::other("x"))), &same);
+        assert_eq!(other_count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_attempt_dropped_unanswered_is_cancelled_for_the_driver() {
+        let (j, slot) = job();
+        drop(AttemptFuture(State::Waiting { slot, spare: None }));
+        assert!(j.reply.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_attempt_without_a_spare_says_the_call_ended() {
+        let (j, slot) = job();
+        drop(j);
+        let err = AttemptFuture(State::Waiting { slot, spare: None }).await.unwrap_err();
+        assert!(err.to_string().contains("has ended"), "{err}");
+    }
+}
