@@ -662,3 +662,41 @@ async fn reqwest_a_login_that_outlives_its_call_is_finished_by_the_background_cl
     assert_eq!(source.logins(), 1, "the cancelled call's login was not started again");
     assert!(started.elapsed() < 10 * S, "no login backoff: {:?}", started.elapsed());
 }
+
+/// Responsys failed over: the call that met `API_NOT_ALLOWED_IN_SECONDARY` ends at once, so the
+/// probe it started must get through on its own, or the host would stay in failover for good.
+#[tokio::test(start_paused = true)]
+async fn reqwest_without_a_client_the_failover_probe_still_brings_the_host_back() {
+    use redial::hooks::{FailoverMode, Probe};
+    use redial::vendors::responsys;
+    use redial_sim::vendors::responsys as sim_responsys;
+
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
+    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+    let probe_url = sim.url("/rest/api/v1.3/lists");
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", TokenSource::login(login))
+        .unwrap()
+        .failover_probe(
+            "127.0.0.1",
+            Probe::new(30 * S, move || http::Request::get(&probe_url).body(Bytes::new()).unwrap()),
+        )
+        .unwrap()
+        .build();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer.clone())).build();
+    let lists = sim.url("/rest/api/v1.3/lists");
+    assert_eq!(client.get(&lists).send().await.unwrap().status(), StatusCode::OK);
+
+    vendor.set_secondary(true);
+    let err = client.get(&lists).send().await.unwrap_err();
+    assert!(redial_reqwest::redial_error(&err).is_some_and(Error::is_failover), "{err}");
+    assert!(matches!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. })));
+
+    vendor.set_secondary(false);
+    tokio::time::sleep(65 * S).await;
+    assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+    assert_eq!(client.get(&lists).send().await.unwrap().status(), StatusCode::OK);
+}

@@ -77,10 +77,12 @@ pub(crate) struct Template {
 }
 
 impl Template {
-    /// One attempt of the engine, for the rest of the middleware chain.
+    /// One attempt of the engine, for the rest of the middleware chain. `own`: an attempt of the
+    /// caller's request (not a login or a probe), which may take the caller's timeout.
     pub(crate) fn request(
         &self,
         req: http::Request<RetryBody<RequestBody>>,
+        own: bool,
     ) -> Result<reqwest::Request, reqwest::Error> {
         let (parts, body) = req.into_parts();
         let body = if body.is_buffered() {
@@ -90,7 +92,7 @@ impl Template {
         } else {
             reqwest::Body::wrap(body)
         };
-        if parts.uri == self.uri {
+        if own && parts.uri == self.uri {
             let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
@@ -161,7 +163,8 @@ mod tests {
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
 
         let (parts, _) = req.into_parts();
-        let again = template.request(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone()))).unwrap();
+        let again =
+            template.request(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone())), true).unwrap();
         assert_eq!(again.url().as_str(), "http://api.example.com/v1/x?q=1");
         assert_eq!(again.method(), http::Method::PUT);
         assert_eq!(again.headers()["x-id"], "7");
@@ -177,8 +180,9 @@ mod tests {
         let (req, template) = request_to_http(caller).unwrap();
         let (mut parts, _) = req.into_parts();
         parts.headers.insert("authorization", HeaderValue::from_static("Bearer t"));
-        let same =
-            template.request(http::Request::from_parts(parts.clone(), RetryBody::from_bytes("x".into()))).unwrap();
+        let same = template
+            .request(http::Request::from_parts(parts.clone(), RetryBody::from_bytes("x".into())), true)
+            .unwrap();
         assert_eq!(same.timeout(), Some(&std::time::Duration::from_secs(7)));
         assert_eq!(same.headers()["authorization"], "Bearer t");
         assert_eq!(same.headers()["x-id"], "7");
@@ -186,7 +190,8 @@ mod tests {
 
         // A login named another endpoint (Responsys): that URL is the attempt's.
         parts.uri = "https://pod2.example.com/v1/x?q=1".parse().unwrap();
-        let moved = template.request(http::Request::from_parts(parts, RetryBody::from_bytes("x".into()))).unwrap();
+        let moved =
+            template.request(http::Request::from_parts(parts, RetryBody::from_bytes("x".into())), true).unwrap();
         assert_eq!(moved.url().as_str(), "https://pod2.example.com/v1/x?q=1");
         assert_eq!(moved.timeout(), Some(&std::time::Duration::from_secs(7)));
     }

@@ -41,12 +41,13 @@
 //!
 //! # What crosses the adapter
 //!
-//! - **Requests are replayed exactly when `reqwest::Request::try_clone` could clone them**: a
-//!   bytes body (or none) is kept once by the engine, as the same `Bytes`, and every attempt is
-//!   a new `reqwest::Request` around a clone of it (a reference count, not a copy), so the
-//!   middlewares after this one can still `try_clone` it and read `Body::as_bytes`. A streaming
-//!   body is sent once and never replayed: when a retry is wanted, the error says the request
-//!   was not replayable because its body is a stream.
+//! - **Requests are replayed when `reqwest::Request::try_clone` could clone them**, up to the
+//!   policy's replay limit (1 MiB by default): a bytes body (or none) is kept once by the
+//!   engine, as the same `Bytes`, and every attempt is a new `reqwest::Request` around a clone of
+//!   it (a reference count, not a copy), so the middlewares after this one can still
+//!   `try_clone` it and read `Body::as_bytes`. A streaming body, or a bytes body over the limit,
+//!   is sent once (as a stream) and never replayed: when a retry is wanted, the error says why
+//!   the request was not replayable.
 //! - **Responses are real `reqwest::Response`s**: URL (the final one, after reqwest's
 //!   redirects), status, version, headers and extensions (with the [`Report`](redial_tower::Report)
 //!   when there is something to report, and reqwest's remote address) as received; the body is

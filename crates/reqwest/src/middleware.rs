@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::convert::{request_to_http, response_from_http, RequestBody};
-use crate::service::{Attempts, Call, Job, Mailbox, Replier};
+use crate::service::{Attempts, Background, Call, Job, Mailbox, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -36,22 +36,26 @@ use crate::service::{Attempts, Call, Job, Mailbox, Replier};
 #[derive(Clone)]
 pub struct RedialMiddleware {
     layer: RetryLayer,
-    background: Option<reqwest::Client>,
+    background: Background,
 }
 
 impl RedialMiddleware {
     /// Retry by the rules of `layer` (from `redial::builder()` or [`RetryLayer::builder`]).
     pub fn new(layer: RetryLayer) -> Self {
-        RedialMiddleware { layer, background: None }
+        RedialMiddleware { layer, background: Background::default() }
     }
 
     /// The client for what the engine sends on its own and may outlive the call that started
     /// it: a login (when a token source is configured) or a failover probe. Such a request goes
     /// through the rest of the chain of the call that started it while that call lasts; once it
-    /// has ended (cancelled, or out of time), it is sent through this client directly. Without
-    /// one, it fails, and the token source or the probe tries again later.
+    /// has ended (cancelled, or out of time), it is sent through this client directly.
+    ///
+    /// Without one, a login whose call has ended fails, and the token source logs in again for
+    /// the next call (after its login backoff). A failover probe is sent through a default
+    /// `reqwest::Client` instead: the call that put the host in failover mode ends at once, and
+    /// a probe that could never be sent would keep the host there for good.
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.background = Some(client);
+        self.background.given = Some(client);
         self
     }
 
@@ -71,7 +75,7 @@ impl fmt::Debug for RedialMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedialMiddleware")
             .field("layer", &self.layer)
-            .field("background_client", &self.background.is_some())
+            .field("background_client", &self.background.given.is_some())
             .finish()
     }
 }
@@ -111,6 +115,8 @@ type Sending<'n> =
 struct InFlight<'n> {
     fut: Sending<'n>,
     reply: Replier,
+    /// A login or a probe: its extensions are not the caller's.
+    detached: bool,
 }
 
 /// Polls the engine, and sends each attempt it leaves in the mailbox through `next`, in this
@@ -139,14 +145,14 @@ async fn drive(
         mailbox.polling();
         loop {
             mailbox.take(&mut jobs);
-            for Job { req, reply } in jobs.drain(..) {
+            for Job { req, reply, detached } in jobs.drain(..) {
                 let next = next.clone();
                 let mut ext = extensions.clone();
                 let fut: Sending<'_> = Box::pin(async move {
                     let res = next.run(req, &mut ext).await;
                     (res, ext)
                 });
-                in_flight.push(InFlight { fut, reply });
+                in_flight.push(InFlight { fut, reply, detached });
             }
             let mut i = 0;
             while i < in_flight.len() {
@@ -165,7 +171,9 @@ async fn drive(
                 };
                 let f = in_flight.swap_remove(i);
                 if let Some((res, ext)) = answer {
-                    last = Some(ext);
+                    if !f.detached {
+                        last = Some(ext);
+                    }
                     f.reply.send(res, cx.waker());
                 }
             }

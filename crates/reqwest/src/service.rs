@@ -33,6 +33,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Job {
     pub(crate) req: reqwest::Request,
     pub(crate) reply: Replier,
+    /// A login or a probe, not an attempt of the call itself.
+    pub(crate) detached: bool,
 }
 
 /// Where the engine leaves its attempts for the call that owns the rest of the chain.
@@ -77,6 +79,15 @@ impl Mailbox {
     pub(crate) fn take(&self, into: &mut Vec<Job>) {
         debug_assert!(into.is_empty());
         std::mem::swap(&mut lock(&self.0).jobs, into);
+    }
+
+    /// Wake the driver if it sleeps (an attempt of another task gave up: its request is to be
+    /// dropped). While the driver polls, it has no waker here, and looks again before it sleeps.
+    fn nudge(&self) {
+        let waker = lock(&self.0).waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The driver is done polling: true if jobs came meanwhile (poll again), else it is woken
@@ -150,7 +161,7 @@ impl Drop for Replier {
     fn drop(&mut self) {
         let waker = {
             let mut state = lock(&(self.0).0);
-            if state.answered {
+            if state.answered || state.cancelled {
                 return;
             }
             state.abandoned = true;
@@ -171,11 +182,33 @@ pub(crate) struct Call {
 #[derive(Clone)]
 pub(crate) struct Attempts {
     call: Arc<Call>,
-    background: Option<reqwest::Client>,
+    background: Background,
+}
+
+/// The clients for what the engine sends on its own once the call that started it has ended.
+#[derive(Clone, Default)]
+pub(crate) struct Background {
+    /// The client given with `RedialMiddleware::with_client`.
+    pub(crate) given: Option<reqwest::Client>,
+    /// Without one, a default client for failover probes, made at the first probe: a probe that
+    /// could not be sent would leave the host in failover mode for good.
+    pub(crate) probes: Arc<std::sync::OnceLock<Option<reqwest::Client>>>,
+}
+
+impl Background {
+    fn client(&self, detached: Option<redial_tower::Detached>) -> Option<reqwest::Client> {
+        match (detached?, &self.given) {
+            (_, Some(client)) => Some(client.clone()),
+            (redial_tower::Detached::Probe, None) => {
+                self.probes.get_or_init(|| reqwest::Client::builder().build().ok()).clone()
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Attempts {
-    pub(crate) fn new(call: Arc<Call>, background: Option<reqwest::Client>) -> Self {
+    pub(crate) fn new(call: Arc<Call>, background: Background) -> Self {
         Attempts { call, background }
     }
 }
@@ -190,22 +223,21 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
     }
 
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> AttemptFuture {
-        let detached = req.extensions().get::<redial_tower::Detached>().is_some();
-        let req = match self.call.template.request(req) {
+        let detached = req.extensions().get::<redial_tower::Detached>().copied();
+        let req = match self.call.template.request(req, detached.is_none()) {
             Ok(req) => req,
             Err(e) => return AttemptFuture(State::Failed(Some(e.into()))),
         };
         // Only a login or a probe can outlive the call that drives it; with a background
         // client, keep what is needed to send it on its own (their bodies are bytes).
-        let spare = match &self.background {
-            Some(client) if detached => req.try_clone().map(|req| Box::new((req, client.clone()))),
-            _ => None,
-        };
+        let background = self.background.client(detached);
+        let spare = background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
         let slot = Arc::new(Slot::default());
-        match self.call.mailbox.post(Job { req, reply: Replier(slot.clone()) }) {
-            None => AttemptFuture(State::Waiting { slot, spare }),
+        let job = Job { req, reply: Replier(slot.clone()), detached: detached.is_some() };
+        match self.call.mailbox.post(job) {
+            None => AttemptFuture(State::Waiting { slot, spare, call: self.call.clone() }),
             // The call has ended (nobody waits on the slot: dropping its replier wakes nobody).
-            Some(Job { req, .. }) => match &self.background {
+            Some(Job { req, .. }) => match background {
                 Some(client) => AttemptFuture(State::Background(Box::pin(client.execute(req)))),
                 None => AttemptFuture(State::Failed(Some(Box::new(CallEnded)))),
             },
@@ -218,7 +250,7 @@ pub(crate) struct AttemptFuture(State);
 
 enum State {
     Failed(Option<BoxError>),
-    Waiting { slot: Arc<Slot>, spare: Option<Box<(reqwest::Request, reqwest::Client)>> },
+    Waiting { slot: Arc<Slot>, spare: Option<Box<(reqwest::Request, reqwest::Client)>>, call: Arc<Call> },
     Background(Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>>),
 }
 
@@ -230,7 +262,7 @@ impl Future for AttemptFuture {
         loop {
             match state {
                 State::Failed(e) => return Poll::Ready(Err(e.take().expect("AttemptFuture polled after completion"))),
-                State::Waiting { slot, spare } => {
+                State::Waiting { slot, spare, .. } => {
                     let mut s = lock(&slot.0);
                     match s.reply.take() {
                         Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
@@ -260,8 +292,18 @@ impl Future for AttemptFuture {
 
 impl Drop for AttemptFuture {
     fn drop(&mut self) {
-        if let State::Waiting { slot, .. } = &self.0 {
-            lock(&slot.0).cancelled = true;
+        if let State::Waiting { slot, call, .. } = &self.0 {
+            {
+                let mut s = lock(&slot.0);
+                if s.answered || s.abandoned {
+                    return;
+                }
+                s.cancelled = true;
+                s.waker = None;
+            }
+            // The driver drops the request (and frees its connection) at once, even when this
+            // attempt belonged to a login or a probe in a task of its own.
+            call.mailbox.nudge();
         }
     }
 }
@@ -316,7 +358,13 @@ mod tests {
     fn job() -> (Job, Arc<Slot>) {
         let slot = Arc::new(Slot::default());
         let req = reqwest::Request::new(http::Method::GET, "http://127.0.0.1/".parse().unwrap());
-        (Job { req, reply: Replier(slot.clone()) }, slot)
+        (Job { req, reply: Replier(slot.clone()), detached: false }, slot)
+    }
+
+    fn call() -> Arc<Call> {
+        let req = reqwest::Request::new(http::Method::GET, "http://127.0.0.1/".parse().unwrap());
+        let (_, template) = crate::convert::request_to_http(req).unwrap();
+        Arc::new(Call { mailbox: Mailbox::default(), template })
     }
 
     #[test]
@@ -369,17 +417,43 @@ mod tests {
     }
 
     #[test]
-    fn an_attempt_dropped_unanswered_is_cancelled_for_the_driver() {
+    fn an_attempt_dropped_unanswered_is_cancelled_and_wakes_a_sleeping_driver_only() {
+        let call = call();
+        let (count, w) = waker();
+
+        // Dropped while the driver polls (the engine timed it out): nobody is woken.
+        call.mailbox.polling();
         let (j, slot) = job();
-        drop(AttemptFuture(State::Waiting { slot, spare: None }));
+        drop(AttemptFuture(State::Waiting { slot, spare: None, call: call.clone() }));
         assert!(j.reply.is_cancelled());
+        drop(j);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+
+        // Dropped by another task (a login's timeout) while the driver sleeps: it is woken, to
+        // drop the request and free its connection.
+        assert!(!call.mailbox.idle(&w));
+        let (j, slot) = job();
+        drop(AttemptFuture(State::Waiting { slot, spare: None, call: call.clone() }));
+        assert!(j.reply.is_cancelled());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn without_a_given_client_a_probe_gets_a_default_one_and_a_login_none() {
+        let background = Background::default();
+        assert!(background.client(None).is_none());
+        assert!(background.client(Some(redial_tower::Detached::Login)).is_none());
+        assert!(background.client(Some(redial_tower::Detached::Probe)).is_some());
+        let given = Background { given: Some(reqwest::Client::new()), ..Background::default() };
+        assert!(given.client(Some(redial_tower::Detached::Login)).is_some());
+        assert!(given.client(None).is_none(), "the call's own attempts never go around the chain");
     }
 
     #[tokio::test]
     async fn an_abandoned_attempt_without_a_spare_says_the_call_ended() {
         let (j, slot) = job();
         drop(j);
-        let err = AttemptFuture(State::Waiting { slot, spare: None }).await.unwrap_err();
+        let err = AttemptFuture(State::Waiting { slot, spare: None, call: call() }).await.unwrap_err();
         assert!(err.to_string().contains("has ended"), "{err}");
     }
 }

@@ -419,7 +419,7 @@ where
         let mut svc = svc;
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(crate::Detached);
+            parts.extensions.insert(crate::Detached::Login);
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
             let res = svc.call(req).await.map_err(Into::into)?;

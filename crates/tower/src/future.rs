@@ -1005,7 +1005,7 @@ where
             }
             tokio::time::sleep(probe.interval).await;
             let mut req = (probe.request)();
-            req.extensions_mut().insert(crate::Detached);
+            req.extensions_mut().insert(crate::Detached::Probe);
             let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), shared.clone(), req);
             let ok = fut.await.is_ok_and(|res| res.status().is_success());
             tracing::info!(host = &*h.pattern, ok, "failover probe");

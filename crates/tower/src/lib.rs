@@ -75,7 +75,12 @@ pub use service::Retry;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Detached;
+pub enum Detached {
+    /// A token source's login.
+    Login,
+    /// A failover probe.
+    Probe,
+}
 
 pub use redial_core as core;
 pub use redial_core::{Policy, Report, RetrySafe};
