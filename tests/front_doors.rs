@@ -700,3 +700,31 @@ async fn reqwest_without_a_client_the_failover_probe_still_brings_the_host_back(
     assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
     assert_eq!(client.get(&lists).send().await.unwrap().status(), StatusCode::OK);
 }
+
+/// reqwest users mark a request with `RequestBuilder::with_extension`: a POST that may have
+/// reached the server is re-sent only when marked safe, and `AddIdempotencyKey` sends one key
+/// on every attempt.
+#[tokio::test(start_paused = true)]
+async fn reqwest_with_extension_marks_a_post_retry_safe_or_keyed() {
+    let sim = Sim::start().await.unwrap();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(RetryLayer::generic())).build();
+    let url = sim.url("/v1/upsert");
+
+    sim.enqueue("/v1/upsert", Reply::status(500));
+    let err = client.post(&url).body("{}").send().await.unwrap_err();
+    assert_eq!(redial_reqwest::redial_error(&err).unwrap().report().attempt_count(), 1, "not marked: not re-sent");
+
+    sim.enqueue("/v1/upsert", Reply::status(500));
+    sim.enqueue("/v1/upsert", Reply::status(200));
+    let res = client.post(&url).body("{}").with_extension(redial::RetrySafe).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.extensions().get::<Report>().unwrap().attempt_count(), 2);
+
+    sim.enqueue("/v1/upsert", Reply::status(500));
+    sim.enqueue("/v1/upsert", Reply::status(200));
+    let res = client.post(&url).body("{}").with_extension(redial::core::AddIdempotencyKey).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let log = sim.requests();
+    let keys: Vec<_> = log.iter().rev().take(2).map(|r| r.headers["idempotency-key"].clone()).collect();
+    assert_eq!(keys[0], keys[1], "one key, on both attempts");
+}

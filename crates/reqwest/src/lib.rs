@@ -57,6 +57,14 @@
 //!   (the default sees a refused connection; [`classify_error`] also reads reqwest's connect
 //!   errors and timeouts), and stays reachable from the redial error's `source()`.
 //!
+//! # Per-request markers
+//!
+//! `reqwest::Request` has no public extensions, so the markers the engine reads travel as
+//! reqwest-middleware extensions: `client.post(url).with_extension(redial_tower::RetrySafe)`
+//! lets a POST be re-sent even after it may have reached the server, and
+//! `.with_extension(redial_tower::core::AddIdempotencyKey)` sends one `Idempotency-Key` on
+//! every attempt.
+//!
 //! # Order and timeouts
 //!
 //! Each attempt runs the middlewares added *after* this one, then the client: add per-attempt

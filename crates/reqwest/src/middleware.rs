@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use http::Extensions;
-use redial_tower::{ResponseBody, Retry, RetryLayer};
+use redial_tower::core::AddIdempotencyKey;
+use redial_tower::{ResponseBody, Retry, RetryLayer, RetrySafe};
 use reqwest_middleware::{Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -88,7 +89,15 @@ impl Middleware for RedialMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let (req, template) = request_to_http(req)?;
+        let (mut req, template) = request_to_http(req)?;
+        // The per-request markers the engine reads, set with `RequestBuilder::with_extension`
+        // (a `reqwest::Request` has no public extensions of its own).
+        if let Some(mark) = extensions.get::<RetrySafe>() {
+            req.extensions_mut().insert(*mark);
+        }
+        if let Some(mark) = extensions.get::<AddIdempotencyKey>() {
+            req.extensions_mut().insert(*mark);
+        }
         let call = Arc::new(Call { mailbox: Mailbox::default(), template });
         let svc = self.layer.layer(Attempts::new(call.clone(), self.background.clone()));
         let _closed = Closed(&call.mailbox);
