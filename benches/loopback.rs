@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -209,7 +209,6 @@ fn main() {
         println!("hyper-util + redial / hyper-util bare              {:.3}", cpu_ratio(4, 3));
         println!("  generic host: reqwest + redial / reqwest bare    {:.3}", cpu_ratio(5, 0));
         println!("  generic host: hyper-util + redial / hyper-util bare {:.3}", cpu_ratio(6, 3));
-        let _ = Duration::ZERO;
     });
 }
 

@@ -97,6 +97,7 @@ impl Template {
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
             *attempt.body_mut() = Some(body);
+            // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
             if self.timeout.is_some() {
                 *attempt.timeout_mut() = self.timeout;
             }

@@ -29,6 +29,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Keep `waker` to be woken (no clone when the one kept already wakes the same task).
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(kept) => kept.clone_from(waker),
+        none => *none = Some(waker.clone()),
+    }
+}
+
 /// An attempt for the call that owns the rest of the chain.
 pub(crate) struct Job {
     pub(crate) req: reqwest::Request,
@@ -97,10 +105,7 @@ impl Mailbox {
         if !state.jobs.is_empty() {
             return true;
         }
-        match &mut state.waker {
-            Some(w) => w.clone_from(waker),
-            none => *none = Some(waker.clone()),
-        }
+        register(&mut state.waker, waker);
         false
     }
 
@@ -268,10 +273,7 @@ impl Future for AttemptFuture {
                         Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
                         Some(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
                         None if !s.abandoned => {
-                            match &mut s.waker {
-                                Some(w) => w.clone_from(cx.waker()),
-                                none => *none = Some(cx.waker().clone()),
-                            }
+                            register(&mut s.waker, cx.waker());
                             return Poll::Pending;
                         }
                         None => {}

@@ -284,6 +284,16 @@ where
         let mut this = self.project();
         let _entered = this.span.enter();
         let eng = this.engine;
+        // A wait bounded by the deadline: pending until the timer fires, then the request fails.
+        macro_rules! until_deadline {
+            () => {{
+                if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                    return Poll::Pending;
+                }
+                this.state.set(State::Done);
+                return Poll::Ready(Err(eng.deadline_error()));
+            }};
+        }
         loop {
             let got = match this.state.as_mut().project() {
                 StateProj::Buffer { body, first, rest, trailers } => {
@@ -292,11 +302,7 @@ where
                         Poll::Pending => {
                             // The caller's own body, but a stalled one must not hang the request.
                             eng.arm_deadline();
-                            if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
-                                return Poll::Pending;
-                            }
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(eng.deadline_error()));
+                            until_deadline!()
                         }
                     };
                     match frame {
@@ -412,11 +418,7 @@ where
                             Poll::Pending => {
                                 // A service that never gets ready is still bounded by the deadline.
                                 eng.arm_deadline();
-                                if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
-                                    return Poll::Pending;
-                                }
-                                this.state.set(State::Done);
-                                return Poll::Ready(Err(eng.deadline_error()));
+                                until_deadline!()
                             }
                         };
                         if let Err(e) = ready {
@@ -539,11 +541,7 @@ where
                         this.state.set(State::Ready);
                         continue;
                     }
-                    if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
-                        return Poll::Pending;
-                    }
-                    this.state.set(State::Done);
-                    return Poll::Ready(Err(eng.deadline_error()));
+                    until_deadline!()
                 }
                 StateProj::Pace => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
@@ -556,13 +554,7 @@ where
                 StateProj::Reconcile { verdict } => {
                     let verdict = match verdict.as_mut().poll(cx) {
                         Poll::Ready(v) => v,
-                        Poll::Pending => {
-                            if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
-                                return Poll::Pending;
-                            }
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(eng.deadline_error()));
-                        }
+                        Poll::Pending => until_deadline!(),
                     };
                     match verdict {
                         Verdict::Applied(res) => {

@@ -338,10 +338,10 @@ pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
         return Err(ParseError("empty body"));
     }
     // Straight into the typed response (no `Value` tree: this runs on every 2xx JSON body).
-    match serde_json::from_slice::<wire::Top>(body) {
-        Ok(wire::Top(Some((response, true)))) => Ok(response),
-        Ok(wire::Top(Some(_))) => Err(ParseError("not a Marketo response (no success, errors or requestId)")),
-        Ok(wire::Top(None)) => Err(ParseError("not a JSON object")),
+    match serde_json::from_slice::<wire::Read<(MarketoResponse, bool)>>(body) {
+        Ok(wire::Read(Some((response, true)))) => Ok(response),
+        Ok(wire::Read(Some(_))) => Err(ParseError("not a Marketo response (no success, errors or requestId)")),
+        Ok(wire::Read(None)) => Err(ParseError("not a JSON object")),
         // serde_json reports a number cut short in a skipped member as invalid, not as the end.
         Err(e) if e.is_eof() || ends_at(body, &e) => Err(ParseError("truncated JSON")),
         Err(_) => Err(ParseError("not JSON")),
@@ -398,7 +398,7 @@ mod wire {
     }
 
     /// A value of shape `T`, or `None`.
-    struct Read<T>(Option<T>);
+    pub(super) struct Read<T>(pub(super) Option<T>);
 
     impl<'de, T: Shape> Deserialize<'de> for Read<T> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -593,9 +593,7 @@ mod wire {
         }
     }
 
-    /// The body: `Some` for an object, with whether it has `success`, `errors` or `requestId`.
-    pub(super) struct Top(pub(super) Option<(MarketoResponse, bool)>);
-
+    /// The body: an object, with whether it has `success`, `errors` or `requestId`.
     impl Shape for (MarketoResponse, bool) {
         const EXPECTING: &'static str = "a JSON object";
         fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
@@ -614,12 +612,6 @@ mod wire {
                 }
             }
             Ok(Some((r, known)))
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Top {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            Read::deserialize(d).map(|r| Top(r.0))
         }
     }
 }
