@@ -1,7 +1,7 @@
 //! Auth against the simulated vendors, over real loopback sockets, on the paused clock.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -224,29 +224,9 @@ async fn responsys_endpoint_then_invalid_token_relogin_and_replay_once_then_no_l
     assert_eq!(err.vendor_errors().filter(|e| e.code == "INVALID_TOKEN").count(), 2);
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn no_token_password_or_client_secret_in_tracing_debug_or_errors() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = common::Capture::install();
 
     let sim = Sim::start().await.unwrap();
     let mkto = sim_marketo::install(&sim, marketo_config());
@@ -282,7 +262,7 @@ async fn no_token_password_or_client_secret_in_tracing_debug_or_errors() {
         .filter(|t| !t.is_empty())
         .collect();
     assert!(tokens.len() >= 3, "the run used tokens: {tokens:?}");
-    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let out = capture.text();
     assert!(out.contains("login succeeded") && out.contains("login failed"), "{out}");
     let everything = format!("{out}\n{}", seen.join("\n"));
     for secret in tokens.iter().map(String::as_str).chain([SECRET, PASSWORD]) {

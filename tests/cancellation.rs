@@ -12,7 +12,8 @@
 //! Real loopback sockets against the simulator, on tokio's paused clock. A test that shows a bug
 //! asserts the right behaviour and is `#[ignore = "BUG: …"]`.
 
-use std::convert::Infallible;
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -144,29 +145,12 @@ async fn start(layer: &RetryLayer) -> (Sim, Svc, usize) {
 // ---------------------------------------------------------------------------------------------
 // Buffer: reading the request body for replay.
 
-/// A request body that announces 10 bytes and never sends them.
-struct StalledBody;
-
-impl http_body::Body for StalledBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(10)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn dropped_while_buffering_the_request_body() {
     let layer = generic(one_at_a_time().build().unwrap());
     let (sim, svc, baseline) = start(&layer).await;
-    let stalled = ServiceBuilder::new().layer(layer.clone()).service(hyper_client::<StalledBody>());
-    let req = Request::put(sim.url("/upload")).body(StalledBody).unwrap();
+    let stalled = ServiceBuilder::new().layer(layer.clone()).service(hyper_client::<common::StalledBody>());
+    let req = Request::put(sim.url("/upload")).body(common::StalledBody).unwrap();
     give_up_after(5 * S, stalled.oneshot(req)).await;
     assert_eq!(sim.count("/upload"), 0, "nothing is sent before the body is buffered");
     assert_host_whole(&layer, &svc, sim.url("/ok"), 1, baseline).await;

@@ -16,9 +16,10 @@
 // Only for the counting allocator below (`GlobalAlloc` is an unsafe trait); no other unsafe code.
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -980,30 +981,13 @@ async fn an_inner_service_that_never_gets_ready_for_a_retry_is_bounded_by_the_de
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "the last response is owned");
 }
 
-/// A request body that announces 10 bytes and never sends them.
-struct StalledBody;
-
-impl http_body::Body for StalledBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(10)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_request_body_that_stalls_while_buffered_is_bounded_by_the_deadline() {
     let sim = Sim::start().await.unwrap();
     sim.set_fallback("/upload", Reply::ok());
-    let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<StalledBody>>();
+    let client = Client::builder(TokioExecutor::new()).build_http::<RetryBody<common::StalledBody>>();
     let svc = ServiceBuilder::new().layer(generic(Policy::builder().deadline(10 * S).build().unwrap())).service(client);
-    let req = Request::put(sim.url("/upload")).body(StalledBody).unwrap();
+    let req = Request::put(sim.url("/upload")).body(common::StalledBody).unwrap();
     let started = Instant::now();
     let outcome = tokio::time::timeout(600 * S, svc.oneshot(req)).await;
     let err = outcome.expect("the request outlived its 10 s deadline by ten minutes").unwrap_err();

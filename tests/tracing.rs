@@ -1,7 +1,6 @@
 //! What redial tells tracing: a span per logical request, an event per attempt, never a secret.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use bytes::Bytes;
 use http::Request;
@@ -11,29 +10,9 @@ use redial::{Policy, RetryBody, RetryLayer};
 use redial_sim::{Reply, Sim};
 use tower::{ServiceBuilder, ServiceExt};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = common::Capture::install();
 
     let sim = Sim::start().await.unwrap();
     sim.enqueue("/v1/things", Reply::status(503).header("Retry-After", "1"));
@@ -48,7 +27,7 @@ async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
     let res = svc.oneshot(req).await.unwrap();
     assert!(res.status().is_success());
 
-    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let out = capture.text();
     let attempts: Vec<_> = out.lines().filter(|l| l.contains("attempt")).collect();
     assert_eq!(attempts.len(), 2, "{out}");
     assert!(attempts[0].contains("redial{vendor=\"generic\" method=GET"), "{out}");

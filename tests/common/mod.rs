@@ -1,5 +1,6 @@
 //! Shared test plumbing: a hyper-util client whose every host name resolves to loopback, so
-//! several simulated vendors can be addressed by their own host names.
+//! several simulated vendors can be addressed by their own host names; a request body that
+//! stalls; a capture of what `tracing` prints.
 
 #![allow(dead_code)]
 
@@ -37,4 +38,54 @@ pub(crate) fn client(layer: &RetryLayer) -> Svc {
     let client = Client::builder(TokioExecutor::new())
         .build::<_, RetryBody<Full<Bytes>>>(HttpConnector::new_with_resolver(Loopback));
     tower::Layer::layer(layer, client)
+}
+
+/// A request body that announces 10 bytes and never sends them.
+pub(crate) struct StalledBody;
+
+impl http_body::Body for StalledBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(10)
+    }
+}
+
+/// Everything `tracing` prints on this thread, at every level, while the guard of
+/// [`Capture::install`] lives.
+#[derive(Clone, Default)]
+pub(crate) struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    pub(crate) fn install() -> (Capture, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// What was printed so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
 }
