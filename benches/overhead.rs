@@ -182,6 +182,25 @@ fn summary() {
     );
 }
 
+/// One variant alone, `REDIAL_BENCH_N` times.
+fn profile_one(only: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let _guard = rt.enter();
+    let n: u32 = std::env::var("REDIAL_BENCH_N").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let mut bare = Ok200;
+    let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
+    let mut redial = redial_layer().layer(Ok200);
+    let mut one_request: Box<dyn FnMut() -> bool> = match only {
+        "bare" => Box::new(move || one(&mut bare)),
+        "tower_retry" => Box::new(move || one(&mut tower_retry)),
+        "redial" => Box::new(move || one(&mut redial)),
+        other => panic!("REDIAL_BENCH_ONLY={other}: one of bare, tower_retry, redial"),
+    };
+    for _ in 0..n {
+        black_box(one_request());
+    }
+}
+
 criterion_group! {
     name = overhead;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
@@ -189,6 +208,12 @@ criterion_group! {
 }
 
 fn main() {
+    // REDIAL_BENCH_ONLY=bare|tower_retry|redial (and REDIAL_BENCH_N, default 1,000,000): only
+    // that variant, in a loop, for an instruction count under callgrind or a profile under perf.
+    if let Ok(only) = std::env::var("REDIAL_BENCH_ONLY") {
+        profile_one(&only);
+        return;
+    }
     overhead();
     Criterion::default().configure_from_args().final_summary();
     summary();

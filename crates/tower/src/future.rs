@@ -163,6 +163,8 @@ struct Engine<B> {
     last: Option<Box<(Classification, Option<LastResponse>)>>,
     /// A failover probe passes the failover gate.
     probe: bool,
+    /// Whether this future has been polled (a poll after the first follows a wait).
+    polled: bool,
     rng: Option<SplitMix64>,
 }
 
@@ -259,6 +261,7 @@ where
                 slot: None,
                 last: None,
                 probe: false,
+                polled: false,
                 rng: None,
             },
         }
@@ -284,6 +287,7 @@ where
         let mut this = self.project();
         let _entered = this.span.enter();
         let eng = this.engine;
+        let first_poll = !std::mem::replace(&mut eng.polled, true);
         // A wait bounded by the deadline: pending until the timer fires, then the request fails.
         macro_rules! until_deadline {
             () => {{
@@ -431,7 +435,7 @@ where
                     let req = eng.next_request();
                     // Armed lazily: an attempt that completes on its first poll never touches
                     // the timer wheel.
-                    eng.attempt_until = eng.attempt_deadline();
+                    eng.attempt_until = eng.attempt_deadline(first_poll);
                     this.timer.set(None);
                     let fut = this.svc.call(req);
                     this.state.set(State::Call { fut });
@@ -817,9 +821,12 @@ impl<B> Engine<B> {
     }
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
-    fn attempt_deadline(&self) -> Option<Instant> {
+    /// `first_poll`: nothing has waited since the request started, so the first attempt starts
+    /// when the request did (the clock is read once per request on the path that never waits).
+    fn attempt_deadline(&self, first_poll: bool) -> Option<Instant> {
         let policy = &self.host().policy;
-        let attempt = policy.attempt_timeout().map(|t| Instant::now() + t);
+        let sent = || if first_poll && self.attempt == 1 { self.start } else { Instant::now() };
+        let attempt = policy.attempt_timeout().map(|t| sent() + t);
         let total = policy.deadline().map(|d| self.start + d);
         match (attempt, total) {
             (Some(a), Some(t)) => Some(a.min(t)),
