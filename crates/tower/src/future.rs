@@ -821,8 +821,9 @@ impl<B> Engine<B> {
     }
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
-    /// `first_poll`: nothing has waited since the request started, so the first attempt starts
-    /// when the request did (the clock is read once per request on the path that never waits).
+    /// `first_poll`: the first attempt, sent in the future's first poll, is timed from the
+    /// request's start, as tower's `Timeout` times from `call` (and the clock is read once per
+    /// request on the path that never waits).
     fn attempt_deadline(&self, first_poll: bool) -> Option<Instant> {
         let policy = &self.host().policy;
         let sent = || if first_poll && self.attempt == 1 { self.start } else { Instant::now() };
