@@ -481,15 +481,6 @@ impl Drop for DropFlag {
     }
 }
 
-fn create_sub_campaign(sim: &Sim) -> Request<Full<Bytes>> {
-    let envelope = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><createSubCampaign><campaign>Spring</campaign><externalId>sub-42</externalId></createSubCampaign></soapenv:Body></soapenv:Envelope>"#;
-    Request::post(sim.url(sim_genesys::SERVICE_PATH))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"createSubCampaign\"")
-        .body(Full::new(Bytes::from_static(envelope.as_bytes())))
-        .unwrap()
-}
-
 #[tokio::test(start_paused = true)]
 async fn dropped_while_the_reconcile_hook_runs() {
     let sim = Sim::start().await.unwrap();
@@ -524,7 +515,7 @@ async fn dropped_while_the_reconcile_hook_runs() {
 
     // The create is read, then the connection is reset: it may have happened; ask the hook.
     sim.enqueue(sim_genesys::SERVICE_PATH, Reply::ok().fault(Fault::ResetAfterRead));
-    give_up_after(10 * S, call(&svc, create_sub_campaign(&sim))).await;
+    give_up_after(10 * S, call(&svc, common::create_sub_campaign(&sim))).await;
     assert_eq!(asked.load(Ordering::SeqCst), 1, "the hook was asked");
     assert!(hook_dropped.load(Ordering::SeqCst), "the hook's future went with the caller");
     assert_eq!(layer.available_permits(HOST), Some(1));
@@ -533,7 +524,7 @@ async fn dropped_while_the_reconcile_hook_runs() {
     // The host is whole: the next create goes through (and nothing was created twice).
     settle().await;
     let started = Instant::now();
-    let res = call(&svc, create_sub_campaign(&sim)).await.unwrap();
+    let res = call(&svc, common::create_sub_campaign(&sim)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(started.elapsed() < S);
     res.into_body().collect().await.unwrap();

@@ -149,15 +149,6 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
     assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
 }
 
-fn create_sub_campaign(sim: &Sim) -> Request<Full<Bytes>> {
-    let envelope = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><createSubCampaign><campaign>Spring</campaign><externalId>sub-42</externalId></createSubCampaign></soapenv:Body></soapenv:Envelope>"#;
-    Request::post(sim.url(sim_genesys::SERVICE_PATH))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"createSubCampaign\"")
-        .body(Full::new(Bytes::from_static(envelope.as_bytes())))
-        .unwrap()
-}
-
 fn show_state_envelope() -> &'static str {
     r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><showSubCampaignState><campaign>Spring</campaign><externalId>sub-42</externalId></showSubCampaignState></soapenv:Body></soapenv:Envelope>"#
 }
@@ -203,7 +194,7 @@ async fn create_sub_campaign_that_timed_out_after_taking_effect_is_reconciled_no
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.timeout_after_effect(1);
-    let res = common::client(&genesys_layer(&sim, true)).oneshot(create_sub_campaign(&sim)).await.unwrap();
+    let res = common::client(&genesys_layer(&sim, true)).oneshot(common::create_sub_campaign(&sim)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let report = res.extensions().get::<redial::Report>().unwrap();
     assert!(report.reconciled);
@@ -218,7 +209,7 @@ async fn create_sub_campaign_not_applied_is_retried_once() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.internal_error_before_effect(1);
-    let res = common::client(&genesys_layer(&sim, true)).oneshot(create_sub_campaign(&sim)).await.unwrap();
+    let res = common::client(&genesys_layer(&sim, true)).oneshot(common::create_sub_campaign(&sim)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let report = res.extensions().get::<redial::Report>().unwrap();
     assert!(!report.reconciled);
@@ -233,7 +224,7 @@ async fn create_sub_campaign_without_a_hook_is_not_retried_and_the_error_says_so
     let sim = Sim::start().await.unwrap();
     let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
     vendor.internal_error_after_effect(1);
-    let err = common::client(&genesys_layer(&sim, false)).oneshot(create_sub_campaign(&sim)).await.unwrap_err();
+    let err = common::client(&genesys_layer(&sim, false)).oneshot(common::create_sub_campaign(&sim)).await.unwrap_err();
     assert_eq!(err.fail_reason(), Some(&redial::core::FailReason::NoReconcileHook));
     assert!(err.to_string().contains("reconcile"), "{err}");
     assert_eq!(vendor.count_creates(), 1);

@@ -1,6 +1,6 @@
 //! Shared test plumbing: a hyper-util client whose every host name resolves to loopback, so
 //! several simulated vendors can be addressed by their own host names; a request body that
-//! stalls; a capture of what `tracing` prints.
+//! stalls; a capture of what `tracing` prints; the Genesys call that must be reconciled.
 
 #![allow(dead_code)]
 
@@ -88,4 +88,15 @@ impl Capture {
     pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+}
+
+/// Genesys `createSubCampaign` (the call that must be reconciled before it is sent again), to
+/// the simulated Genesys.
+pub(crate) fn create_sub_campaign(sim: &redial_sim::Sim) -> http::Request<Full<Bytes>> {
+    let envelope = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><createSubCampaign><campaign>Spring</campaign><externalId>sub-42</externalId></createSubCampaign></soapenv:Body></soapenv:Envelope>"#;
+    http::Request::post(sim.url(redial_sim::vendors::genesys::SERVICE_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"createSubCampaign\"")
+        .body(Full::new(Bytes::from_static(envelope.as_bytes())))
+        .unwrap()
 }
