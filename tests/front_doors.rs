@@ -601,6 +601,25 @@ async fn reqwest_response_url_is_the_final_url_after_redirects() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reqwest_a_response_the_engine_read_keeps_its_final_url_after_redirects() {
+    // Marketo's rules read every 2xx JSON body: the response the caller gets is rebuilt
+    // around the bytes read, and must still name the URL reqwest was redirected to.
+    let sim = Sim::start().await.unwrap();
+    let body = r#"{"requestId":"1#a","success":true,"result":[{"id":7}]}"#;
+    sim.set_fallback("/old", Reply::status(301).header("Location", "/new"));
+    sim.set_fallback("/new", Reply::json(200, body));
+    let policy = Vendor::Marketo.policy().to_builder().no_rate_limit().no_max_concurrency().build().unwrap();
+    let layer = redial::builder().host("127.0.0.1", Vendor::Marketo.profile(), policy).unwrap().build();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build();
+    let res = client.get(sim.url("/old")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.url().as_str(), sim.url("/new"));
+    assert!(res.remote_addr().is_some(), "reqwest's own extensions come through");
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.text().await.unwrap(), body);
+}
+
+#[tokio::test(start_paused = true)]
 async fn reqwest_hundred_concurrent_calls_with_an_expired_token_cause_one_login() {
     let sim = Sim::start().await.unwrap();
     let mut config = sim_marketo::MarketoConfig::new("sim-client-id", "s3cr3t");

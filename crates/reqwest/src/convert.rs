@@ -3,6 +3,7 @@
 //! copied: a bytes body becomes the engine's replay buffer as it is (one `Bytes`), and every
 //! attempt hands reqwest a clone of that `Bytes` (a reference count).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -77,6 +78,11 @@ pub(crate) struct Template {
 }
 
 impl Template {
+    /// The caller's URL.
+    pub(crate) fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
     /// One attempt of the engine, for the rest of the middleware chain. `own`: an attempt of the
     /// caller's request (not a login or a probe), which may take the caller's timeout.
     pub(crate) fn request(
@@ -124,24 +130,78 @@ where
     data
 }
 
-/// A response from the rest of the chain, for the engine. Its final URL (after reqwest's
-/// redirects) travels in the extensions, where `reqwest::Response::from` looks for it.
-pub(crate) fn response_to_http(res: reqwest::Response) -> http::Response<reqwest::Body> {
-    let url = res.url().clone();
-    let mut res = http::Response::<reqwest::Body>::from(res);
-    let mut with_url = http::response::Builder::new().url(url);
-    if let Some(ext) = with_url.extensions_mut() {
-        res.extensions_mut().extend(std::mem::take(ext));
+/// A response from the rest of the chain, as the engine reads it: its head is moved out (not
+/// copied) into the `http::Response` the engine sees, and its body is still inside the
+/// `reqwest::Response`, which is handed back whole when the engine read none of it.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    res: reqwest::Response,
+}
+
+impl Body for Inbound {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+        // `chunk` only polls the body for its next frame: a pending one holds nothing, so a
+        // new one each poll loses nothing.
+        let chunk = std::pin::pin!(self.get_mut().res.chunk());
+        chunk.poll(cx).map(|r| r.transpose().map(|r| r.map(Frame::data)))
     }
-    res
+
+    fn is_end_stream(&self) -> bool {
+        self.res.content_length() == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.res.content_length().map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// The final URL of a response, when it is not the URL the attempt was made for (reqwest
+/// followed a redirect, or a login named another endpoint).
+#[derive(Clone, Debug)]
+struct FinalUrl(reqwest::Url);
+
+/// A response from the rest of the chain, for the engine: status, version, headers and
+/// extensions as they came, nothing copied.
+pub(crate) fn response_to_http(mut res: reqwest::Response, sent_to: Option<&reqwest::Url>) -> http::Response<Inbound> {
+    let (mut head, ()) = http::Response::new(()).into_parts();
+    head.status = res.status();
+    head.version = res.version();
+    head.headers = std::mem::take(res.headers_mut());
+    head.extensions = std::mem::take(res.extensions_mut());
+    if sent_to != Some(res.url()) {
+        head.extensions.insert(FinalUrl(res.url().clone()));
+    }
+    http::Response::from_parts(head, Inbound { res })
 }
 
 /// The engine's response, for the caller: status, version, headers and extensions (the
 /// `Report`, the remote address) as they came, the final URL, and a body that is the bytes the
-/// engine read followed by the untouched rest.
-pub(crate) fn response_from_http(res: http::Response<ResponseBody<reqwest::Body>>) -> reqwest::Response {
-    let (parts, body) = res.into_parts();
-    reqwest::Response::from(http::Response::from_parts(parts, reqwest::Body::wrap(body)))
+/// engine read followed by the untouched rest. A response the engine did not read is the
+/// `reqwest::Response` that came, its head put back.
+pub(crate) fn response_from_http(
+    res: http::Response<ResponseBody<Inbound>>,
+    sent_to: &reqwest::Url,
+) -> reqwest::Response {
+    let (mut parts, body) = res.into_parts();
+    let body = match body.into_untouched() {
+        Ok(Inbound { mut res }) if res.status() == parts.status && res.version() == parts.version => {
+            parts.extensions.remove::<FinalUrl>();
+            *res.headers_mut() = parts.headers;
+            *res.extensions_mut() = parts.extensions;
+            return res;
+        }
+        Ok(inbound) => reqwest::Body::wrap(inbound),
+        Err(body) => reqwest::Body::wrap(body),
+    };
+    let url = parts.extensions.remove::<FinalUrl>().map_or_else(|| sent_to.clone(), |u| u.0);
+    let mut with_url = http::response::Builder::new().url(url);
+    if let Some(ext) = with_url.extensions_mut() {
+        parts.extensions.extend(std::mem::take(ext));
+    }
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }
 
 #[cfg(test)]
@@ -222,7 +282,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_response_keeps_its_final_url_across_the_engine() {
+    async fn a_response_crosses_with_its_head_moved_and_its_final_url_kept() {
         let res = http::Response::builder()
             .status(StatusCode::ACCEPTED)
             .version(Version::HTTP_10)
@@ -230,12 +290,20 @@ mod tests {
             .url("http://api.example.com/final".parse().unwrap())
             .body(reqwest::Body::from("hello"))
             .unwrap();
-        // What the engine gets, then what `response_from_http` makes of the engine's response.
-        let res = reqwest::Response::from(response_to_http(reqwest::Response::from(res)));
-        assert_eq!(res.url().as_str(), "http://api.example.com/final");
+        let sent_to: reqwest::Url = "http://api.example.com/first".parse().unwrap();
+        let res = response_to_http(reqwest::Response::from(res), Some(&sent_to));
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         assert_eq!(res.version(), Version::HTTP_10);
         assert_eq!(res.headers()["x-a"], "1");
-        assert_eq!(res.text().await.unwrap(), "hello");
+        // Redirected: the final URL travels with the head.
+        assert_eq!(res.extensions().get::<FinalUrl>().unwrap().0.as_str(), "http://api.example.com/final");
+        assert_eq!(res.body().size_hint().exact(), Some(5));
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+
+        // Not redirected: nothing is added.
+        let res = http::Response::builder().url(sent_to.clone()).body(reqwest::Body::from("x")).unwrap();
+        let res = response_to_http(reqwest::Response::from(res), Some(&sent_to));
+        assert!(res.extensions().get::<FinalUrl>().is_none());
     }
 }

@@ -13,7 +13,7 @@ use reqwest_middleware::{Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::convert::{request_to_http, response_from_http, RequestBody};
+use crate::convert::{request_to_http, response_from_http, Inbound, RequestBody};
 use crate::service::{Attempts, Background, Call, Job, Mailbox, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
@@ -102,7 +102,7 @@ impl Middleware for RedialMiddleware {
         let svc = self.layer.layer(Attempts::new(call.clone(), self.background.clone()));
         let _closed = Closed(&call.mailbox);
         match drive(svc, req, &call.mailbox, extensions, next).await {
-            Ok(res) => Ok(response_from_http(res)),
+            Ok(res) => Ok(response_from_http(res, call.template.url())),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
     }
@@ -139,7 +139,7 @@ async fn drive(
     mailbox: &Mailbox,
     extensions: &mut Extensions,
     next: Next<'_>,
-) -> Result<http::Response<ResponseBody<reqwest::Body>>, redial_tower::Error> {
+) -> Result<http::Response<ResponseBody<Inbound>>, redial_tower::Error> {
     // `Attempts` is always ready, and so is the layer over it: no await holds the request.
     if let Poll::Ready(Err(e)) = svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
         return Err(e);

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use redial_tower::{BoxError, RetryBody};
 use tower_service::Service;
 
-use crate::convert::{response_to_http, RequestBody, Template};
+use crate::convert::{response_to_http, Inbound, RequestBody, Template};
 
 type Reply = reqwest_middleware::Result<reqwest::Response>;
 
@@ -219,7 +219,7 @@ impl Attempts {
 }
 
 impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
-    type Response = http::Response<reqwest::Body>;
+    type Response = http::Response<Inbound>;
     type Error = BoxError;
     type Future = AttemptFuture;
 
@@ -260,17 +260,17 @@ enum State {
 }
 
 impl Future for AttemptFuture {
-    type Output = Result<http::Response<reqwest::Body>, BoxError>;
+    type Output = Result<http::Response<Inbound>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let state = &mut self.get_mut().0;
         loop {
             match state {
                 State::Failed(e) => return Poll::Ready(Err(e.take().expect("AttemptFuture polled after completion"))),
-                State::Waiting { slot, spare, .. } => {
+                State::Waiting { slot, spare, call } => {
                     let mut s = lock(&slot.0);
                     match s.reply.take() {
-                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
+                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res, Some(call.template.url())))),
                         Some(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
                         None if !s.abandoned => {
                             register(&mut s.waker, cx.waker());
@@ -285,7 +285,7 @@ impl Future for AttemptFuture {
                     }
                 }
                 State::Background(fut) => {
-                    return fut.as_mut().poll(cx).map(|r| r.map(response_to_http).map_err(Into::into));
+                    return fut.as_mut().poll(cx).map(|r| r.map(|res| response_to_http(res, None)).map_err(Into::into));
                 }
             }
         }

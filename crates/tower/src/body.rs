@@ -128,6 +128,18 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// The inner body, if redial read none of it (the response went through as it came);
+    /// otherwise this body, unchanged.
+    ///
+    /// A front door that wraps a response of its own kind (a `reqwest::Response`, say) gets it
+    /// back whole, with no conversion on the path where nothing needed reading.
+    pub fn into_untouched(self) -> Result<B, Self> {
+        match self {
+            ResponseBody { prefix: None, trailers: None, rest: Rest::Inline { body } } => Ok(body),
+            other => Err(other),
+        }
+    }
+
     fn rest_hint(&self) -> Option<(bool, SizeHint)>
     where
         B: Body,
@@ -201,6 +213,17 @@ mod tests {
         // Unknown rest: the prefix is a lower bound.
         let body = ResponseBody::passthrough(Full::new(Bytes::from_static(b"x")));
         assert_eq!(body.size_hint().exact(), Some(1));
+    }
+
+    #[test]
+    fn only_an_untouched_body_gives_its_inner_body_back() {
+        let body = ResponseBody::passthrough(Full::new(Bytes::from_static(b"x")));
+        assert!(body.into_untouched().is_ok());
+        let read = ResponseBody::<Full<Bytes>>::prefixed(Bytes::from_static(b"x"), None, None);
+        assert!(read.into_untouched().is_err());
+        let rest = Box::pin(Full::new(Bytes::from_static(b"y")));
+        let partly = ResponseBody::prefixed(Bytes::from_static(b"x"), None, Some(rest));
+        assert!(partly.into_untouched().is_err());
     }
 
     #[tokio::test]
