@@ -83,34 +83,61 @@ impl Template {
         &self.url
     }
 
-    /// One attempt of the engine, for the rest of the middleware chain. `own`: an attempt of the
-    /// caller's request (not a login or a probe), which may take the caller's timeout.
+    /// One attempt of the caller's request, for the rest of the middleware chain: the caller's
+    /// URL and timeout, unless the engine moved it to another endpoint (a login named one).
     pub(crate) fn request(
         &self,
         req: http::Request<RetryBody<RequestBody>>,
-        own: bool,
     ) -> Result<reqwest::Request, reqwest::Error> {
         let (parts, body) = req.into_parts();
-        let body = if body.is_buffered() {
-            // A reusable body, so that the middlewares after this one can `try_clone` the
-            // request and read `as_bytes` (to sign it, say) as they would without redial.
-            reqwest::Body::from(buffered_bytes(body))
-        } else {
-            reqwest::Body::wrap(body)
-        };
-        if own && parts.uri == self.uri {
+        let body = reqwest_body(body);
+        let mut attempt = if same_uri(&parts.uri, &self.uri) {
             let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
             *attempt.body_mut() = Some(body);
-            // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
-            if self.timeout.is_some() {
-                *attempt.timeout_mut() = self.timeout;
-            }
-            return Ok(attempt);
+            attempt
+        } else {
+            reqwest::Request::try_from(http::Request::from_parts(parts, body))?
+        };
+        // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
+        if self.timeout.is_some() {
+            *attempt.timeout_mut() = self.timeout;
         }
-        reqwest::Request::try_from(http::Request::from_parts(parts, body))
+        Ok(attempt)
     }
+}
+
+/// A login or a probe, for the rest of the middleware chain or the background client.
+pub(crate) fn detached_request(req: http::Request<RetryBody<RequestBody>>) -> Result<reqwest::Request, reqwest::Error> {
+    let (parts, body) = req.into_parts();
+    reqwest::Request::try_from(http::Request::from_parts(parts, reqwest_body(body)))
+}
+
+fn reqwest_body(body: RetryBody<RequestBody>) -> reqwest::Body {
+    if body.is_buffered() {
+        // A reusable body, so that the middlewares after this one can `try_clone` the
+        // request and read `as_bytes` (to sign it, say) as they would without redial.
+        reqwest::Body::from(buffered_bytes(body))
+    } else {
+        reqwest::Body::wrap(body)
+    }
+}
+
+/// Whether the engine left the attempt's URI as the caller's: the engine's copy of a URI
+/// shares its parts with the original, so comparing where they point is enough (and cheap);
+/// a URI it rebuilt is compared in full.
+fn same_uri(a: &http::Uri, b: &http::Uri) -> bool {
+    fn same(a: Option<&str>, b: Option<&str>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+    let shared = same(a.authority().map(|x| x.as_str()), b.authority().map(|x| x.as_str()))
+        && same(a.path_and_query().map(|x| x.as_str()), b.path_and_query().map(|x| x.as_str()))
+        && a.scheme() == b.scheme();
+    shared || a == b
 }
 
 /// The bytes of a buffered body. A buffered body is always ready: its first frame is its data,
@@ -224,8 +251,7 @@ mod tests {
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
 
         let (parts, _) = req.into_parts();
-        let again =
-            template.request(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone())), true).unwrap();
+        let again = template.request(http::Request::from_parts(parts, RetryBody::from_bytes(data.clone()))).unwrap();
         assert_eq!(again.url().as_str(), "http://api.example.com/v1/x?q=1");
         assert_eq!(again.method(), http::Method::PUT);
         assert_eq!(again.headers()["x-id"], "7");
@@ -241,9 +267,8 @@ mod tests {
         let (req, template) = request_to_http(caller).unwrap();
         let (mut parts, _) = req.into_parts();
         parts.headers.insert("authorization", HeaderValue::from_static("Bearer t"));
-        let same = template
-            .request(http::Request::from_parts(parts.clone(), RetryBody::from_bytes("x".into())), true)
-            .unwrap();
+        let same =
+            template.request(http::Request::from_parts(parts.clone(), RetryBody::from_bytes("x".into()))).unwrap();
         assert_eq!(same.timeout(), Some(&std::time::Duration::from_secs(7)));
         assert_eq!(same.headers()["authorization"], "Bearer t");
         assert_eq!(same.headers()["x-id"], "7");
@@ -251,8 +276,7 @@ mod tests {
 
         // A login named another endpoint (Responsys): that URL is the attempt's.
         parts.uri = "https://pod2.example.com/v1/x?q=1".parse().unwrap();
-        let moved =
-            template.request(http::Request::from_parts(parts, RetryBody::from_bytes("x".into())), true).unwrap();
+        let moved = template.request(http::Request::from_parts(parts, RetryBody::from_bytes("x".into()))).unwrap();
         assert_eq!(moved.url().as_str(), "https://pod2.example.com/v1/x?q=1");
         assert_eq!(moved.timeout(), Some(&std::time::Duration::from_secs(7)));
     }

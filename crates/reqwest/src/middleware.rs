@@ -3,18 +3,16 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 
 use http::Extensions;
 use redial_tower::core::AddIdempotencyKey;
-use redial_tower::{ResponseBody, Retry, RetryLayer, RetrySafe};
+use redial_tower::{ResponseBody, ResponseFuture, RetryLayer, RetrySafe};
 use reqwest_middleware::{Middleware, Next};
-use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::convert::{request_to_http, response_from_http, Inbound, RequestBody};
-use crate::service::{Attempts, Background, Call, Job, Mailbox, Replier};
+use crate::service::{Background, Call, Detacher, Direct, Job, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -98,109 +96,109 @@ impl Middleware for RedialMiddleware {
         if let Some(mark) = extensions.get::<AddIdempotencyKey>() {
             req.extensions_mut().insert(*mark);
         }
-        let call = Arc::new(Call { mailbox: Mailbox::default(), template });
-        let svc = self.layer.layer(Attempts::new(call.clone(), self.background.clone()));
-        let _closed = Closed(&call.mailbox);
-        match drive(svc, req, &call.mailbox, extensions, next).await {
-            Ok(res) => Ok(response_from_http(res, call.template.url())),
+        // The mailbox for the logins and probes the engine makes while this call lasts, made
+        // at the first one (most calls have none).
+        let detached = OnceLock::new();
+        let _closed = Closed(&detached);
+        let last = Mutex::new(None);
+        let out = {
+            let direct = Direct { next: next.clone(), extensions: &*extensions, template: &template, last: &last };
+            let detach = Detacher { call: &detached, background: &self.background };
+            drive(self.layer.drive(direct, detach, req), &detached, extensions, next).await
+        };
+        if let Some(ext) = last.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            *extensions = ext;
+        }
+        match out {
+            Ok(res) => Ok(response_from_http(res, template.url())),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
     }
 }
 
-/// Closes the mailbox when the call ends, however it ends (cancelled included).
-struct Closed<'a>(&'a Mailbox);
+/// Closes the mailbox, if there is one, when the call ends, however it ends (cancelled
+/// included): the logins and probes still waiting go through the background client.
+struct Closed<'a>(&'a OnceLock<Arc<Call>>);
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
-        self.0.close();
+        if let Some(call) = self.0.get() {
+            call.mailbox.close();
+        }
     }
 }
 
-type Sending<'n> =
-    Pin<Box<dyn Future<Output = (reqwest_middleware::Result<reqwest::Response>, Extensions)> + Send + 'n>>;
+type Sending<'n> = Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'n>>;
 
-/// One attempt in flight through the rest of the chain.
+/// A login or a probe in flight through the rest of the chain.
 struct InFlight<'n> {
     fut: Sending<'n>,
     reply: Replier,
-    /// A login or a probe: its extensions are not the caller's.
-    detached: bool,
 }
 
-/// Polls the engine, and sends each attempt it leaves in the mailbox through `next`, in this
-/// task.
-///
-/// Every attempt starts from the caller's extensions; those of the last attempt answered are
-/// the caller's afterwards, as if there had been one.
+/// The engine's future for one call.
+type Engine<'a> = ResponseFuture<Direct<'a>, RequestBody, Inbound, Detacher<'a>>;
+
+/// Polls the engine, which sends the call's own attempts itself; and sends each login or probe
+/// it leaves in the call's mailbox through `next`, in this task.
 async fn drive(
-    mut svc: Retry<Attempts>,
-    req: http::Request<RequestBody>,
-    mailbox: &Mailbox,
-    extensions: &mut Extensions,
+    engine: Engine<'_>,
+    detached: &OnceLock<Arc<Call>>,
+    extensions: &Extensions,
     next: Next<'_>,
 ) -> Result<http::Response<ResponseBody<Inbound>>, redial_tower::Error> {
-    // `Attempts` is always ready, and so is the layer over it: no await holds the request.
-    if let Poll::Ready(Err(e)) = svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-        return Err(e);
-    }
     // On the heap, apart: the call's future stays small enough for the allocator's fast path
     // (glibc consolidates its free lists for every allocation of 1 KiB or more).
-    let mut engine = Box::pin(svc.call(req));
+    let mut engine = Box::pin(engine);
     let mut in_flight: Vec<InFlight<'_>> = Vec::new();
     let mut jobs = Vec::new();
-    let mut last = None;
-    let out = poll_fn(|cx| {
-        mailbox.polling();
+    poll_fn(|cx| {
+        if let Some(call) = detached.get() {
+            call.mailbox.polling();
+        }
         loop {
-            mailbox.take(&mut jobs);
-            for Job { req, reply, detached } in jobs.drain(..) {
-                let next = next.clone();
-                let mut ext = extensions.clone();
-                let fut: Sending<'_> = Box::pin(async move {
-                    let res = next.run(req, &mut ext).await;
-                    (res, ext)
-                });
-                in_flight.push(InFlight { fut, reply, detached });
-            }
-            let mut i = 0;
-            while i < in_flight.len() {
-                let f = &mut in_flight[i];
-                // Nobody waits for it any more (the attempt timed out): drop it, which cancels it.
-                let answer = if f.reply.is_cancelled() {
-                    None
-                } else {
-                    match f.fut.as_mut().poll(cx) {
-                        Poll::Ready(answer) => Some(answer),
-                        Poll::Pending => {
-                            i += 1;
-                            continue;
+            if let Some(call) = detached.get() {
+                call.mailbox.take(&mut jobs);
+                for Job { req, reply } in jobs.drain(..) {
+                    // Logins and probes start from the caller's extensions, and keep theirs.
+                    let next = next.clone();
+                    let mut ext = extensions.clone();
+                    let fut: Sending<'_> = Box::pin(async move { next.run(req, &mut ext).await });
+                    in_flight.push(InFlight { fut, reply });
+                }
+                let mut i = 0;
+                while i < in_flight.len() {
+                    let f = &mut in_flight[i];
+                    // Nobody waits for it any more (its time ran out): drop it, which cancels it.
+                    let answer = if f.reply.is_cancelled() {
+                        None
+                    } else {
+                        match f.fut.as_mut().poll(cx) {
+                            Poll::Ready(res) => Some(res),
+                            Poll::Pending => {
+                                i += 1;
+                                continue;
+                            }
                         }
+                    };
+                    let f = in_flight.swap_remove(i);
+                    if let Some(res) = answer {
+                        f.reply.send(res, cx.waker());
                     }
-                };
-                let f = in_flight.swap_remove(i);
-                if let Some((res, ext)) = answer {
-                    if !f.detached {
-                        last = Some(ext);
-                    }
-                    f.reply.send(res, cx.waker());
                 }
             }
             if let Poll::Ready(out) = engine.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            // An attempt the engine just gave up on (its time ran out) is cancelled now, not at
-            // the next wake-up: it holds a connection.
+            let Some(call) = detached.get() else { return Poll::Pending };
+            // A login or probe that gave up (its time ran out) is cancelled now, not at the
+            // next wake-up: it holds a connection.
             let gave_up = in_flight.iter().any(|f| f.reply.is_cancelled());
-            // The engine may have left a new attempt (a retry with no wait): send it now.
-            if !gave_up && !mailbox.idle(cx.waker()) {
+            // The engine may have left a new login or probe: send it now.
+            if !gave_up && !call.mailbox.idle(cx.waker()) {
                 return Poll::Pending;
             }
         }
     })
-    .await;
-    if let Some(ext) = last {
-        *extensions = ext;
-    }
-    out
+    .await
 }

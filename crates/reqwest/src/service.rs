@@ -1,25 +1,32 @@
-//! [`Attempts`]: the inner service the engine drives. It is `'static` and `Clone`, as the engine
-//! needs (logins and failover probes run in tasks of their own), while `reqwest_middleware::Next`
-//! borrows the client and the chain for one call only. So an attempt is not sent here: it is
-//! left, with a reply slot, in the [`Mailbox`] of the call that owns the `Next` (see
-//! `middleware::drive`), and this service's future waits for the reply.
+//! The two inner services the engine drives for one middleware call.
 //!
-//! Both hand-offs are made for the common case, where the engine and the call that owns the
-//! `Next` are polled by the same task, one after the other: nothing is woken then (a task that
-//! wakes itself is re-queued, and on a multi-threaded runtime that wakes another worker), and
-//! nothing is allocated beyond one mailbox per call and one slot per attempt. A login or a probe
+//! [`Direct`] sends the call's own attempts: each one through the rest of the middleware chain
+//! (`reqwest_middleware::Next`), from the engine's own poll, with nothing in between. It borrows
+//! the call, so it is neither `'static` nor `Clone`.
+//!
+//! [`Attempts`] is for what the engine sends on its own, a login or a failover probe: those run
+//! in tasks of their own and may outlive the call, so their service is `'static` and `Clone`.
+//! Such a request is not sent here: it is left, with a reply slot, in the [`Mailbox`] of the
+//! call that owns the `Next` (see `middleware::drive`), and this service's future waits for
+//! the reply. Once the call has ended, it goes through the client given with `with_client`.
+//!
+//! The mailbox hand-off is made for the case where the engine and the call that owns the
+//! `Next` are polled by the same task: nothing is woken then (a task that wakes itself is
+//! re-queued, and on a multi-threaded runtime that wakes another worker). A login or a probe
 //! running in its own task is woken as usual.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use redial_tower::{BoxError, RetryBody};
+use http::Extensions;
+use redial_tower::{BoxError, Detach, RetryBody};
+use reqwest_middleware::Next;
 use tower_service::Service;
 
-use crate::convert::{response_to_http, Inbound, RequestBody, Template};
+use crate::convert::{detached_request, response_to_http, Inbound, RequestBody, Template};
 
 type Reply = reqwest_middleware::Result<reqwest::Response>;
 
@@ -41,8 +48,6 @@ fn register(slot: &mut Option<Waker>, waker: &Waker) {
 pub(crate) struct Job {
     pub(crate) req: reqwest::Request,
     pub(crate) reply: Replier,
-    /// A login or a probe, not an attempt of the call itself.
-    pub(crate) detached: bool,
 }
 
 /// Where the engine leaves its attempts for the call that owns the rest of the chain.
@@ -178,10 +183,10 @@ impl Drop for Replier {
     }
 }
 
-/// What the attempts of one call share: where they are left, and what they are made from.
+/// What the detached requests of one call share: where they are left for the call.
+#[derive(Default)]
 pub(crate) struct Call {
     pub(crate) mailbox: Mailbox,
-    pub(crate) template: Template,
 }
 
 #[derive(Clone)]
@@ -229,7 +234,7 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
 
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> AttemptFuture {
         let detached = req.extensions().get::<redial_tower::Detached>().copied();
-        let req = match self.call.template.request(req, detached.is_none()) {
+        let req = match detached_request(req) {
             Ok(req) => req,
             Err(e) => return AttemptFuture(State::Failed(Some(e.into()))),
         };
@@ -238,7 +243,7 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
         let background = self.background.client(detached);
         let spare = background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
         let slot = Arc::new(Slot::default());
-        let job = Job { req, reply: Replier(slot.clone()), detached: detached.is_some() };
+        let job = Job { req, reply: Replier(slot.clone()) };
         match self.call.mailbox.post(job) {
             None => AttemptFuture(State::Waiting { slot, spare, call: self.call.clone() }),
             // The call has ended (nobody waits on the slot: dropping its replier wakes nobody).
@@ -267,10 +272,10 @@ impl Future for AttemptFuture {
         loop {
             match state {
                 State::Failed(e) => return Poll::Ready(Err(e.take().expect("AttemptFuture polled after completion"))),
-                State::Waiting { slot, spare, call } => {
+                State::Waiting { slot, spare, .. } => {
                     let mut s = lock(&slot.0);
                     match s.reply.take() {
-                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res, Some(call.template.url())))),
+                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res, None))),
                         Some(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
                         None if !s.abandoned => {
                             register(&mut s.waker, cx.waker());
@@ -307,6 +312,61 @@ impl Drop for AttemptFuture {
             // attempt belonged to a login or a probe in a task of its own.
             call.mailbox.nudge();
         }
+    }
+}
+
+/// The call's own attempts, each sent through the rest of the chain as the engine makes it.
+///
+/// Every attempt starts from the caller's extensions; those of the last attempt answered are
+/// left in `last`, to be the caller's afterwards (as if there had been one attempt).
+pub(crate) struct Direct<'a> {
+    pub(crate) next: Next<'a>,
+    pub(crate) extensions: &'a Extensions,
+    pub(crate) template: &'a Template,
+    pub(crate) last: &'a Mutex<Option<Extensions>>,
+}
+
+/// The future of one of the call's own attempts.
+pub(crate) type DirectFuture<'a> = Pin<Box<dyn Future<Output = Result<http::Response<Inbound>, BoxError>> + Send + 'a>>;
+
+impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
+    type Response = http::Response<Inbound>;
+    type Error = BoxError;
+    type Future = DirectFuture<'a>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> DirectFuture<'a> {
+        let (next, mut ext, template, last) = (self.next.clone(), self.extensions.clone(), self.template, self.last);
+        let attempt = template.request(req);
+        Box::pin(async move {
+            let res = next.run(attempt?, &mut ext).await;
+            *lock(last) = Some(ext);
+            match res {
+                Ok(res) => Ok(response_to_http(res, Some(template.url()))),
+                Err(e) => Err(unwrap_error(e)),
+            }
+        })
+    }
+}
+
+/// Where a call's logins and probes go: the call's mailbox (made at the first one), then the
+/// background client once the call has ended.
+pub(crate) struct Detacher<'a> {
+    pub(crate) call: &'a OnceLock<Arc<Call>>,
+    pub(crate) background: &'a Background,
+}
+
+impl<'a, 'n> Detach<Direct<'n>, RequestBody> for Detacher<'a> {
+    type Body = RequestBody;
+    type ResponseBody = Inbound;
+    type Service = Attempts;
+
+    fn detach(&self, _: &Direct<'n>) -> Option<Attempts> {
+        let call = self.call.get_or_init(Default::default).clone();
+        Some(Attempts::new(call, self.background.clone()))
     }
 }
 
@@ -360,13 +420,11 @@ mod tests {
     fn job() -> (Job, Arc<Slot>) {
         let slot = Arc::new(Slot::default());
         let req = reqwest::Request::new(http::Method::GET, "http://127.0.0.1/".parse().unwrap());
-        (Job { req, reply: Replier(slot.clone()), detached: false }, slot)
+        (Job { req, reply: Replier(slot.clone()) }, slot)
     }
 
     fn call() -> Arc<Call> {
-        let req = reqwest::Request::new(http::Method::GET, "http://127.0.0.1/".parse().unwrap());
-        let (_, template) = crate::convert::request_to_http(req).unwrap();
-        Arc::new(Call { mailbox: Mailbox::default(), template })
+        Arc::new(Call::default())
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tracing::Span;
 
 use crate::auth::{self, BoxFuture, Lease, Token};
 use crate::body::{ResponseBody, RetryBody};
+use crate::detach::{Detach, Inner};
 use crate::error::{Error, ErrorKind};
 use crate::hooks::{FailoverMode, ReconcileRequest, Verdict};
 use crate::hosts::{Host, HostId};
@@ -40,7 +41,7 @@ use crate::BoxError;
 
 pin_project! {
     /// The future of a [`Retry`](crate::Retry) call: every attempt of one logical request.
-    pub struct ResponseFuture<S, B, RB>
+    pub struct ResponseFuture<S, B, RB, D = Inner>
     where
         S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
     {
@@ -49,6 +50,7 @@ pin_project! {
         #[pin]
         timer: Option<Sleep>,
         svc: S,
+        detach: D,
         span: Span,
         engine: Engine<B>,
     }
@@ -168,15 +170,15 @@ struct Engine<B> {
     rng: Option<SplitMix64>,
 }
 
-impl<S, B, RB> ResponseFuture<S, B, RB>
+impl<S, B, RB, D> ResponseFuture<S, B, RB, D>
 where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
     B: Body,
 {
     #[inline]
-    pub(crate) fn new(svc: S, shared: Arc<Shared>, req: Request<B>) -> Self {
+    pub(crate) fn new(svc: S, detach: D, shared: Arc<Shared>, req: Request<B>) -> Self {
         let (parts, body) = req.into_parts();
-        let mut this = Self::start(svc, shared, parts);
+        let mut this = Self::start(svc, detach, shared, parts);
         let policy = &this.engine.host().policy;
         let size = body.size_hint();
         match size.exact() {
@@ -199,9 +201,9 @@ where
 
     /// A failover probe: a request whose body is already in memory, sent through the whole
     /// engine (token, limits) but past the failover gate.
-    pub(crate) fn probe(svc: S, shared: Arc<Shared>, req: Request<Bytes>) -> Self {
+    pub(crate) fn probe(svc: S, detach: D, shared: Arc<Shared>, req: Request<Bytes>) -> Self {
         let (parts, body) = req.into_parts();
-        let mut this = Self::start(svc, shared, parts);
+        let mut this = Self::start(svc, detach, shared, parts);
         this.engine.replay = Ok((body, None));
         this.engine.probe = true;
         this.engine.ready = false;
@@ -209,7 +211,7 @@ where
     }
 
     #[inline]
-    fn start(svc: S, shared: Arc<Shared>, mut parts: request::Parts) -> Self {
+    fn start(svc: S, detach: D, shared: Arc<Shared>, mut parts: request::Parts) -> Self {
         let start = Instant::now();
         let host_id = shared.hosts.lookup(&parts.uri);
         let host = shared.hosts.get(host_id);
@@ -239,6 +241,7 @@ where
             state: State::Ready,
             timer: None,
             svc,
+            detach,
             span,
             engine: Engine {
                 shared,
@@ -270,16 +273,15 @@ where
 
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
-impl<S, B, RB> Future for ResponseFuture<S, B, RB>
+impl<S, B, RB, D> Future for ResponseFuture<S, B, RB, D>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
+    B: Body,
     B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
+    RB: Body,
     RB::Error: Into<BoxError>,
+    D: Detach<S, B>,
 {
     type Output = Result<Response<ResponseBody<RB>>, Error>;
 
@@ -357,8 +359,9 @@ where
                     }
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
-                            let svc = &*this.svc;
-                            let (lease, wait) = source.lease_or_wait(eng.stale, || Some(auth::transport(svc.clone())));
+                            let (svc, detach) = (&*this.svc, &*this.detach);
+                            let (lease, wait) =
+                                source.lease_or_wait(eng.stale, || detach.detach(svc).map(auth::transport));
                             match lease {
                                 Lease::Ready(token) => {
                                     if let Err(e) = eng.check_endpoint(&token) {
@@ -624,7 +627,12 @@ where
                 eng.host().limits.throttled(Instant::now(), pause);
             }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
-                spawn_probe::<S, B, RB>(this.svc.clone(), eng.shared.clone(), eng.host);
+                match this.detach.detach(this.svc) {
+                    Some(svc) => spawn_probe::<D::Service, D::Body, D::ResponseBody>(svc, eng.shared.clone(), eng.host),
+                    None => {
+                        tracing::warn!(host = &*eng.host().pattern, "failover: no service to send the probe through")
+                    }
+                }
             }
             match decision {
                 Decision::Return => {
@@ -1006,7 +1014,7 @@ where
             tokio::time::sleep(probe.interval).await;
             let mut req = (probe.request)();
             req.extensions_mut().insert(crate::Detached::Probe);
-            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), shared.clone(), req);
+            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), Inner, shared.clone(), req);
             let ok = fut.await.is_ok_and(|res| res.status().is_success());
             tracing::info!(host = &*h.pattern, ok, "failover probe");
             if ok {

@@ -5,15 +5,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::{Request, Response};
+use http_body::Body;
 use redial_core::backoff::SplitMix64;
 use redial_core::generic::Generic;
 use redial_core::{Failure, Policy, Profile};
 use tower_layer::Layer;
+use tower_service::Service;
 
 use crate::auth::TokenSource;
 use crate::hooks::{Failover, FailoverMode, Probe, ReconcileHook};
 use crate::hosts::{Host, Hosts, InvalidHost};
-use crate::Retry;
+use crate::{ResponseFuture, Retry, RetryBody};
 
 /// Tells from an inner service's error whether the request may have reached the server.
 pub type FailureClassifier = fn(&(dyn std::error::Error + 'static)) -> Failure;
@@ -96,6 +99,39 @@ impl RetryLayer {
     /// than the policy's after the vendor throttled.
     pub fn current_rate_limit(&self, pattern: &str) -> Option<u32> {
         self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.effective_rate())
+    }
+}
+
+impl RetryLayer {
+    /// One request through the engine, for a front door that is not a tower service: each
+    /// attempt is a call of `svc`, and what the engine sends on its own (a login, a failover
+    /// probe) goes through `detach`'s service.
+    ///
+    /// `svc` must be ready for its first call, as with [`Service::call`]; the engine polls it
+    /// for readiness before every later attempt. Unlike [`Retry`], `svc` need not be `Clone` or
+    /// `'static`: it may borrow from the caller's call (the reqwest middleware's does, to send
+    /// each attempt through the rest of the caller's middleware chain).
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use redial_tower::{Inner, RetryBody, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let vendor = tower::service_fn(|_req: Request<RetryBody<String>>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+    /// });
+    /// let res = RetryLayer::generic().drive(vendor, Inner, Request::new(String::new())).await.unwrap();
+    /// assert_eq!(res.status(), 200);
+    /// # }
+    /// ```
+    ///
+    /// [`Service::call`]: tower_service::Service::call
+    pub fn drive<S, B, RB, D>(&self, svc: S, detach: D, req: Request<B>) -> ResponseFuture<S, B, RB, D>
+    where
+        S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+        B: Body,
+    {
+        ResponseFuture::new(svc, detach, self.shared.clone(), req)
     }
 }
 

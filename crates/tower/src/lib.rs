@@ -44,6 +44,7 @@
 
 pub mod auth;
 mod body;
+mod detach;
 mod error;
 mod failure;
 mod future;
@@ -56,6 +57,7 @@ mod service;
 
 pub use auth::TokenSource;
 pub use body::{ResponseBody, RetryBody};
+pub use detach::{Detach, Inner};
 pub use error::Error;
 pub use failure::classify_error;
 pub use future::ResponseFuture;

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use crate::detach::Inner;
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
@@ -72,6 +73,6 @@ where
         // (tower-service: "be careful when cloning inner services").
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(ready, self.shared.clone(), req)
+        ResponseFuture::new(ready, Inner, self.shared.clone(), req)
     }
 }
