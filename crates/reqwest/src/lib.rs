@@ -50,9 +50,11 @@
 //!   the request was not replayable.
 //! - **Responses are real `reqwest::Response`s**: URL (the final one, after reqwest's
 //!   redirects), status, version, headers and extensions (with the [`Report`](redial_tower::Report)
-//!   when there is something to report, and reqwest's remote address) as received; the body is
-//!   whatever the engine read to classify it, then the untouched rest of the stream. A body past
-//!   the inspect limit is never held in memory whole.
+//!   when there is something to report, and reqwest's remote address) as received. A response
+//!   whose body the engine did not need is the very `reqwest::Response` the client returned (its
+//!   head lent to the engine and put back, nothing converted); otherwise the body is whatever the
+//!   engine read to classify it, then the untouched rest of the stream. A body past the inspect
+//!   limit is never held in memory whole.
 //! - **Errors**: a `reqwest::Error` of an attempt is read by the layer's failure classifier
 //!   (the default sees a refused connection; [`classify_error`] also reads reqwest's connect
 //!   errors and timeouts), and stays reachable from the redial error's `source()`.
