@@ -51,11 +51,20 @@ impl Body for RequestBody {
 }
 
 /// The caller's request, for the engine, and the template of every attempt's `reqwest::Request`.
-pub(crate) fn request_to_http(req: reqwest::Request) -> Result<(http::Request<RequestBody>, Template), reqwest::Error> {
+///
+/// The method, headers and body are moved out of the caller's request, not copied; what is
+/// left of it (its URL, already parsed, and its timeout) is the template.
+pub(crate) fn request_to_http(
+    mut req: reqwest::Request,
+) -> Result<(http::Request<RequestBody>, Template), http::uri::InvalidUri> {
     // Exactly the requests `try_clone` can clone are replayable.
     let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
-    let (url, timeout) = (req.url().clone(), req.timeout().copied());
-    let (mut parts, body) = http::Request::<reqwest::Body>::try_from(req)?.into_parts();
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.uri = http::Uri::try_from(req.url().as_str())?;
+    parts.method = std::mem::replace(req.method_mut(), http::Method::GET);
+    parts.version = req.version();
+    parts.headers = std::mem::take(req.headers_mut());
+    let body = req.body_mut().take().unwrap_or_else(|| reqwest::Body::from(Bytes::new()));
     if !replayable && !body.is_end_stream() {
         // The engine is not told a stream's size (see `RequestBody`); the wire still is.
         if let Some(len) = body.size_hint().exact() {
@@ -64,23 +73,25 @@ pub(crate) fn request_to_http(req: reqwest::Request) -> Result<(http::Request<Re
             }
         }
     }
-    let template = Template { uri: parts.uri.clone(), url, timeout };
+    let template = Template { uri: parts.uri.clone(), timeout: req.timeout().copied(), caller: req };
     Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
 }
 
-/// What each attempt's `reqwest::Request` is made from: the caller's URL, already parsed, and
-/// the caller's timeout (the one thing reqwest reads from a request's extensions). An attempt to
-/// that URL (every attempt, unless a login named another endpoint) is not parsed again.
+/// What each attempt's `reqwest::Request` is made from: what is left of the caller's request,
+/// its URL (already parsed) and its timeout (the one setting reqwest reads from a request's
+/// extensions). An attempt to that URL (every attempt, unless a login named another endpoint)
+/// is not parsed again.
 pub(crate) struct Template {
     uri: http::Uri,
-    url: reqwest::Url,
     timeout: Option<std::time::Duration>,
+    /// The caller's request, its method, headers and body taken.
+    caller: reqwest::Request,
 }
 
 impl Template {
     /// The caller's URL.
     pub(crate) fn url(&self) -> &reqwest::Url {
-        &self.url
+        self.caller.url()
     }
 
     /// One attempt of the caller's request, for the rest of the middleware chain: the caller's
@@ -92,7 +103,7 @@ impl Template {
         let (parts, body) = req.into_parts();
         let body = reqwest_body(body);
         let mut attempt = if same_uri(&parts.uri, &self.uri) {
-            let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
+            let mut attempt = reqwest::Request::new(parts.method, self.caller.url().clone());
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
             *attempt.body_mut() = Some(body);

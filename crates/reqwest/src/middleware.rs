@@ -87,7 +87,7 @@ impl Middleware for RedialMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let (mut req, template) = request_to_http(req)?;
+        let (mut req, template) = request_to_http(req).map_err(reqwest_middleware::Error::middleware)?;
         // The per-request markers the engine reads, set with `RequestBuilder::with_extension`
         // (a `reqwest::Request` has no public extensions of its own).
         if let Some(mark) = extensions.get::<RetrySafe>() {

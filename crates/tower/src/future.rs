@@ -637,7 +637,7 @@ where
             match decision {
                 Decision::Return => {
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(eng.respond(c, &decision, got)));
+                    return Poll::Ready(Ok(eng.respond(&c, &decision, got)));
                 }
                 Decision::Retry { after, .. } => {
                     eng.record(&c, &decision, status, failure);
@@ -948,10 +948,10 @@ impl<B> Engine<B> {
         }
     }
 
-    fn respond<RB: Body>(&mut self, c: Classification, d: &Decision, got: Got<RB>) -> Response<ResponseBody<RB>> {
+    fn respond<RB: Body>(&mut self, c: &Classification, d: &Decision, got: Got<RB>) -> Response<ResponseBody<RB>> {
         let worth_reporting = !self.history.is_empty() || !c.errors.is_empty() || c.kind != Kind::Success;
         let report = worth_reporting.then(|| {
-            self.record(&c, d, got.status(), None);
+            self.record(c, d, got.status(), None);
             self.take_report()
         });
         let (mut head, body) = match got {
