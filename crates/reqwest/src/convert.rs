@@ -196,37 +196,30 @@ impl Body for Inbound {
     }
 }
 
-/// The final URL of a response, when it is not the URL the attempt was made for (reqwest
-/// followed a redirect, or a login named another endpoint).
-#[derive(Clone, Debug)]
-struct FinalUrl(reqwest::Url);
-
 /// A response from the rest of the chain, for the engine: status, version, headers and
 /// extensions as they came, nothing copied.
-pub(crate) fn response_to_http(mut res: reqwest::Response, sent_to: Option<&reqwest::Url>) -> http::Response<Inbound> {
+pub(crate) fn response_to_http(mut res: reqwest::Response) -> http::Response<Inbound> {
     let (mut head, ()) = http::Response::new(()).into_parts();
     head.status = res.status();
     head.version = res.version();
     head.headers = std::mem::take(res.headers_mut());
     head.extensions = std::mem::take(res.extensions_mut());
-    if sent_to != Some(res.url()) {
-        head.extensions.insert(FinalUrl(res.url().clone()));
-    }
     http::Response::from_parts(head, Inbound { res })
 }
 
 /// The engine's response, for the caller: status, version, headers and extensions (the
 /// `Report`, the remote address) as they came, the final URL, and a body that is the bytes the
 /// engine read followed by the untouched rest. A response the engine did not read is the
-/// `reqwest::Response` that came, its head put back.
+/// `reqwest::Response` that came, its head put back; one it read is rebuilt, with `final_url`
+/// (the attempt's, when reqwest followed a redirect) or else the caller's URL.
 pub(crate) fn response_from_http(
     res: http::Response<ResponseBody<Inbound>>,
-    sent_to: &reqwest::Url,
+    final_url: Option<reqwest::Url>,
+    caller_url: &reqwest::Url,
 ) -> reqwest::Response {
     let (mut parts, body) = res.into_parts();
     let body = match body.into_untouched() {
         Ok(Inbound { mut res }) if res.status() == parts.status && res.version() == parts.version => {
-            parts.extensions.remove::<FinalUrl>();
             *res.headers_mut() = parts.headers;
             *res.extensions_mut() = parts.extensions;
             return res;
@@ -234,7 +227,7 @@ pub(crate) fn response_from_http(
         Ok(inbound) => reqwest::Body::wrap(inbound),
         Err(body) => reqwest::Body::wrap(body),
     };
-    let url = parts.extensions.remove::<FinalUrl>().map_or_else(|| sent_to.clone(), |u| u.0);
+    let url = final_url.unwrap_or_else(|| caller_url.clone());
     let mut with_url = http::response::Builder::new().url(url);
     if let Some(ext) = with_url.extensions_mut() {
         parts.extensions.extend(std::mem::take(ext));
@@ -317,7 +310,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_response_crosses_with_its_head_moved_and_its_final_url_kept() {
+    async fn a_response_crosses_with_its_head_moved() {
         let res = http::Response::builder()
             .status(StatusCode::ACCEPTED)
             .version(Version::HTTP_10)
@@ -325,20 +318,12 @@ mod tests {
             .url("http://api.example.com/final".parse().unwrap())
             .body(reqwest::Body::from("hello"))
             .unwrap();
-        let sent_to: reqwest::Url = "http://api.example.com/first".parse().unwrap();
-        let res = response_to_http(reqwest::Response::from(res), Some(&sent_to));
+        let res = response_to_http(reqwest::Response::from(res));
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         assert_eq!(res.version(), Version::HTTP_10);
         assert_eq!(res.headers()["x-a"], "1");
-        // Redirected: the final URL travels with the head.
-        assert_eq!(res.extensions().get::<FinalUrl>().unwrap().0.as_str(), "http://api.example.com/final");
         assert_eq!(res.body().size_hint().exact(), Some(5));
         let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
         assert_eq!(body, "hello");
-
-        // Not redirected: nothing is added.
-        let res = http::Response::builder().url(sent_to.clone()).body(reqwest::Body::from("x")).unwrap();
-        let res = response_to_http(reqwest::Response::from(res), Some(&sent_to));
-        assert!(res.extensions().get::<FinalUrl>().is_none());
     }
 }

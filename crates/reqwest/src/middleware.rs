@@ -12,7 +12,7 @@ use redial_tower::{ResponseBody, ResponseFuture, RetryLayer, RetrySafe};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::convert::{request_to_http, response_from_http, Inbound, RequestBody};
-use crate::service::{Background, Call, Detacher, Direct, Job, Replier};
+use crate::service::{Answered, Background, Call, Detacher, Direct, Job, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -104,13 +104,21 @@ impl Middleware for RedialMiddleware {
         let out = {
             let direct = Direct { next: next.clone(), extensions: &*extensions, template: &template, last: &last };
             let detach = Detacher { call: &detached, background: &self.background };
-            drive(self.layer.drive(direct, detach, req), &detached, extensions, next).await
+            // On the heap, apart, made there (not moved through the call's future): the call's
+            // future stays small enough for the allocator's fast path (glibc consolidates its
+            // free lists for every allocation of 1 KiB or more).
+            let engine = Box::pin(self.layer.drive(direct, detach, req));
+            drive(engine, &detached, extensions, next).await
         };
-        if let Some(ext) = last.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            *extensions = ext;
-        }
+        let final_url = match last.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Answered { extensions: ext, final_url }) => {
+                *extensions = ext;
+                final_url
+            }
+            None => None,
+        };
         match out {
-            Ok(res) => Ok(response_from_http(res, template.url())),
+            Ok(res) => Ok(response_from_http(res, final_url, template.url())),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
     }
@@ -141,18 +149,15 @@ type Engine<'a> = ResponseFuture<Direct<'a>, RequestBody, Inbound, Detacher<'a>>
 
 /// Polls the engine, which sends the call's own attempts itself; and sends each login or probe
 /// it leaves in the call's mailbox through `next`, in this task.
-async fn drive(
-    engine: Engine<'_>,
-    detached: &OnceLock<Arc<Call>>,
-    extensions: &Extensions,
-    next: Next<'_>,
-) -> Result<http::Response<ResponseBody<Inbound>>, redial_tower::Error> {
-    // On the heap, apart: the call's future stays small enough for the allocator's fast path
-    // (glibc consolidates its free lists for every allocation of 1 KiB or more).
-    let mut engine = Box::pin(engine);
-    let mut in_flight: Vec<InFlight<'_>> = Vec::new();
+fn drive<'a>(
+    mut engine: Pin<Box<Engine<'a>>>,
+    detached: &'a OnceLock<Arc<Call>>,
+    extensions: &'a Extensions,
+    next: Next<'a>,
+) -> impl Future<Output = Result<http::Response<ResponseBody<Inbound>>, redial_tower::Error>> + Send + 'a {
+    let mut in_flight: Vec<InFlight<'a>> = Vec::new();
     let mut jobs = Vec::new();
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         if let Some(call) = detached.get() {
             call.mailbox.polling();
         }
@@ -200,5 +205,4 @@ async fn drive(
             }
         }
     })
-    .await
 }

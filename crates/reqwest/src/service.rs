@@ -275,7 +275,7 @@ impl Future for AttemptFuture {
                 State::Waiting { slot, spare, .. } => {
                     let mut s = lock(&slot.0);
                     match s.reply.take() {
-                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res, None))),
+                        Some(Ok(res)) => return Poll::Ready(Ok(response_to_http(res))),
                         Some(Err(e)) => return Poll::Ready(Err(unwrap_error(e))),
                         None if !s.abandoned => {
                             register(&mut s.waker, cx.waker());
@@ -290,7 +290,7 @@ impl Future for AttemptFuture {
                     }
                 }
                 State::Background(fut) => {
-                    return fut.as_mut().poll(cx).map(|r| r.map(|res| response_to_http(res, None)).map_err(Into::into));
+                    return fut.as_mut().poll(cx).map(|r| r.map(response_to_http).map_err(Into::into));
                 }
             }
         }
@@ -318,12 +318,21 @@ impl Drop for AttemptFuture {
 /// The call's own attempts, each sent through the rest of the chain as the engine makes it.
 ///
 /// Every attempt starts from the caller's extensions; those of the last attempt answered are
-/// left in `last`, to be the caller's afterwards (as if there had been one attempt).
+/// left in `last`, to be the caller's afterwards (as if there had been one attempt), with the
+/// response's URL when it is not the caller's.
 pub(crate) struct Direct<'a> {
     pub(crate) next: Next<'a>,
     pub(crate) extensions: &'a Extensions,
     pub(crate) template: &'a Template,
-    pub(crate) last: &'a Mutex<Option<Extensions>>,
+    pub(crate) last: &'a Mutex<Option<Answered>>,
+}
+
+/// What the last attempt answered left for the call.
+pub(crate) struct Answered {
+    pub(crate) extensions: Extensions,
+    /// The response's URL, when it is not the caller's (reqwest followed a redirect, or the
+    /// attempt went to another endpoint).
+    pub(crate) final_url: Option<reqwest::Url>,
 }
 
 /// The future of one of the call's own attempts.
@@ -339,13 +348,16 @@ impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
     }
 
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> DirectFuture<'a> {
-        let (next, mut ext, template, last) = (self.next.clone(), self.extensions.clone(), self.template, self.last);
+        let (next, mut extensions, template, last) =
+            (self.next.clone(), self.extensions.clone(), self.template, self.last);
         let attempt = template.request(req);
         Box::pin(async move {
-            let res = next.run(attempt?, &mut ext).await;
-            *lock(last) = Some(ext);
+            let res = next.run(attempt?, &mut extensions).await;
+            // Not the caller's URL: redirected, or sent to another endpoint.
+            let final_url = res.as_ref().ok().filter(|res| res.url() != template.url()).map(|res| res.url().clone());
+            *lock(last) = Some(Answered { extensions, final_url });
             match res {
-                Ok(res) => Ok(response_to_http(res, Some(template.url()))),
+                Ok(res) => Ok(response_to_http(res)),
                 Err(e) => Err(unwrap_error(e)),
             }
         })
