@@ -99,6 +99,23 @@ impl Problem {
 /// Whether a `Content-Type` value names a JSON document: `application/json`, any `+json`
 /// suffix (`application/problem+json`), with or without parameters such as `charset`.
 pub fn is_json_media_type(content_type: &str) -> bool {
+    // The common case, read on every response of a vendor whose errors come in 2xx bodies:
+    // `application/json`, then nothing, white space or parameters. No splitting, no UTF-8.
+    const JSON: &[u8] = b"application/json";
+    let bytes = content_type.as_bytes();
+    if let Some((essence, rest)) = bytes.split_at_checked(JSON.len()) {
+        if essence.eq_ignore_ascii_case(JSON) {
+            match rest.iter().find(|&&c| c != b' ' && c != b'\t') {
+                None | Some(b';') => return true,
+                Some(_) => {}
+            }
+        }
+    }
+    is_json_essence(content_type)
+}
+
+/// [`is_json_media_type`] in full: the essence before any parameters, trimmed, split at `/`.
+fn is_json_essence(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     let Some((top, sub)) = essence.split_once('/') else {
         return false;
@@ -117,6 +134,27 @@ pub fn is_problem_media_type(content_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_for_application_json_agrees_with_the_full_rule() {
+        let cases = [
+            "application/json",
+            "APPLICATION/JSON",
+            "application/json;charset=utf-8",
+            "application/json \t ; charset=utf-8",
+            "application/json  ",
+            "application/jsonx",
+            "application/json x",
+            "application/json+x",
+            "application/jso",
+            "application/json\u{a0}",
+            " application/json",
+            "",
+        ];
+        for ct in cases {
+            assert_eq!(is_json_media_type(ct), is_json_essence(ct), "{ct:?}");
+        }
+    }
 
     #[test]
     fn media_types() {

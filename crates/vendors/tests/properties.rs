@@ -256,6 +256,19 @@ proptest! {
         prop_assert!(!redial_core::is_problem_media_type(&ct) || json);
     }
 
+    /// Values that start like the common one, where the fast path of `is_json_media_type`
+    /// answers: it agrees with the rule written out (essence before `;`, trimmed, `/`-split).
+    #[test]
+    fn media_type_fast_path_agrees(ct in "(?i:application/json)[ \t;a-z=+-]{0,12}") {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        let oracle = essence.split_once('/').is_some_and(|(top, sub)| {
+            top.eq_ignore_ascii_case("application")
+                && (sub.eq_ignore_ascii_case("json")
+                    || (sub.len() > 5 && sub.get(sub.len() - 5..).is_some_and(|s| s.eq_ignore_ascii_case("+json"))))
+        });
+        prop_assert_eq!(redial_core::is_json_media_type(&ct), oracle, "{:?}", ct);
+    }
+
     #[test]
     fn marketo_parse_never_panics(body in json_body()) {
         if let Ok(r) = marketo::parse(&body) {
