@@ -348,6 +348,17 @@ pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
     }
 }
 
+/// Whether a body is a plain Marketo success, as [`parse`] would read it: a Marketo response
+/// whose `success` is not false, with no `errors[]` and no skipped record. It is read in the
+/// same pass [`parse`] makes, but keeps nothing (no strings, no lists): the common case of
+/// every 2xx body, which classification then need not build. `false` means only "parse it".
+fn is_plain_success(body: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<wire::Read<wire::Summary>>(body),
+        Ok(wire::Read(Some(s))) if s.known && s.success != Some(false) && s.errors == 0 && s.skipped == 0
+    )
+}
+
 /// Whether a syntax error is a number cut short by the end of `body`.
 fn ends_at(body: &[u8], e: &serde_json::Error) -> bool {
     let in_number = body.last().is_some_and(|b| b"0123456789.eE+-".contains(b));
@@ -614,6 +625,143 @@ mod wire {
             Ok(Some((r, known)))
         }
     }
+
+    // What classifying needs of a 2xx body on its common path, read as the shapes above read
+    // it (the same members through the same shapes, so the same bytes are checked: strings
+    // and numbers where the full read keeps them, nothing where it skips), keeping nothing.
+
+    /// Read the value of the member just read as shape `T`, keeping nothing of it.
+    fn check<'de, A: MapAccess<'de>, T: Shape>(map: &mut A) -> Result<(), A::Error> {
+        value::<A, T>(map).map(|_| ())
+    }
+
+    /// A value only checked, as the full read checks the member it stands for.
+    struct Seen;
+
+    impl Shape for Seen {
+        const EXPECTING: &'static str = "any value";
+    }
+
+    /// What an item counts for in a [`Count`].
+    trait Tally: Shape {
+        fn tally(&self) -> usize {
+            1
+        }
+    }
+
+    impl Tally for Seen {}
+
+    /// How many items a list has, as [`List`] reads it, summed by [`Tally`].
+    struct Count<T>(usize, PhantomData<T>);
+
+    impl<T: Tally> Shape for Count<T> {
+        const EXPECTING: &'static str = "an array";
+        fn seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+            let mut n = 0;
+            while let Some(Read(item)) = seq.next_element::<Read<T>>()? {
+                n += item.map_or(0, |t| t.tally());
+            }
+            Ok(Some(Count(n, PhantomData)))
+        }
+        fn map<'de, A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+            Ok(Some(Count(T::map(map)?.map_or(0, |t| t.tally()), PhantomData)))
+        }
+    }
+
+    /// An entry of `errors[]` or `reasons[]`, as [`ErrorEntry`] reads it.
+    struct EntrySeen;
+
+    impl Shape for EntrySeen {
+        const EXPECTING: &'static str = "an object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Code | Key::Message => check::<_, Seen>(&mut map)?,
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some(EntrySeen))
+        }
+    }
+
+    impl Tally for EntrySeen {}
+
+    /// A `status` that says `skipped`, as [`RecordStatus::is_skipped`] reads it.
+    struct SkippedStatus(bool);
+
+    impl Shape for SkippedStatus {
+        const EXPECTING: &'static str = "a string or a number";
+        fn str(v: &str) -> Option<Self> {
+            Some(SkippedStatus(v.trim().eq_ignore_ascii_case("skipped")))
+        }
+        fn int(_: i128) -> Option<Self> {
+            Some(SkippedStatus(false))
+        }
+        fn float(_: f64) -> Option<Self> {
+            Some(SkippedStatus(false))
+        }
+    }
+
+    /// A record of `result[]`, as [`RecordStatus`] reads it: whether it was skipped.
+    struct RecordSeen(bool);
+
+    impl Shape for RecordSeen {
+        const EXPECTING: &'static str = "an object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            let mut skipped = false;
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Id | Key::Seq => check::<_, Seen>(&mut map)?,
+                    Key::Status => skipped = value::<_, SkippedStatus>(&mut map)?.is_some_and(|s| s.0),
+                    Key::Reasons => check::<_, Count<EntrySeen>>(&mut map)?,
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some(RecordSeen(skipped)))
+        }
+    }
+
+    impl Tally for RecordSeen {
+        fn tally(&self) -> usize {
+            usize::from(self.0)
+        }
+    }
+
+    /// The body as `(MarketoResponse, bool)` reads it, reduced to what says "a plain success".
+    #[derive(Default)]
+    pub(super) struct Summary {
+        /// It has `success`, `errors` or `requestId`.
+        pub(super) known: bool,
+        pub(super) success: Option<bool>,
+        /// Entries of `errors[]`.
+        pub(super) errors: usize,
+        /// Skipped records of `result[]`.
+        pub(super) skipped: usize,
+    }
+
+    impl Shape for Summary {
+        const EXPECTING: &'static str = "a JSON object";
+        fn map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+            let mut s = Summary::default();
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::RequestId => {
+                        check::<_, Seen>(&mut map)?;
+                        s.known = true;
+                    }
+                    Key::Success => (s.success, s.known) = (value(&mut map)?, true),
+                    Key::Errors => {
+                        s.errors = value::<_, Count<EntrySeen>>(&mut map)?.map_or(0, |c| c.0);
+                        s.known = true;
+                    }
+                    Key::Warnings => check::<_, Count<Seen>>(&mut map)?,
+                    Key::Result => s.skipped = value::<_, Count<RecordSeen>>(&mut map)?.map_or(0, |c| c.0),
+                    _ => drop(map.next_value::<IgnoredAny>()?),
+                }
+            }
+            Ok(Some(s))
+        }
+    }
 }
 
 /// The parser [`parse`] replaced, over a `serde_json::Value` tree: the oracle of its tests.
@@ -810,6 +958,13 @@ impl Profile for Marketo {
             Outcome::Response(head, body) => (head, body),
         };
         match body {
+            // The common case, read without building the response (`classify_parsed` would
+            // say the same of it: a success, no errors).
+            Body::Complete(bytes)
+                if head.status.is_success() && wants_body(head.headers, head.status) && is_plain_success(bytes) =>
+            {
+                Classification::success("marketo: success").with_body(BodyUse::Parsed)
+            }
             Body::Complete(bytes) if wants_body(head.headers, head.status) => match parse(bytes) {
                 Ok(parsed) => classify_parsed(req, head, &parsed).with_body(BodyUse::Parsed),
                 Err(why) => {
@@ -1040,7 +1195,7 @@ mod wire_tests {
             any::<u64>().prop_map(Value::from),
             any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
             prop_oneof![Just(606.0), Just(1e15), Just(-2.5)].prop_map(Value::from),
-            prop_oneof![" 606 ", "true", "FALSE", "skipped", "updated", "é", ""].prop_map(Value::from),
+            prop_oneof![" 606 ", "true", "FALSE", "skipped", " Skipped ", "updated", "é", ""].prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             let key = prop_oneof![
@@ -1076,6 +1231,105 @@ mod wire_tests {
             // And on every truncation of it.
             let cut = cut.index(body.len() + 1);
             prop_assert_eq!(parse(&body[..cut]), parse_value(&body[..cut]));
+        }
+    }
+
+    /// Bodies shaped like Marketo's own, where a plain success and its near misses are common.
+    fn marketo_body() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![
+            Just(json!("updated")),
+            Just(json!("skipped")),
+            Just(json!(" Skipped ")),
+            Just(json!(5)),
+            Just(json!(null))
+        ];
+        let entry =
+            prop_oneof![Just(json!({"code": "1004", "message": "Lead not found"})), Just(json!(7)), Just(json!({}))];
+        let record = (text.clone(), prop::collection::vec(entry.clone(), 0..2), any::<bool>()).prop_map(
+            |(status, reasons, with_id)| {
+                let mut r = json!({"status": status, "reasons": reasons});
+                if with_id {
+                    r["id"] = json!(50);
+                }
+                r
+            },
+        );
+        let success = prop_oneof![Just(json!(true)), Just(json!(false)), Just(json!("TRUE")), Just(json!(null))];
+        let errors = prop_oneof![Just(None), Just(Some(json!([]))), entry.prop_map(|e| Some(json!([e])))];
+        let result = prop_oneof![
+            prop::collection::vec(record.clone(), 0..3).prop_map(Value::from),
+            record,
+            Just(json!("none")),
+        ];
+        (prop::option::of(success), errors, prop::option::of(result), any::<bool>()).prop_map(
+            |(success, errors, result, id)| {
+                let mut body = serde_json::Map::new();
+                if id {
+                    body.insert("requestId".into(), json!("e42b#1"));
+                }
+                if let Some(v) = success {
+                    body.insert("success".into(), v);
+                }
+                if let Some(v) = errors {
+                    body.insert("errors".into(), v);
+                }
+                if let Some(v) = result {
+                    body.insert("result".into(), v);
+                }
+                Value::Object(body)
+            },
+        )
+    }
+
+    /// What the full read says of a plain success.
+    fn plain(body: &[u8]) -> bool {
+        parse(body).is_ok_and(|r| !r.is_failure() && !r.result.iter().any(|s| s.is_skipped()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The summary says "plain success" of exactly the bodies the full read does: every
+        /// generated body, every truncation of it, and each with one byte made invalid UTF-8.
+        #[test]
+        fn the_summary_agrees_with_the_full_read(
+            v in prop_oneof![value(), marketo_body()],
+            cut in any::<prop::sample::Index>(),
+            bad in any::<prop::sample::Index>(),
+        ) {
+            let body = serde_json::to_vec(&v).unwrap();
+            prop_assert_eq!(super::is_plain_success(&body), plain(&body));
+            let cut = cut.index(body.len() + 1);
+            prop_assert_eq!(super::is_plain_success(&body[..cut]), plain(&body[..cut]));
+            if !body.is_empty() {
+                let mut broken = body.clone();
+                broken[bad.index(body.len())] = 0xFF;
+                prop_assert_eq!(super::is_plain_success(&broken), plain(&broken));
+            }
+        }
+    }
+
+    #[test]
+    fn the_summary_reads_the_members_the_full_read_checks() {
+        for (body, plain_success) in [
+            (&br#"{"requestId":"e42b#1","success":true,"result":[{"id":50,"status":"updated"}]}"#[..], true),
+            (br#"{"success":true}"#, true),
+            (br#"{"requestId":"x"}"#, true),
+            (br#"{"result":[]}"#, false),
+            (br#"{"success":false,"errors":[{"code":"606"}]}"#, false),
+            (br#"{"success":true,"errors":{"code":"601"}}"#, false),
+            (br#"{"success":true,"result":[{"status":" Skipped "}]}"#, false),
+            (br#"{"success":true,"result":{"status":"skipped"}}"#, false),
+            (br#"{"success":true,"result":[{"status":"skipped","status":null}]}"#, true),
+            (br#"{"success":true,"errors":[1,"x",[]]}"#, true),
+            (b"{\"requestId\":\"\xff\",\"success\":true}", false),
+            (b"{\"other\":\"\xff\",\"success\":true}", true),
+            (b"{\"success\":true,\"result\":[{\"id\":\"\xff\"}]}", false),
+            (b"{\"success\":true,\"result\":[{\"note\":\"\xff\"}]}", true),
+            (b"  ", false),
+        ] {
+            assert_eq!(super::is_plain_success(body), plain_success, "{}", String::from_utf8_lossy(body));
+            assert_eq!(plain(body), plain_success, "the full read: {}", String::from_utf8_lossy(body));
         }
     }
 
