@@ -23,7 +23,7 @@ use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
-    NotReplayable, Outcome, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
+    NotReplayable, Outcome, Policy, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
 };
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -127,6 +127,9 @@ enum Got<RB> {
     Nothing(Failure, Option<BoxError>),
 }
 
+/// The body to send on every attempt (and its trailers), or why there is none to send again.
+type Replay = Result<(Bytes, Option<Box<HeaderMap>>), NotReplayable>;
+
 /// A response's head, the bytes read of its body, and whether they are the whole body.
 type LastResponse = (response::Parts, Bytes, bool);
 
@@ -136,7 +139,7 @@ struct Engine<B> {
     host: HostId,
     parts: request::Parts,
     /// The body to send on every attempt, or why there is none to send again.
-    replay: Result<(Bytes, Option<Box<HeaderMap>>), NotReplayable>,
+    replay: Replay,
     /// A body that is sent once, until it is.
     once: Option<B>,
     attempt: u32,
@@ -178,40 +181,45 @@ where
     #[inline]
     pub(crate) fn new(svc: S, detach: D, shared: Arc<Shared>, req: Request<B>) -> Self {
         let (parts, body) = req.into_parts();
-        let mut this = Self::start(svc, detach, shared, parts);
-        let policy = &this.engine.host().policy;
-        let size = body.size_hint();
-        match size.exact() {
-            _ if body.is_end_stream() => {}
-            Some(n) if n <= policy.replay_limit() as u64 => {
-                this.state = State::Buffer { body, first: None, rest: BytesMut::new(), trailers: None };
+        Self::start(svc, detach, shared, parts, false, move |policy| {
+            let size = body.size_hint();
+            match size.exact() {
+                _ if body.is_end_stream() => (State::Ready, Ok((Bytes::new(), None)), None),
+                Some(n) if n <= policy.replay_limit() as u64 => {
+                    let buffer = State::Buffer { body, first: None, rest: BytesMut::new(), trailers: None };
+                    (buffer, Ok((Bytes::new(), None)), None)
+                }
+                exact => {
+                    let limit = policy.replay_limit();
+                    let why = if exact.is_some() || size.lower() > limit as u64 {
+                        NotReplayable::TooLarge { limit }
+                    } else {
+                        NotReplayable::Streaming
+                    };
+                    (State::Ready, Err(why), Some(body))
+                }
             }
-            exact => {
-                let limit = policy.replay_limit();
-                this.engine.replay = Err(if exact.is_some() || size.lower() > limit as u64 {
-                    NotReplayable::TooLarge { limit }
-                } else {
-                    NotReplayable::Streaming
-                });
-                this.engine.once = Some(body);
-            }
-        }
-        this
+        })
     }
 
     /// A failover probe: a request whose body is already in memory, sent through the whole
     /// engine (token, limits) but past the failover gate.
     pub(crate) fn probe(svc: S, detach: D, shared: Arc<Shared>, req: Request<Bytes>) -> Self {
         let (parts, body) = req.into_parts();
-        let mut this = Self::start(svc, detach, shared, parts);
-        this.engine.replay = Ok((body, None));
-        this.engine.probe = true;
-        this.engine.ready = false;
-        this
+        Self::start(svc, detach, shared, parts, true, |_| (State::Ready, Ok((body, None)), None))
     }
 
+    /// The future, made in one piece (it is large: no copy of it on the way out). `body`
+    /// decides, by the host's policy, the first state, the replay buffer and the body sent once.
     #[inline]
-    fn start(svc: S, detach: D, shared: Arc<Shared>, mut parts: request::Parts) -> Self {
+    fn start(
+        svc: S,
+        detach: D,
+        shared: Arc<Shared>,
+        mut parts: request::Parts,
+        probe: bool,
+        body: impl FnOnce(&Policy) -> (State<S::Future, B, RB>, Replay, Option<B>),
+    ) -> Self {
         let start = Instant::now();
         let host_id = shared.hosts.lookup(&parts.uri);
         let host = shared.hosts.get(host_id);
@@ -237,8 +245,9 @@ where
             host = parts.uri.host().unwrap_or(""),
             path = parts.uri.path(),
         );
+        let (state, replay, once) = body(policy);
         ResponseFuture {
-            state: State::Ready,
+            state,
             timer: None,
             svc,
             detach,
@@ -247,14 +256,15 @@ where
                 shared,
                 host: host_id,
                 parts,
-                replay: Ok((Bytes::new(), None)),
-                once: None,
+                replay,
+                once,
                 attempt: 1,
                 history: Vec::new(),
                 errors: Vec::new(),
                 start,
                 idempotent,
-                ready: true,
+                // A probe is sent by a task of its own, through a service not yet polled.
+                ready: !probe,
                 attempt_until: None,
                 token: None,
                 used_token: None,
@@ -263,7 +273,7 @@ where
                 paced: false,
                 slot: None,
                 last: None,
-                probe: false,
+                probe,
                 polled: false,
                 rng: None,
             },
@@ -301,6 +311,8 @@ where
             }};
         }
         loop {
+            // What the attempt meant, set by each arm that ends an attempt (no tuple to move).
+            let c: Classification;
             let got = match this.state.as_mut().project() {
                 StateProj::Buffer { body, first, rest, trailers } => {
                     let frame = match body.poll_frame(cx) {
@@ -460,19 +472,21 @@ where
                             this.state.set(State::Inspect { read: Some(Box::new(read)) });
                             continue;
                         }
-                        let c = eng.classify_response(&head, received_at, BodyView::NotRead);
-                        (c, Got::Head(head, body))
+                        c = eng.classify_response(&head, received_at, BodyView::NotRead);
+                        Got::Head(head, body)
                     }
                     Poll::Ready(Err(e)) => {
                         let e: BoxError = e.into();
                         let failure = (eng.shared.classify_error)(&*e);
-                        (eng.classify_failure(failure), Got::Nothing(failure, Some(e)))
+                        c = eng.classify_failure(failure);
+                        Got::Nothing(failure, Some(e))
                     }
                     Poll::Pending => {
                         if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                             return Poll::Pending;
                         }
-                        (eng.classify_failure(Failure::Timeout), Got::Nothing(Failure::Timeout, None))
+                        c = eng.classify_failure(Failure::Timeout);
+                        Got::Nothing(Failure::Timeout, None)
                     }
                 },
                 StateProj::Inspect { read } => {
@@ -504,7 +518,10 @@ where
                     let Some(r) = read.take() else { unreachable!() };
                     let mut r = *r;
                     match end {
-                        ReadEnd::Failed(f, source) => (eng.classify_failure(f), Got::Nothing(f, source)),
+                        ReadEnd::Failed(f, source) => {
+                            c = eng.classify_failure(f);
+                            Got::Nothing(f, source)
+                        }
                         ReadEnd::Complete | ReadEnd::Limit => {
                             let complete = matches!(end, ReadEnd::Complete);
                             let bytes = r.bytes();
@@ -515,9 +532,9 @@ where
                             } else {
                                 BodyView::Prefix(&bytes[..bytes.len().min(limit)])
                             };
-                            let c = eng.classify_response(&r.head, r.received_at, view);
+                            c = eng.classify_response(&r.head, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
-                            (c, Got::Read { head: r.head, bytes, trailers: r.trailers, rest })
+                            Got::Read { head: r.head, bytes, trailers: r.trailers, rest }
                         }
                     }
                 }
@@ -604,7 +621,6 @@ where
             };
 
             // An attempt is over: decide, then act.
-            let (c, got) = got;
             let status = match &got {
                 Got::Head(h, _) | Got::Read { head: h, .. } => Some(h.status),
                 Got::Nothing(..) => None,
