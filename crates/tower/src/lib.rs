@@ -39,6 +39,14 @@
 //! assert_eq!(report.attempt_count(), 2);
 //! # }
 //! ```
+//!
+//! # Other front doors
+//!
+//! The engine is not tied to the tower `Service` it wraps: [`RetryLayer::drive`] runs one
+//! request over an inner service that may borrow from the caller's call (neither `Clone` nor
+//! `'static`), with what the engine sends on its own (logins, failover probes) going through
+//! a [`Detach`]. The reqwest middleware of `redial-reqwest` is built that way: each attempt goes
+//! through the rest of the caller's middleware chain from the engine's own poll.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
