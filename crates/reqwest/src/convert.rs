@@ -73,7 +73,7 @@ pub(crate) fn request_to_http(
             }
         }
     }
-    let template = Template { uri: parts.uri.clone(), timeout: req.timeout().copied(), caller: req };
+    let template = Template { uri: parts.uri.clone(), caller: req };
     Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
 }
 
@@ -83,7 +83,6 @@ pub(crate) fn request_to_http(
 /// is not parsed again.
 pub(crate) struct Template {
     uri: http::Uri,
-    timeout: Option<std::time::Duration>,
     /// The caller's request, its method, headers and body taken.
     caller: reqwest::Request,
 }
@@ -112,8 +111,8 @@ impl Template {
             reqwest::Request::try_from(http::Request::from_parts(parts, body))?
         };
         // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
-        if self.timeout.is_some() {
-            *attempt.timeout_mut() = self.timeout;
+        if let Some(timeout) = self.caller.timeout() {
+            *attempt.timeout_mut() = Some(*timeout);
         }
         Ok(attempt)
     }

@@ -12,7 +12,7 @@ use redial_tower::{ResponseBody, ResponseFuture, RetryLayer, RetrySafe};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::convert::{request_to_http, response_from_http, Inbound, RequestBody};
-use crate::service::{Answered, Background, Call, Detacher, Direct, Job, Replier};
+use crate::service::{Answered, Background, Detacher, Direct, Job, Mailbox, Replier};
 
 /// redial's retry engine as a [`reqwest_middleware::Middleware`].
 ///
@@ -103,7 +103,7 @@ impl Middleware for RedialMiddleware {
         let last = Mutex::new(None);
         let out = {
             let direct = Direct { next: next.clone(), extensions: &*extensions, template: &template, last: &last };
-            let detach = Detacher { call: &detached, background: &self.background };
+            let detach = Detacher { mailbox: &detached, background: &self.background };
             // On the heap, apart, made there (not moved through the call's future): the call's
             // future stays small enough for the allocator's fast path (glibc consolidates its
             // free lists for every allocation of 1 KiB or more).
@@ -126,12 +126,12 @@ impl Middleware for RedialMiddleware {
 
 /// Closes the mailbox, if there is one, when the call ends, however it ends (cancelled
 /// included): the logins and probes still waiting go through the background client.
-struct Closed<'a>(&'a OnceLock<Arc<Call>>);
+struct Closed<'a>(&'a OnceLock<Arc<Mailbox>>);
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
-        if let Some(call) = self.0.get() {
-            call.mailbox.close();
+        if let Some(mailbox) = self.0.get() {
+            mailbox.close();
         }
     }
 }
@@ -151,19 +151,19 @@ type Engine<'a> = ResponseFuture<Direct<'a>, RequestBody, Inbound, Detacher<'a>>
 /// it leaves in the call's mailbox through `next`, in this task.
 fn drive<'a>(
     mut engine: Pin<Box<Engine<'a>>>,
-    detached: &'a OnceLock<Arc<Call>>,
+    detached: &'a OnceLock<Arc<Mailbox>>,
     extensions: &'a Extensions,
     next: Next<'a>,
 ) -> impl Future<Output = Result<http::Response<ResponseBody<Inbound>>, redial_tower::Error>> + Send + 'a {
     let mut in_flight: Vec<InFlight<'a>> = Vec::new();
     let mut jobs = Vec::new();
     poll_fn(move |cx| {
-        if let Some(call) = detached.get() {
-            call.mailbox.polling();
+        if let Some(mailbox) = detached.get() {
+            mailbox.polling();
         }
         loop {
-            if let Some(call) = detached.get() {
-                call.mailbox.take(&mut jobs);
+            if let Some(mailbox) = detached.get() {
+                mailbox.take(&mut jobs);
                 for Job { req, reply } in jobs.drain(..) {
                     // Logins and probes start from the caller's extensions, and keep theirs.
                     let next = next.clone();
@@ -195,12 +195,12 @@ fn drive<'a>(
             if let Poll::Ready(out) = engine.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            let Some(call) = detached.get() else { return Poll::Pending };
+            let Some(mailbox) = detached.get() else { return Poll::Pending };
             // A login or probe that gave up (its time ran out) is cancelled now, not at the
             // next wake-up: it holds a connection.
             let gave_up = in_flight.iter().any(|f| f.reply.is_cancelled());
             // The engine may have left a new login or probe: send it now.
-            if !gave_up && !call.mailbox.idle(cx.waker()) {
+            if !gave_up && !mailbox.idle(cx.waker()) {
                 return Poll::Pending;
             }
         }

@@ -183,15 +183,9 @@ impl Drop for Replier {
     }
 }
 
-/// What the detached requests of one call share: where they are left for the call.
-#[derive(Default)]
-pub(crate) struct Call {
-    pub(crate) mailbox: Mailbox,
-}
-
 #[derive(Clone)]
 pub(crate) struct Attempts {
-    call: Arc<Call>,
+    mailbox: Arc<Mailbox>,
     background: Background,
 }
 
@@ -218,8 +212,8 @@ impl Background {
 }
 
 impl Attempts {
-    pub(crate) fn new(call: Arc<Call>, background: Background) -> Self {
-        Attempts { call, background }
+    pub(crate) fn new(mailbox: Arc<Mailbox>, background: Background) -> Self {
+        Attempts { mailbox, background }
     }
 }
 
@@ -244,8 +238,8 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
         let spare = background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
         let slot = Arc::new(Slot::default());
         let job = Job { req, reply: Replier(slot.clone()) };
-        match self.call.mailbox.post(job) {
-            None => AttemptFuture(State::Waiting { slot, spare, call: self.call.clone() }),
+        match self.mailbox.post(job) {
+            None => AttemptFuture(State::Waiting { slot, spare, mailbox: self.mailbox.clone() }),
             // The call has ended (nobody waits on the slot: dropping its replier wakes nobody).
             Some(Job { req, .. }) => match background {
                 Some(client) => AttemptFuture(State::Background(Box::pin(client.execute(req)))),
@@ -260,7 +254,7 @@ pub(crate) struct AttemptFuture(State);
 
 enum State {
     Failed(Option<BoxError>),
-    Waiting { slot: Arc<Slot>, spare: Option<Box<(reqwest::Request, reqwest::Client)>>, call: Arc<Call> },
+    Waiting { slot: Arc<Slot>, spare: Option<Box<(reqwest::Request, reqwest::Client)>>, mailbox: Arc<Mailbox> },
     Background(Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>>),
 }
 
@@ -299,7 +293,7 @@ impl Future for AttemptFuture {
 
 impl Drop for AttemptFuture {
     fn drop(&mut self) {
-        if let State::Waiting { slot, call, .. } = &self.0 {
+        if let State::Waiting { slot, mailbox, .. } = &self.0 {
             {
                 let mut s = lock(&slot.0);
                 if s.answered || s.abandoned {
@@ -310,7 +304,7 @@ impl Drop for AttemptFuture {
             }
             // The driver drops the request (and frees its connection) at once, even when this
             // attempt belonged to a login or a probe in a task of its own.
-            call.mailbox.nudge();
+            mailbox.nudge();
         }
     }
 }
@@ -367,7 +361,7 @@ impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
 /// Where a call's logins and probes go: the call's mailbox (made at the first one), then the
 /// background client once the call has ended.
 pub(crate) struct Detacher<'a> {
-    pub(crate) call: &'a OnceLock<Arc<Call>>,
+    pub(crate) mailbox: &'a OnceLock<Arc<Mailbox>>,
     pub(crate) background: &'a Background,
 }
 
@@ -377,8 +371,8 @@ impl<'a, 'n> Detach<Direct<'n>, RequestBody> for Detacher<'a> {
     type Service = Attempts;
 
     fn detach(&self, _: &Direct<'n>) -> Option<Attempts> {
-        let call = self.call.get_or_init(Default::default).clone();
-        Some(Attempts::new(call, self.background.clone()))
+        let mailbox = self.mailbox.get_or_init(Default::default).clone();
+        Some(Attempts::new(mailbox, self.background.clone()))
     }
 }
 
@@ -435,8 +429,8 @@ mod tests {
         (Job { req, reply: Replier(slot.clone()) }, slot)
     }
 
-    fn call() -> Arc<Call> {
-        Arc::new(Call::default())
+    fn mailbox() -> Arc<Mailbox> {
+        Arc::default()
     }
 
     #[test]
@@ -490,22 +484,22 @@ mod tests {
 
     #[test]
     fn an_attempt_dropped_unanswered_is_cancelled_and_wakes_a_sleeping_driver_only() {
-        let call = call();
+        let mailbox = mailbox();
         let (count, w) = waker();
 
         // Dropped while the driver polls (the engine timed it out): nobody is woken.
-        call.mailbox.polling();
+        mailbox.polling();
         let (j, slot) = job();
-        drop(AttemptFuture(State::Waiting { slot, spare: None, call: call.clone() }));
+        drop(AttemptFuture(State::Waiting { slot, spare: None, mailbox: mailbox.clone() }));
         assert!(j.reply.is_cancelled());
         drop(j);
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
 
         // Dropped by another task (a login's timeout) while the driver sleeps: it is woken, to
         // drop the request and free its connection.
-        assert!(!call.mailbox.idle(&w));
+        assert!(!mailbox.idle(&w));
         let (j, slot) = job();
-        drop(AttemptFuture(State::Waiting { slot, spare: None, call: call.clone() }));
+        drop(AttemptFuture(State::Waiting { slot, spare: None, mailbox: mailbox.clone() }));
         assert!(j.reply.is_cancelled());
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
@@ -525,7 +519,7 @@ mod tests {
     async fn an_abandoned_attempt_without_a_spare_says_the_call_ended() {
         let (j, slot) = job();
         drop(j);
-        let err = AttemptFuture(State::Waiting { slot, spare: None, call: call() }).await.unwrap_err();
+        let err = AttemptFuture(State::Waiting { slot, spare: None, mailbox: mailbox() }).await.unwrap_err();
         assert!(err.to_string().contains("has ended"), "{err}");
     }
 }

@@ -644,7 +644,7 @@ where
             }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
                 match this.detach.detach(this.svc) {
-                    Some(svc) => spawn_probe::<D::Service, D::Body, D::ResponseBody>(svc, eng.shared.clone(), eng.host),
+                    Some(svc) => spawn_probe::<S, B, D>(svc, eng.shared.clone(), eng.host),
                     None => {
                         tracing::warn!(host = &*eng.host().pattern, "failover: no service to send the probe through")
                     }
@@ -1009,17 +1009,9 @@ impl<RB> Got<RB> {
 
 /// While a host is in failover mode, send its probe on the probe's interval; the first success
 /// returns the host to primary.
-fn spawn_probe<S, B, RB>(svc: S, shared: Arc<Shared>, host: HostId)
-where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
-{
+///
+/// `svc` is `D`'s service, whose bounds (`'static`, `Send`, `Clone`) the spawned task needs.
+fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId) {
     tokio::spawn(async move {
         loop {
             let h = shared.hosts.get(host);
@@ -1030,7 +1022,7 @@ where
             tokio::time::sleep(probe.interval).await;
             let mut req = (probe.request)();
             req.extensions_mut().insert(crate::Detached::Probe);
-            let fut = ResponseFuture::<S, B, RB>::probe(svc.clone(), Inner, shared.clone(), req);
+            let fut = ResponseFuture::<_, D::Body, D::ResponseBody>::probe(svc.clone(), Inner, shared.clone(), req);
             let ok = fut.await.is_ok_and(|res| res.status().is_success());
             tracing::info!(host = &*h.pattern, ok, "failover probe");
             if ok {
