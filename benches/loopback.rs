@@ -1,5 +1,8 @@
 //! Throughput over loopback, success path, small JSON bodies, in one process: reqwest bare,
-//! reqwest + redial, reqwest + reqwest-retry; hyper-util bare and + redial.
+//! reqwest + redial, reqwest + reqwest-retry; hyper-util bare and + redial. Two more variants
+//! take the reqwest door's cost apart: a reqwest-middleware chain with one pass-through
+//! middleware (what any middleware costs), and redial without its default deadline (the timer
+//! each attempt that waits arms; reqwest-retry has no deadline).
 //!
 //! `cargo bench --bench loopback` runs every variant in interleaved rounds against a minimal
 //! hyper server and prints the median requests per second and the ratios.
@@ -21,6 +24,21 @@ const BODY: &str = r#"{"requestId":"e42b#14272d07d78","success":true,"result":[{
 const CONCURRENCY: usize = 32;
 const PER_ROUND: usize = 2000;
 const ROUNDS: usize = 21;
+
+/// A middleware that only calls the rest of the chain: reqwest-middleware's own cost.
+struct PassThrough;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for PassThrough {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        next.run(req, extensions).await
+    }
+}
 
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,12 +143,20 @@ fn main() {
         let reqwest_generic = reqwest_middleware::ClientBuilder::new(reqwest_bare.clone())
             .with(RedialMiddleware::new(generic.clone()).with_client(reqwest_bare.clone()))
             .build();
+        let pass_through = reqwest_middleware::ClientBuilder::new(reqwest_bare.clone()).with(PassThrough).build();
+        let no_deadline = redial::RetryLayer::new(
+            redial::core::generic::Generic,
+            redial::Policy::builder().no_deadline().build().unwrap(),
+        );
+        let reqwest_no_deadline = reqwest_middleware::ClientBuilder::new(reqwest_bare.clone())
+            .with(RedialMiddleware::new(no_deadline).with_client(reqwest_bare.clone()))
+            .build();
         let hyper_redial = tower::Layer::layer(
             &layer,
             Client::builder(TokioExecutor::new()).build_http::<RetryBody<Full<Bytes>>>(),
         );
 
-        let mut results: Vec<(&str, Vec<f64>)> = ["reqwest bare", "reqwest + redial", "reqwest + reqwest-retry", "hyper-util bare", "hyper-util + redial", "reqwest + redial (generic host)", "hyper-util + redial (generic host)"]
+        let mut results: Vec<(&str, Vec<f64>)> = ["reqwest bare", "reqwest + redial", "reqwest + reqwest-retry", "hyper-util bare", "hyper-util + redial", "reqwest + redial (generic host)", "hyper-util + redial (generic host)", "reqwest-middleware pass-through", "reqwest + redial (generic, no deadline)"]
             .into_iter()
             .map(|n| (n, Vec::new()))
             .collect();
@@ -169,6 +195,10 @@ fn main() {
                     res.into_body().collect().await.unwrap().to_bytes().len()
                 }
             }).await } else { 0.0 });
+            for c in [pass_through.clone(), reqwest_no_deadline.clone()] {
+                let u = url.clone();
+                r.push(if run(&only, &mut i) { drive(move || { let (c, u) = (c.clone(), u.clone()); async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() } }).await } else { 0.0 });
+            }
             let mut cpu = CPU.with_borrow_mut(std::mem::take).into_iter();
             if round > 0 {
                 // Round 0 warms the pools up.
@@ -207,6 +237,11 @@ fn main() {
         println!("  reqwest + redial / reqwest bare                  {:.3}", ratio(5, 0));
         println!("  reqwest + redial / reqwest + reqwest-retry       {:.3}", ratio(5, 2));
         println!("  hyper-util + redial / hyper-util bare            {:.3}", ratio(6, 3));
+        println!("the reqwest door taken apart (generic host):");
+        println!("  pass-through middleware / reqwest bare           {:.3}", ratio(7, 0));
+        println!("  reqwest + redial / pass-through middleware       {:.3}", ratio(5, 7));
+        println!("  reqwest + redial, no deadline / reqwest bare     {:.3}", ratio(8, 0));
+        println!("  reqwest + redial, no deadline / reqwest-retry    {:.3}", ratio(8, 2));
         println!("CPU per request, median of the per-round ratios (client and server together):");
         println!("reqwest + redial / reqwest bare                    {:.3}", cpu_ratio(1, 0));
         println!("hyper-util + redial / hyper-util bare              {:.3}", cpu_ratio(4, 3));
