@@ -297,8 +297,14 @@ pub fn decide(
         Advice::Reconcile => {
             if !ctx.can_reconcile {
                 Decision::Fail(FailReason::NoReconcileHook)
+            } else if let Err(why) = ctx.replayable {
+                // The hook is asked about the request as it was sent, body included, and a call
+                // that had not taken effect is sent again: both need the body.
+                Decision::Fail(FailReason::NotReplayable(why))
             } else if count(Action::Reconcile) >= 1 {
                 Decision::Fail(FailReason::Final)
+            } else if ctx.attempt >= policy.max_attempts() {
+                Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() })
             } else {
                 Decision::Reconcile
             }

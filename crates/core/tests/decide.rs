@@ -161,6 +161,21 @@ fn refresh_rewrite_reconcile_limits() {
     assert_eq!(run(&rc, &x), Decision::Reconcile);
 }
 
+/// A reconcile asks the hook about the request as it was sent and may send it again: a body
+/// that is gone cannot be asked about or sent, and the attempt limit holds as for a retry.
+#[test]
+fn reconcile_needs_the_body_and_an_attempt_left() {
+    let rc = Classification::new(Kind::Transient, Advice::Reconcile, "x");
+    let p = Policy::builder().max_attempts(2).build().unwrap();
+    let hooked = |attempt, replayable| Context { attempt, can_reconcile: true, replayable, ..ctx(&p, &[], S) };
+    assert_eq!(run(&rc, &hooked(1, Ok(()))), Decision::Reconcile);
+    assert_eq!(
+        run(&rc, &hooked(1, Err(NotReplayable::Streaming))),
+        Decision::Fail(FailReason::NotReplayable(NotReplayable::Streaming))
+    );
+    assert_eq!(run(&rc, &hooked(2, Ok(()))), Decision::Fail(FailReason::AttemptsExhausted { max: 2 }));
+}
+
 proptest! {
     /// Whatever the backoff, hint, history and elapsed time, a retry never waits past the
     /// deadline, never past the cap, and never beyond the attempt limit.

@@ -279,10 +279,14 @@ impl TokenSource {
                         Ok(res) => {
                             let (head, body) = res.into_parts();
                             login.parse(head.status, &head.headers, &body).map_err(|e| {
-                                if e.status().is_none() {
-                                    e.with_response(head.status, body)
-                                } else {
+                                // A refused login's body says why; a 2xx one may hold the
+                                // token the parse could not read, and is never kept.
+                                if e.status().is_some() {
                                     e
+                                } else if head.status.is_success() {
+                                    e.with_response(head.status, Bytes::new())
+                                } else {
+                                    e.with_response(head.status, body)
                                 }
                             })
                         }

@@ -123,6 +123,9 @@ enum Got<RB> {
     Head(response::Parts, RB),
     /// A response and the bytes read of its body; `rest` is what was not read.
     Read { head: response::Parts, bytes: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<RB>>> },
+    /// A response whose body failed (or stalled) before its end: the outcome is the failure,
+    /// and the head and the bytes read go with it (nothing lost).
+    Broken { head: response::Parts, bytes: Bytes, failure: Failure, source: Option<BoxError> },
     /// No response.
     Nothing(Failure, Option<BoxError>),
 }
@@ -132,6 +135,14 @@ type Replay = Result<(Bytes, Option<Box<HeaderMap>>), NotReplayable>;
 
 /// A response's head, the bytes read of its body, and whether they are the whole body.
 type LastResponse = (response::Parts, Bytes, bool);
+
+/// What the last attempt before a retry got, and what it meant.
+struct Last {
+    classification: Classification,
+    response: Option<LastResponse>,
+    /// The transport (or body) error, if the attempt ended in one.
+    source: Option<BoxError>,
+}
 
 /// Everything about the logical request that outlives one attempt.
 struct Engine<B> {
@@ -163,9 +174,10 @@ struct Engine<B> {
     paced: bool,
     /// A rate-limit slot reserved and not yet used: given back if the request ends first.
     slot: Option<Instant>,
-    /// The last response before a retry, and what it meant: owned by any error that happens
-    /// before the next attempt has a response of its own (nothing lost).
-    last: Option<Box<(Classification, Option<LastResponse>)>>,
+    /// What the last attempt got, when the request goes on after it (a retry, a rewrite, a
+    /// token refresh, a reconcile): owned by any error that happens before the next attempt
+    /// has an outcome of its own (nothing lost).
+    last: Option<Box<Last>>,
     /// A failover probe passes the failover gate.
     probe: bool,
     /// Whether this future has been polled (a poll after the first follows a wait).
@@ -364,6 +376,13 @@ where
                     continue;
                 }
                 StateProj::Ready => {
+                    // A body sent once is gone: no path may send the request again without it.
+                    if eng.once.is_none() {
+                        if let Err(why) = eng.replay {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(eng.error(ErrorKind::Decided(FailReason::NotReplayable(why)))));
+                        }
+                    }
                     // Failover: only what the vendor still serves is sent.
                     if !eng.probe && eng.failover_forbids() {
                         this.state.set(State::Done);
@@ -414,8 +433,8 @@ where
                     if !eng.paced {
                         if let Some((at, now)) = eng.host().limits.reserve() {
                             eng.paced = true;
+                            eng.slot = Some(at);
                             if at > now {
-                                eng.slot = Some(at);
                                 if let Some(deadline) = eng.host().policy.deadline().map(|d| eng.start + d) {
                                     if at >= deadline {
                                         eng.release_slot();
@@ -435,6 +454,12 @@ where
                         let ready = match this.svc.poll_ready(cx) {
                             Poll::Ready(r) => r,
                             Poll::Pending => {
+                                // The rate slot is for a send now: while the service is not
+                                // ready it is given back, and taken again when it is.
+                                if eng.paced {
+                                    eng.release_slot();
+                                    eng.paced = false;
+                                }
                                 // A service that never gets ready is still bounded by the deadline.
                                 eng.arm_deadline();
                                 until_deadline!()
@@ -444,6 +469,13 @@ where
                             this.state.set(State::Done);
                             return Poll::Ready(Err(eng.error(ErrorKind::NotReady).with_source(e.into())));
                         }
+                    }
+                    // A token leased before the waits for a permit, a slot or readiness may have
+                    // expired since: never send one past its expiry; lease again.
+                    if eng.token.as_ref().is_some_and(|t| t.expires_at.is_some_and(|at| at <= Instant::now())) {
+                        eng.token = None;
+                        eng.ready = true; // the service is ready; it is not polled again
+                        continue;
                     }
                     eng.ready = false;
                     eng.slot = None; // used
@@ -518,9 +550,10 @@ where
                     let Some(r) = read.take() else { unreachable!() };
                     let mut r = *r;
                     match end {
-                        ReadEnd::Failed(f, source) => {
-                            c = eng.classify_failure(f);
-                            Got::Nothing(f, source)
+                        ReadEnd::Failed(failure, source) => {
+                            c = eng.classify_failure(failure);
+                            let bytes = r.bytes();
+                            Got::Broken { head: r.head, bytes, failure, source }
                         }
                         ReadEnd::Complete | ReadEnd::Limit => {
                             let complete = matches!(end, ReadEnd::Complete);
@@ -621,14 +654,8 @@ where
             };
 
             // An attempt is over: decide, then act.
-            let status = match &got {
-                Got::Head(h, _) | Got::Read { head: h, .. } => Some(h.status),
-                Got::Nothing(..) => None,
-            };
-            let failure = match &got {
-                Got::Nothing(f, _) => Some(*f),
-                _ => None,
-            };
+            let status = got.status();
+            let failure = got.failure();
             let decision = eng.decide(&c);
             eng.trace(&c, &decision, status, failure);
             eng.permit = None;
@@ -651,9 +678,16 @@ where
                 }
             }
             match decision {
-                Decision::Return => {
+                Decision::Return if failure.is_none() => {
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(eng.respond(&c, &decision, got)));
+                }
+                Decision::Return => {
+                    // A profile advised returning an outcome that has no response to return.
+                    let reason = FailReason::Final;
+                    eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
                 }
                 Decision::Retry { after, .. } => {
                     eng.record(&c, &decision, status, failure);
@@ -663,9 +697,11 @@ where
                 }
                 Decision::Rewrite(rewrite) => {
                     eng.record(&c, &decision, status, failure);
+                    eng.keep_last(c, got);
                     eng.rewrite(rewrite);
                     eng.attempt += 1;
                     eng.ready = false;
+                    this.timer.set(None);
                     this.state.set(State::Ready);
                 }
                 Decision::RefreshAuth => {
@@ -674,7 +710,9 @@ where
                         (Some(source), Some(version)) => {
                             source.invalidate(version);
                             eng.stale = Some(version);
+                            eng.keep_last(c, got);
                             eng.attempt += 1;
+                            this.timer.set(None);
                             this.state.set(State::Ready);
                         }
                         _ => {
@@ -698,6 +736,7 @@ where
                                 failure,
                                 errors: c.errors.clone(),
                             };
+                            eng.keep_last(c, got);
                             eng.ready = false;
                             eng.arm_deadline();
                             this.timer.set(None);
@@ -729,15 +768,23 @@ enum ReadEnd {
     Failed(Failure, Option<BoxError>),
 }
 
-/// Poll the attempt timer, arming it first if the attempt has a time limit; true if it fired.
+/// Poll the timer for `until`, the time limit of the wait in progress: armed at the first wait
+/// (lazily), and moved if it was left armed for another instant. True if it fired; never, if
+/// the wait has no limit.
 fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &mut Context<'_>) -> bool {
-    if timer.is_none() {
-        match until {
-            Some(until) => timer.set(Some(sleep_until(until))),
-            None => return false,
+    let Some(until) = until else { return false };
+    match timer.as_mut().as_pin_mut() {
+        Some(mut sleep) => {
+            if sleep.deadline() != until {
+                sleep.as_mut().reset(until);
+            }
+            sleep.poll(cx).is_ready()
+        }
+        None => {
+            timer.set(Some(sleep_until(until)));
+            timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
         }
     }
-    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
 }
 
 impl<B> Drop for Engine<B> {
@@ -751,16 +798,17 @@ impl<B> Engine<B> {
     /// classification if an earlier attempt had one.
     fn error(&mut self, kind: ErrorKind) -> Error {
         let error = Error::new(kind, self.report());
-        match self.last.take().map(|b| *b) {
-            Some((c, response)) => {
-                let error = match response {
-                    Some((head, body, complete)) => error.with_response(head, body, complete),
-                    None => error,
-                };
-                error.with_classification(c)
-            }
+        let Some(last) = self.last.take() else { return error };
+        let Last { classification, response, source } = *last;
+        let error = match response {
+            Some((head, body, complete)) => error.with_response(head, body, complete),
             None => error,
-        }
+        };
+        let error = match source {
+            Some(source) => error.with_source(source),
+            None => error,
+        };
+        error.with_classification(classification)
     }
 
     /// Bound the wait in progress by the request's deadline (the timer is armed lazily).
@@ -775,16 +823,22 @@ impl<B> Engine<B> {
 
     /// Keep what a retried attempt got, for an error that may come before the next response.
     fn keep_last<RB>(&mut self, c: Classification, got: Got<RB>) {
+        let (response, source) = self.owned(got);
+        self.last = Some(Box::new(Last { classification: c, response, source }));
+    }
+
+    /// What an error keeps of an attempt's outcome: the response's head and the bytes read
+    /// (at most the inspect limit, unless they are the whole body), or the transport error.
+    fn owned<RB>(&self, got: Got<RB>) -> (Option<LastResponse>, Option<BoxError>) {
         let limit = self.host().policy.inspect_limit();
-        let response = match got {
-            Got::Head(head, _) => Some((head, Bytes::new(), false)),
-            Got::Read { head, bytes, rest, .. } => {
-                let complete = rest.is_none();
-                Some((head, if complete { bytes } else { bytes.slice(..bytes.len().min(limit)) }, complete))
-            }
-            Got::Nothing(..) => None,
-        };
-        self.last = Some(Box::new((c, response)));
+        let prefix = |bytes: Bytes| bytes.slice(..bytes.len().min(limit));
+        match got {
+            Got::Head(head, _) => (Some((head, Bytes::new(), false)), None),
+            Got::Read { head, bytes, rest: None, .. } => (Some((head, bytes, true)), None),
+            Got::Read { head, bytes, rest: Some(_), .. } => (Some((head, prefix(bytes), false)), None),
+            Got::Broken { head, bytes, source, .. } => (Some((head, prefix(bytes), false)), source),
+            Got::Nothing(_, source) => (None, source),
+        }
     }
 
     /// Give back a reserved rate slot that was not used.
@@ -973,7 +1027,7 @@ impl<B> Engine<B> {
         let (mut head, body) = match got {
             Got::Head(head, body) => (head, ResponseBody::passthrough(body)),
             Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
-            Got::Nothing(..) => unreachable!("a failure is never returned as a response"),
+            Got::Broken { .. } | Got::Nothing(..) => unreachable!("an outcome without a response is never returned"),
         };
         if let Some(report) = report {
             head.extensions.insert(report);
@@ -983,16 +1037,16 @@ impl<B> Engine<B> {
 
     fn fail<RB>(&mut self, kind: ErrorKind, c: Classification, got: Got<RB>) -> Error {
         let error = Error::new(kind, self.take_report());
-        let error = match got {
-            Got::Head(head, _) => error.with_response(head, Bytes::new(), false),
-            Got::Read { head, bytes, rest, .. } => {
-                let complete = rest.is_none();
-                let limit = self.host().policy.inspect_limit();
-                let owned = if complete { bytes } else { bytes.slice(..bytes.len().min(limit)) };
-                error.with_response(head, owned, complete)
+        let error = match self.owned(got) {
+            (Some((head, body, complete)), source) => {
+                let error = error.with_response(head, body, complete);
+                match source {
+                    Some(source) => error.with_source(source),
+                    None => error,
+                }
             }
-            Got::Nothing(_, Some(source)) => error.with_source(source),
-            Got::Nothing(_, None) => error,
+            (None, Some(source)) => error.with_source(source),
+            (None, None) => error,
         };
         error.with_classification(c)
     }
@@ -1001,8 +1055,16 @@ impl<B> Engine<B> {
 impl<RB> Got<RB> {
     fn status(&self) -> Option<StatusCode> {
         match self {
-            Got::Head(h, _) | Got::Read { head: h, .. } => Some(h.status),
+            Got::Head(h, _) | Got::Read { head: h, .. } | Got::Broken { head: h, .. } => Some(h.status),
             Got::Nothing(..) => None,
+        }
+    }
+
+    /// Why the attempt has no (whole) response, if so.
+    fn failure(&self) -> Option<Failure> {
+        match self {
+            Got::Broken { failure, .. } | Got::Nothing(failure, _) => Some(*failure),
+            Got::Head(..) | Got::Read { .. } => None,
         }
     }
 }

@@ -55,10 +55,11 @@ impl Limits {
         })
     }
 
-    /// Give back a reserved slot that will not be used (its request was dropped or refused).
+    /// Give back a reserved slot that was not used (its request was dropped or refused, or its
+    /// service was not ready): whether or not its time has come, no call was sent in it.
     pub(crate) fn release(&self, at: Instant) {
         if let Some(log) = &self.rate {
-            lock(log).release(at, Instant::now());
+            lock(log).release(at);
         }
     }
 
@@ -131,11 +132,10 @@ impl SlidingLog {
         at
     }
 
-    fn release(&mut self, at: Instant, now: Instant) {
-        if at > now {
-            if let Some(i) = self.sends.iter().rposition(|t| *t == at) {
-                self.sends.remove(i);
-            }
+    fn release(&mut self, at: Instant) {
+        // Reservations at the same instant are alike: any one of them goes.
+        if let Some(i) = self.sends.iter().rposition(|t| *t == at) {
+            self.sends.remove(i);
         }
     }
 
@@ -217,7 +217,19 @@ mod release_tests {
         assert_eq!(log.reserve(t0), t0);
         let slot = log.reserve(t0 + s);
         assert_eq!(slot, t0 + 60 * s + Duration::from_millis(100));
-        log.release(slot, t0 + 5 * s);
+        log.release(slot);
         assert_eq!(log.reserve(t0 + 6 * s), slot, "the next request takes the same slot");
+    }
+
+    #[test]
+    fn a_slot_whose_time_came_and_went_unused_is_given_back() {
+        let s = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(1, 60 * s);
+        let unused = log.reserve(t0);
+        assert_eq!(unused, t0);
+        // Its request did not go (its service was not ready); the next one may go at once.
+        log.release(unused);
+        assert_eq!(log.reserve(t0 + 5 * s), t0 + 5 * s);
     }
 }

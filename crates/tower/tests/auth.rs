@@ -344,3 +344,41 @@ async fn a_closure_source_works_and_never_shows_its_secret() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(!format!("{source:?}").contains("tok0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_expires_while_its_request_waits_for_a_rate_slot_is_never_sent() {
+    // Tokens live 10 s (within the skew: no proactive refresh); one call per 20 s. The second
+    // request leases the token at once and waits 20 s for its slot: by then it has expired.
+    let vendor = FakeVendor::new(10);
+    let policy = Policy::builder().rate_limit(1, 20 * S).build().unwrap();
+    let svc = service(&vendor, TokenSource::login(TestLogin), policy);
+    let (a, b) = tokio::join!(svc.clone().oneshot(api()), svc.oneshot(api()));
+    assert_eq!(a.unwrap().status(), StatusCode::OK);
+    assert_eq!(b.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0, "no expired token went to the vendor");
+    assert_eq!(vendor.logins().len(), 2, "the second request logged in again before it went");
+}
+
+/// A login whose answer the parse cannot read, whatever its status.
+#[derive(Debug)]
+struct Unreadable;
+
+impl Login for Unreadable {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, _: StatusCode, _: &HeaderMap, _: &[u8]) -> Result<Credential, LoginError> {
+        Err(LoginError::new(LoginFailureKind::Fatal, "unreadable login answer"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_answer_that_cannot_be_read_keeps_its_status_but_never_a_2xx_body() {
+    // The 200's body is `tok0:3600`: the very token the parse could not read.
+    let vendor = FakeVendor::new(3600);
+    let err = service(&vendor, TokenSource::login(Unreadable), Policy::default()).oneshot(api()).await.unwrap_err();
+    let login = err.login_error().expect("the login's error");
+    assert_eq!(login.status(), Some(StatusCode::OK));
+    assert!(login.body().is_empty(), "a 2xx login body may hold a token: {:?}", login.body());
+    assert!(!format!("{err:?} {err}").contains("tok0"));
+}

@@ -1,0 +1,276 @@
+//! The engine at the edges of its state machine, against in-process services on the paused
+//! clock: what an error keeps when the request goes on after an attempt (a rewrite, a token
+//! refresh, a reconcile) or when a body breaks, what is never sent again, and which timer
+//! bounds a wait.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use redial_core::auth::{Attach, Credential, LoginError, LoginFailureKind};
+use redial_core::generic::Generic;
+use redial_core::{
+    Action, Advice, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead, Rewrite,
+};
+use redial_tower::{ReconcileRequest, RetryBody, RetryLayer, TokenSource, Verdict};
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+const S: Duration = Duration::from_secs(1);
+
+/// A vendor whose statuses ask for every kind of next step: 401 a token refresh, 414 a
+/// rewrite, 500 a reconcile; and, unlike any built-in profile, a failure it calls a success.
+#[derive(Debug)]
+struct Steps;
+
+impl Profile for Steps {
+    fn name(&self) -> &str {
+        "steps"
+    }
+    fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+        false
+    }
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        match outcome {
+            Outcome::Response(h, _) if h.status == StatusCode::UNAUTHORIZED => {
+                Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "token expired")
+            }
+            Outcome::Response(h, _) if h.status == StatusCode::URI_TOO_LONG => {
+                Classification::new(Kind::Transient, Advice::Rewrite(Rewrite::MethodOverridePost), "uri too long")
+            }
+            Outcome::Response(h, _) if h.status == StatusCode::INTERNAL_SERVER_ERROR => {
+                Classification::new(Kind::Transient, Advice::Reconcile, "did it take effect?")
+            }
+            Outcome::Failure(_) => Classification::success("a failure this profile calls fine"),
+            _ => Generic.classify(req, outcome),
+        }
+    }
+}
+
+fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder().status(status).header("x-request-id", "req-7").body(Full::from(body)).unwrap()
+}
+
+/// A request body of unknown length (a stream): sent once, never kept.
+#[derive(Debug)]
+struct Stream(Option<Bytes>);
+
+impl Body for Stream {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_never_sends_again_a_body_it_could_not_keep() {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Stream>>| {
+        let seen = seen.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            seen.lock().unwrap().push(body);
+            Ok::<_, Infallible>(reply(500, "INTERNAL_ERROR"))
+        }
+    });
+    let asked = Arc::new(AtomicUsize::new(0));
+    let a = asked.clone();
+    let layer = RetryLayer::builder()
+        .default_host(Steps, Policy::default())
+        .reconcile("*", move |_: ReconcileRequest| {
+            a.fetch_add(1, Ordering::SeqCst);
+            async { Verdict::NotApplied }
+        })
+        .unwrap()
+        .build();
+    let req = Request::post("http://genesys.test/createSubCampaign")
+        .body(Stream(Some(Bytes::from_static(b"<soap>create</soap>"))))
+        .unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+
+    assert!(err.is_not_replayable(), "{err}");
+    assert_eq!(*bodies.lock().unwrap(), [Bytes::from_static(b"<soap>create</soap>")], "sent once, never empty");
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the hook cannot be asked about a body that is gone");
+    assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(err.body().map(|b| &b[..]), Some(&b"INTERNAL_ERROR"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_refused_after_a_token_refresh_keeps_the_401_that_asked_for_it() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let vendor = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(if n == 0 { reply(503, "busy") } else { reply(401, "token revoked") }) }
+    });
+    let logins = Arc::new(AtomicUsize::new(0));
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
+        let first = logins.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Ok(Credential::new("t1", Some(3600 * S)))
+            } else {
+                Err(LoginError::new(LoginFailureKind::Fatal, "account suspended"))
+            }
+        }
+    });
+    let layer = RetryLayer::builder().default_host(Steps, Policy::default()).auth("*", source).unwrap().build();
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+
+    assert!(err.is_auth_failed(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "the last response, not the 503 before it");
+    assert_eq!(err.kind(), Some(Kind::AuthExpired));
+    assert_eq!(err.body().map(|b| &b[..]), Some(&b"token revoked"[..]));
+    let actions: Vec<_> = err.report().attempts.iter().map(|a| a.action).collect();
+    assert_eq!(actions, [Action::Retry, Action::RefreshAuth]);
+}
+
+/// A response body that breaks after its first bytes.
+#[derive(Debug)]
+struct Breaks(bool);
+
+impl Body for Breaks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let first = !std::mem::replace(&mut self.0, true);
+        Poll::Ready(Some(if first {
+            Ok(Frame::data(Bytes::from_static(b"{\"errorCode\":")))
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset"))
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_whose_body_breaks_keeps_its_status_headers_and_bytes() {
+    let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(
+            Response::builder().status(502).header("x-request-id", "req-7").body(Breaks(false)).unwrap(),
+        )
+    });
+    let layer = RetryLayer::new(Generic, Policy::builder().max_attempts(1).build().unwrap());
+    let req = Request::post("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+
+    assert_eq!(err.failure(), Some(Failure::BodyRead), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(err.headers().and_then(|h| h.get("x-request-id")).unwrap(), "req-7");
+    assert_eq!(err.body().map(|b| &b[..]), Some(&b"{\"errorCode\":"[..]));
+    assert!(!err.body_is_complete());
+    assert_eq!(err.report().attempts[0].status, Some(StatusCode::BAD_GATEWAY));
+    let source = std::error::Error::source(&err).expect("the body's error is the source");
+    assert!(source.to_string().contains("connection reset"), "{source}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_profile_that_calls_a_failure_a_success_gets_an_error_not_a_panic() {
+    let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))
+    });
+    let layer = RetryLayer::new(Steps, Policy::default());
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+
+    assert!(err.is_final(), "{err}");
+    assert!(std::error::Error::source(&err).is_some_and(|e| e.to_string().contains("reset")));
+    assert_eq!(err.report().attempt_count(), 1);
+}
+
+/// A vendor that answers after a second; after its first call it is not ready until `busy_until`.
+struct Slow {
+    calls: Arc<Mutex<Vec<Instant>>>,
+    busy_until: Instant,
+    first: StatusCode,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl Clone for Slow {
+    fn clone(&self) -> Self {
+        Slow { calls: self.calls.clone(), busy_until: self.busy_until, first: self.first, wait: None }
+    }
+}
+
+impl Slow {
+    fn new(first: StatusCode, busy_until: Instant) -> Self {
+        Slow { calls: Arc::default(), busy_until, first, wait: None }
+    }
+}
+
+impl Service<Request<RetryBody<Full<Bytes>>>> for Slow {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.calls.lock().unwrap().is_empty() || Instant::now() >= self.busy_until {
+            return Poll::Ready(Ok(()));
+        }
+        let until = self.busy_until;
+        self.wait.get_or_insert_with(|| Box::pin(sleep_until(until))).as_mut().poll(cx).map(Ok)
+    }
+
+    fn call(&mut self, _: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
+        self.wait = None;
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(Instant::now());
+        let status = if calls.len() == 1 { self.first } else { StatusCode::OK };
+        Box::pin(async move {
+            tokio::time::sleep(S).await;
+            Ok(Response::builder().status(status).body(Full::default()).unwrap())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_rewrite_a_service_slow_to_be_ready_is_bounded_by_the_deadline_only() {
+    let t0 = Instant::now();
+    // The first attempt's time limit (10 s) must not bound the wait for readiness that follows.
+    let policy = Policy::builder().attempt_timeout(10 * S).no_deadline().build().unwrap();
+    let vendor = Slow::new(StatusCode::URI_TOO_LONG, t0 + 30 * S);
+    let calls = vendor.calls.clone();
+    let layer = RetryLayer::new(Steps, policy);
+    let req = Request::get("http://vendor.test/search?q=a-very-long-query").body(Full::default()).unwrap();
+    let res = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap();
+
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(*calls.lock().unwrap(), [t0, t0 + 30 * S], "rewritten, then sent once the service was ready");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_slot_is_taken_when_the_service_is_ready_not_before() {
+    let t0 = Instant::now();
+    // One call per 10 s. The first request's 503 comes at 1 s and it is retried after its
+    // backoff; the retry's slot comes at 10.1 s, and its service is not ready until 20 s: the
+    // call goes at 20 s, and the next request's call must wait a window after that, not after
+    // 10.1 s.
+    let policy = Policy::builder().rate_limit(1, 10 * S).build().unwrap();
+    let vendor = Slow::new(StatusCode::SERVICE_UNAVAILABLE, t0 + 20 * S);
+    let calls = vendor.calls.clone();
+    let layer = RetryLayer::new(Generic, policy);
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    let first = tokio::spawn(svc.clone().oneshot(Request::get("http://vendor.test/a").body(Full::default()).unwrap()));
+    tokio::time::sleep_until(t0 + 21 * S).await;
+    let second = svc.oneshot(Request::get("http://vendor.test/b").body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1], t0 + 20 * S, "the retry went when its service was ready");
+    assert!(calls[2] - calls[1] >= 10 * S, "two calls {:?} apart in a 10 s window", calls[2] - calls[1]);
+}
