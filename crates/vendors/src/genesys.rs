@@ -364,19 +364,27 @@ static SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
 /// assert_eq!(operation(&req).as_deref(), Some("createSubCampaign"));
 /// ```
 pub fn operation(req: &RequestHead<'_>) -> Option<String> {
-    if let Some(op) = req.body.and_then(body_operation) {
-        return Some(op);
-    }
+    operations(req).next()
+}
+
+/// Every name the request gives its operation, in the order [`operation`] prefers them: the
+/// envelope's `Body` element, `SOAPAction`, the `action` parameter.
+fn operations<'a>(req: &'a RequestHead<'_>) -> impl Iterator<Item = String> + 'a {
     let header = |name: &HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(op) = header(&SOAP_ACTION).and_then(last_segment) {
-        return Some(op);
-    }
-    header(&CONTENT_TYPE)?
-        .split(';')
-        .skip(1)
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
-        .and_then(|(_, v)| last_segment(v))
+    let from_body = move || req.body.and_then(body_operation);
+    let from_action = move || header(&SOAP_ACTION).and_then(last_segment);
+    let from_content_type = move || {
+        header(&CONTENT_TYPE)?
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
+            .and_then(|(_, v)| last_segment(v))
+    };
+    std::iter::once_with(from_body)
+        .chain(std::iter::once_with(from_action))
+        .chain(std::iter::once_with(from_content_type))
+        .flatten()
 }
 
 fn last_segment(action: &str) -> Option<String> {
@@ -444,11 +452,16 @@ fn refresh() -> Advice {
     Advice::RefreshAuth
 }
 fn reinvoke() -> Advice {
-    Advice::Retry(reinvoke_rule("genesys.internal_error"))
+    Advice::Retry(reinvoke_rule())
 }
-fn reinvoke_rule(name: &'static str) -> RetryRule {
-    RetryRule::new(name).backoff(Backoff::schedule([REINVOKE_DELAY])).any_method()
+/// "`INTERNAL_ERROR`, or a timeout: re-invoke once": one rule for both, so that a timeout and
+/// then an `INTERNAL_ERROR` (or the other way round) re-invoke once in all, not once each.
+fn reinvoke_rule() -> RetryRule {
+    RetryRule::new(REINVOKE_RULE).backoff(Backoff::schedule([REINVOKE_DELAY])).any_method()
 }
+
+/// The name of the rule that re-invokes a call once after an `INTERNAL_ERROR` or a timeout.
+pub const REINVOKE_RULE: &str = "genesys.reinvoke";
 
 use Kind::{AuthExpired, Fatal, Throttled, Transient};
 
@@ -542,8 +555,11 @@ impl GenesysEngage {
         self.reconcile.iter().any(|o| o.eq_ignore_ascii_case(op))
     }
 
+    /// The reconcile operation this request is, if it is one by any of its names (a
+    /// document-style wrapper `createSubCampaignRequest` included): a call that could duplicate
+    /// is never re-invoked blindly because one of its names did not match.
     fn reconciles(&self, req: &RequestHead<'_>) -> Option<String> {
-        operation(req).filter(|op| self.is_reconcile_operation(op))
+        operations(req).find(|op| self.is_reconcile_operation(op.strip_suffix("Request").unwrap_or(op)))
     }
 
     fn classify_failure(&self, req: &RequestHead<'_>, failure: Failure) -> Classification {
@@ -558,7 +574,7 @@ impl GenesysEngage {
         }
         Classification::retry(
             Kind::Transient,
-            reinvoke_rule("genesys.timeout"),
+            reinvoke_rule(),
             format!("genesys: no response ({}): re-invoke once after about 30 s", failure.as_str()),
         )
     }

@@ -173,7 +173,10 @@ static CODES: &[Row] = &[
     row!("615", Throttled, Then::Retry(Wait::Concurrency, ANY), "concurrent access limit reached (10)"),
     row!("616", Fatal, Then::Fail, "invalid subscription type"),
     row!("713", Transient, Then::Retry(Wait::Policy, ANY), "transient error"),
-    row!("719", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "lock wait timeout"),
+    // A lock wait timeout: the operation (Clone Program, a POST) was not carried out.
+    row!("719", Transient, Then::Retry(Wait::Policy, ANY), "lock wait timeout"),
+    // A server error or a gateway's ("likely a timeout"): the call may have been carried out
+    // behind it, so a non-idempotent one is re-sent only with an idempotency key or `RetrySafe`.
     row!("500", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "internal server error"),
     row!("502", Transient, Then::Retry(Wait::Policy, IDEMPOTENT), "bad gateway"),
     row!("1016", Throttled, Then::Retry(Wait::Queue, ANY), "too many imports queued"),

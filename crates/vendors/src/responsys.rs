@@ -87,6 +87,13 @@ pub const ASYNC_QUEUE_MIN_DELAY: Duration = Duration::from_secs(30);
 /// `UNABLE_TO_SUBMIT_ASYNC_REQUEST` **\[I\]**: the longest wait.
 pub const ASYNC_QUEUE_MAX_DELAY: Duration = Duration::from_secs(120);
 
+/// The shortest wait after a 503 (`SERVICE_UNAVAILABLE`, or a gateway's): an outage, often a
+/// maintenance window, is not over in milliseconds **\[I\]**.
+pub const SERVICE_UNAVAILABLE_MIN_DELAY: Duration = Duration::from_secs(10);
+
+/// The longest wait after a 503: the no-response interval **\[I\]**.
+pub const SERVICE_UNAVAILABLE_MAX_DELAY: Duration = NO_RESPONSE_INTERVAL;
+
 /// The time one attempt may take **\[I\]**: Responsys documents none; a minute lets a large
 /// merge-trigger batch through and still leaves the no-response schedule inside the deadline.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -327,7 +334,12 @@ fn async_queue_full() -> Advice {
     )
 }
 fn service_unavailable() -> Advice {
-    Advice::Retry(RetryRule::new("responsys.service_unavailable").any_method())
+    Advice::Retry(
+        RetryRule::new("responsys.service_unavailable")
+            .backoff(decorrelated(SERVICE_UNAVAILABLE_MIN_DELAY, SERVICE_UNAVAILABLE_MAX_DELAY))
+            .min_delay(SERVICE_UNAVAILABLE_MIN_DELAY)
+            .any_method(),
+    )
 }
 
 /// Decorrelated jitter from `min` up to `max`: every wait is at least `min`.
@@ -402,6 +414,10 @@ fn no_response(failure: Failure) -> Classification {
 
 fn fallback(head: &ResponseHead<'_>, body: BodyUse, why: &str) -> Classification {
     let mut c = Generic::classify_status(head).with_body(body);
+    if head.status == http::StatusCode::SERVICE_UNAVAILABLE {
+        // "503 SERVICE_UNAVAILABLE or a non-JSON gateway 503": the one rule, and its backoff.
+        c.advice = service_unavailable();
+    }
     c.reason = format!("responsys: {why}; {}", c.reason).into();
     c
 }

@@ -105,19 +105,19 @@ fn the_vendors_md_table() {
         row(code(401, "API_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
         // INTERNAL_CAPACITY_LIMIT_EXCEEDED → throttled, long backoff from 60 s.
         row(code(429, "INTERNAL_CAPACITY_LIMIT_EXCEEDED"), Kind::Throttled, retry, Some(60 * S)),
-        // 503 SERVICE_UNAVAILABLE, or a non-JSON gateway 503 → transient, backoff.
-        row(code(503, "SERVICE_UNAVAILABLE"), Kind::Transient, retry, Some(Duration::ZERO)),
+        // 503 SERVICE_UNAVAILABLE, or a non-JSON gateway 503 → transient, backoff (from 10 s).
+        row(code(503, "SERVICE_UNAVAILABLE"), Kind::Transient, retry, Some(10 * S)),
         row(
             Signal::Raw(503, "text/plain", "Transport error: 503 Error: Service Temporarily Unavailable"),
             Kind::Transient,
             retry,
-            Some(Duration::ZERO),
+            Some(10 * S),
         ),
         row(
             Signal::Raw(503, "text/html", "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"),
             Kind::Transient,
             retry,
-            Some(Duration::ZERO),
+            Some(10 * S),
         ),
         // Async and polling codes.
         row(code(500, "UNABLE_TO_SUBMIT_ASYNC_REQUEST"), Kind::Throttled, retry, Some(30 * S)),
