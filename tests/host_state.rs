@@ -100,6 +100,52 @@ async fn a_misconfigured_limit_meets_606_and_adapts_without_caller_errors() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn marketo_615_lowers_the_concurrency_limit_and_not_the_rate() {
+    let sim = Sim::start().await.unwrap();
+    // Other clients of the instance hold seven of its ten concurrent calls: three are left.
+    let config = sim_marketo::MarketoConfig { max_concurrency: Some(3), latency: S, ..Default::default() };
+    let vendor = sim_marketo::install(&sim, config);
+    let host = "123-abc-456.mktorest.com";
+    // Marketo's policy: 100 calls / 20 s and 10 in flight.
+    let policy = Vendor::Marketo.policy().to_builder().deadline(600 * S).build().unwrap();
+    let layer = RetryLayer::builder()
+        .host(host, Vendor::Marketo.profile(), policy)
+        .unwrap()
+        .auth(host, marketo_source(&sim, host))
+        .unwrap()
+        .rng_seed(5)
+        .build();
+    let svc = common::client(&layer);
+    let url = format!("http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1", sim.addr().port());
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (svc, url) = (svc.clone(), url.clone());
+        callers.spawn(async move {
+            for _ in 0..10 {
+                let res = svc.clone().oneshot(Request::get(&url).body(Full::default()).unwrap()).await;
+                assert_eq!(res.unwrap().status(), StatusCode::OK);
+            }
+        });
+    }
+    while let Some(r) = callers.join_next().await {
+        r.unwrap();
+    }
+    let refused = vendor.count_code("615");
+    eprintln!(
+        "200 calls: {refused} × 615; concurrency limit now {:?}, rate limit {:?}",
+        layer.current_concurrency_limit(host),
+        layer.current_rate_limit(host)
+    );
+    assert!(refused > 0, "the sim should have refused some calls");
+    assert!(refused <= 20, "redial should keep to what the vendor serves: {refused} × 615");
+    // What the vendor serves this client (one more after a quiet interval, until refused).
+    let limit = layer.current_concurrency_limit(host).unwrap();
+    assert!((3..=4).contains(&limit), "concurrency limit {limit}");
+    assert_eq!(layer.current_rate_limit(host), Some(100), "a 615 is not about the call rate");
+    assert_eq!(vendor.count_code("606"), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_brings_it_back() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));

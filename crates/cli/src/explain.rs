@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, NotReplayable, Outcome, Problem,
-    RequestHead, ResponseHead, VendorError,
+    decide, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, Kind, NotReplayable, Outcome,
+    Problem, RequestHead, ResponseHead, VendorError,
 };
 use serde_json::{json, Map, Value};
 
@@ -48,6 +48,7 @@ use crate::args::{ExplainArgs, Observed};
 /// | `request` | `{"method","url","idempotent","replayable"}`: the request as decided on |
 /// | `status` / `failure` | the response status, or why there was none (the other is null) |
 /// | `kind` | what happened ([`Kind::as_str`](redial_core::Kind::as_str)) |
+/// | `throttle` | for a throttled answer, the host limit it lowers: `rate`, `concurrency`, or `request` (none: only this request waits); else null |
 /// | `advice` | what the vendor's rule asks for ([`Action::as_str`](redial_core::Action::as_str)) |
 /// | `action` | what redial does next: the decision's action |
 /// | `rule` | the retry rule's name when the advice is a retry, else null |
@@ -144,6 +145,8 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
         "status": status.map(|s| s.as_u16()),
         "failure": failure.map(|f| f.as_str()),
         "kind": c.kind.as_str(),
+        // Which host limit a throttled answer lowers (rate, concurrency) or none (request).
+        "throttle": (c.kind == Kind::Throttled).then(|| c.throttle.as_str()),
         "advice": c.advice.action().as_str(),
         "action": decision.action().as_str(),
         "rule": rule(&c),

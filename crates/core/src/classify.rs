@@ -332,6 +332,44 @@ impl BodyUse {
     }
 }
 
+/// Which of the host's client-side limits a throttled answer is about: what the engine lowers
+/// besides waiting before this request's retry.
+///
+/// ```
+/// use redial_core::{Classification, Kind, RetryRule, Throttle};
+///
+/// // Marketo 615: ten calls in flight per instance.
+/// let c = Classification::retry(Kind::Throttled, RetryRule::new("marketo.615"), "concurrent access limit")
+///     .with_throttle(Throttle::Concurrency);
+/// assert_eq!(c.throttle, Throttle::Concurrency);
+/// // Unless a profile says otherwise, a throttled answer is about the call rate.
+/// assert_eq!(Classification::retry(Kind::Throttled, RetryRule::new("429"), "").throttle, Throttle::Rate);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Throttle {
+    /// The host's call rate (Marketo 606, HTTP 429): its rate limit is lowered to what the vendor
+    /// accepted, and admission to the host pauses for the wait.
+    #[default]
+    Rate,
+    /// The host's calls in flight (Marketo 615): its concurrency limit is lowered.
+    Concurrency,
+    /// Not a limit of the host's (a job queue is full, an object is in use, a per-function
+    /// limit): only this request waits; other calls to the host go on.
+    Request,
+}
+
+impl Throttle {
+    /// A short word for logs and JSON output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Throttle::Rate => "rate",
+            Throttle::Concurrency => "concurrency",
+            Throttle::Request => "request",
+        }
+    }
+}
+
 /// What an outcome means.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
@@ -348,6 +386,8 @@ pub struct Classification {
     pub hint: Option<ServerHint>,
     /// How the body was used.
     pub body: BodyUse,
+    /// For a throttled outcome, the host limit it is about.
+    pub throttle: Throttle,
     /// Why, in words: the rule that matched.
     pub reason: Cow<'static, str>,
 }
@@ -362,6 +402,7 @@ impl Classification {
             problem: None,
             hint: None,
             body: BodyUse::NotRead,
+            throttle: Throttle::Rate,
             reason: reason.into(),
         }
     }
@@ -402,6 +443,12 @@ impl Classification {
     /// Say how the body was used.
     pub fn with_body(mut self, body: BodyUse) -> Self {
         self.body = body;
+        self
+    }
+
+    /// Say which host limit a throttled outcome is about.
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
         self
     }
 

@@ -26,7 +26,7 @@ mod vendor_error;
 
 pub use classify::{
     Advice, Body, BodyUse, Classification, Failure, Outcome, Profile, RequestHead, ResponseHead, RetryRule, Rewrite,
-    Safety,
+    Safety, Throttle,
 };
 pub use decide::{decide, Attempt, Context, Decision, FailReason, NotReplayable};
 pub use kind::{Action, Kind};

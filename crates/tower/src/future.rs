@@ -23,7 +23,7 @@ use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
-    NotReplayable, Outcome, Policy, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, VendorError,
+    NotReplayable, Outcome, Policy, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, Throttle, VendorError,
 };
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -418,7 +418,7 @@ where
                     // Admission: a concurrency permit, then a rate slot, then send at once (a slot
                     // taken before a wait would be spent by the time the call goes).
                     if eng.permit.is_none() {
-                        if let Some(sem) = eng.host().limits.concurrency.clone() {
+                        if let Some(sem) = eng.host().limits.concurrency.as_ref().map(|c| c.semaphore().clone()) {
                             match sem.clone().try_acquire_owned() {
                                 Ok(permit) => eng.permit = Some(permit),
                                 Err(_) => {
@@ -658,16 +658,25 @@ where
             let failure = got.failure();
             let decision = eng.decide(&c);
             eng.trace(&c, &decision, status, failure);
-            eng.permit = None;
             eng.paced = false;
-            if c.kind == Kind::Throttled {
+            let permit = eng.permit.take();
+            let throttle = (c.kind == Kind::Throttled).then_some(c.throttle);
+            let limits = &eng.host().limits;
+            if let (Some(concurrency), Some(permit)) = (&limits.concurrency, permit) {
+                if throttle == Some(Throttle::Concurrency) {
+                    concurrency.throttled(Instant::now(), permit);
+                } else {
+                    concurrency.release(permit);
+                }
+            }
+            if throttle == Some(Throttle::Rate) {
                 // Pause for the wait the decision chose; a refused hint (over the cap or the
                 // deadline) must not stop the host for its whole length.
                 let pause = match &decision {
                     Decision::Retry { after, .. } => *after,
                     _ => Duration::ZERO,
                 };
-                eng.host().limits.throttled(Instant::now(), pause);
+                limits.throttled(Instant::now(), pause);
             }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
                 match this.detach.detach(this.svc) {
@@ -790,6 +799,7 @@ fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &
 impl<B> Drop for Engine<B> {
     fn drop(&mut self) {
         self.release_slot();
+        self.release_permit();
     }
 }
 
@@ -838,6 +848,15 @@ impl<B> Engine<B> {
             Got::Read { head, bytes, rest: Some(_), .. } => (Some((head, prefix(bytes), false)), None),
             Got::Broken { head, bytes, source, .. } => (Some((head, prefix(bytes), false)), source),
             Got::Nothing(_, source) => (None, source),
+        }
+    }
+
+    /// Give back the concurrency permit of the attempt that ended.
+    fn release_permit(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            if let Some(concurrency) = &self.shared.hosts.get(self.host).limits.concurrency {
+                concurrency.release(permit);
+            }
         }
     }
 

@@ -92,7 +92,13 @@ impl RetryLayer {
     /// The concurrency permits free now for the host registered under `pattern`, if it has a
     /// concurrency limit: equal to the limit when nothing is in flight.
     pub fn available_permits(&self, pattern: &str) -> Option<usize> {
-        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|s| s.available_permits())
+        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.available_permits())
+    }
+
+    /// The concurrency limit in force for the host registered under `pattern`, if it has one:
+    /// lower than the policy's after the vendor refused a call for having too many in flight.
+    pub fn current_concurrency_limit(&self, pattern: &str) -> Option<u32> {
+        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.effective())
     }
 
     /// The rate limit in force for the host registered under `pattern`, if it has one: lower

@@ -26,23 +26,24 @@
 //! limit: additive increase, multiplicative decrease, around a learned ceiling.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Limits {
     pub(crate) rate: Option<Mutex<SlidingLog>>,
-    pub(crate) concurrency: Option<Arc<Semaphore>>,
+    pub(crate) concurrency: Option<Concurrency>,
 }
 
 impl Limits {
     pub(crate) fn new(rate: Option<(u32, Duration)>, concurrency: Option<u32>) -> Self {
         Limits {
             rate: rate.map(|(n, window)| Mutex::new(SlidingLog::new(n, window))),
-            concurrency: concurrency.map(|n| Arc::new(Semaphore::new(n as usize))),
+            concurrency: concurrency.map(Concurrency::new),
         }
     }
 
@@ -76,9 +77,117 @@ impl Limits {
     }
 }
 
-fn lock(log: &Mutex<SlidingLog>) -> std::sync::MutexGuard<'_, SlidingLog> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain data, consistent after every statement.
-    log.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long the calls in flight must go without a concurrency refusal before the limit grows
+/// back by one **\[I\]**.
+pub(crate) const CONCURRENCY_RECOVERY: Duration = Duration::from_secs(10);
+
+/// The host's concurrency limit: a semaphore of permits, one per call in flight. When the
+/// vendor refuses a call for having too many in flight (Marketo 615: ten per instance, shared
+/// with its other clients), the limit drops to the calls it was serving alongside (halved, if
+/// that would not lower it), and grows back by one for each quiet [`CONCURRENCY_RECOVERY`].
+#[derive(Debug)]
+pub(crate) struct Concurrency {
+    semaphore: Arc<Semaphore>,
+    limit: u32,
+    /// Whether the limit is below `limit` now: the one check on the path of every call.
+    lowered: AtomicBool,
+    state: Mutex<Lowered>,
+}
+
+#[derive(Debug)]
+struct Lowered {
+    effective: u32,
+    /// Permits to take out of circulation as their calls end (they were held when the limit
+    /// dropped).
+    debt: u32,
+    changed_at: Instant,
+}
+
+impl Concurrency {
+    fn new(limit: u32) -> Self {
+        Concurrency {
+            semaphore: Arc::new(Semaphore::new(limit as usize)),
+            limit,
+            lowered: AtomicBool::new(false),
+            state: Mutex::new(Lowered { effective: limit, debt: 0, changed_at: Instant::now() }),
+        }
+    }
+
+    /// The semaphore to take a permit from, after giving back one permit if the limit was
+    /// lowered and has been quiet since.
+    pub(crate) fn semaphore(&self) -> &Arc<Semaphore> {
+        if self.lowered.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let mut st = lock(&self.state);
+            if st.effective < self.limit && now >= st.changed_at + CONCURRENCY_RECOVERY {
+                st.effective += 1;
+                if st.debt > 0 {
+                    st.debt -= 1;
+                } else {
+                    self.semaphore.add_permits(1);
+                }
+                st.changed_at = now;
+                self.lowered.store(st.effective < self.limit, Ordering::Release);
+            }
+        }
+        &self.semaphore
+    }
+
+    /// A call's permit back, at the end of its attempt: out of circulation if the limit dropped
+    /// while it was held.
+    pub(crate) fn release(&self, permit: OwnedSemaphorePermit) {
+        if self.lowered.load(Ordering::Acquire) {
+            Self::give_back(&mut lock(&self.state), permit);
+        }
+    }
+
+    fn give_back(st: &mut Lowered, permit: OwnedSemaphorePermit) {
+        if st.debt > 0 {
+            st.debt -= 1;
+            permit.forget();
+        }
+    }
+
+    /// The vendor refused a call for having too many in flight; `permit` is that call's. It is
+    /// counted before it is given back: given back first, it would pass to a waiting call and
+    /// count as one the vendor was serving.
+    pub(crate) fn throttled(&self, now: Instant, permit: OwnedSemaphorePermit) {
+        let mut st = lock(&self.state);
+        let held = (st.effective + st.debt).saturating_sub(self.semaphore.available_permits() as u32);
+        // Evidence of the vendor's limit for this client: the calls it was serving alongside.
+        let others = held.saturating_sub(1);
+        let accepted = (1..st.effective).contains(&others).then_some(others);
+        let lowered = accepted.unwrap_or((st.effective / 2).max(1));
+        st.changed_at = now;
+        if lowered < st.effective {
+            // The refused call's permit leaves circulation first, then free ones, then the rest
+            // as their calls end.
+            permit.forget();
+            let cut = st.effective - lowered - 1;
+            let taken = self.semaphore.forget_permits(cut as usize) as u32;
+            st.debt += cut - taken;
+            st.effective = lowered;
+            self.lowered.store(true, Ordering::Release);
+            tracing::info!(limit = self.limit, now_allowed = lowered, "vendor refused concurrency: host limit lowered");
+        } else {
+            Self::give_back(&mut st, permit);
+        }
+    }
+
+    /// The permits free now.
+    pub(crate) fn available_permits(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    /// The limit in force now.
+    pub(crate) fn effective(&self) -> u32 {
+        lock(&self.state).effective
+    }
 }
 
 #[derive(Debug)]
@@ -202,6 +311,67 @@ mod tests {
         }
         log.throttled(t0 + S, 2 * S);
         assert_eq!(log.effective, 100);
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_lowers_the_limit_to_the_calls_in_flight_and_quiet_gives_it_back() {
+        let c = Concurrency::new(10);
+        // Four calls in flight, a fifth refused.
+        let held: Vec<_> = (0..4).map(|_| c.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.throttled(Instant::now(), refused);
+        assert_eq!(c.effective(), 4, "the vendor served four alongside");
+        assert_eq!(c.available_permits(), 0, "no fifth call goes while four are in flight");
+        // The four end: their permits return to a limit of four.
+        for p in held {
+            c.release(p);
+        }
+        assert_eq!(c.available_permits(), 4);
+        // Each quiet interval gives one back, up to the configured limit.
+        tokio::time::advance(CONCURRENCY_RECOVERY).await;
+        c.semaphore();
+        assert_eq!((c.effective(), c.available_permits()), (5, 5));
+        for _ in 0..10 {
+            tokio::time::advance(CONCURRENCY_RECOVERY).await;
+            c.semaphore();
+        }
+        assert_eq!((c.effective(), c.available_permits()), (10, 10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_with_nothing_else_in_flight_halves_the_limit() {
+        let c = Concurrency::new(10);
+        let refuse = |c: &Concurrency| c.throttled(Instant::now(), c.semaphore().clone().try_acquire_owned().unwrap());
+        refuse(&c);
+        assert_eq!((c.effective(), c.available_permits()), (5, 5));
+        for _ in 0..3 {
+            refuse(&c);
+        }
+        assert_eq!((c.effective(), c.available_permits()), (1, 1), "never below one");
+        refuse(&c);
+        assert_eq!((c.effective(), c.available_permits()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refused_calls_permit_is_not_counted_as_one_the_vendor_served() {
+        let c = Concurrency::new(3);
+        let a = c.semaphore().clone().try_acquire_owned().unwrap();
+        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        let _b = c.semaphore().clone().try_acquire_owned().unwrap();
+        // A call waits for a permit: the refused call's must not pass to it.
+        let waiting = tokio::spawn(c.semaphore().clone().acquire_owned());
+        tokio::task::yield_now().await;
+        c.throttled(Instant::now(), refused);
+        assert_eq!(c.effective(), 2, "two were served alongside");
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "two in flight, a limit of two: the waiting call waits");
+        drop(a);
+        assert!(waiting.await.unwrap().is_ok());
     }
 }
 

@@ -34,7 +34,7 @@ use redial_core::generic::Generic;
 use redial_core::hint::{server_hint, HintSource, ServerHint};
 use redial_core::{
     is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Kind, Outcome, Policy, Profile, RequestHead,
-    ResponseHead, RetryRule, Rewrite, VendorError,
+    ResponseHead, RetryRule, Rewrite, Throttle, VendorError,
 };
 use serde_json::{Map, Value};
 
@@ -200,6 +200,17 @@ fn severity(row: &Row) -> u8 {
         Kind::AuthExpired => 2,
         Kind::Throttled => 3,
         _ => 4,
+    }
+}
+
+/// Which limit a throttled code is about: 606 the instance's call rate ("the host limiter also
+/// holds other requests"), 615 its calls in flight ("limiter lowers concurrency"); a full job
+/// queue or an object in use holds only the request that met it.
+fn throttle(wait: Wait) -> Throttle {
+    match wait {
+        Wait::Concurrency => Throttle::Concurrency,
+        Wait::Queue => Throttle::Request,
+        Wait::Policy | Wait::RateWindow => Throttle::Rate,
     }
 }
 
@@ -1033,6 +1044,7 @@ fn response_error(head: &ResponseHead<'_>, body: &MarketoResponse, errors: Vec<V
         Then::Retry(wait, any_method) => {
             Classification::retry(row.kind, retry_rule(row.rule, wait, any_method), reason)
                 .with_hint(server_hint(head.headers, head.received_at))
+                .with_throttle(throttle(wait))
         }
         Then::Fail => Classification::fail(row.kind, reason),
         Then::FailUntilReset => {

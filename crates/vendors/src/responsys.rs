@@ -47,7 +47,7 @@ use redial_core::generic::Generic;
 use redial_core::hint::server_hint;
 use redial_core::{
     is_json_media_type, Advice, Body, BodyUse, Classification, ErrorScope, Failure, Kind, Outcome, Policy, Profile,
-    RequestHead, ResponseHead, RetryRule, VendorError,
+    RequestHead, ResponseHead, RetryRule, Throttle, VendorError,
 };
 use serde_json::{Map, Value};
 
@@ -286,10 +286,12 @@ struct Row {
     kind: Kind,
     advice: fn() -> Advice,
     why: &'static str,
+    /// For a throttled code: the account's call rate, unless the limit is narrower.
+    throttle: Throttle,
 }
 
 const fn row(code: &'static str, kind: Kind, advice: fn() -> Advice, why: &'static str) -> Row {
-    Row { code, kind, advice, why }
+    Row { code, kind, advice, why, throttle: Throttle::Rate }
 }
 
 fn refresh() -> Advice {
@@ -357,10 +359,11 @@ static TABLE: &[Row] = &[
     row("TOKEN_EXPIRED", AuthExpired, refresh, "the token expired: re-login to the account-specific endpoint, replay once"),
     row("API_NOT_ALLOWED_IN_SECONDARY", Failover, fail, "the account failed over: only AFTM endpoints may be called until a health probe succeeds"),
     row("UNRECOVERABLE_EXCEPTION", Transient, unrecoverable, "wait about 30 s, resubmit only once"),
-    row("API_LIMIT_EXCEEDED", Throttled, api_limit, "per-API, per-minute limit: retry in the next minute window [I]"),
+    // A limit per API function: calls to the account's other functions go on.
+    Row { throttle: Throttle::Request, ..row("API_LIMIT_EXCEEDED", Throttled, api_limit, "per-API, per-minute limit: retry in the next minute window [I]") },
     row("INTERNAL_CAPACITY_LIMIT_EXCEEDED", Throttled, capacity, "account capacity exhausted (counters reset every 10 min): long backoff [I]"),
     row("SERVICE_UNAVAILABLE", Transient, service_unavailable, "service down or in maintenance: retry with backoff within the deadline"),
-    row("UNABLE_TO_SUBMIT_ASYNC_REQUEST", Throttled, async_queue_full, "the async queue is full, the request was not queued: try again later [I]"),
+    Row { throttle: Throttle::Request, ..row("UNABLE_TO_SUBMIT_ASYNC_REQUEST", Throttled, async_queue_full, "the async queue is full, the request was not queued: try again later [I]") },
     row("PROCESSING_REQUEST", Transient, ret, "the async request is still in progress: the caller polls again [I]"),
     row("ASYNC_REQUEST_EXPIRED", Fatal, fail, "the async request expired in the queue: resubmit it as a new call, after checking for a duplicate send [I]"),
     row("RESPONSE_PURGED", Fatal, fail, "async responses are kept 24 h"),
@@ -394,7 +397,8 @@ fn lookup(code: &str) -> Option<&'static Row> {
 
 fn classify_code(e: &ResponsysError) -> Classification {
     match lookup(&e.error_code) {
-        Some(r) => Classification::new(r.kind, (r.advice)(), format!("responsys: {}: {}", e.error_code, r.why)),
+        Some(r) => Classification::new(r.kind, (r.advice)(), format!("responsys: {}: {}", e.error_code, r.why))
+            .with_throttle(r.throttle),
         None => Classification::fail(
             Kind::Fatal,
             format!("responsys: {}: not a retryable Responsys code, final", e.error_code),

@@ -163,6 +163,24 @@ fn every_row_of_the_marketo_table() {
     assert_eq!((c.kind, d.action()), (Fatal, Fail));
 }
 
+/// 606 "the host limiter also holds other requests"; 615 "limiter lowers concurrency"; a full
+/// job queue or an object in use holds only the request that met it.
+#[test]
+fn throttled_codes_name_the_limit_they_are_about() {
+    let table = [
+        ("606", Throttle::Rate),
+        ("615", Throttle::Concurrency),
+        ("1016", Throttle::Request),
+        ("1019", Throttle::Request),
+        ("1022", Throttle::Request),
+        ("1029", Throttle::Request),
+    ];
+    for (code, throttle) in table {
+        let (c, _) = run(&Method::POST, 200, Some(JSON), &error_body(code));
+        assert_eq!((c.kind, c.throttle), (Kind::Throttled, throttle), "{code}");
+    }
+}
+
 #[test]
 fn rule_names_are_marketo_code() {
     for code in ["606", "615", "604", "713", "719", "1016", "1029"] {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, Action, Attempt, Body, BodyUse, Classification, Context, Decision, ErrorScope, FailReason, Failure, Kind,
-    Outcome, Policy, Profile, RequestHead, ResponseHead,
+    Outcome, Policy, Profile, RequestHead, ResponseHead, Throttle,
 };
 use redial_vendors::responsys::{self, policy, Responsys, ResponsysError, HOSTS};
 
@@ -346,6 +346,22 @@ fn inspects_errors_and_json_successes() {
 
 // ---------------------------------------------------------------------------------------------
 // Parser tolerance.
+
+/// `API_LIMIT_EXCEEDED` is a limit per API function, and a full async queue refuses one request:
+/// other calls to the account go on. `INTERNAL_CAPACITY_LIMIT_EXCEEDED` is the account's.
+#[test]
+fn throttled_codes_name_the_limit_they_are_about() {
+    let table = [
+        (400, "API_LIMIT_EXCEEDED", Throttle::Request),
+        (401, "API_LIMIT_EXCEEDED", Throttle::Request),
+        (500, "UNABLE_TO_SUBMIT_ASYNC_REQUEST", Throttle::Request),
+        (429, "INTERNAL_CAPACITY_LIMIT_EXCEEDED", Throttle::Rate),
+    ];
+    for (status, code, throttle) in table {
+        let c = classify(status, Some(JSON), &envelope(code));
+        assert_eq!((c.kind, c.throttle), (Kind::Throttled, throttle), "{code}");
+    }
+}
 
 #[test]
 fn code_as_a_number_and_unknown_fields() {
