@@ -195,6 +195,44 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
     assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
 }
 
+#[tokio::test(start_paused = true)]
+async fn responsys_failover_without_a_probe_lets_one_request_find_out_each_minute() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
+    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", TokenSource::login(login))
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+    let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
+    let secondary = || matches!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. }));
+
+    vendor.set_secondary(true);
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover());
+    assert!(secondary());
+    let sent = sim.count("/rest/api/v1.3/lists");
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
+
+    // A minute on, one request goes: still failed over, the vendor refuses it unprocessed, and
+    // the next is refused locally again.
+    tokio::time::sleep(redial::hooks::FAILOVER_TRIAL_INTERVAL).await;
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_failover() && !err.is_failover_local(), "{err}");
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
+    assert_eq!(sim.count("/rest/api/v1.3/lists"), sent + 1, "one trial a minute");
+
+    // The vendor comes back; a minute after the last trial, the next request is served.
+    vendor.set_secondary(false);
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
+    tokio::time::sleep(redial::hooks::FAILOVER_TRIAL_INTERVAL).await;
+    assert_eq!(svc.clone().oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+    assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+}
+
 fn show_state_envelope() -> &'static str {
     r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><showSubCampaignState><campaign>Spring</campaign><externalId>sub-42</externalId></showSubCampaignState></soapenv:Body></soapenv:Envelope>"#
 }

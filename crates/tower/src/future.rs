@@ -180,6 +180,9 @@ struct Engine<B> {
     last: Option<Box<Last>>,
     /// A failover probe passes the failover gate.
     probe: bool,
+    /// This request is the trial that finds out whether a failed-over host (one without a
+    /// probe) is back.
+    trial: bool,
     /// Whether this future has been polled (a poll after the first follows a wait).
     polled: bool,
     rng: Option<SplitMix64>,
@@ -286,6 +289,7 @@ where
                 slot: None,
                 last: None,
                 probe,
+                trial: false,
                 polled: false,
                 rng: None,
             },
@@ -383,10 +387,15 @@ where
                             return Poll::Ready(Err(eng.error(ErrorKind::Decided(FailReason::NotReplayable(why)))));
                         }
                     }
-                    // Failover: only what the vendor still serves is sent.
-                    if !eng.probe && eng.failover_forbids() {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(eng.error(ErrorKind::FailoverActive)));
+                    // Failover: only what the vendor still serves is sent (and, without a probe, one
+                    // trial request now and then).
+                    if !eng.probe && !eng.trial && eng.failover_forbids() {
+                        if eng.host().failover.take_trial(&eng.host().pattern) {
+                            eng.trial = true;
+                        } else {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(eng.error(ErrorKind::FailoverActive)));
+                        }
                     }
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
@@ -678,6 +687,12 @@ where
                 };
                 limits.throttled(Instant::now(), pause);
             }
+            if std::mem::take(&mut eng.trial) {
+                // Served as in primary mode: an answer that is neither a refusal for failover
+                // nor a server error.
+                let served = c.kind != Kind::Failover && status.is_some_and(|s| !s.is_server_error());
+                eng.host().failover.trial_ended(&eng.host().pattern, served);
+            }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
                 match this.detach.detach(this.svc) {
                     Some(svc) => spawn_probe::<S, B, D>(svc, eng.shared.clone(), eng.host),
@@ -800,6 +815,11 @@ impl<B> Drop for Engine<B> {
     fn drop(&mut self) {
         self.release_slot();
         self.release_permit();
+        if self.trial {
+            // Cancelled, or failed before it was sent: the next trial waits an interval.
+            let host = self.host();
+            host.failover.trial_ended(&host.pattern, false);
+        }
     }
 }
 

@@ -107,17 +107,36 @@ impl fmt::Debug for Probe {
     }
 }
 
+/// Without a [`Probe`], how long a host stays in failover mode before one request that failover
+/// mode would refuse is let through, to find out whether the vendor is back **\[I\]**. While
+/// failed over, the vendor refuses such a request without carrying it out (Responsys:
+/// `API_NOT_ALLOWED_IN_SECONDARY`), so the trial is safe whatever it is.
+pub const FAILOVER_TRIAL_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub(crate) struct Failover {
     pub(crate) probe: Option<Probe>,
     /// Whether the host is in failover mode: read by every request, so not behind the lock.
     secondary: AtomicBool,
-    state: Mutex<(FailoverMode, bool)>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    mode: FailoverMode,
+    /// The probe task is running, or (without a probe) a trial request is in flight.
+    probing: bool,
+    /// Without a probe: when the next trial request may go.
+    next_trial: Instant,
 }
 
 impl Default for Failover {
     fn default() -> Self {
-        Failover { probe: None, secondary: AtomicBool::new(false), state: Mutex::new((FailoverMode::Primary, false)) }
+        Failover {
+            probe: None,
+            secondary: AtomicBool::new(false),
+            state: Mutex::new(State { mode: FailoverMode::Primary, probing: false, next_trial: Instant::now() }),
+        }
     }
 }
 
@@ -126,7 +145,7 @@ impl Failover {
         Failover { probe: Some(probe), ..Failover::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (FailoverMode, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -134,28 +153,58 @@ impl Failover {
         if !self.secondary.load(Ordering::Acquire) {
             return FailoverMode::Primary;
         }
-        self.lock().0
+        self.lock().mode
     }
 
     /// Enter failover mode; `true` if a probe should be started (none is running).
     pub(crate) fn enter(&self, host: &str) -> bool {
         let mut st = self.lock();
-        if st.0 == FailoverMode::Primary {
-            st.0 = FailoverMode::Secondary { since: Instant::now() };
+        if st.mode == FailoverMode::Primary {
+            let now = Instant::now();
+            st.mode = FailoverMode::Secondary { since: now };
+            st.next_trial = now + FAILOVER_TRIAL_INTERVAL;
             self.secondary.store(true, Ordering::Release);
             tracing::warn!(host, "failover: the vendor failed over; only failover endpoints are sent");
         }
-        let start = self.probe.is_some() && !st.1;
-        st.1 |= start;
+        let start = self.probe.is_some() && !st.probing;
+        st.probing |= start;
         start
     }
 
     pub(crate) fn recovered(&self, host: &str) {
         let mut st = self.lock();
-        if st.0 != FailoverMode::Primary {
-            tracing::warn!(host, "failover: the probe succeeded; the host is back to primary");
+        if st.mode != FailoverMode::Primary {
+            tracing::warn!(host, "failover: the vendor is serving again; the host is back to primary");
         }
-        *st = (FailoverMode::Primary, false);
+        st.mode = FailoverMode::Primary;
+        st.probing = false;
         self.secondary.store(false, Ordering::Release);
+    }
+
+    /// Without a probe: whether a request that failover mode refuses goes instead, as the one
+    /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last trial.
+    pub(crate) fn take_trial(&self, host: &str) -> bool {
+        if self.probe.is_some() {
+            return false;
+        }
+        let mut st = self.lock();
+        let due = matches!(st.mode, FailoverMode::Secondary { .. }) && !st.probing && Instant::now() >= st.next_trial;
+        if due {
+            st.probing = true;
+            tracing::info!(host, "failover: one request goes to find out whether the vendor is back");
+        }
+        due
+    }
+
+    /// The trial's outcome: `served` when the vendor answered it as in primary mode. Otherwise
+    /// (refused for failover, a server error, no answer, cancelled) the next trial waits an
+    /// interval.
+    pub(crate) fn trial_ended(&self, host: &str, served: bool) {
+        if served {
+            return self.recovered(host);
+        }
+        let mut st = self.lock();
+        st.probing = false;
+        st.next_trial = Instant::now() + FAILOVER_TRIAL_INTERVAL;
     }
 }

@@ -195,6 +195,11 @@ impl RetryLayerBuilder {
 
     /// While the host registered under `pattern` is in failover mode, send `probe` on its
     /// interval; its first success returns the host to primary.
+    ///
+    /// Without a probe, one request that failover mode would refuse is let through every
+    /// [`FAILOVER_TRIAL_INTERVAL`](crate::hooks::FAILOVER_TRIAL_INTERVAL) instead (the vendor
+    /// refuses it unprocessed while failed over), and the host is back to primary when the
+    /// vendor serves it.
     pub fn failover_probe(mut self, pattern: &str, probe: Probe) -> Result<Self, InvalidHost> {
         let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
         host.failover = Failover::with_probe(probe);
