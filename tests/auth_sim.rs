@@ -140,8 +140,12 @@ async fn marketo_identity_401_fails_every_waiter_with_auth_failed_and_no_login_u
     tokio::time::sleep(59 * S).await;
     assert!(svc.clone().oneshot(leads(&sim)).await.unwrap_err().is_auth_failed());
     assert_eq!(vendor.logins(), 1, "no login inside the backoff window");
+    // A fatal answer holds for the longest window (600 s), not the first (60 s).
     vendor.set_login_fatal(false);
     tokio::time::sleep(2 * S).await;
+    assert!(svc.clone().oneshot(leads(&sim)).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.logins(), 1, "never hammer the login");
+    tokio::time::sleep(540 * S).await;
     assert_eq!(svc.oneshot(leads(&sim)).await.unwrap().status(), StatusCode::OK);
     assert_eq!(vendor.logins(), 2);
 }

@@ -12,8 +12,8 @@
 //!   expires, and a request never carries a token past its expiry;
 //! - **login protection**: a failing login is retried with exponential backoff, at most once
 //!   per backoff window for everyone; a fatal answer (bad credentials, a suspended account)
-//!   fails every waiter with [`LoginError`] at once and no login is tried again before the
-//!   backoff window has passed.
+//!   fails every waiter with [`LoginError`] at once and no login is tried again for the
+//!   longest backoff window (another attempt can lock the account or prolong its block).
 
 use std::fmt;
 use std::future::Future;
@@ -167,6 +167,7 @@ impl TokenSource {
     }
 
     /// Backoff between failed logins: from `min`, doubling, at most `max` (default 1 s to 5 min).
+    /// After a fatal answer the next login waits `max`.
     pub fn login_backoff(self, min: Duration, max: Duration) -> Self {
         self.configure(|c| {
             c.backoff_min = min;
@@ -359,7 +360,14 @@ impl Cell {
             }
             Err(e) => {
                 st.failures += 1;
-                let backoff = self.backoff_min.saturating_mul(1u32 << (st.failures - 1).min(16)).min(self.backoff_max);
+                // A fatal answer (bad credentials, a blocked or suspended account) is not
+                // tried again for the longest backoff: another attempt can lock the account
+                // or prolong its block ("never hammer the login").
+                let backoff = if e.is_fatal() {
+                    self.backoff_max
+                } else {
+                    self.backoff_min.saturating_mul(1u32 << (st.failures - 1).min(16)).min(self.backoff_max)
+                };
                 st.not_before = Some(now + backoff);
                 tracing::warn!(
                     fatal = e.is_fatal(),

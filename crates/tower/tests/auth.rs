@@ -291,9 +291,14 @@ async fn a_fatal_login_fails_every_waiter_and_is_not_retried_before_its_backoff(
     let err = svc.clone().oneshot(api()).await.unwrap_err();
     assert!(err.is_auth_failed());
     assert_eq!(vendor.logins().len(), 1);
-    // After it: one new login, which now works.
+    // A fatal answer holds for the longest backoff (300 s), not the first (30 s): another
+    // attempt could lock the account.
     vendor.0.fatal.store(false, Ordering::SeqCst);
     tokio::time::sleep(30 * S).await;
+    assert!(svc.clone().oneshot(api()).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.logins().len(), 1);
+    // After it: one new login, which now works.
+    tokio::time::sleep(265 * S).await;
     assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
     assert_eq!(vendor.logins().len(), 2);
 }
