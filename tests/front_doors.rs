@@ -682,6 +682,39 @@ async fn reqwest_a_login_that_outlives_its_call_is_finished_by_the_background_cl
     assert!(started.elapsed() < 10 * S, "no login backoff: {:?}", started.elapsed());
 }
 
+/// A background token renewal is started by a call that does not wait for it: without a client
+/// given, it still lands (through a default client) instead of failing when its call ends, and
+/// no call waits at the token's expiry.
+#[tokio::test(start_paused = true)]
+async fn reqwest_without_a_client_a_background_renewal_still_lands() {
+    let sim = Sim::start().await.unwrap();
+    // An identity service that takes 5 s to answer with a 300 s token, and an API that takes
+    // none: the call that starts a renewal ends long before the renewal does.
+    let token = r#"{"access_token":"tok","token_type":"bearer","expires_in":300,"scope":"x"}"#;
+    sim.set_fallback("/identity/oauth/token", Reply::json(200, token).delay(5 * S));
+    sim.set_fallback("/api", Reply::json(200, "{}"));
+    let source = TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "id", "secret").unwrap());
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", redial::core::generic::Generic, Policy::default())
+        .unwrap()
+        .auth("127.0.0.1", source.clone())
+        .unwrap()
+        .build();
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build();
+    // One call a second for 400 s: the token is renewed in the background from 240 s on.
+    let mut slowest = Duration::ZERO;
+    for second in 0..400 {
+        let started = Instant::now();
+        assert_eq!(client.get(sim.url("/api")).send().await.unwrap().status(), StatusCode::OK);
+        if second > 0 {
+            slowest = slowest.max(started.elapsed());
+        }
+        tokio::time::sleep(S).await;
+    }
+    assert!(slowest < S, "a call waited {slowest:?} for a token");
+    assert_eq!(source.logins(), 2, "the first login and one renewal");
+}
+
 /// Responsys failed over: the call that met `API_NOT_ALLOWED_IN_SECONDARY` ends at once, so the
 /// probe it started must get through on its own, or the host would stay in failover for good.
 #[tokio::test(start_paused = true)]

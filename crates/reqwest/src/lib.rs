@@ -77,9 +77,9 @@
 //! # Logins and failover probes
 //!
 //! A token source's login and a failover probe are sent by the engine on its own, through the
-//! same chain as the call that started them. They can outlive that call (it was cancelled, or
-//! ran out of time while the login was in flight): give the middleware the client to send
-//! them with then, or they fail and the token source's login backoff applies to every caller.
+//! same chain as the call that started them. They can outlive that call (it was cancelled, ran
+//! out of time, or did not wait: a background token renewal): they are sent then through the
+//! client given with `with_client`, or a default `reqwest::Client` made for them.
 //!
 //! ```
 //! # use redial_reqwest::RedialMiddleware;

@@ -47,12 +47,11 @@ impl RedialMiddleware {
     /// The client for what the engine sends on its own and may outlive the call that started
     /// it: a login (when a token source is configured) or a failover probe. Such a request goes
     /// through the rest of the chain of the call that started it while that call lasts; once it
-    /// has ended (cancelled, or out of time), it is sent through this client directly.
+    /// has ended (cancelled, out of time, or done: a background token renewal is started by a
+    /// call that does not wait for it), it is sent through this client directly.
     ///
-    /// Without one, a login whose call has ended fails, and the token source logs in again for
-    /// the next call (after its login backoff). A failover probe is sent through a default
-    /// `reqwest::Client` instead: the call that put the host in failover mode ends at once, and
-    /// a probe that could never be sent would keep the host there for good.
+    /// Without one, a default `reqwest::Client` is made for them at the first need. Give yours
+    /// when logins need its settings (proxy, TLS roots, timeouts).
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.background.given = Some(client);
         self

@@ -194,19 +194,19 @@ pub(crate) struct Attempts {
 pub(crate) struct Background {
     /// The client given with `RedialMiddleware::with_client`.
     pub(crate) given: Option<reqwest::Client>,
-    /// Without one, a default client for failover probes, made at the first probe: a probe that
-    /// could not be sent would leave the host in failover mode for good.
-    pub(crate) probes: Arc<std::sync::OnceLock<Option<reqwest::Client>>>,
+    /// Without one, a default client, made at the first need: a login dropped with its call
+    /// would fail and hold every caller to the login backoff (a background renewal is started
+    /// by a call that does not wait for it), and a probe that could not be sent would leave
+    /// the host in failover mode for good.
+    pub(crate) default: Arc<std::sync::OnceLock<Option<reqwest::Client>>>,
 }
 
 impl Background {
     fn client(&self, detached: Option<redial_tower::Detached>) -> Option<reqwest::Client> {
-        match (detached?, &self.given) {
-            (_, Some(client)) => Some(client.clone()),
-            (redial_tower::Detached::Probe, None) => {
-                self.probes.get_or_init(|| reqwest::Client::builder().build().ok()).clone()
-            }
-            _ => None,
+        detached?;
+        match &self.given {
+            Some(client) => Some(client.clone()),
+            None => self.default.get_or_init(|| reqwest::Client::builder().build().ok()).clone(),
         }
     }
 }
@@ -385,8 +385,8 @@ fn unwrap_error(e: reqwest_middleware::Error) -> BoxError {
     }
 }
 
-/// A login or a failover probe outlived the call that started it, and no background client was
-/// given to send it on its own.
+/// A login or a failover probe outlived the call that started it, and there was no client to
+/// send it on its own (the default one could not be built).
 #[derive(Debug)]
 struct CallEnded;
 
@@ -505,10 +505,10 @@ mod tests {
     }
 
     #[test]
-    fn without_a_given_client_a_probe_gets_a_default_one_and_a_login_none() {
+    fn without_a_given_client_logins_and_probes_get_a_default_one() {
         let background = Background::default();
         assert!(background.client(None).is_none());
-        assert!(background.client(Some(redial_tower::Detached::Login)).is_none());
+        assert!(background.client(Some(redial_tower::Detached::Login)).is_some());
         assert!(background.client(Some(redial_tower::Detached::Probe)).is_some());
         let given = Background { given: Some(reqwest::Client::new()), ..Background::default() };
         assert!(given.client(Some(redial_tower::Detached::Login)).is_some());
