@@ -682,6 +682,55 @@ async fn reqwest_a_login_that_outlives_its_call_is_finished_by_the_background_cl
     assert!(started.elapsed() < 10 * S, "no login backoff: {:?}", started.elapsed());
 }
 
+/// A middleware after redial that refuses every call, as a signing middleware without its key.
+struct Refuses(std::sync::Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Refuses {
+    async fn handle(
+        &self,
+        _: reqwest::Request,
+        _: &mut http::Extensions,
+        _: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(reqwest_middleware::Error::middleware(std::io::Error::other("the signing key is missing")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_the_error_of_a_middleware_after_redial_is_final() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/things", Reply::json(200, "{}"));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RedialMiddleware::new(RetryLayer::generic()))
+        .with(Refuses(calls.clone()))
+        .build();
+    let e = client.get(sim.url("/things")).send().await.unwrap_err();
+    let err = redial_reqwest::redial_error(&e).expect("redial's error");
+    assert!(err.is_final(), "{err}");
+    assert_eq!(err.failure(), Some(Failure::Local));
+    assert_eq!(err.report().attempt_count(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not sent again: it would meet the same refusal");
+    let source = std::error::Error::source(err).expect("the middleware's error");
+    assert!(source.to_string().contains("signing key"), "{source}");
+    assert_eq!(sim.count("/things"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reqwest_a_reqwest_timeout_is_a_timeout_with_the_default_classifier() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/slow", Reply::json(200, "{}").delay(10 * S));
+    let layer = RetryLayer::new(redial::core::generic::Generic, Policy::builder().max_attempts(2).build().unwrap());
+    let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build();
+    let e = client.get(sim.url("/slow")).timeout(S).send().await.unwrap_err();
+    let err = redial_reqwest::redial_error(&e).expect("redial's error");
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.failure(), Some(Failure::Timeout));
+    assert_eq!(err.report().attempt_count(), 2, "a GET that timed out is retried");
+}
+
 /// A background token renewal is started by a call that does not wait for it: without a client
 /// given, it still lands (through a default client) instead of failing when its call ends, and
 /// no call waits at the token's expiry.

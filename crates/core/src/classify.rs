@@ -72,12 +72,16 @@ pub enum Failure {
     Io,
     /// The response body failed while being read for inspection.
     BodyRead,
+    /// The request was stopped on this side before it was sent: a layer between redial and
+    /// the network refused it (a middleware's own error, a missing signing key). Final: never
+    /// retried, whatever the profile.
+    Local,
 }
 
 impl Failure {
     /// Whether the server may have received (and acted on) the request.
     pub const fn may_have_reached_server(self) -> bool {
-        !matches!(self, Failure::Connect)
+        !matches!(self, Failure::Connect | Failure::Local)
     }
 
     /// A short word for logs.
@@ -87,6 +91,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::Io => "io",
             Failure::BodyRead => "body_read",
+            Failure::Local => "local",
         }
     }
 }

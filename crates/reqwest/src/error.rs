@@ -41,6 +41,9 @@ pub fn into_redial_error(err: reqwest_middleware::Error) -> Result<Error, reqwes
 /// reqwest's timeouts are timeouts. Everything else is read by [`redial_tower::classify_error`],
 /// the default, which already recognises a refused connection below a reqwest error.
 ///
+/// [`RedialMiddleware`](crate::RedialMiddleware) reads reqwest's errors this way itself; this
+/// is for a `RetryLayer` over another service whose errors are reqwest's.
+///
 /// ```
 /// let layer = redial_tower::RetryLayer::builder()
 ///     .failure_classifier(redial_reqwest::classify_error)

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use http::Extensions;
-use redial_tower::{BoxError, Detach, RetryBody};
+use redial_tower::core::Failure;
+use redial_tower::{AttemptError, BoxError, Detach, RetryBody};
 use reqwest_middleware::Next;
 use tower_service::Service;
 
@@ -376,12 +377,21 @@ impl<'a, 'n> Detach<Direct<'n>, RequestBody> for Detacher<'a> {
     }
 }
 
-/// The engine sees the transport's own error (reqwest's, with its `io::Error` sources), not
-/// the middleware wrapper around it.
+/// The engine sees the transport's own error, not the middleware wrapper around it, and is told
+/// what reqwest knows of it: a connect error never left, a timeout is a timeout (anything else
+/// goes to the layer's failure classifier). A middleware's own error (after this one in the
+/// chain: signing, a local check) is final, as reqwest-retry has it: sending the call again
+/// would meet it again.
 fn unwrap_error(e: reqwest_middleware::Error) -> BoxError {
     match e {
+        reqwest_middleware::Error::Reqwest(e) if e.is_connect() => {
+            Box::new(AttemptError::new(Failure::Connect, e.into()))
+        }
+        reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => {
+            Box::new(AttemptError::new(Failure::Timeout, e.into()))
+        }
         reqwest_middleware::Error::Reqwest(e) => Box::new(e),
-        reqwest_middleware::Error::Middleware(e) => e.into(),
+        reqwest_middleware::Error::Middleware(e) => Box::new(AttemptError::final_error(e.into())),
     }
 }
 

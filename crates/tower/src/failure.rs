@@ -1,9 +1,12 @@
 //! Reading an inner service's error: did the request leave?
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::io;
 
 use redial_core::Failure;
+
+use crate::BoxError;
 
 /// The default [`FailureClassifier`](crate::FailureClassifier): walks the error's sources for an
 /// `io::Error` that proves the request never left (`ConnectionRefused`) or that timed out.
@@ -24,4 +27,62 @@ pub fn classify_error(error: &(dyn StdError + 'static)) -> Failure {
         next = e.source();
     }
     Failure::Io
+}
+
+/// An inner service's error that says itself what it means, over the layer's
+/// [`FailureClassifier`](crate::FailureClassifier): how far the request got, or that the error
+/// is final (not the vendor's or the network's: a middleware below refused the call, a signing
+/// key is missing). The engine unwraps it: the caller's error has `source` as its source.
+///
+/// A front door that knows its transport's errors returns these (the reqwest middleware does,
+/// for reqwest's connect errors and timeouts, and for the errors of the middlewares after it).
+///
+/// ```
+/// use redial_tower::AttemptError;
+/// use redial_tower::core::Failure;
+///
+/// let e = AttemptError::new(Failure::Connect, "dns lookup failed".into());
+/// assert_eq!(e.failure(), Failure::Connect);
+/// let e = AttemptError::final_error("no signing key".into());
+/// assert_eq!(e.failure(), Failure::Local);
+/// ```
+#[derive(Debug)]
+pub struct AttemptError {
+    failure: Failure,
+    source: BoxError,
+}
+
+impl AttemptError {
+    /// The attempt ended without a response, in this way.
+    pub fn new(failure: Failure, source: BoxError) -> Self {
+        AttemptError { failure, source }
+    }
+
+    /// The error is final: the request is not sent again, whatever the vendor's rules
+    /// ([`Failure::Local`]).
+    pub fn final_error(source: BoxError) -> Self {
+        AttemptError { failure: Failure::Local, source }
+    }
+
+    /// How the attempt ended.
+    pub fn failure(&self) -> Failure {
+        self.failure
+    }
+
+    /// The error itself.
+    pub fn into_source(self) -> BoxError {
+        self.source
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl StdError for AttemptError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
 }

@@ -34,6 +34,7 @@ use crate::auth::{self, BoxFuture, Lease, Token};
 use crate::body::{ResponseBody, RetryBody};
 use crate::detach::{Detach, Inner};
 use crate::error::{Error, ErrorKind};
+use crate::failure::AttemptError;
 use crate::hooks::{FailoverMode, ReconcileRequest, Verdict};
 use crate::hosts::{Host, HostId};
 use crate::layer::Shared;
@@ -518,7 +519,11 @@ where
                     }
                     Poll::Ready(Err(e)) => {
                         let e: BoxError = e.into();
-                        let failure = (eng.shared.classify_error)(&*e);
+                        // An error that says itself what it means is taken at its word.
+                        let (failure, e) = match e.downcast::<AttemptError>() {
+                            Ok(e) => (e.failure(), e.into_source()),
+                            Err(e) => ((eng.shared.classify_error)(&*e), e),
+                        };
                         c = eng.classify_failure(failure);
                         Got::Nothing(failure, Some(e))
                     }
@@ -913,6 +918,10 @@ impl<B> Engine<B> {
     }
 
     fn classify_failure(&self, failure: Failure) -> Classification {
+        if failure == Failure::Local {
+            // Stopped on this side: no vendor rule applies.
+            return Classification::fail(Kind::Fatal, "refused on this side before it was sent: final");
+        }
         self.host().profile.classify(&self.request_head(), &Outcome::Failure(failure))
     }
 

@@ -67,7 +67,7 @@ pub use auth::TokenSource;
 pub use body::{ResponseBody, RetryBody};
 pub use detach::{Detach, Inner};
 pub use error::Error;
-pub use failure::classify_error;
+pub use failure::{classify_error, AttemptError};
 pub use future::ResponseFuture;
 pub use hooks::{FailoverMode, Probe, ReconcileHook, ReconcileRequest, Verdict};
 pub use hosts::InvalidHost;
