@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Version};
@@ -46,6 +46,8 @@ use redial_tower::{Error, Policy, Report, ResponseBody, Retry, RetryBody, RetryL
 use redial_vendors::Vendor;
 use redial_vendors::{adobe::ImsLogin, marketo::IdentityLogin, oauth2::ClientCredentials, responsys::PasswordLogin};
 use serde_json::{json, Value};
+// The runtime's clock: the engine's waits and these times agree, paused clock included.
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 

@@ -99,29 +99,29 @@ fn summary(lines: &[Value]) -> &Value {
     &last["summary"]
 }
 
+/// The binary end to end: a Marketo login from the environment's secret, repeated calls, one
+/// JSON line per attempt and the summary. (The quota scenario, 200 calls at 10 per 2 s, runs on
+/// the paused clock in `tests/call_paused.rs`: here it would take 40 s of real time.)
 #[test]
-fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
-    let v = Vendor::marketo(Some((10, Duration::from_secs(2))));
+fn repeated_calls_print_a_line_per_attempt_and_a_summary_that_counts_attempts_and_logins() {
+    let v = Vendor::marketo(None);
     let url = v.url("/rest/v1/leads.json?filterType=id&filterValues=1");
-    let r = marketo_call(&v, &["--rate-limit", "10/2", "--json", "--repeat", "200", "--concurrency", "20", &url]);
+    let r = marketo_call(&v, &["--json", "--repeat", "20", "--concurrency", "5", &url]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     r.assert_no_secret();
     let lines = r.json_lines();
     let s = summary(&lines);
-    assert_eq!(s["requests"], 200, "{s}");
-    assert_eq!(s["successes"], 200, "{s}");
+    assert_eq!(s["requests"], 20, "{s}");
+    assert_eq!(s["successes"], 20, "{s}");
     assert_eq!(s["failures"], serde_json::json!({}), "{s}");
-    assert!(s["attempts"].as_u64().unwrap() >= 200, "{s}");
+    assert_eq!(s["attempts"], 20, "{s}");
     assert_eq!(s["logins"], 1, "{s}");
-    // 200 calls at 10 per 2 s: the last window opens after 38 s at the earliest.
-    assert!(s["elapsed_ms"].as_u64().unwrap() >= 38_000, "{s}");
 
     let attempts = &lines[..lines.len() - 1];
-    assert_eq!(attempts.len() as u64, s["attempts"].as_u64().unwrap());
-    let mut requests: Vec<u64> =
-        attempts.iter().filter(|a| a["action"] == "return").map(|a| a["request"].as_u64().unwrap()).collect();
+    assert_eq!(attempts.len(), 20);
+    let mut requests: Vec<u64> = attempts.iter().map(|a| a["request"].as_u64().unwrap()).collect();
     requests.sort_unstable();
-    assert_eq!(requests, (0..200).collect::<Vec<_>>());
+    assert_eq!(requests, (0..20).collect::<Vec<_>>());
     for a in attempts {
         for field in
             ["request", "attempt", "status", "failure", "code", "kind", "action", "rule", "delay_ms", "elapsed_ms"]
@@ -129,13 +129,9 @@ fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606(
             assert!(a.get(field).is_some(), "no {field}: {a}");
         }
     }
-
     let vendor = v.handle();
-    assert_eq!(vendor.count_code("606"), 0, "the sim refused calls for the rate");
-    assert_eq!(vendor.count_code("615"), 0);
     assert_eq!(vendor.logins(), 1);
-    let served = vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count();
-    assert_eq!(served, 200);
+    assert_eq!(vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count(), 20);
 }
 
 #[test]
@@ -186,7 +182,8 @@ fn a_404_is_printed_and_exits_1() {
 fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
     let v = Vendor::start();
     let path = "/api/items";
-    v.sim.enqueue(path, Reply::status(503).header("Retry-After", "1"));
+    // `Retry-After: 0`: the retry goes at once (the binary runs in real time).
+    v.sim.enqueue(path, Reply::status(503).header("Retry-After", "0"));
     v.sim.set_fallback(path, Reply::json(200, r#"{"ok":true}"#));
     let r = redial(&["call", "--json", &v.url(path)], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -195,10 +192,9 @@ fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
     assert_eq!(lines[0]["attempt"], 1);
     assert_eq!(lines[0]["status"], 503);
     assert_eq!(lines[0]["action"], "retry");
-    assert!(lines[0]["delay_ms"].as_u64().unwrap() >= 900, "{}", lines[0]);
+    assert_eq!(lines[0]["delay_ms"], 0, "{}", lines[0]);
     assert_eq!(lines[1]["attempt"], 2);
     assert_eq!(lines[1]["action"], "return");
-    assert!(lines[1]["elapsed_ms"].as_u64().unwrap() >= 900, "{}", lines[1]);
     assert_eq!(summary(&lines)["attempts"], 2);
     assert_eq!(summary(&lines)["logins"], 0);
 

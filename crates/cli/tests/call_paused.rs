@@ -1,0 +1,98 @@
+//! `redial call` driven in-process on tokio's paused clock: the library the binary runs
+//! (`redial_cli::args`, `redial_cli::call`), against the simulator on the same runtime, so the
+//! quota scenario's 40 s of waits take none. `tests/call.rs` runs the binary itself.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redial_cli::args::{self, Command};
+use redial_cli::call::{self, Output};
+use redial_sim::vendors::marketo::{self, MarketoConfig};
+use redial_sim::Sim;
+use serde_json::Value;
+
+/// A recognisable secret: it must never be printed.
+const SECRET: &str = "S3CRET-never-printed-7f1c";
+
+/// What `run` prints, kept.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
+    let sim = Sim::start().await.unwrap();
+    let mut config = MarketoConfig::new("sim-client-id", SECRET);
+    config.rate_limit = Some((10, Duration::from_secs(2)));
+    config.max_concurrency = Some(10);
+    config.latency = Duration::from_millis(5);
+    let vendor = marketo::install(&sim, config);
+    let (login, url) = (sim.url("/identity"), sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"));
+    let argv = [
+        "call",
+        "--vendor",
+        "marketo",
+        "--login-url",
+        &login,
+        "--client-id",
+        "sim-client-id",
+        "--rate-limit",
+        "10/2",
+        "--json",
+        "--repeat",
+        "200",
+        "--concurrency",
+        "20",
+        &url,
+    ];
+    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
+    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
+        panic!("not a call")
+    };
+    let source = call::token_source(&a).unwrap();
+    let layer = call::layer(&a, source.as_ref()).unwrap();
+    let (out, err) = (Captured::default(), Captured::default());
+    let finished =
+        call::run(*a, Bytes::new(), call::stack(&layer), source, Arc::new(Output::new(out.clone(), err.clone()))).await;
+
+    let (stdout, stderr) = (out.text(), err.text());
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret was printed");
+    assert_eq!(finished.tally.failed(), 0, "{stderr}");
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let s = &lines.last().expect("a summary line")["summary"];
+    assert_eq!(s["requests"], 200, "{s}");
+    assert_eq!(s["successes"], 200, "{s}");
+    assert_eq!(s["failures"], serde_json::json!({}), "{s}");
+    assert_eq!(s["logins"], 1, "{s}");
+    // 200 calls at 10 per 2 s: the last window opens after 38 s at the earliest.
+    assert!(s["elapsed_ms"].as_u64().unwrap() >= 38_000, "{s}");
+    let attempts = &lines[..lines.len() - 1];
+    assert_eq!(attempts.len() as u64, s["attempts"].as_u64().unwrap(), "one line per attempt");
+    let mut returned: Vec<u64> =
+        attempts.iter().filter(|a| a["action"] == "return").map(|a| a["request"].as_u64().unwrap()).collect();
+    returned.sort_unstable();
+    assert_eq!(returned, (0..200).collect::<Vec<_>>());
+
+    assert_eq!(vendor.count_code("606"), 0, "the sim refused calls for the rate");
+    assert_eq!(vendor.count_code("615"), 0);
+    assert_eq!(vendor.logins(), 1);
+    assert_eq!(vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count(), 200);
+}
