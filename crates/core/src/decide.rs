@@ -151,6 +151,9 @@ impl fmt::Display for FailReason {
             FailReason::RuleExhausted { rule, retries } => {
                 write!(f, "rule {rule} allows no more than {retries} retries")
             }
+            FailReason::DeadlineExceeded { remaining, .. } if remaining.is_zero() => {
+                f.write_str("the deadline has passed")
+            }
             FailReason::DeadlineExceeded { wait, remaining } => {
                 write!(f, "waiting {wait:?} would pass the deadline ({remaining:?} left)")
             }

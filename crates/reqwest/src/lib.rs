@@ -72,7 +72,8 @@
 //! Each attempt runs the middlewares added *after* this one, then the client: add per-attempt
 //! concerns (signing, tracing of each attempt) after it, and whole-call concerns before it.
 //! reqwest's own timeouts (`ClientBuilder::timeout`, `RequestBuilder::timeout`) therefore bound
-//! each attempt; redial's policy deadline bounds the whole call, sleeps included.
+//! each attempt; redial's policy deadline (2 minutes by default) bounds the whole call, sleeps
+//! included, and ends an attempt still in flight when it passes, whatever reqwest's timeout.
 //!
 //! # Logins and failover probes
 //!
