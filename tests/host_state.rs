@@ -96,6 +96,12 @@ async fn a_misconfigured_limit_meets_606_and_adapts_without_caller_errors() {
     assert_eq!(errors, 0);
     assert!(throttled > 0, "the sim should have refused some calls");
     assert!(throttled < 150, "redial should adapt: {throttled} × 606");
+    // What it learned: about the vendor's 100 (what it accepted, creeping back up by 1 % a
+    // quiet window), far below the configured 200.
+    let learned = layer.current_rate_limit("123-abc-456.mktorest.com").unwrap();
+    assert!((90..=110).contains(&learned), "learned a limit of {learned}");
+    // 2,000 calls at the vendor's 100 per 20 s take 400 s at best; at 200, 606s all the way.
+    assert!(elapsed <= 440 * S, "{elapsed:?}");
     assert_eq!(vendor.count_code("615"), 0);
 }
 
@@ -299,6 +305,11 @@ async fn create_sub_campaign_not_applied_is_retried_once() {
     assert!(!report.reconciled);
     assert_eq!(report.attempt_count(), 2);
     assert_eq!(report.attempts[0].code.as_deref(), Some("INTERNAL_ERROR"));
+    // The hook was asked first: one showSubCampaignState, which found nothing.
+    assert_eq!(report.attempts[0].action, redial::core::Action::Reconcile);
+    let shows =
+        sim.requests().iter().filter(|r| String::from_utf8_lossy(&r.body).contains("showSubCampaignState")).count();
+    assert_eq!(shows, 1, "the hook asked the vendor once");
     assert_eq!(vendor.count_creates(), 2);
     assert_eq!(vendor.sub_campaigns().len(), 1, "exactly one object");
 }
@@ -426,4 +437,46 @@ async fn two_vendors_in_one_layer_keep_separate_limits_budgets_and_tokens() {
     assert!(m_tokens.is_disjoint(&a_tokens));
     assert_eq!(m_tokens.len(), 1);
     assert_eq!(a_tokens.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hosts_in_one_layer_keep_separate_retry_budgets() {
+    let sim = Sim::start().await.unwrap();
+    let port = sim.addr().port();
+    sim.set_fallback("/down", redial_sim::Reply::status(502));
+    sim.set_fallback("/flaky", redial_sim::Reply::json(200, "{}"));
+    // 20 % of requests plus a reserve of 10 retries per 10 s, per host; retries at once, so
+    // that everything below happens inside one budget window.
+    let budget = redial::core::budget::BudgetConfig::new(0.2, 1, 10 * S);
+    let backoff = redial::core::backoff::Backoff::constant(Duration::from_millis(1));
+    let policy = Policy::builder().budget(budget).backoff(backoff).build().unwrap();
+    let generic = || redial::core::generic::Generic;
+    let layer = RetryLayer::builder()
+        .host("down.example.test", generic(), policy.clone())
+        .unwrap()
+        .host("flaky.example.test", generic(), policy)
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+    let started = Instant::now();
+    let get =
+        |host: &str, path: &str| Request::get(format!("http://{host}:{port}{path}")).body(Full::default()).unwrap();
+    // A host that is down spends its own budget: 100 requests, then retries are refused.
+    let mut exhausted = 0;
+    for _ in 0..100 {
+        let err = svc.clone().oneshot(get("down.example.test", "/down")).await.unwrap_err();
+        exhausted += usize::from(err.is_budget_exhausted());
+    }
+    assert!(exhausted > 0, "the down host's budget ran out");
+    // 100 first attempts, and retries within the reserve (10) and 20 % of the requests (20).
+    let down_attempts = sim.count("/down");
+    assert!(down_attempts <= 100 + 10 + 20, "{down_attempts} attempts for 100 requests");
+    assert!(Instant::now() - started < 10 * S, "all within one budget window");
+    // The other host's budget is whole: each of its 502s is retried, and succeeds.
+    for _ in 0..5 {
+        sim.enqueue("/flaky", redial_sim::Reply::status(502));
+        let res = svc.clone().oneshot(get("flaky.example.test", "/flaky")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.extensions().get::<redial::Report>().unwrap().attempt_count(), 2);
+    }
 }

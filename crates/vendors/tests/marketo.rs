@@ -105,12 +105,14 @@ fn every_row_of_the_marketo_table() {
     type Row = (Vec<(&'static str, u16, Option<&'static str>, String)>, Kind, Action, Action, Option<Duration>);
     let table: Vec<Row> = vec![
         (codes(&["601", "602"]), AuthExpired, RefreshAuth, RefreshAuth, None),
-        (vec![("606", 200, Some(JSON), FIXTURE_606.into())], Throttled, Retry, Retry, Some(marketo::RATE_RETRY_MIN)),
-        (codes(&["615"]), Throttled, Retry, Retry, Some(marketo::CONCURRENCY_RETRY_MIN)),
+        // 606: inside the 20 s window, from 2 s; 615: once in-flight calls drop, from 1 s.
+        (vec![("606", 200, Some(JSON), FIXTURE_606.into())], Throttled, Retry, Retry, Some(2 * SECOND)),
+        (codes(&["615"]), Throttled, Retry, Retry, Some(SECOND)),
         (codes(&["604", "608", "611", "614", "713", "719"]), Transient, Retry, Retry, Some(SECOND)),
         (vec![("HTTP 502", 502, Some("text/html"), html.into())], Transient, Retry, Fail, Some(SECOND)),
         (codes(&["502"]), Transient, Retry, Fail, Some(SECOND)),
-        (codes(&["1016", "1019", "1022", "1029"]), Throttled, Retry, Retry, Some(marketo::QUEUE_RETRY_MIN)),
+        // "A long backoff (tens of seconds)": from 20 s.
+        (codes(&["1016", "1019", "1022", "1029"]), Throttled, Retry, Retry, Some(20 * SECOND)),
         (codes(&["607"]), QuotaExhausted, Fail, Fail, None),
         (vec![("HTTP 413", 413, Some("text/html"), "<html>413</html>".into())], Fatal, Fail, Fail, None),
         (
