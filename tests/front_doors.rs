@@ -422,10 +422,10 @@ async fn streaming_request_body_is_sent_once_and_the_error_says_why<D: FrontDoor
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
 }
 
-async fn a_1_mib_response_past_a_64_kib_inspect_limit_is_byte_identical<D: FrontDoor>() {
+async fn a_10_mib_response_past_a_64_kib_inspect_limit_is_byte_identical<D: FrontDoor>() {
     let sim = Sim::start().await.unwrap();
     let body: Bytes =
-        (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>().into();
+        (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>().into();
     sim.set_fallback("/big", Reply::ok().header("x-big", "yes").body(body.clone()));
     let layer = RetryLayer::new(InspectEverything, Policy::builder().inspect_limit(64 * 1024).build().unwrap());
     let door = D::open(layer);
@@ -480,6 +480,156 @@ async fn a_first_try_success_carries_no_report<D: FrontDoor>() {
 }
 
 /// Every scenario, through both doors.
+async fn get_reset_after_the_request_was_read_is_retried<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/x", Reply::ok().fault(Fault::ResetAfterRead));
+    sim.set_fallback("/x", Reply::ok().body("second"));
+    let door = D::open(generic(fast_policy().build().unwrap()));
+    let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, "second");
+    assert_eq!(sim.count("/x"), 2);
+    assert_eq!(got.report.unwrap().attempts[0].failure, Some(Failure::Io));
+}
+
+async fn deadline_reached_during_a_backoff_fails_then_and_never_sleeps_past_it<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::status(503).header("Retry-After", "4"));
+    let door = D::open(generic(Policy::builder().max_attempts(100).deadline(10 * S).build().unwrap()));
+    let started = Instant::now();
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    let elapsed = started.elapsed();
+    // Attempts at 0 s, 4 s and 8 s; a fourth would start at 12 s, past the 10 s deadline.
+    assert_eq!(sim.count("/x"), 3);
+    assert!(elapsed >= 8 * S && elapsed < 9 * S, "{elapsed:?}");
+    assert!(err.is_deadline(), "{err}");
+    assert!(err.is_hint_exceeds_limit());
+    assert_eq!(err.retry_after(), Some(4 * S));
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+}
+
+async fn backoff_that_would_pass_the_deadline_is_not_slept<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::status(502));
+    let policy =
+        Policy::builder().max_attempts(100).deadline(10 * S).backoff(Backoff::constant(3 * S)).build().unwrap();
+    let door = D::open(generic(policy));
+    let started = Instant::now();
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert_eq!(sim.count("/x"), 4); // 0, 3, 6, 9 s
+    assert!(started.elapsed() < 10 * S);
+    assert!(matches!(err.fail_reason(), Some(FailReason::DeadlineExceeded { .. })), "{err}");
+}
+
+async fn the_deadline_also_ends_a_hanging_attempt<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::ok().fault(Fault::Hang));
+    let door = D::open(generic(Policy::builder().deadline(5 * S).build().unwrap()));
+    let started = Instant::now();
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert_eq!(started.elapsed(), 5 * S);
+    assert!(err.is_timeout());
+    assert!(err.is_deadline(), "{err}");
+}
+
+async fn body_over_the_replay_limit_is_sent_once<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/upload", Reply::status(503));
+    let door = D::open(generic(Policy::builder().replay_limit(1024).build().unwrap()));
+    let call = Call::new(Method::PUT, sim.url("/upload"), CallBody::Bytes(Bytes::from(vec![b'x'; 2048])));
+    let err = door.send(call).await.unwrap_err();
+    assert_eq!(sim.count("/upload"), 1);
+    assert_eq!(sim.requests()[0].body.len(), 2048);
+    assert_eq!(err.fail_reason(), Some(&FailReason::NotReplayable(NotReplayable::TooLarge { limit: 1024 })));
+}
+
+async fn problem_details_reach_the_caller<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback(
+        "/x",
+        Reply::status(403)
+            .header("content-type", "application/problem+json")
+            .body(r#"{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","detail":"Your current balance is 30, but that costs 50.","balance":30}"#),
+    );
+    let door = D::open(generic(Policy::default()));
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert!(err.is_final());
+    assert_eq!(sim.count("/x"), 1);
+    let p = err.problem().unwrap();
+    assert_eq!(p.title.as_deref(), Some("You do not have enough credit."));
+    assert_eq!(p.extensions["balance"], 30);
+    assert_eq!(err.vendor_errors().next().unwrap().code, "out-of-credit");
+}
+
+async fn idempotency_key_makes_a_post_retryable<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
+    sim.set_fallback("/create", Reply::status(201));
+    let door = D::open(generic(fast_policy().build().unwrap()));
+    let call = Call::new(Method::POST, sim.url("/create"), CallBody::Bytes(Bytes::from_static(b"{\"create\":1}")))
+        .header("idempotency-key", "8e03978e-40d5-43e8-bc93-6894a57f9324");
+    let got = door.send(call).await.unwrap();
+    assert_eq!(got.status, StatusCode::CREATED);
+    let log = sim.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].headers["idempotency-key"], log[1].headers["idempotency-key"]);
+    assert_eq!(log[1].method, Method::POST);
+}
+
+async fn marketo_200_carrying_603_is_an_error_that_owns_the_vendor_code<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback(
+        "/rest/v1/leads.json",
+        Reply::json(200, r#"{"requestId":"x","success":false,"errors":[{"code":603,"message":"Access denied"}]}"#),
+    );
+    let door = D::open(marketo_on_the_sim());
+    let err = door.send(Call::get(sim.url("/rest/v1/leads.json"))).await.unwrap_err();
+    assert_eq!(sim.count("/rest/v1/leads.json"), 1);
+    assert!(err.is_final());
+    assert_eq!(err.status(), Some(StatusCode::OK));
+    assert_eq!(err.kind(), Some(Kind::Fatal));
+    let e = err.vendor_errors().next().unwrap();
+    assert_eq!((e.code.as_str(), e.message.as_deref()), ("603", Some("Access denied")));
+    assert!(err.to_string().contains("603"), "{err}");
+}
+
+fn adobe_on_the_sim() -> RetryLayer {
+    RetryLayer::builder().vendor_at(Vendor::AdobeEdge, "127.0.0.1").unwrap().rng_seed(1).build()
+}
+
+async fn adobe_207_is_returned_with_errors_and_warnings_never_retried<D: FrontDoor>() {
+    let body = r#"{"requestId":"72eaa048-207e-4dde-bf16-0cb2b21336d5","handle":[],"errors":[{"type":"https://ns.adobe.com/aep/errors/EXEG-0201-503","status":503,"title":"The 'com.adobe.experience.platform.ode' service is temporarily unable to serve this request. Please try again later."}],"warnings":[{"type":"https://ns.adobe.com/aep/errors/EXEG-0204-200","status":200,"title":"A warning occurred while calling the 'com.adobe.audiencemanager' service for this request.","report":{"cause":{"message":"Cannot read related customer for device id: ...","code":202}}}]}"#;
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/ee/v2/interact", Reply::json(207, body));
+    let door = D::open(adobe_on_the_sim());
+    let call = Call::new(Method::POST, sim.url("/ee/v2/interact"), CallBody::Bytes(Bytes::from_static(b"{}")));
+    let got = door.send(call).await.unwrap();
+    assert_eq!(got.status, StatusCode::MULTI_STATUS);
+    assert_eq!(sim.count("/ee/v2/interact"), 1);
+    let report = got.report.unwrap();
+    let scopes: Vec<_> = report.last_errors().map(|e| (e.code.as_str(), e.scope)).collect();
+    assert_eq!(scopes, [("EXEG-0201-503", ErrorScope::NonFatal), ("EXEG-0204-200", ErrorScope::Warning)]);
+    assert_eq!(got.body, body);
+}
+
+async fn adobe_429_without_retry_after_waits_five_seconds<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue(
+        "/ee/v2/interact",
+        Reply::status(429).header("content-type", "application/problem+json").body(
+            r#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0000-429","status":429,"title":"Too many requests"}"#,
+        ),
+    );
+    sim.enqueue("/ee/v2/interact", Reply::json(200, r#"{"requestId":"r","handle":[]}"#));
+    let door = D::open(adobe_on_the_sim());
+    let call = Call::new(Method::POST, sim.url("/ee/v2/interact"), CallBody::Bytes(Bytes::from_static(b"{}")));
+    let got = door.send(call).await.unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    let log = sim.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].at - log[0].at, 5 * S);
+}
+
 macro_rules! through_both_doors {
     ($($scenario:ident),* $(,)?) => {
         mod tower_door {
@@ -511,10 +661,20 @@ through_both_doors!(
     marketo_record_level_errors_are_a_success_with_the_errors_in_the_report,
     marketo_expired_token_logs_in_once_and_the_call_is_replayed,
     streaming_request_body_is_sent_once_and_the_error_says_why,
-    a_1_mib_response_past_a_64_kib_inspect_limit_is_byte_identical,
+    a_10_mib_response_past_a_64_kib_inspect_limit_is_byte_identical,
     replayed_body_is_identical_on_every_attempt,
     a_hanging_attempt_is_cut_at_the_attempt_timeout_and_retried,
     a_first_try_success_carries_no_report,
+    get_reset_after_the_request_was_read_is_retried,
+    deadline_reached_during_a_backoff_fails_then_and_never_sleeps_past_it,
+    backoff_that_would_pass_the_deadline_is_not_slept,
+    the_deadline_also_ends_a_hanging_attempt,
+    body_over_the_replay_limit_is_sent_once,
+    problem_details_reach_the_caller,
+    idempotency_key_makes_a_post_retryable,
+    marketo_200_carrying_603_is_an_error_that_owns_the_vendor_code,
+    adobe_207_is_returned_with_errors_and_warnings_never_retried,
+    adobe_429_without_retry_after_waits_five_seconds,
 );
 
 // ---------------------------------------------------------------------------------------------
