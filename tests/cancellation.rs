@@ -9,8 +9,7 @@
 //! - the runtime's live tasks are back to their baseline (`RuntimeMetrics::num_alive_tasks`):
 //!   the client is built without a connection pool, so a finished exchange leaves no task.
 //!
-//! Real loopback sockets against the simulator, on tokio's paused clock. A test that shows a bug
-//! asserts the right behaviour and is `#[ignore = "BUG: …"]`.
+//! Real loopback sockets against the simulator, on tokio's paused clock.
 
 mod common;
 
@@ -203,7 +202,7 @@ async fn dropped_while_pacing_for_a_rate_slot_releases_its_permit() {
     settle().await;
     assert_eq!(layer.available_permits(HOST), Some(2));
 
-    // The limiter still works: the next request is served (how soon: see the ignored test below).
+    // The limiter still works: the next request is served (how soon: see the test below).
     let res = call(&svc, get(sim.url("/ok"))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     res.into_body().collect().await.unwrap();

@@ -35,9 +35,18 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
+        // Read on a thread of its own, so that a sim that prints nothing fails the test (after
+        // 30 s) instead of hanging it; the thread then keeps the pipe drained.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (lines, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                if lines.send(line.unwrap_or_default()).is_err() {
+                    return;
+                }
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(30)).expect("the sim printed its listening line");
         let url = first
             .trim_end()
             .rsplit_once(" listening on ")
@@ -46,10 +55,8 @@ impl Running {
             .to_owned();
         // The banner is written at once: read it to its end without waiting for more.
         let mut banner = vec![first.trim_end().to_owned()];
-        let mut rest = String::new();
-        loop {
-            rest.clear();
-            if stdout.read_line(&mut rest).unwrap() == 0 || !rest.starts_with("  ") {
+        while let Ok(rest) = rx.recv_timeout(Duration::from_secs(5)) {
+            if !rest.starts_with("  ") {
                 break;
             }
             banner.push(rest.trim_end().to_owned());
