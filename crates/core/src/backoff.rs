@@ -258,8 +258,41 @@ mod tests {
             let (lo, hi) = b.bounds(retry, prev).unwrap();
             prop_assert!(lo <= hi);
             prop_assert!(hi <= cap);
+            // The range each scheme promises, computed here from its formula, not by `bounds`.
+            let doubled = (base_ms as u128) << retry.min(100);
+            let ceiling = MS * doubled.min(cap.as_millis()) as u32;
+            let expected = match kind {
+                // Full jitter: anywhere in [0, min(cap, base · 2^retry)].
+                0 => (Duration::ZERO, ceiling),
+                // Decorrelated: in [base, min(cap, 3 · max(previous, base))].
+                1 => {
+                    let prev = prev.unwrap_or(base).max(base);
+                    (base, (prev * 3).min(cap).max(base))
+                }
+                // No jitter: exactly min(cap, base · 2^retry).
+                2 => (ceiling, ceiling),
+                _ => (cap, cap),
+            };
+            prop_assert_eq!((lo, hi), expected);
             let d = b.delay(retry, prev, &mut SplitMix64::seeded(seed)).unwrap();
-            prop_assert!(lo <= d && d <= hi, "{lo:?} <= {d:?} <= {hi:?}");
+            prop_assert!(expected.0 <= d && d <= expected.1, "{:?} <= {d:?} <= {:?}", expected.0, expected.1);
+        }
+
+        /// A fixed schedule waits its n-th delay before the n-th retry, exactly, and allows no
+        /// retry past its end.
+        #[test]
+        fn a_schedule_waits_each_of_its_delays_then_ends(
+            delays_ms in proptest::collection::vec(0u64..1_000_000, 0..8),
+            seed: u64,
+        ) {
+            let delays: Vec<Duration> = delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect();
+            let b = Backoff::schedule(delays.clone());
+            prop_assert_eq!(b.max_retries(), Some(delays.len() as u32));
+            let mut rng = SplitMix64::seeded(seed);
+            for (n, d) in delays.iter().enumerate() {
+                prop_assert_eq!(b.delay(n as u32, None, &mut rng), Some(*d));
+            }
+            prop_assert_eq!(b.delay(delays.len() as u32, None, &mut rng), None);
         }
     }
 }
