@@ -10,7 +10,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use redial::hooks::{FailoverMode, Probe, ReconcileRequest, Verdict};
 use redial::vendors::{adobe, marketo, responsys};
-use redial::{Policy, RetryLayer, TokenSource, Vendor};
+use redial::{Policy, RetryLayer, TokenSource, Vendor, VendorExt};
 use redial_sim::vendors::{
     adobe as sim_adobe, genesys as sim_genesys, marketo as sim_marketo, responsys as sim_responsys,
 };
@@ -229,6 +229,15 @@ async fn responsys_failover_without_a_probe_lets_one_request_find_out_each_minut
     assert!(err.is_failover() && !err.is_failover_local(), "{err}");
     assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
     assert_eq!(sim.count("/rest/api/v1.3/lists"), sent + 1, "one trial a minute");
+
+    // A trial whose token has expired is refreshed and goes on: the vendor's 401 for the token
+    // says nothing of failover, and the host stays in failover mode when the refreshed call is
+    // refused for it.
+    vendor.expire_tokens();
+    tokio::time::sleep(redial::hooks::FAILOVER_TRIAL_INTERVAL).await;
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_failover() && !err.is_failover_local(), "{err}");
+    assert!(secondary(), "a 401 for the token is no sign the vendor is back");
 
     // The vendor comes back; a minute after the last trial, the next request is served.
     vendor.set_secondary(false);
@@ -479,4 +488,23 @@ async fn two_hosts_in_one_layer_keep_separate_retry_budgets() {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.extensions().get::<redial::Report>().unwrap().attempt_count(), 2);
     }
+}
+
+/// Responsys retries "no response" three times, any method. A POST answered 200 whose body then
+/// breaks did get a response: the vendor had it, and it is not sent again.
+#[tokio::test(start_paused = true)]
+async fn responsys_a_post_answered_whose_body_breaks_is_not_sent_again() {
+    let sim = Sim::start().await.unwrap();
+    let path = "/rest/api/v1.3/campaigns/welcome/email";
+    sim.set_fallback(
+        path,
+        redial_sim::Reply::json(200, r#"{"recipientData":[{"recipient":{"emailAddress":"a@example.com"}}]}"#)
+            .fault(redial_sim::Fault::TruncatedBody { sent: 10 }),
+    );
+    let layer = RetryLayer::builder().vendor_at(Vendor::Responsys, "127.0.0.1").unwrap().build();
+    let req = Request::post(sim.url(path)).body(Full::from("{\"recipientData\":[]}")).unwrap();
+    let err = common::client(&layer).oneshot(req).await.unwrap_err();
+    assert_eq!(sim.count(path), 1, "a POST the vendor answered was sent again");
+    assert!(err.is_not_idempotent(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::OK), "the answer's head is kept");
 }

@@ -231,6 +231,12 @@ impl RetryRule {
         self
     }
 
+    /// Re-send only idempotent requests (the default; see [`Safety::IdempotentOnly`]).
+    pub const fn idempotent_only(mut self) -> Self {
+        self.safety = Safety::IdempotentOnly;
+        self
+    }
+
     /// Ignore the server's `Retry-After` and RateLimit hints under this rule.
     pub const fn ignore_hint(mut self) -> Self {
         self.use_hint = false;

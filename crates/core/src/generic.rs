@@ -81,6 +81,7 @@ impl Generic {
                 RetryRule::new("generic.timeout"),
                 "generic: the attempt timed out; the request may have reached the server",
             ),
+            Failure::Local => Classification::fail(Kind::Fatal, "generic: refused on this side before it was sent"),
             _ => Classification::retry(
                 Kind::Transient,
                 RetryRule::new("generic.no_response"),

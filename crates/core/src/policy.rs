@@ -332,12 +332,31 @@ impl PolicyBuilder {
         if p.inspect_limit > MAX_INSPECT_LIMIT {
             return Err(InvalidPolicy("inspect_limit must be at most 64 MiB"));
         }
+        if p.inspect_limit == 0 {
+            // Nothing read: every vendor error in a 2xx body (Marketo's 606) would pass as a success.
+            return Err(InvalidPolicy("inspect_limit must be at least 1 byte"));
+        }
+        // Times the clock can add: `Duration::MAX` is no way to say "none" (`no_deadline()` is).
+        let too_long = |d: Duration| d > MAX_DURATION;
+        if p.deadline.is_some_and(too_long)
+            || p.attempt_timeout.is_some_and(too_long)
+            || too_long(p.retry_after_cap)
+            || p.rate_limit.is_some_and(|(_, w)| too_long(w))
+        {
+            return Err(InvalidPolicy(
+                "deadline, attempt_timeout, retry_after_cap and the rate-limit window must be at most a year",
+            ));
+        }
         Ok(p)
     }
 }
 
 /// The largest inspect limit a policy accepts: inspection is for error bodies, not payloads.
 pub const MAX_INSPECT_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The longest deadline, attempt timeout, Retry-After cap or rate-limit window a policy accepts:
+/// a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A policy was rejected by [`PolicyBuilder::build`]; the message says which rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,6 +401,15 @@ mod tests {
             (Policy::builder().no_deadline().attempt_timeout(s * 900), true),
             (Policy::builder().retry_after_cap(Duration::ZERO), false),
             (Policy::builder().inspect_limit(MAX_INSPECT_LIMIT + 1), false),
+            (Policy::builder().inspect_limit(0), false),
+            (Policy::builder().inspect_limit(1), true),
+            // Durations the engine's clock arithmetic can hold; `Duration::MAX` is not "none".
+            (Policy::builder().deadline(Duration::MAX), false),
+            (Policy::builder().deadline(MAX_DURATION), true),
+            (Policy::builder().no_deadline().attempt_timeout(Duration::MAX), false),
+            (Policy::builder().retry_after_cap(Duration::MAX), false),
+            (Policy::builder().rate_limit(1, Duration::MAX), false),
+            (Policy::builder().rate_limit(1, MAX_DURATION), true),
         ];
         for (i, (b, ok)) in cases.into_iter().enumerate() {
             assert_eq!(b.build().is_ok(), ok, "case {i}");

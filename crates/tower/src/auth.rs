@@ -339,13 +339,15 @@ impl Cell {
                 st.failures = 0;
                 st.not_before = None;
                 st.last_error = None;
-                let expires_at = cred.lifetime.map(|l| now + l);
+                // A lifetime past what the clock can hold never expires (a custom login's own
+                // value: the built-in ones are capped).
+                let expires_at = cred.lifetime.and_then(|l| now.checked_add(l));
                 let refresh_at = match cred.lifetime {
                     // A token that would be renewed at once (its lifetime is within the skew,
                     // as Marketo's identity answers before expiry) is used until it expires.
                     Some(l) if l > self.skew => {
                         let jitter = st.rng.get_or_insert_with(SplitMix64::from_entropy).next_f64();
-                        Some(now + (l - self.skew) + self.skew.mul_f64(jitter / 4.0))
+                        now.checked_add(l - self.skew).and_then(|t| t.checked_add(self.skew.mul_f64(jitter / 4.0)))
                     }
                     _ => None,
                 };

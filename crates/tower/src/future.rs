@@ -484,6 +484,11 @@ where
                     // expired since: never send one past its expiry; lease again.
                     if eng.token.as_ref().is_some_and(|t| t.expires_at.is_some_and(|at| at <= Instant::now())) {
                         eng.token = None;
+                        // The wait for a login must not hold the rate slot (the send would be
+                        // logged earlier than it goes) nor the host's permit.
+                        eng.release_slot();
+                        eng.paced = false;
+                        eng.release_permit();
                         eng.ready = true; // the service is ready; it is not polled again
                         continue;
                     }
@@ -565,7 +570,13 @@ where
                     let mut r = *r;
                     match end {
                         ReadEnd::Failed(failure, source) => {
-                            c = eng.classify_failure(failure);
+                            // The vendor answered: it had the request. A rule for "no response"
+                            // that re-sends any method does not apply to a body that broke.
+                            let mut broken = eng.classify_failure(failure);
+                            if let Advice::Retry(rule) = &mut broken.advice {
+                                *rule = rule.clone().idempotent_only();
+                            }
+                            c = broken;
                             let bytes = r.bytes();
                             Got::Broken { head: r.head, bytes, failure, source }
                         }
@@ -692,17 +703,19 @@ where
                 };
                 limits.throttled(Instant::now(), pause);
             }
-            if std::mem::take(&mut eng.trial) {
-                // Served as in primary mode: an answer that is neither a refusal for failover
-                // nor a server error.
-                let served = c.kind != Kind::Failover && status.is_some_and(|s| !s.is_server_error());
+            // The trial goes on through a token refresh or a rewrite (the vendor has not said
+            // whether it is back); otherwise it ends: served as in primary mode (a success) or not.
+            if eng.trial && !matches!(decision, Decision::RefreshAuth | Decision::Rewrite(_)) {
+                eng.trial = false;
+                let served = matches!(c.kind, Kind::Success | Kind::Partial);
                 eng.host().failover.trial_ended(&eng.host().pattern, served);
             }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
                 match this.detach.detach(this.svc) {
                     Some(svc) => spawn_probe::<S, B, D>(svc, eng.shared.clone(), eng.host),
                     None => {
-                        tracing::warn!(host = &*eng.host().pattern, "failover: no service to send the probe through")
+                        tracing::warn!(host = &*eng.host().pattern, "failover: no service to send the probe through");
+                        eng.host().failover.probe_ended();
                     }
                 }
             }

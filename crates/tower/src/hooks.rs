@@ -181,6 +181,11 @@ impl Failover {
         self.secondary.store(false, Ordering::Release);
     }
 
+    /// The probe task could not start (or has ended): the next failover starts one again.
+    pub(crate) fn probe_ended(&self) {
+        self.lock().probing = false;
+    }
+
     /// Without a probe: whether a request that failover mode refuses goes instead, as the one
     /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last trial.
     pub(crate) fn take_trial(&self, host: &str) -> bool {
