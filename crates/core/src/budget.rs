@@ -10,7 +10,7 @@
 //! Finagle's `RetryBudget` and tower's `TpsBudget`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -91,9 +91,10 @@ pub struct RatioBudget {
     reserve: i64,
     slot_nanos: u64,
     origin: OnceLock<Instant>,
-    /// Per slot: the epoch (slot index since `origin`) it holds, and its net balance
-    /// (deposits − withdrawals) in thousandths of a retry.
-    slots: [(AtomicU64, AtomicI64); SLOTS],
+    /// Per slot, in one word so that a slot moves to a new epoch and takes a deposit in one
+    /// step: the epoch (slot index since `origin`, wrapping at 2³²) in the high half, the net
+    /// balance (deposits − withdrawals, thousandths of a retry, saturating) in the low half.
+    slots: [AtomicU64; SLOTS],
     /// Serialises withdrawals, so two retries cannot both spend the last unit.
     withdrawing: Mutex<()>,
 }
@@ -107,64 +108,86 @@ impl RatioBudget {
             reserve: (f64::from(config.min_per_sec) * ttl_secs * UNIT as f64).round() as i64,
             slot_nanos: u64::try_from((config.ttl / SLOTS as u32).as_nanos()).unwrap_or(u64::MAX).max(1),
             origin: OnceLock::new(),
-            slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicI64::new(0))),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
             withdrawing: Mutex::new(()),
         }
     }
 
-    fn epoch(&self, now: Instant) -> u64 {
+    fn epoch(&self, now: Instant) -> u32 {
         let origin = *self.origin.get_or_init(|| now);
         let since = now.saturating_duration_since(origin);
-        (since.as_secs() * 1_000_000_000 + u64::from(since.subsec_nanos())) / self.slot_nanos
+        // Wrapping: epochs are compared by their difference, which stays small.
+        ((since.as_secs() * 1_000_000_000 + u64::from(since.subsec_nanos())) / self.slot_nanos) as u32
     }
 
-    /// The slot for `epoch`, emptied first if it still holds an older epoch.
-    fn slot(&self, epoch: u64) -> &AtomicI64 {
-        let (e, v) = &self.slots[(epoch % SLOTS as u64) as usize];
-        let held = e.load(Ordering::Acquire);
-        if held < epoch && e.compare_exchange(held, epoch, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            v.store(0, Ordering::Release);
+    /// Add `delta` to `epoch`'s slot, emptying it first if it still holds an older epoch (its
+    /// deposits have expired), in one compare-and-swap: a deposit or a withdrawal that lands
+    /// while another thread moves the slot on is never lost, nor spent from the old epoch.
+    fn add(&self, epoch: u32, delta: i64) {
+        let slot = &self.slots[epoch as usize % SLOTS];
+        let mut word = slot.load(Ordering::Acquire);
+        loop {
+            let (held, value) = unpack(word);
+            // A thread whose clock read came later may have moved the slot on already: the
+            // delta then counts in that epoch.
+            let (epoch, base) = if newer(epoch, held) { (epoch, 0) } else { (held, i64::from(value)) };
+            let value = (base + delta).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            match slot.compare_exchange_weak(word, pack(epoch, value), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(now) => word = now,
+            }
         }
-        v
     }
 
-    fn balance(&self, epoch: u64) -> i64 {
+    fn balance(&self, epoch: u32) -> i64 {
         self.reserve
             + self
                 .slots
                 .iter()
-                .filter(|(e, _)| epoch.saturating_sub(e.load(Ordering::Acquire)) < SLOTS as u64)
-                .map(|(_, v)| v.load(Ordering::Acquire))
+                .map(|slot| unpack(slot.load(Ordering::Acquire)))
+                // This window's epochs (and any a later clock read already moved a slot to).
+                .filter(|(held, _)| (epoch.wrapping_sub(*held) as i32) < SLOTS as i32)
+                .map(|(_, value)| i64::from(value))
                 .sum::<i64>()
     }
 
     /// The retries currently available, for observability.
     pub fn available(&self, now: Instant) -> f64 {
-        let epoch = self.epoch(now);
-        self.slot(epoch);
-        self.balance(epoch) as f64 / UNIT as f64
+        self.balance(self.epoch(now)) as f64 / UNIT as f64
     }
 }
 
 impl RetryBudget for RatioBudget {
     fn deposit(&self, now: Instant) {
         if self.deposit != 0 {
-            self.slot(self.epoch(now)).fetch_add(self.deposit, Ordering::AcqRel);
+            self.add(self.epoch(now), self.deposit);
         }
     }
 
     fn withdraw(&self, now: Instant) -> bool {
-        // A poisoned lock guards no data: carry on.
+        // A poisoned lock guards no data: carry on. Deposits meanwhile only add to the balance.
         let _one_at_a_time = self.withdrawing.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = self.epoch(now);
-        let slot = self.slot(epoch);
         if self.balance(epoch) >= UNIT {
-            slot.fetch_sub(UNIT, Ordering::AcqRel);
+            self.add(epoch, -UNIT);
             true
         } else {
             false
         }
     }
+}
+
+fn pack(epoch: u32, value: i32) -> u64 {
+    (u64::from(epoch) << 32) | u64::from(value as u32)
+}
+
+fn unpack(word: u64) -> (u32, i32) {
+    ((word >> 32) as u32, word as u32 as i32)
+}
+
+/// Whether epoch `a` comes after epoch `b` (wrapping).
+fn newer(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 #[cfg(test)]
@@ -205,6 +228,35 @@ mod tests {
         assert!(!b.withdraw(t0 + Duration::from_secs(30)));
         b.deposit(t0 + Duration::from_secs(30));
         assert!(b.withdraw(t0 + Duration::from_secs(31)));
+    }
+
+    /// Threads depositing while one of them moves a slot on to a new epoch: every deposit counts,
+    /// and nothing of the expired epoch is left to spend.
+    #[test]
+    fn no_deposit_is_lost_when_a_slot_moves_on() {
+        let ttl = Duration::from_secs(1);
+        for _ in 0..200 {
+            let b = std::sync::Arc::new(RatioBudget::new(BudgetConfig::new(1.0, 0, ttl)));
+            let t0 = Instant::now();
+            for _ in 0..50 {
+                b.deposit(t0); // expired by `later`, in the same slot
+            }
+            let later = t0 + ttl;
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = b.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..100 {
+                            b.deposit(later);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(b.available(later), 400.0);
+        }
     }
 
     #[test]
