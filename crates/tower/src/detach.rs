@@ -32,6 +32,16 @@ pub trait Detach<S, B> {
     /// The service for one detached request, or `None` if there is none (a login then fails,
     /// and the token source's login backoff applies; a failover probe is not sent).
     fn detach(&self, inner: &S) -> Option<Self::Service>;
+
+    /// Give back what `inner`'s readiness holds, before the engine waits for something that
+    /// may need it: a login sent through a clone of `inner` waits for the same capacity (a
+    /// `ConcurrencyLimit`'s permit, a `Buffer`'s slot) that the waiting request's ready
+    /// service holds. The engine polls `inner` for readiness again before it sends.
+    ///
+    /// The default does nothing: for a service whose readiness holds nothing.
+    fn unready(&self, inner: &mut S) {
+        let _ = inner;
+    }
 }
 
 /// Detached requests go through a clone of the inner service, as every other request does.
@@ -55,5 +65,11 @@ where
 
     fn detach(&self, inner: &S) -> Option<S> {
         Some(inner.clone())
+    }
+
+    /// A clone in place of the ready service: tower's services hold their readiness (a
+    /// permit) in the instance that was polled, and a clone starts without it.
+    fn unready(&self, inner: &mut S) {
+        *inner = inner.clone();
     }
 }

@@ -417,6 +417,10 @@ where
                                 }
                                 Lease::Wait(_) => {
                                     let wait = wait.expect("a wait comes with Lease::Wait");
+                                    // The login may need what the ready service holds.
+                                    if std::mem::take(&mut eng.ready) {
+                                        this.detach.unready(this.svc);
+                                    }
                                     eng.arm_deadline();
                                     this.timer.set(None);
                                     this.state.set(State::AuthWait { wait });
@@ -432,6 +436,10 @@ where
                             match sem.clone().try_acquire_owned() {
                                 Ok(permit) => eng.permit = Some(permit),
                                 Err(_) => {
+                                    // Waiting holds nothing of the inner service's.
+                                    if std::mem::take(&mut eng.ready) {
+                                        this.detach.unready(this.svc);
+                                    }
                                     eng.arm_deadline();
                                     this.timer.set(None);
                                     this.state.set(State::Acquire { wait: Box::pin(sem.acquire_owned()) });
@@ -453,6 +461,9 @@ where
                                             FailReason::DeadlineExceeded { wait: at - now, remaining: deadline - now };
                                         return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
                                     }
+                                }
+                                if std::mem::take(&mut eng.ready) {
+                                    this.detach.unready(this.svc);
                                 }
                                 this.timer.set(Some(sleep_until(at)));
                                 this.state.set(State::Pace);
@@ -489,7 +500,9 @@ where
                         eng.release_slot();
                         eng.paced = false;
                         eng.release_permit();
-                        eng.ready = true; // the service is ready; it is not polled again
+                        // The service is ready: it stays so unless the lease must wait for a
+                        // login (which gives its readiness back first).
+                        eng.ready = true;
                         continue;
                     }
                     eng.ready = false;

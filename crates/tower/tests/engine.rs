@@ -274,3 +274,38 @@ async fn a_rate_slot_is_taken_when_the_service_is_ready_not_before() {
     assert_eq!(calls[1], t0 + 20 * S, "the retry went when its service was ready");
     assert!(calls[2] - calls[1] >= 10 * S, "two calls {:?} apart in a 10 s window", calls[2] - calls[1]);
 }
+
+/// A login answered `token:lifetime`, through the inner service.
+#[derive(Debug)]
+struct PlainLogin;
+
+impl redial_core::auth::Login for PlainLogin {
+    fn request(&self) -> Request<Bytes> {
+        Request::post("http://vendor.test/login").body(Bytes::new()).unwrap()
+    }
+    fn parse(&self, _: StatusCode, _: &http::HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        let text = std::str::from_utf8(body).map_err(|_| LoginError::new(LoginFailureKind::Fatal, "not text"))?;
+        Ok(Credential::new(text, Some(3600 * S)))
+    }
+}
+
+/// tower's ConcurrencyLimit of one below redial: the request is polled ready (it holds the
+/// limit's only permit), then waits for a login that goes through a clone of the same service,
+/// which needs that permit. The request gives its readiness back while it waits.
+#[tokio::test(start_paused = true)]
+async fn a_login_through_a_concurrency_limited_inner_service_does_not_wait_on_its_own_request() {
+    let vendor = tower::service_fn(|req: Request<RetryBody<Full<Bytes>>>| async move {
+        let body = if req.uri().path() == "/login" { "t1" } else { "ok" };
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(body)))
+    });
+    let source = TokenSource::login(PlainLogin);
+    let layer =
+        RetryLayer::builder().default_host(Generic, Policy::default()).auth("*", source.clone()).unwrap().build();
+    let svc = ServiceBuilder::new().layer(layer).concurrency_limit(1).service(vendor);
+    let started = Instant::now();
+    let res = svc.oneshot(Request::get("http://vendor.test/things").body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(source.logins(), 1);
+    assert!(started.elapsed() < S, "waited {:?}", started.elapsed());
+}
