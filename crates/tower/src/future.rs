@@ -171,6 +171,8 @@ struct Engine<B> {
     stale: Option<u64>,
     /// The host's concurrency permit, held for the attempt in flight.
     permit: Option<OwnedSemaphorePermit>,
+    /// Whether the attempt holding `permit` was sent (it counts as one at the vendor).
+    permit_sent: bool,
     /// Whether the attempt in flight has its rate-limit slot.
     paced: bool,
     /// A rate-limit slot reserved and not yet used: given back if the request ends first.
@@ -286,6 +288,7 @@ where
                 used_token: None,
                 stale: None,
                 permit: None,
+                permit_sent: false,
                 paced: false,
                 slot: None,
                 last: None,
@@ -507,6 +510,12 @@ where
                     }
                     eng.ready = false;
                     eng.slot = None; // used
+                    if eng.permit.is_some() {
+                        if let Some(concurrency) = &eng.host().limits.concurrency {
+                            concurrency.sending();
+                            eng.permit_sent = true;
+                        }
+                    }
                     let req = eng.next_request();
                     // Armed lazily: an attempt that completes on its first poll never touches
                     // the timer wheel.
@@ -698,13 +707,14 @@ where
             eng.trace(&c, &decision, status, failure);
             eng.paced = false;
             let permit = eng.permit.take();
+            let sent = std::mem::take(&mut eng.permit_sent);
             let throttle = (c.kind == Kind::Throttled).then_some(c.throttle);
             let limits = &eng.host().limits;
             if let (Some(concurrency), Some(permit)) = (&limits.concurrency, permit) {
-                if throttle == Some(Throttle::Concurrency) {
+                if throttle == Some(Throttle::Concurrency) && sent {
                     concurrency.throttled(Instant::now(), permit);
                 } else {
-                    concurrency.release(permit);
+                    concurrency.release(permit, sent);
                 }
             }
             if throttle == Some(Throttle::Rate) {
@@ -904,9 +914,10 @@ impl<B> Engine<B> {
 
     /// Give back the concurrency permit of the attempt that ended.
     fn release_permit(&mut self) {
+        let sent = std::mem::take(&mut self.permit_sent);
         if let Some(permit) = self.permit.take() {
             if let Some(concurrency) = &self.shared.hosts.get(self.host).limits.concurrency {
-                concurrency.release(permit);
+                concurrency.release(permit, sent);
             }
         }
     }

@@ -26,7 +26,7 @@
 //! limit: additive increase, multiplicative decrease, around a learned ceiling.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +96,9 @@ pub(crate) struct Concurrency {
     limit: u32,
     /// Whether the limit is below `limit` now: the one check on the path of every call.
     lowered: AtomicBool,
+    /// Calls holding a permit that are at the vendor (sent, not yet answered): a permit held by
+    /// a request still waiting (for a rate slot, a login) is no call the vendor is serving.
+    sent: AtomicU32,
     state: Mutex<Lowered>,
 }
 
@@ -114,6 +117,7 @@ impl Concurrency {
             semaphore: Arc::new(Semaphore::new(limit as usize)),
             limit,
             lowered: AtomicBool::new(false),
+            sent: AtomicU32::new(0),
             state: Mutex::new(Lowered { effective: limit, debt: 0, changed_at: Instant::now() }),
         }
     }
@@ -138,9 +142,17 @@ impl Concurrency {
         &self.semaphore
     }
 
-    /// A call's permit back, at the end of its attempt: out of circulation if the limit dropped
-    /// while it was held.
-    pub(crate) fn release(&self, permit: OwnedSemaphorePermit) {
+    /// A call holding a permit is sent.
+    pub(crate) fn sending(&self) {
+        self.sent.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A call's permit back, at the end of its attempt (`sent`: whether the call went): out of
+    /// circulation if the limit dropped while it was held.
+    pub(crate) fn release(&self, permit: OwnedSemaphorePermit, sent: bool) {
+        if sent {
+            self.sent.fetch_sub(1, Ordering::AcqRel);
+        }
         if self.lowered.load(Ordering::Acquire) {
             Self::give_back(&mut lock(&self.state), permit);
         }
@@ -153,14 +165,12 @@ impl Concurrency {
         }
     }
 
-    /// The vendor refused a call for having too many in flight; `permit` is that call's. It is
-    /// counted before it is given back: given back first, it would pass to a waiting call and
-    /// count as one the vendor was serving.
+    /// The vendor refused a call (sent, holding `permit`) for having too many in flight.
     pub(crate) fn throttled(&self, now: Instant, permit: OwnedSemaphorePermit) {
+        // Evidence of the vendor's limit for this client: the calls it was serving alongside
+        // (sent and not yet answered), not the permits held by calls still waiting to go.
+        let others = self.sent.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         let mut st = lock(&self.state);
-        let held = (st.effective + st.debt).saturating_sub(self.semaphore.available_permits() as u32);
-        // Evidence of the vendor's limit for this client: the calls it was serving alongside.
-        let others = held.saturating_sub(1);
         let accepted = (1..st.effective).contains(&others).then_some(others);
         let lowered = accepted.unwrap_or((st.effective / 2).max(1));
         st.changed_at = now;
@@ -322,14 +332,19 @@ mod concurrency_tests {
     async fn a_refusal_lowers_the_limit_to_the_calls_in_flight_and_quiet_gives_it_back() {
         let c = Concurrency::new(10);
         // Four calls in flight, a fifth refused.
-        let held: Vec<_> = (0..4).map(|_| c.semaphore().clone().try_acquire_owned().unwrap()).collect();
-        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        let send = |c: &Concurrency| {
+            let p = c.semaphore().clone().try_acquire_owned().unwrap();
+            c.sending();
+            p
+        };
+        let held: Vec<_> = (0..4).map(|_| send(&c)).collect();
+        let refused = send(&c);
         c.throttled(Instant::now(), refused);
         assert_eq!(c.effective(), 4, "the vendor served four alongside");
         assert_eq!(c.available_permits(), 0, "no fifth call goes while four are in flight");
         // The four end: their permits return to a limit of four.
         for p in held {
-            c.release(p);
+            c.release(p, true);
         }
         assert_eq!(c.available_permits(), 4);
         // Each quiet interval gives one back, up to the configured limit.
@@ -346,7 +361,11 @@ mod concurrency_tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_with_nothing_else_in_flight_halves_the_limit() {
         let c = Concurrency::new(10);
-        let refuse = |c: &Concurrency| c.throttled(Instant::now(), c.semaphore().clone().try_acquire_owned().unwrap());
+        let refuse = |c: &Concurrency| {
+            let p = c.semaphore().clone().try_acquire_owned().unwrap();
+            c.sending();
+            c.throttled(Instant::now(), p);
+        };
         refuse(&c);
         assert_eq!((c.effective(), c.available_permits()), (5, 5));
         for _ in 0..3 {
@@ -360,9 +379,14 @@ mod concurrency_tests {
     #[tokio::test(start_paused = true)]
     async fn the_refused_calls_permit_is_not_counted_as_one_the_vendor_served() {
         let c = Concurrency::new(3);
-        let a = c.semaphore().clone().try_acquire_owned().unwrap();
-        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
-        let _b = c.semaphore().clone().try_acquire_owned().unwrap();
+        let sent = |c: &Concurrency| {
+            let p = c.semaphore().clone().try_acquire_owned().unwrap();
+            c.sending();
+            p
+        };
+        let a = sent(&c);
+        let refused = sent(&c);
+        let _b = sent(&c);
         // A call waits for a permit: the refused call's must not pass to it.
         let waiting = tokio::spawn(c.semaphore().clone().acquire_owned());
         tokio::task::yield_now().await;
@@ -370,8 +394,22 @@ mod concurrency_tests {
         assert_eq!(c.effective(), 2, "two were served alongside");
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "two in flight, a limit of two: the waiting call waits");
-        drop(a);
+        c.release(a, true);
         assert!(waiting.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_still_waiting_to_go_are_not_counted_as_served() {
+        let c = Concurrency::new(4);
+        // One call at the vendor, two holding permits while they wait for a rate slot.
+        let at_vendor = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        let _waiting: Vec<_> = (0..2).map(|_| c.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        c.throttled(Instant::now(), refused);
+        assert_eq!(c.effective(), 1, "the vendor served one alongside");
+        c.release(at_vendor, true);
     }
 }
 
