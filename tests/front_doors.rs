@@ -898,10 +898,11 @@ async fn reqwest_a_reqwest_timeout_is_a_timeout_with_the_default_classifier() {
 async fn reqwest_without_a_client_a_background_renewal_still_lands() {
     let sim = Sim::start().await.unwrap();
     // An identity service that takes 5 s to answer with a 300 s token, and an API that takes
-    // none: the call that starts a renewal ends long before the renewal does.
+    // half a second: the call that starts a renewal ends long before the renewal does (and
+    // after the renewal's request has reached the vendor).
     let token = r#"{"access_token":"tok","token_type":"bearer","expires_in":300,"scope":"x"}"#;
     sim.set_fallback("/identity/oauth/token", Reply::json(200, token).delay(5 * S));
-    sim.set_fallback("/api", Reply::json(200, "{}"));
+    sim.set_fallback("/api", Reply::json(200, "{}").delay(S / 2));
     let source = TokenSource::login(marketo::IdentityLogin::new(&sim.url("/identity"), "id", "secret").unwrap());
     let layer = RetryLayer::builder()
         .host("127.0.0.1", redial::core::generic::Generic, Policy::default())
@@ -910,7 +911,7 @@ async fn reqwest_without_a_client_a_background_renewal_still_lands() {
         .unwrap()
         .build();
     let client = ClientBuilder::new(reqwest_client()).with(RedialMiddleware::new(layer)).build();
-    // One call a second for 400 s: the token is renewed in the background from 240 s on.
+    // 400 calls, one every 1.5 s (600 s): the 300 s token is renewed in the background twice.
     let mut slowest = Duration::ZERO;
     for second in 0..400 {
         let started = Instant::now();
@@ -921,7 +922,9 @@ async fn reqwest_without_a_client_a_background_renewal_still_lands() {
         tokio::time::sleep(S).await;
     }
     assert!(slowest < S, "a call waited {slowest:?} for a token");
-    assert_eq!(source.logins(), 2, "the first login and one renewal");
+    assert_eq!(source.logins(), 3, "the first login and two renewals");
+    // Each renewal went once: not cut off with its call and sent again.
+    assert_eq!(sim.count("/identity/oauth/token"), 3, "login requests at the vendor");
 }
 
 /// Responsys failed over: the call that met `API_NOT_ALLOWED_IN_SECONDARY` ends at once, so the

@@ -236,6 +236,13 @@ impl Service<http::Request<RetryBody<RequestBody>>> for Attempts {
         // Only a login or a probe can outlive the call that drives it; with a background
         // client, keep what is needed to send it on its own (their bodies are bytes).
         let background = self.background.client(detached);
+        // A renewal outlives its call as a rule (the call does not wait for it): sent through
+        // the chain, it would be cut off when the call ends and sent again from the spare.
+        if detached == Some(redial_tower::Detached::Renewal) {
+            if let Some(client) = background {
+                return AttemptFuture(State::Background(Box::pin(client.execute(req))));
+            }
+        }
         let spare = background.as_ref().and_then(|client| Some(Box::new((req.try_clone()?, client.clone()))));
         let slot = Arc::new(Slot::default());
         let job = Job { req, reply: Replier(slot.clone()) };

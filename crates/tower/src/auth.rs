@@ -219,7 +219,9 @@ impl TokenSource {
                     st.in_flight = true;
                     st.logins += 1;
                     drop(st);
-                    self.spawn_login(transport());
+                    // A request that has a token renews it in the background: it does not wait.
+                    let renewal = matches!(lease, Lease::Ready(_));
+                    self.spawn_login(transport(), renewal);
                 }
             }
         }
@@ -268,14 +270,16 @@ impl TokenSource {
         }
     }
 
-    fn spawn_login(&self, transport: Option<Transport>) {
+    fn spawn_login(&self, transport: Option<Transport>, renewal: bool) {
         let cell = self.cell.clone();
         let fetch: BoxFuture<Result<Credential, LoginError>> = match (&cell.fetch, transport) {
             (Fetch::Closure(f), _) => f(),
             (Fetch::Login(login), Some(send)) => {
                 let login = login.clone();
                 Box::pin(async move {
-                    let req = login.request();
+                    let mut req = login.request();
+                    let detached = if renewal { crate::Detached::Renewal } else { crate::Detached::Login };
+                    req.extensions_mut().insert(detached);
                     match send(req).await {
                         Ok(res) => {
                             let (head, body) = res.into_parts();
@@ -433,7 +437,9 @@ where
         let mut svc = svc;
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(crate::Detached::Login);
+            if parts.extensions.get::<crate::Detached>().is_none() {
+                parts.extensions.insert(crate::Detached::Login);
+            }
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
             let res = svc.call(req).await.map_err(Into::into)?;

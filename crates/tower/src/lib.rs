@@ -86,8 +86,11 @@ pub use service::Retry;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Detached {
-    /// A token source's login.
+    /// A token source's login that a request waits for.
     Login,
+    /// A token source's login renewing a token that is still valid: started by a request
+    /// that does not wait for it, so it outlives that request's call as a rule.
+    Renewal,
     /// A failover probe.
     Probe,
 }
