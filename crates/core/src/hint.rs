@@ -99,9 +99,11 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let mut best: Option<Duration> = None;
     for value in headers.get_all(&RATELIMIT) {
         let Ok(text) = value.to_str() else { continue };
-        for item in text.split(',') {
+        for item in split_unquoted(text, ',') {
             let (mut remaining, mut reset) = (None, None);
-            for param in item.split(';').skip(1) {
+            // The policy's name (a token or a quoted string: its `;` and `,` are not
+            // separators), then its parameters.
+            for param in split_unquoted(item, ';').skip(1) {
                 let Some((k, v)) = param.split_once('=') else {
                     continue;
                 };
@@ -128,6 +130,39 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
         }
     }
     best
+}
+
+/// `text` split at `sep`, except inside a quoted string (RFC 8941: `"…"`, with `\"` and `\\`
+/// escapes).
+fn split_unquoted(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    let mut cuts = text.char_indices().filter_map(move |(i, c)| {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => return Some(i),
+            _ => {}
+        }
+        None
+    });
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let from = start;
+        match cuts.next() {
+            Some(i) => {
+                start = i + sep.len_utf8();
+                Some(&text[from..i])
+            }
+            None => {
+                done = true;
+                Some(&text[from..])
+            }
+        }
+    })
 }
 
 /// The server's hint for a response: `Retry-After` when present and valid, else the RateLimit
@@ -236,6 +271,10 @@ mod tests {
             (&[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")], secs(12)),
             (&[("ratelimit-remaining", "3"), ("ratelimit-reset", "12")], None),
             (&[("ratelimit-reset", "12")], None),
+            // A quoted policy name is a name: its `;` and `,` separate nothing.
+            (&[("ratelimit", r#""x;r=0;t=60;y";q=10"#)], None),
+            (&[("ratelimit", r#""a,b";r=0;t=7"#)], secs(7)),
+            (&[("ratelimit", r#""a\";r=0;t=9";r=0;t=8"#)], secs(8)),
         ];
         for (headers, want) in table {
             let mut h = HeaderMap::new();

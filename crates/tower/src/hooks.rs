@@ -128,6 +128,9 @@ struct State {
     probing: bool,
     /// Without a probe: when the next trial request may go.
     next_trial: Instant,
+    /// Without a probe: when the trial in flight went (one that never ends, with no deadline,
+    /// stops blocking others after ten intervals).
+    trial_since: Option<Instant>,
 }
 
 impl Default for Failover {
@@ -135,7 +138,12 @@ impl Default for Failover {
         Failover {
             probe: None,
             secondary: AtomicBool::new(false),
-            state: Mutex::new(State { mode: FailoverMode::Primary, probing: false, next_trial: Instant::now() }),
+            state: Mutex::new(State {
+                mode: FailoverMode::Primary,
+                probing: false,
+                next_trial: Instant::now(),
+                trial_since: None,
+            }),
         }
     }
 }
@@ -178,6 +186,7 @@ impl Failover {
         }
         st.mode = FailoverMode::Primary;
         st.probing = false;
+        st.trial_since = None;
         self.secondary.store(false, Ordering::Release);
     }
 
@@ -193,9 +202,12 @@ impl Failover {
             return false;
         }
         let mut st = self.lock();
-        let due = matches!(st.mode, FailoverMode::Secondary { .. }) && !st.probing && Instant::now() >= st.next_trial;
+        let now = Instant::now();
+        let stale = st.trial_since.is_some_and(|t| now >= t + FAILOVER_TRIAL_INTERVAL * 10);
+        let due = matches!(st.mode, FailoverMode::Secondary { .. }) && (!st.probing || stale) && now >= st.next_trial;
         if due {
             st.probing = true;
+            st.trial_since = Some(now);
             tracing::info!(host, "failover: one request goes to find out whether the vendor is back");
         }
         due
@@ -210,6 +222,7 @@ impl Failover {
         }
         let mut st = self.lock();
         st.probing = false;
+        st.trial_since = None;
         st.next_trial = Instant::now() + FAILOVER_TRIAL_INTERVAL;
     }
 }
