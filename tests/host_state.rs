@@ -239,11 +239,15 @@ async fn responsys_failover_without_a_probe_lets_one_request_find_out_each_minut
     assert!(err.is_failover() && !err.is_failover_local(), "{err}");
     assert!(secondary(), "a 401 for the token is no sign the vendor is back");
 
-    // The vendor comes back; a minute after the last trial, the next request is served.
+    // The vendor comes back; a minute after the last trial, the next request goes. The primary
+    // refuses that one call (400): an answer of the primary's all the same, so the host is back.
     vendor.set_secondary(false);
     assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
     tokio::time::sleep(redial::hooks::FAILOVER_TRIAL_INTERVAL).await;
-    assert_eq!(svc.clone().oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+    vendor.fail_next_with(1, 400, "INVALID_PARAMETER");
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(!err.is_failover(), "{err}");
+    assert_eq!(err.vendor_errors().next().unwrap().code, "INVALID_PARAMETER");
     assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
     assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
 }
@@ -507,4 +511,20 @@ async fn responsys_a_post_answered_whose_body_breaks_is_not_sent_again() {
     assert_eq!(sim.count(path), 1, "a POST the vendor answered was sent again");
     assert!(err.is_not_idempotent(), "{err}");
     assert_eq!(err.status(), Some(StatusCode::OK), "the answer's head is kept");
+}
+
+/// A refusal whose body breaks is still the refusal: Responsys's 503 (the call was not carried
+/// out) is retried for any method, a POST included.
+#[tokio::test(start_paused = true)]
+async fn responsys_a_post_refused_with_a_503_whose_body_breaks_is_still_retried() {
+    let sim = Sim::start().await.unwrap();
+    let path = "/rest/api/v1.3/campaigns/welcome/email";
+    let refusal = r#"{"type":"","title":"Service unavailable","errorCode":"SERVICE_UNAVAILABLE","detail":"down","errorDetails":[]}"#;
+    sim.enqueue(path, redial_sim::Reply::json(503, refusal).fault(redial_sim::Fault::TruncatedBody { sent: 10 }));
+    sim.set_fallback(path, redial_sim::Reply::json(200, r#"{"recipientData":[]}"#));
+    let layer = RetryLayer::builder().vendor_at(Vendor::Responsys, "127.0.0.1").unwrap().build();
+    let req = Request::post(sim.url(path)).body(Full::from("{\"recipientData\":[]}")).unwrap();
+    let res = common::client(&layer).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(sim.count(path), 2);
 }

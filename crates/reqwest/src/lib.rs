@@ -77,10 +77,11 @@
 //!
 //! # Logins and failover probes
 //!
-//! A token source's login and a failover probe are sent by the engine on its own, through the
-//! same chain as the call that started them. They can outlive that call (it was cancelled, ran
-//! out of time, or did not wait: a background token renewal): they are sent then through the
-//! client given with `with_client`, or a default `reqwest::Client` made for them.
+//! A token source's login is sent by the engine on its own, through the rest of the chain of
+//! the call that waits for it. What can outlive that call (a login whose call was cancelled or
+//! ran out of time) and what no call waits for (a background token renewal; a failover probe,
+//! in practice) go through the client given with `with_client`, or a default
+//! `reqwest::Client` made for them: not through the middlewares after redial.
 //!
 //! ```
 //! # use redial_reqwest::RedialMiddleware;

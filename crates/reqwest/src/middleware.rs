@@ -45,13 +45,15 @@ impl RedialMiddleware {
     }
 
     /// The client for what the engine sends on its own and may outlive the call that started
-    /// it: a login (when a token source is configured) or a failover probe. Such a request goes
-    /// through the rest of the chain of the call that started it while that call lasts; once it
-    /// has ended (cancelled, out of time, or done: a background token renewal is started by a
-    /// call that does not wait for it), it is sent through this client directly.
+    /// it: a login (when a token source is configured) or a failover probe. A login that a call
+    /// waits for goes through the rest of that call's chain while the call lasts; once the call
+    /// has ended (cancelled, out of time) it is sent through this client directly. A background
+    /// token renewal, started by a call that does not wait for it, goes through this client
+    /// from the start, not through the middlewares after this one; so, in practice, does a
+    /// failover probe (the call that met the failover ends at once).
     ///
     /// Without one, a default `reqwest::Client` is made for them at the first need. Give yours
-    /// when logins need its settings (proxy, TLS roots, timeouts).
+    /// when logins need its settings (proxy, TLS roots, timeouts, default headers).
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.background.given = Some(client);
         self

@@ -183,9 +183,9 @@ struct Engine<B> {
     last: Option<Box<Last>>,
     /// A failover probe passes the failover gate.
     probe: bool,
-    /// This request is the trial that finds out whether a failed-over host (one without a
-    /// probe) is back.
-    trial: bool,
+    /// This request is the trial (by its number) that finds out whether a failed-over host
+    /// (one without a running probe) is back.
+    trial: Option<u64>,
     /// Whether this future has been polled (a poll after the first follows a wait).
     polled: bool,
     rng: Option<SplitMix64>,
@@ -293,7 +293,7 @@ where
                 slot: None,
                 last: None,
                 probe,
-                trial: false,
+                trial: None,
                 polled: false,
                 rng: None,
             },
@@ -393,9 +393,9 @@ where
                     }
                     // Failover: only what the vendor still serves is sent (and, without a probe, one
                     // trial request now and then).
-                    if !eng.probe && !eng.trial && eng.failover_forbids() {
-                        if eng.host().failover.take_trial(&eng.host().pattern) {
-                            eng.trial = true;
+                    if !eng.probe && eng.trial.is_none() && eng.failover_forbids() {
+                        if let Some(trial) = eng.host().failover.take_trial(&eng.host().pattern) {
+                            eng.trial = Some(trial);
                         } else {
                             this.state.set(State::Done);
                             return Poll::Ready(Err(eng.error(ErrorKind::FailoverActive)));
@@ -595,8 +595,10 @@ where
                             // The vendor answered: it had the request. A rule for "no response"
                             // that re-sends any method does not apply to a body that broke.
                             let mut broken = eng.classify_failure(failure);
-                            if let Advice::Retry(rule) = &mut broken.advice {
-                                *rule = rule.clone().idempotent_only();
+                            if r.head.status.is_success() {
+                                if let Advice::Retry(rule) = &mut broken.advice {
+                                    *rule = rule.clone().idempotent_only();
+                                }
                             }
                             c = broken;
                             let bytes = r.bytes();
@@ -728,10 +730,13 @@ where
             }
             // The trial goes on through a token refresh or a rewrite (the vendor has not said
             // whether it is back); otherwise it ends: served as in primary mode (a success) or not.
-            if eng.trial && !matches!(decision, Decision::RefreshAuth | Decision::Rewrite(_)) {
-                eng.trial = false;
-                let served = matches!(c.kind, Kind::Success | Kind::Partial);
-                eng.host().failover.trial_ended(&eng.host().pattern, served);
+            if !matches!(decision, Decision::RefreshAuth | Decision::Rewrite(_)) {
+                if let Some(trial) = eng.trial.take() {
+                    // Any answer of the primary's (a success, or its own refusal of the call) but
+                    // a failover refusal or a server error.
+                    let served = c.kind != Kind::Failover && status.is_some_and(|s| !s.is_server_error());
+                    eng.host().failover.trial_ended(&eng.host().pattern, trial, served);
+                }
             }
             if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
                 match this.detach.detach(this.svc) {
@@ -856,10 +861,10 @@ impl<B> Drop for Engine<B> {
     fn drop(&mut self) {
         self.release_slot();
         self.release_permit();
-        if self.trial {
+        if let Some(trial) = self.trial {
             // Cancelled, or failed before it was sent: the next trial waits an interval.
             let host = self.host();
-            host.failover.trial_ended(&host.pattern, false);
+            host.failover.trial_ended(&host.pattern, trial, false);
         }
     }
 }

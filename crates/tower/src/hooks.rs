@@ -131,6 +131,8 @@ struct State {
     /// Without a probe: when the trial in flight went (one that never ends, with no deadline,
     /// stops blocking others after ten intervals).
     trial_since: Option<Instant>,
+    /// The number of the current trial: the end of a superseded one changes nothing.
+    trial: u64,
 }
 
 impl Default for Failover {
@@ -143,6 +145,7 @@ impl Default for Failover {
                 probing: false,
                 next_trial: Instant::now(),
                 trial_since: None,
+                trial: 0,
             }),
         }
     }
@@ -197,30 +200,36 @@ impl Failover {
 
     /// Without a probe: whether a request that failover mode refuses goes instead, as the one
     /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last trial.
-    pub(crate) fn take_trial(&self, host: &str) -> bool {
-        if self.probe.is_some() {
-            return false;
-        }
+    /// The trial's number when a request that failover mode refuses goes instead, as the one
+    /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last
+    /// trial: without a probe, or with one that is not running (it could not start).
+    pub(crate) fn take_trial(&self, host: &str) -> Option<u64> {
         let mut st = self.lock();
         let now = Instant::now();
         let stale = st.trial_since.is_some_and(|t| now >= t + FAILOVER_TRIAL_INTERVAL * 10);
         let due = matches!(st.mode, FailoverMode::Secondary { .. }) && (!st.probing || stale) && now >= st.next_trial;
-        if due {
-            st.probing = true;
-            st.trial_since = Some(now);
-            tracing::info!(host, "failover: one request goes to find out whether the vendor is back");
+        if !due {
+            return None;
         }
-        due
+        st.probing = true;
+        st.trial_since = Some(now);
+        st.trial += 1;
+        tracing::info!(host, "failover: one request goes to find out whether the vendor is back");
+        Some(st.trial)
     }
 
-    /// The trial's outcome: `served` when the vendor answered it as in primary mode. Otherwise
-    /// (refused for failover, a server error, no answer, cancelled) the next trial waits an
-    /// interval.
-    pub(crate) fn trial_ended(&self, host: &str, served: bool) {
+    /// Trial `trial`'s outcome: `served` when the vendor answered it as in primary mode.
+    /// Otherwise (refused for failover, a server error, no answer, cancelled) the next trial
+    /// waits an interval. A trial superseded by a newer one changes nothing.
+    pub(crate) fn trial_ended(&self, host: &str, trial: u64, served: bool) {
+        let mut st = self.lock();
+        if st.trial != trial || st.trial_since.is_none() {
+            return;
+        }
         if served {
+            drop(st);
             return self.recovered(host);
         }
-        let mut st = self.lock();
         st.probing = false;
         st.trial_since = None;
         st.next_trial = Instant::now() + FAILOVER_TRIAL_INTERVAL;
