@@ -607,9 +607,20 @@ fn parse_call(
     let mut raw = RawCall::default();
     while let Some(arg) = args.next() {
         let (name, inline) = split_call_flag(arg)?;
-        let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
+        // A value is never the next flag: `--client-id --client-secret S` is a missing value,
+        // not a client id of "--client-secret" (and a secret taken for the URL).
+        let value = |args: &mut dyn Iterator<Item = OsString>| {
+            match inline.clone() {
             Some(v) => Ok(v),
-            None => args.next().ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
+            None => match args.next() {
+                // Not shown: it may be a secret that starts with "--" (give it as `--flag=value`).
+                Some(v) if v.to_str().is_some_and(|v| v.starts_with("--") && v.len() > 2) => Err(UsageError::new(
+                    format!("{name} needs a value (the next argument is a flag; write {name}=… for one that starts with --)"),
+                )),
+                Some(v) => Ok(v),
+                None => Err(UsageError::new(format!("{name} needs a value"))),
+            },
+        }
         };
         // A secret is never echoed, not even in an error message.
         let secret = |args: &mut dyn Iterator<Item = OsString>| {
@@ -662,9 +673,22 @@ fn parse_call(
     check_call(raw, env).map(|a| Command::Call(Box::new(a)))
 }
 
+/// A URL as an error shows it: without its query and fragment (they may carry a credential).
+fn shown_url(s: &str) -> String {
+    match s.find(['?', '#']) {
+        Some(i) => format!("{}?…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
     if let Some(first) = slot {
-        return Err(UsageError::new(format!("more than one URL: {first:?} and {url:?} (redial call sends one URL)")));
+        // The second "URL" may be a value meant for a flag (a secret, after a flag that was
+        // given no value): neither is shown.
+        let _ = (first, url);
+        return Err(UsageError::new(
+            "more than one URL (redial call sends one; a flag may be missing its value)".to_owned(),
+        ));
     }
     *slot = Some(url);
     Ok(())
@@ -820,8 +844,13 @@ fn check_login(
 /// Parse an absolute `http://` URL (`what` names it in messages). An `https://` URL is refused
 /// with the reason: this build has no TLS.
 pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
-    let invalid =
-        || UsageError::new(format!("invalid {what} {s:?}: expected an absolute URL such as http://host:port/path"));
+    // A URL's query may carry a credential (Marketo's identity takes client_secret there):
+    // errors show the URL without it.
+    let shown = shown_url(s);
+    let s_shown = &shown;
+    let invalid = || {
+        UsageError::new(format!("invalid {what} {s_shown:?}: expected an absolute URL such as http://host:port/path"))
+    };
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
@@ -829,7 +858,7 @@ pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(uri),
         Some(scheme) if scheme.eq_ignore_ascii_case("https") => Err(UsageError::new(format!(
-            "{what} {s:?}: https:// is not supported, this build of redial has no TLS; \
+            "{what} {s_shown:?}: https:// is not supported, this build of redial has no TLS; \
              use http:// (the simulator, or a local TLS-terminating proxy)"
         ))),
         _ => Err(invalid()),
@@ -917,14 +946,17 @@ pub fn parse_attempt(s: &str) -> Result<u32, UsageError> {
 
 /// Parse one `Name: value` header, as given to `flag`. The value's surrounding spaces and tabs
 /// are dropped; the name must be a valid field name, with no space before the colon.
+///
+/// A header may carry a credential: an error names the flag and at most the header's name,
+/// never the value (nor, without a colon, the argument).
 pub fn parse_header(s: &str, flag: &str) -> Result<(HeaderName, HeaderValue), UsageError> {
     let Some((name, value)) = s.split_once(':') else {
-        return Err(UsageError::new(format!("invalid {flag} {s:?}: expected 'Name: value'")));
+        return Err(UsageError::new(format!("invalid {flag}: expected 'Name: value' (the argument has no colon)")));
     };
     let name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| UsageError::new(format!("invalid {flag} {s:?}: bad name {name:?}")))?;
+        .map_err(|_| UsageError::new(format!("invalid {flag}: the header name is not a valid field name")))?;
     let value = HeaderValue::from_bytes(value.trim_matches([' ', '\t']).as_bytes())
-        .map_err(|_| UsageError::new(format!("invalid {flag} {s:?}: bad value")))?;
+        .map_err(|_| UsageError::new(format!("invalid {flag} {name}: bad value (not shown)")))?;
     Ok((name, value))
 }
 
@@ -1016,8 +1048,8 @@ mod tests {
             (&["--vendor", "generic", "--status"], "needs a value"),
             (&["--vendor", "generic", "--failure", "dns"], "--failure"),
             (&["--vendor", "generic", "--status", "200", "--header", "NoColon"], "Name: value"),
-            (&["--vendor", "generic", "--status", "200", "--header", "Bad Name: x"], "bad name"),
-            (&["--vendor", "generic", "--status", "200", "--header", ": x"], "bad name"),
+            (&["--vendor", "generic", "--status", "200", "--header", "Bad Name: x"], "not a valid field name"),
+            (&["--vendor", "generic", "--status", "200", "--header", ": x"], "not a valid field name"),
             (&["--vendor", "generic", "--status", "200", "--header", "A: b\u{1}"], "bad value"),
             (&["--vendor", "generic", "--status", "200", "--attempt", "0"], "--attempt"),
             (&["--vendor", "generic", "--status", "200", "--attempt", "1001"], "--attempt"),

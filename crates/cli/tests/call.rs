@@ -409,3 +409,34 @@ fn a_refused_connection_is_a_failure_counted_by_kind() {
     assert_eq!(s["failures"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(lines.iter().any(|l| l["failure"] == "connect"), "{}", r.stdout);
 }
+
+/// "Secrets are never printed": not in a usage error either, whatever the mistake.
+#[test]
+fn usage_errors_never_echo_a_credential() {
+    let url = "http://127.0.0.1:1/rest/v1/leads.json";
+    let mistakes: [&[&str]; 5] = [
+        // A header without its colon, and one whose value is not a valid header value.
+        &["call", "-H", "Authorization Bearer TOKEN-S3CRET", url],
+        &["call", "-H", "Authorization: Bearer TOKEN-S3CRET\r", url],
+        // A flag left without its value: the next flag is not taken for it, nor the secret for the URL.
+        &[
+            "call",
+            "--vendor",
+            "marketo",
+            "--login-url",
+            "http://h/identity",
+            "--client-id",
+            "--client-secret",
+            "TOKEN-S3CRET",
+            url,
+        ],
+        &["call", "--vendor", "responsys", "--login-url", "http://h", "--user", "--password", "TOKEN-S3CRET", url],
+        // A login URL with the secret in its query.
+        &["call", "--vendor", "marketo", "--login-url", "https://h/identity?client_secret=TOKEN-S3CRET", url],
+    ];
+    for args in mistakes {
+        let r = redial(args, &[]);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("TOKEN-S3CRET") && !r.stdout.contains("TOKEN-S3CRET"), "{args:?}: {}", r.stderr);
+    }
+}
