@@ -756,6 +756,12 @@ impl redial_core::auth::Login for PasswordLogin {
         let Some(endpoint) = endpoint(map) else {
             return Err(answer.fail(LoginKind::Transient, "login answered without a usable endPoint"));
         };
+        // The token goes to the endPoint, raw in a header: never over a weaker scheme than the
+        // login's own.
+        let https = |u: &http::Uri| u.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        if https(&self.token_url) && !https(&endpoint) {
+            return Err(answer.fail(LoginKind::Fatal, "the login named an endPoint that is not https"));
+        }
         Ok(redial_core::auth::Credential::new(token, Some(self.lifetime)).with_endpoint(endpoint))
     }
 

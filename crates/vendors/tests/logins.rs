@@ -556,6 +556,20 @@ fn responsys_transient() {
     assert_eq!(e.code(), None);
 }
 
+/// The token goes to the endPoint raw in a header: a login over https naming an http endPoint
+/// would send it in cleartext.
+#[test]
+fn responsys_an_endpoint_weaker_than_the_login_is_refused() {
+    let body = format!(r#"{{"authToken":"{TOKEN}","issuedAt":1,"endPoint":"http://rest-pod1.responsys.net"}}"#);
+    let e = parse(&responsys(), 200, &body).unwrap_err();
+    assert!(e.is_fatal(), "{e}");
+    assert!(e.message().contains("not https"), "{e}");
+    assert!(!format!("{e} {e:?}").contains(TOKEN));
+    // Over http (a simulator), an http endPoint is what there is.
+    let plain = PasswordLogin::new("http://127.0.0.1:9", "u", "p").unwrap();
+    assert!(parse(&plain, 200, &body).is_ok());
+}
+
 #[test]
 fn responsys_unusable_endpoint() {
     for endpoint in [
