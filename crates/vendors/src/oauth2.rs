@@ -315,7 +315,14 @@ fn oauth_error(map: &Map<String, Value>) -> Option<(&str, Option<&str>)> {
 
 /// Read a token endpoint's answer: the OAuth error codes first, then the vendor's own
 /// envelope, then the token, then the status rules.
-pub(crate) fn read_token(answer: &Answer<'_>, envelope: Option<Envelope>) -> Result<Credential, LoginError> {
+/// `bearer`: the token is sent as `Authorization: Bearer`, so a `token_type` other than
+/// `bearer` is refused (RFC 6749 §7.1: a client must not use a token type it does not
+/// understand).
+pub(crate) fn read_token(
+    answer: &Answer<'_>,
+    envelope: Option<Envelope>,
+    bearer: bool,
+) -> Result<Credential, LoginError> {
     let map = match read_json(answer.body) {
         Ok(map) => map,
         Err(why) => return Err(answer.by_status(Some(why))),
@@ -341,6 +348,9 @@ pub(crate) fn read_token(answer: &Answer<'_>, envelope: Option<Envelope>) -> Res
         Some(_) => return Err(answer.fail(Transient, "the access token cannot be sent in a header")),
         None => return Err(answer.fail(Transient, "the answer has no access_token")),
     };
+    if bearer && text(&map, "token_type").is_some_and(|t| !t.trim().eq_ignore_ascii_case("bearer")) {
+        return Err(answer.fail(Fatal, "the token is not a bearer token (token_type), and is sent as one"));
+    }
     let lifetime = map.get("expires_in").and_then(seconds);
     Ok(Credential::new(token, lifetime))
 }
@@ -542,7 +552,7 @@ impl Login for ClientCredentials {
 
     fn parse(&self, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
         let answer = Answer { who: self.who, status, body, secrets: &[self.client_secret.expose()] };
-        read_token(&answer, self.envelope)
+        read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer))
     }
 
     fn attach(&self) -> Attach {

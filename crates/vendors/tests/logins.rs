@@ -556,6 +556,25 @@ fn responsys_transient() {
     assert_eq!(e.code(), None);
 }
 
+/// RFC 6749 §7.1: a token of a type the client does not understand is not used; these logins
+/// send theirs as `Bearer`. No `token_type` at all is taken as bearer (many servers omit it).
+#[test]
+fn oauth2_a_token_that_is_not_a_bearer_token_is_refused() {
+    for (body, ok) in [
+        (r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"DPoP","expires_in":3600}"#, false),
+        (r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"mac","expires_in":3600}"#, false),
+        (r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","token_type":"BEARER","expires_in":3600}"#, true),
+        (r#"{"access_token":"tok-3c1b2a99e0d4-TOKEN","expires_in":3600}"#, true),
+    ] {
+        let r = parse(&oauth(), 200, body);
+        assert_eq!(r.is_ok(), ok, "{body}");
+        if let Err(e) = r {
+            assert!(e.is_fatal() && e.message().contains("bearer"), "{e}");
+            assert!(!format!("{e} {e:?}").contains("tok-3c1b2a99e0d4"));
+        }
+    }
+}
+
 /// The token goes to the endPoint raw in a header: a login over https naming an http endPoint
 /// would send it in cleartext.
 #[test]
