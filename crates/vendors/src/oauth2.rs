@@ -233,6 +233,30 @@ pub(crate) struct Answer<'a> {
     pub(crate) secrets: &'a [&'a str],
 }
 
+/// `text` with `%XX` escapes and `+` decoded (lossily: it is only searched).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Answer<'_> {
     /// Vendor text made safe for a message: control characters dropped, every secret (as is
     /// and form-encoded) replaced by `***`, and shortened.
@@ -241,6 +265,10 @@ impl Answer<'_> {
         for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
             // As sent, and as the form body carried it.
             out = out.replace(secret, "***").replace(&form_urlencode(secret), "***");
+            // Echoed in another encoding (`%20` for a space, lower-case hex): withheld whole.
+            if percent_decode(&out).contains(secret) {
+                return "(withheld: the vendor's text echoes a credential)".to_owned();
+            }
         }
         if let Some((i, _)) = out.char_indices().nth(MAX_DETAIL) {
             out.truncate(i);

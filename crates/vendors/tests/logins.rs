@@ -730,6 +730,19 @@ fn nothing_secret_in_debug_or_errors() {
     }
 }
 
+/// A secret echoed back in another encoding than the one sent (`%20` for a space, lower-case
+/// hex) is withheld too.
+#[test]
+fn a_secret_echoed_in_another_encoding_is_withheld() {
+    let login = ClientCredentials::new("https://auth.example.com/oauth/token", "id", "a b/c").unwrap();
+    for echoed in ["a%20b%2Fc", "a+b%2fc", "a%20b/c"] {
+        let body = format!(r#"{{"error":"invalid_client","error_description":"bad secret {echoed}"}}"#);
+        let e = parse(&login, 401, &body).unwrap_err();
+        let shown = format!("{e} {e:?} {:?}", e.message());
+        assert!(!shown.contains(echoed) && !shown.contains("a b/c"), "{echoed}: {shown}");
+    }
+}
+
 #[test]
 fn secret_echo_is_redacted_in_the_message() {
     let body = format!(r#"{{"error":"invalid_client","error_description":"bad secret {CLIENT_SECRET}"}}"#);
