@@ -55,9 +55,10 @@
 //!   head lent to the engine and put back, nothing converted); otherwise the body is whatever the
 //!   engine read to classify it, then the untouched rest of the stream. A body past the inspect
 //!   limit is never held in memory whole.
-//! - **Errors**: a `reqwest::Error` of an attempt is read by the layer's failure classifier
-//!   (the default sees a refused connection; [`classify_error`] also reads reqwest's connect
-//!   errors and timeouts), and stays reachable from the redial error's `source()`.
+//! - **Errors**: a `reqwest::Error` of an attempt is read by what reqwest knows of it (a
+//!   connect error never left, a timeout is a timeout); any other goes to the layer's failure
+//!   classifier. The error of a middleware after redial in the chain is final, never retried.
+//!   Either stays reachable from the redial error's `source()`.
 //!
 //! # Per-request markers
 //!

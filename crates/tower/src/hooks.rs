@@ -78,7 +78,8 @@ pub enum FailoverMode {
     Primary,
     /// The vendor failed over at `since`: only the requests its profile allows in failover
     /// (Responsys AFTM endpoints) are sent; the others fail at once with
-    /// [`Error::is_failover`](crate::Error::is_failover), without reaching the vendor.
+    /// [`Error::is_failover`](crate::Error::is_failover), without reaching the vendor (except,
+    /// while no probe runs, one trial request each [`FAILOVER_TRIAL_INTERVAL`]).
     Secondary {
         /// When the host entered failover mode.
         since: Instant,

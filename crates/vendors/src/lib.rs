@@ -1,9 +1,10 @@
 //! Vendor profiles for redial: each vendor's body parser, code table and default host policy,
 //! exactly as `VENDORS.md` lays them out.
 //!
-//! Every module has the same shape: a profile type implementing [`redial_core::Profile`], its
-//! rules as a table of data, `policy()` for the vendor's default [`Policy`], `HOSTS` for the host
-//! patterns it serves, and typed parsers for its error bodies.
+//! Every vendor module has the same shape: a profile type implementing
+//! [`redial_core::Profile`], its rules as a table of data, `policy()` for the vendor's default
+//! [`Policy`], `HOSTS` for the host patterns it serves, and typed parsers for its error bodies.
+//! (`oauth2` holds the OAuth 2 client-credentials login the vendors' logins share.)
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;

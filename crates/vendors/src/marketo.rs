@@ -11,8 +11,8 @@
 //! | 606 (100 calls / 20 s) | throttled | retry, [`RATE_RETRY_MIN`] to [`RATE_WINDOW`] | any method (6xx: not executed) |
 //! | 615 (10 concurrent) | throttled | retry, [`CONCURRENCY_RETRY_MIN`] to [`CONCURRENCY_RETRY_MAX`] | any method |
 //! | 604, 608, 611, 614 | transient | retry, the policy's backoff (exponential, jittered) | any method |
-//! | 713 ("wait, then retry") | transient | retry, the policy's backoff | any method |
-//! | 719 (lock wait timeout), 500 **\[I\]**, HTTP 502 / code 502 | transient | retry, the policy's backoff | idempotent only |
+//! | 713 ("wait, then retry"), 719 (lock wait timeout: not carried out) | transient | retry, the policy's backoff | any method |
+//! | 500 **\[I\]**, HTTP 502 / code 502 | transient | retry, the policy's backoff | idempotent only |
 //! | 1016, 1019, 1022, 1029 at response level **\[I\]** | throttled | retry, [`QUEUE_RETRY_MIN`] to [`QUEUE_RETRY_MAX`] | any method |
 //! | 607 daily quota | quota_exhausted | fail; the reset (next 00:00 US Central) is the hint and the `resets_at` attribute | |
 //! | HTTP 414 on a GET | transient | rewrite to `POST` + `_method=GET`, replay | |
