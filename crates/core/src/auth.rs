@@ -144,12 +144,26 @@ pub struct LoginError {
     code: Option<String>,
     message: String,
     body: Bytes,
+    retry_after: Option<Duration>,
 }
 
 impl LoginError {
     /// A failure of the given kind, with a message saying why.
     pub fn new(kind: LoginFailureKind, message: impl Into<String>) -> Self {
-        LoginError { kind, status: None, code: None, message: message.into(), body: Bytes::new() }
+        LoginError { kind, status: None, code: None, message: message.into(), body: Bytes::new(), retry_after: None }
+    }
+
+    /// The wait the vendor named before the next login (a throttled login: Responsys's
+    /// `API_LIMIT_EXCEEDED`, "try again in the next minute"): the token source waits at least
+    /// this long, whatever its backoff.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// The wait the vendor named before the next login, if it named one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Attach the login response's status and body (the body of a *failed* login carries no
@@ -200,6 +214,7 @@ impl fmt::Debug for LoginError {
             .field("code", &self.code)
             .field("message", &self.message)
             .field("body_len", &self.body.len())
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }

@@ -374,6 +374,8 @@ impl Cell {
                 } else {
                     self.backoff_min.saturating_mul(1u32 << (st.failures - 1).min(16)).min(self.backoff_max)
                 };
+                // A wait the vendor named (a throttled login) is kept, up to an hour.
+                let backoff = e.retry_after().map_or(backoff, |w| backoff.max(w.min(MAX_LOGIN_WAIT)));
                 st.not_before = Some(now + backoff);
                 tracing::warn!(
                     fatal = e.is_fatal(),
@@ -420,6 +422,9 @@ impl fmt::Debug for TokenSource {
             .finish_non_exhaustive()
     }
 }
+
+/// The longest wait before a login that a vendor's answer can impose.
+const MAX_LOGIN_WAIT: Duration = Duration::from_secs(3600);
 
 /// Build the login transport from an inner service: the login request goes through the same
 /// client as everything else, and its response is read up to 64 KiB.

@@ -387,3 +387,38 @@ async fn a_login_answer_that_cannot_be_read_keeps_its_status_but_never_a_2xx_bod
     assert!(login.body().is_empty(), "a 2xx login body may hold a token: {:?}", login.body());
     assert!(!format!("{err:?} {err}").contains("tok0"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
+    // The first login is refused for its per-minute limit ("try again in the next minute"); the
+    // token source's backoff starts at 1 s, but the next login waits the minute.
+    let vendor = FakeVendor::new(3600);
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let seen = logins.clone();
+    let v = vendor.clone();
+    let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Instant::now());
+        let first = seen.len() == 1;
+        let v = v.clone();
+        async move {
+            if first {
+                return Err(LoginError::new(LoginFailureKind::Transient, "API_LIMIT_EXCEEDED")
+                    .with_retry_after(Duration::from_secs(60)));
+            }
+            let res = v
+                .handle(Request::post("http://vendor.test/login").body(RetryBody::from_bytes(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            Ok(Credential::new(text.split_once(':').unwrap().0, None))
+        }
+    });
+    let policy = Policy::builder().deadline(300 * S).build().unwrap();
+    let res = service(&vendor, source, policy).oneshot(api()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let at = logins.lock().unwrap().clone();
+    assert_eq!(at.len(), 2, "{at:?}");
+    assert!(at[1] - at[0] >= 60 * S, "the second login went {:?} after the first", at[1] - at[0]);
+}

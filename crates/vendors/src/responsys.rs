@@ -743,7 +743,17 @@ impl redial_core::auth::Login for PasswordLogin {
         if let Some((e, _)) = envelope(&doc) {
             let (kind, what) = login_code(&e.error_code);
             let detail = e.detail.as_deref().or(e.title.as_deref());
-            return Err(answer.refused(kind, &e.error_code, what, detail));
+            let refused = answer.refused(kind, &e.error_code, what, detail);
+            // A throttled login waits for the limit's window, not the login backoff's first second.
+            let code = e.error_code.trim();
+            let wait =
+                [("API_LIMIT_EXCEEDED", API_LIMIT_DELAY), ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", CAPACITY_MIN_DELAY)]
+                    .into_iter()
+                    .find_map(|(c, wait)| c.eq_ignore_ascii_case(code).then_some(wait));
+            return Err(match wait {
+                Some(wait) => refused.with_retry_after(wait),
+                None => refused,
+            });
         }
         let Some(map) = doc.as_object().filter(|_| status.is_success()) else {
             return Err(answer.by_status(None));

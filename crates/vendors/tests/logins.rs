@@ -549,6 +549,9 @@ fn responsys_transient() {
         for status in [400, 401, 500, 503] {
             let e = assert_transient(parse(&responsys(), status, &responsys_error(code)));
             assert_eq!(e.code(), Some(code));
+            // A throttled login waits for its limit's window: "try again in the next minute".
+            let throttled = matches!(code, "API_LIMIT_EXCEEDED" | "INTERNAL_CAPACITY_LIMIT_EXCEEDED");
+            assert_eq!(e.retry_after(), throttled.then_some(Duration::from_secs(60)), "{code}");
         }
     }
     // A non-JSON gateway 503.
