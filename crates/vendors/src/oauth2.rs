@@ -578,9 +578,15 @@ impl Login for ClientCredentials {
         req
     }
 
-    fn parse(&self, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
         let answer = Answer { who: self.who, status, body, secrets: &[self.client_secret.expose()] };
-        read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer))
+        read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer)).map_err(|e| {
+            // A token endpoint that throttles (429, 503) may say when to come back.
+            match redial_core::hint::retry_after(headers, std::time::SystemTime::now()) {
+                Some(wait) if !e.is_fatal() => e.with_retry_after(wait),
+                _ => e,
+            }
+        })
     }
 
     fn attach(&self) -> Attach {

@@ -559,6 +559,19 @@ fn responsys_transient() {
     assert_eq!(e.code(), None);
 }
 
+/// A token endpoint that throttles and says when to come back: the login error carries the wait.
+#[test]
+fn oauth2_a_throttled_token_endpoint_names_its_wait() {
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", "30".parse().unwrap());
+    let e = oauth().parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"").unwrap_err();
+    assert!(!e.is_fatal(), "{e}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    // Without the header, the token source's own backoff decides.
+    let e = oauth().parse(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").unwrap_err();
+    assert_eq!(e.retry_after(), None);
+}
+
 /// RFC 6749 §7.1: a token of a type the client does not understand is not used; these logins
 /// send theirs as `Bearer`. No `token_type` at all is taken as bearer (many servers omit it).
 #[test]
