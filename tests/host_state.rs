@@ -25,6 +25,17 @@ fn marketo_source(sim: &Sim, host: &str) -> TokenSource {
     TokenSource::login(marketo::IdentityLogin::new(&url, "sim-client-id", "sim-client-secret").unwrap())
 }
 
+/// A layer serving `host` with Marketo's profile, `policy`, and a login at the sim's identity.
+fn marketo_layer(sim: &Sim, host: &str, policy: Policy, seed: u64) -> RetryLayer {
+    RetryLayer::builder()
+        .host(host, Vendor::Marketo.profile(), policy)
+        .unwrap()
+        .auth(host, marketo_source(sim, host))
+        .unwrap()
+        .rng_seed(seed)
+        .build()
+}
+
 /// 2,000 requests from 50 concurrent callers through a layer with Marketo's limits.
 async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::MarketoHandle, RetryLayer) {
     let sim = Sim::start().await.unwrap();
@@ -32,13 +43,7 @@ async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::
     let host = "123-abc-456.mktorest.com";
     let policy =
         Vendor::Marketo.policy().to_builder().rate_limit(client_limit, 20 * S).deadline(600 * S).build().unwrap();
-    let layer = RetryLayer::builder()
-        .host(host, Vendor::Marketo.profile(), policy)
-        .unwrap()
-        .auth(host, marketo_source(&sim, host))
-        .unwrap()
-        .rng_seed(11)
-        .build();
+    let layer = marketo_layer(&sim, host, policy, 11);
     let svc = common::client(&layer);
     let url = format!("http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1", sim.addr().port());
     let started = Instant::now();
@@ -114,13 +119,7 @@ async fn marketo_615_lowers_the_concurrency_limit_and_not_the_rate() {
     let host = "123-abc-456.mktorest.com";
     // Marketo's policy: 100 calls / 20 s and 10 in flight.
     let policy = Vendor::Marketo.policy().to_builder().deadline(600 * S).build().unwrap();
-    let layer = RetryLayer::builder()
-        .host(host, Vendor::Marketo.profile(), policy)
-        .unwrap()
-        .auth(host, marketo_source(&sim, host))
-        .unwrap()
-        .rng_seed(5)
-        .build();
+    let layer = marketo_layer(&sim, host, policy, 5);
     let svc = common::client(&layer);
     let url = format!("http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1", sim.addr().port());
     let mut callers = tokio::task::JoinSet::new();

@@ -328,17 +328,19 @@ mod tests {
 mod concurrency_tests {
     use super::*;
 
+    /// A permit for a call that is sent at once.
+    fn sent(c: &Concurrency) -> OwnedSemaphorePermit {
+        let p = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        p
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_refusal_lowers_the_limit_to_the_calls_in_flight_and_quiet_gives_it_back() {
         let c = Concurrency::new(10);
         // Four calls in flight, a fifth refused.
-        let send = |c: &Concurrency| {
-            let p = c.semaphore().clone().try_acquire_owned().unwrap();
-            c.sending();
-            p
-        };
-        let held: Vec<_> = (0..4).map(|_| send(&c)).collect();
-        let refused = send(&c);
+        let held: Vec<_> = (0..4).map(|_| sent(&c)).collect();
+        let refused = sent(&c);
         c.throttled(Instant::now(), refused);
         assert_eq!(c.effective(), 4, "the vendor served four alongside");
         assert_eq!(c.available_permits(), 0, "no fifth call goes while four are in flight");
@@ -361,11 +363,7 @@ mod concurrency_tests {
     #[tokio::test(start_paused = true)]
     async fn a_refusal_with_nothing_else_in_flight_halves_the_limit() {
         let c = Concurrency::new(10);
-        let refuse = |c: &Concurrency| {
-            let p = c.semaphore().clone().try_acquire_owned().unwrap();
-            c.sending();
-            c.throttled(Instant::now(), p);
-        };
+        let refuse = |c: &Concurrency| c.throttled(Instant::now(), sent(c));
         refuse(&c);
         assert_eq!((c.effective(), c.available_permits()), (5, 5));
         for _ in 0..3 {
@@ -379,11 +377,6 @@ mod concurrency_tests {
     #[tokio::test(start_paused = true)]
     async fn the_refused_calls_permit_is_not_counted_as_one_the_vendor_served() {
         let c = Concurrency::new(3);
-        let sent = |c: &Concurrency| {
-            let p = c.semaphore().clone().try_acquire_owned().unwrap();
-            c.sending();
-            p
-        };
         let a = sent(&c);
         let refused = sent(&c);
         let _b = sent(&c);
@@ -402,12 +395,9 @@ mod concurrency_tests {
     async fn calls_still_waiting_to_go_are_not_counted_as_served() {
         let c = Concurrency::new(4);
         // One call at the vendor, two holding permits while they wait for a rate slot.
-        let at_vendor = c.semaphore().clone().try_acquire_owned().unwrap();
-        c.sending();
+        let at_vendor = sent(&c);
         let _waiting: Vec<_> = (0..2).map(|_| c.semaphore().clone().try_acquire_owned().unwrap()).collect();
-        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
-        c.sending();
-        c.throttled(Instant::now(), refused);
+        c.throttled(Instant::now(), sent(&c));
         assert_eq!(c.effective(), 1, "the vendor served one alongside");
         c.release(at_vendor, true);
     }

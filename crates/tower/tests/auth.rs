@@ -144,6 +144,17 @@ fn service(
     ServiceBuilder::new().layer(layer).service(tower::service_fn(move |req| v.clone().handle(req)))
 }
 
+/// Log in through the fake vendor by hand, as a user's own closure would: the token it mints.
+async fn login_by_hand(v: FakeVendor) -> String {
+    let res = v
+        .handle(Request::post("http://vendor.test/login").body(RetryBody::from_bytes(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.split_once(':').unwrap().0.to_owned()
+}
+
 fn api() -> Request<Full<Bytes>> {
     Request::get("http://vendor.test/api/things").body(Full::default()).unwrap()
 }
@@ -332,17 +343,7 @@ async fn a_closure_source_works_and_never_shows_its_secret() {
     let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
         c.fetch_add(1, Ordering::SeqCst);
         let v = v.clone();
-        async move {
-            // Log in through the fake vendor by hand, as a user's own code would.
-            let res = v
-                .handle(Request::post("http://vendor.test/login").body(RetryBody::from_bytes(Bytes::new())).unwrap())
-                .await
-                .unwrap();
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            let text = String::from_utf8(body.to_vec()).unwrap();
-            let (token, _) = text.split_once(':').unwrap();
-            Ok(Credential::new(token, None))
-        }
+        async move { Ok(Credential::new(login_by_hand(v).await, None)) }
     });
     let svc = service(&vendor, source.clone(), Policy::default());
     assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
@@ -406,13 +407,7 @@ async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
                 return Err(LoginError::new(LoginFailureKind::Transient, "API_LIMIT_EXCEEDED")
                     .with_retry_after(Duration::from_secs(60)));
             }
-            let res = v
-                .handle(Request::post("http://vendor.test/login").body(RetryBody::from_bytes(Bytes::new())).unwrap())
-                .await
-                .unwrap();
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            let text = String::from_utf8(body.to_vec()).unwrap();
-            Ok(Credential::new(text.split_once(':').unwrap().0, None))
+            Ok(Credential::new(login_by_hand(v).await, None))
         }
     });
     let policy = Policy::builder().deadline(300 * S).build().unwrap();
