@@ -73,7 +73,7 @@ pub(crate) fn request_to_http(
             }
         }
     }
-    let template = Template { uri: parts.uri.clone(), caller: req };
+    let template = Template { uri: parts.uri.clone(), timeout: req.timeout().copied(), url: req.url().clone() };
     Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
 }
 
@@ -81,16 +81,19 @@ pub(crate) fn request_to_http(
 /// its URL (already parsed) and its timeout (the one setting reqwest reads from a request's
 /// extensions). An attempt to that URL (every attempt, unless a login named another endpoint)
 /// is not parsed again.
+///
+/// Only these are kept, not the rest of the caller's request: the call's future holds the
+/// template, and a future over 1 KiB misses the allocator's fast path.
 pub(crate) struct Template {
     uri: http::Uri,
-    /// The caller's request, its method, headers and body taken.
-    caller: reqwest::Request,
+    url: reqwest::Url,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Template {
     /// The caller's URL.
     pub(crate) fn url(&self) -> &reqwest::Url {
-        self.caller.url()
+        &self.url
     }
 
     /// One attempt of the caller's request, for the rest of the middleware chain: the caller's
@@ -102,7 +105,7 @@ impl Template {
         let (parts, body) = req.into_parts();
         let body = reqwest_body(body);
         let mut attempt = if same_uri(&parts.uri, &self.uri) {
-            let mut attempt = reqwest::Request::new(parts.method, self.caller.url().clone());
+            let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
             *attempt.body_mut() = Some(body);
@@ -111,8 +114,8 @@ impl Template {
             reqwest::Request::try_from(http::Request::from_parts(parts, body))?
         };
         // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
-        if let Some(timeout) = self.caller.timeout() {
-            *attempt.timeout_mut() = Some(*timeout);
+        if let Some(timeout) = self.timeout {
+            *attempt.timeout_mut() = Some(timeout);
         }
         Ok(attempt)
     }
@@ -213,7 +216,7 @@ pub(crate) fn response_to_http(mut res: reqwest::Response) -> http::Response<Inb
 /// (the attempt's, when reqwest followed a redirect) or else the caller's URL.
 pub(crate) fn response_from_http(
     res: http::Response<ResponseBody<Inbound>>,
-    final_url: Option<reqwest::Url>,
+    final_url: Option<Box<reqwest::Url>>,
     caller_url: &reqwest::Url,
 ) -> reqwest::Response {
     let (mut parts, body) = res.into_parts();
@@ -226,7 +229,7 @@ pub(crate) fn response_from_http(
         Ok(inbound) => reqwest::Body::wrap(inbound),
         Err(body) => reqwest::Body::wrap(body),
     };
-    let url = final_url.unwrap_or_else(|| caller_url.clone());
+    let url = final_url.map_or_else(|| caller_url.clone(), |url| *url);
     let mut with_url = http::response::Builder::new().url(url);
     if let Some(ext) = with_url.extensions_mut() {
         parts.extensions.extend(std::mem::take(ext));

@@ -333,8 +333,8 @@ pub(crate) struct Direct<'a> {
 pub(crate) struct Answered {
     pub(crate) extensions: Extensions,
     /// The response's URL, when it is not the caller's (reqwest followed a redirect, or the
-    /// attempt went to another endpoint).
-    pub(crate) final_url: Option<reqwest::Url>,
+    /// attempt went to another endpoint). Boxed: it is rare, and the call's future holds it.
+    pub(crate) final_url: Option<Box<reqwest::Url>>,
 }
 
 /// The future of one of the call's own attempts.
@@ -356,7 +356,8 @@ impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
         Box::pin(async move {
             let res = next.run(attempt?, &mut extensions).await;
             // Not the caller's URL: redirected, or sent to another endpoint.
-            let final_url = res.as_ref().ok().filter(|res| res.url() != template.url()).map(|res| res.url().clone());
+            let final_url =
+                res.as_ref().ok().filter(|res| res.url() != template.url()).map(|res| Box::new(res.url().clone()));
             *lock(last) = Some(Answered { extensions, final_url });
             match res {
                 Ok(res) => Ok(response_to_http(res)),

@@ -120,8 +120,8 @@ impl<RB> Reading<RB> {
 
 /// What an attempt produced, in the form the decision's outcome is acted on.
 enum Got<RB> {
-    /// A response whose body was not read.
-    Head(response::Parts, RB),
+    /// A response whose body was not read (whole: it is returned as it came, not taken apart).
+    Head(Response<RB>),
     /// A response and the bytes read of its body; `rest` is what was not read.
     Read { head: response::Parts, bytes: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<RB>>> },
     /// A response whose body failed (or stalled) before its end: the outcome is the failure,
@@ -528,8 +528,8 @@ where
                 StateProj::Call { fut } => match fut.poll(cx) {
                     Poll::Ready(Ok(res)) => {
                         let received_at = (eng.shared.wall_clock)();
-                        let (head, body) = res.into_parts();
-                        if eng.wants_body(&head, received_at) {
+                        if eng.wants_body(res.status(), res.headers(), received_at) {
+                            let (head, body) = res.into_parts();
                             let read = Reading {
                                 body: Box::pin(body),
                                 head,
@@ -541,8 +541,8 @@ where
                             this.state.set(State::Inspect { read: Some(Box::new(read)) });
                             continue;
                         }
-                        c = eng.classify_response(&head, received_at, BodyView::NotRead);
-                        Got::Head(head, body)
+                        c = eng.classify_response(res.status(), res.headers(), received_at, BodyView::NotRead);
+                        Got::Head(res)
                     }
                     Poll::Ready(Err(e)) => {
                         let e: BoxError = e.into();
@@ -614,7 +614,7 @@ where
                             } else {
                                 BodyView::Prefix(&bytes[..bytes.len().min(limit)])
                             };
-                            c = eng.classify_response(&r.head, r.received_at, view);
+                            c = eng.classify_response(r.head.status, &r.head.headers, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
                             Got::Read { head: r.head, bytes, trailers: r.trailers, rest }
                         }
@@ -909,7 +909,7 @@ impl<B> Engine<B> {
         let limit = self.host().policy.inspect_limit();
         let prefix = |bytes: Bytes| bytes.slice(..bytes.len().min(limit));
         match got {
-            Got::Head(head, _) => (Some((head, Bytes::new(), false)), None),
+            Got::Head(res) => (Some((res.into_parts().0, Bytes::new(), false)), None),
             Got::Read { head, bytes, rest: None, .. } => (Some((head, bytes, true)), None),
             Got::Read { head, bytes, rest: Some(_), .. } => (Some((head, prefix(bytes), false)), None),
             Got::Broken { head, bytes, source, .. } => (Some((head, prefix(bytes), false)), source),
@@ -949,13 +949,19 @@ impl<B> Engine<B> {
 
     /// The body is read when the profile needs it to classify, and for error statuses, so that
     /// an error owns what the vendor said.
-    fn wants_body(&self, head: &response::Parts, received_at: SystemTime) -> bool {
-        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
-        head.status.as_u16() >= 400 || self.host().profile.inspect(&self.request_head(), &res)
+    fn wants_body(&self, status: StatusCode, headers: &HeaderMap, received_at: SystemTime) -> bool {
+        let res = ResponseHead { status, headers, received_at };
+        status.as_u16() >= 400 || self.host().profile.inspect(&self.request_head(), &res)
     }
 
-    fn classify_response(&self, head: &response::Parts, received_at: SystemTime, body: BodyView<'_>) -> Classification {
-        let res = ResponseHead { status: head.status, headers: &head.headers, received_at };
+    fn classify_response(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        received_at: SystemTime,
+        body: BodyView<'_>,
+    ) -> Classification {
+        let res = ResponseHead { status, headers, received_at };
         self.host().profile.classify(&self.request_head(), &Outcome::Response(res, body))
     }
 
@@ -1115,7 +1121,13 @@ impl<B> Engine<B> {
             self.take_report()
         });
         let (mut head, body) = match got {
-            Got::Head(head, body) => (head, ResponseBody::passthrough(body)),
+            Got::Head(res) => {
+                let mut res = res.map(ResponseBody::passthrough);
+                if let Some(report) = report {
+                    res.extensions_mut().insert(report);
+                }
+                return res;
+            }
             Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
             Got::Broken { .. } | Got::Nothing(..) => unreachable!("an outcome without a response is never returned"),
         };
@@ -1145,7 +1157,8 @@ impl<B> Engine<B> {
 impl<RB> Got<RB> {
     fn status(&self) -> Option<StatusCode> {
         match self {
-            Got::Head(h, _) | Got::Read { head: h, .. } | Got::Broken { head: h, .. } => Some(h.status),
+            Got::Head(res) => Some(res.status()),
+            Got::Read { head: h, .. } | Got::Broken { head: h, .. } => Some(h.status),
             Got::Nothing(..) => None,
         }
     }
