@@ -542,6 +542,14 @@ where
                             continue;
                         }
                         c = eng.classify_response(res.status(), res.headers(), received_at, BodyView::NotRead);
+                        if eng.plain_success(&c) {
+                            // What the general path below does for this outcome, without its
+                            // steps that do nothing here: decide() returns Return at once for
+                            // this advice, and there is no permit, trial, throttle or report.
+                            eng.trace(&c, &Decision::Return, Some(res.status()), None);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(res.map(ResponseBody::passthrough)));
+                        }
                         Got::Head(res)
                     }
                     Poll::Ready(Err(e)) => {
@@ -971,6 +979,17 @@ impl<B> Engine<B> {
             return Classification::fail(Kind::Fatal, "refused on this side before it was sent: final");
         }
         self.host().profile.classify(&self.request_head(), &Outcome::Failure(failure))
+    }
+
+    /// A first-attempt success with nothing to report and nothing held (no concurrency
+    /// permit, no failover trial): returned as it came.
+    fn plain_success(&self, c: &Classification) -> bool {
+        c.advice == Advice::Return
+            && c.kind == Kind::Success
+            && c.errors.is_empty()
+            && self.history.is_empty()
+            && self.permit.is_none()
+            && self.trial.is_none()
     }
 
     fn decide(&mut self, c: &Classification) -> Decision {
