@@ -3,7 +3,9 @@
 //!
 //! `cargo bench --bench overhead` runs criterion for each variant, then prints a summary:
 //! the overhead of each layer over the bare service (ns per request), their ratio, and the
-//! heap allocations per request of each variant, counted by a global allocator.
+//! heap allocations per request of each variant, counted by a global allocator. A fourth
+//! variant, redial without a retry budget or a deadline (which tower::retry's trivial policy
+//! does not have either), shows what the engine itself costs.
 
 // The counting allocator is the only unsafe code in the project: it forwards to `System`.
 #![allow(unsafe_code)]
@@ -109,6 +111,13 @@ fn redial_layer() -> RetryLayer {
     RetryLayer::new(redial::core::generic::Generic, Policy::default())
 }
 
+/// redial without what tower::retry's trivial policy does not have either: no retry budget,
+/// no deadline. What is left is the engine itself.
+fn redial_plain_layer() -> RetryLayer {
+    let policy = Policy::builder().no_budget().no_deadline().build().expect("a valid policy");
+    RetryLayer::new(redial::core::generic::Generic, policy)
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let _guard = rt.enter();
@@ -119,6 +128,8 @@ fn benches(c: &mut Criterion) {
     g.bench_function("tower_retry", |b| b.iter(|| black_box(one(&mut tower_retry))));
     let mut redial = redial_layer().layer(Ok200);
     g.bench_function("redial", |b| b.iter(|| black_box(one(&mut redial))));
+    let mut redial_plain = redial_plain_layer().layer(Ok200);
+    g.bench_function("redial_no_budget_no_deadline", |b| b.iter(|| black_box(one(&mut redial_plain))));
     g.finish();
 }
 
@@ -129,6 +140,7 @@ fn summary() {
     let mut bare = Ok200;
     let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
     let mut redial = redial_layer().layer(Ok200);
+    let mut redial_plain = redial_plain_layer().layer(Ok200);
 
     let allocs = |f: &mut dyn FnMut() -> bool| {
         f();
@@ -144,7 +156,7 @@ fn summary() {
 
     // REDIAL_BENCH_QUICK=1: a short run, for profiling under callgrind.
     let (n, rounds) = if std::env::var_os("REDIAL_BENCH_QUICK").is_some() { (20_000u32, 1) } else { (200_000u32, 15) };
-    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    let mut samples = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
         let time = |f: &mut dyn FnMut() -> bool| {
             let t = Instant::now();
@@ -156,27 +168,37 @@ fn summary() {
         samples[0].push(time(&mut || one(&mut bare)));
         samples[1].push(time(&mut || one(&mut tower_retry)));
         samples[2].push(time(&mut || one(&mut redial)));
+        samples[3].push(time(&mut || one(&mut redial_plain)));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let [b, t, r] = samples.each_mut().map(median);
+    let [b, t, r, p] = samples.each_mut().map(median);
     println!(
         "\nsize of the futures: tower::retry {} bytes, redial {} bytes",
         std::mem::size_of_val(&tower_retry.call(request())),
         std::mem::size_of_val(&redial.call(request()))
     );
     println!("\n== overhead summary ({rounds} interleaved rounds of {n} requests, medians)");
-    println!("bare service          {b:8.1} ns/request   {a_bare:.2} allocations/request");
-    println!("tower::retry trivial  {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns", t - b);
+    println!("bare service                  {b:8.1} ns/request   {a_bare:.2} allocations/request");
     println!(
-        "redial RetryLayer     {r:8.1} ns/request   {a_redial:.2} allocations/request   overhead {:6.1} ns",
+        "tower::retry trivial          {t:8.1} ns/request   {a_tower:.2} allocations/request   overhead {:6.1} ns",
+        t - b
+    );
+    println!(
+        "redial RetryLayer             {r:8.1} ns/request   {a_redial:.2} allocations/request   overhead {:6.1} ns",
         r - b
     );
+    println!("redial, no budget or deadline {p:8.1} ns/request                           overhead {:6.1} ns", p - b);
     println!("ratio redial/bare                 {:.3}", r / b);
     println!("ratio redial/tower::retry         {:.3}", r / t);
     println!("ratio of overheads redial:tower   {:.3}", (r - b) / (t - b));
+    println!(
+        "without budget or deadline: redial/tower::retry {:.3}, ratio of overheads {:.3}",
+        p / t,
+        (p - b) / (t - b)
+    );
     println!(
         "allocations beyond the inner service: redial {:+.2}, tower::retry {:+.2}",
         a_redial - a_bare,
@@ -192,11 +214,13 @@ fn profile_one(only: &str) {
     let mut bare = Ok200;
     let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
     let mut redial = redial_layer().layer(Ok200);
+    let mut redial_plain = redial_plain_layer().layer(Ok200);
     let mut one_request: Box<dyn FnMut() -> bool> = match only {
         "bare" => Box::new(move || one(&mut bare)),
         "tower_retry" => Box::new(move || one(&mut tower_retry)),
         "redial" => Box::new(move || one(&mut redial)),
-        other => panic!("REDIAL_BENCH_ONLY={other}: one of bare, tower_retry, redial"),
+        "redial_plain" => Box::new(move || one(&mut redial_plain)),
+        other => panic!("REDIAL_BENCH_ONLY={other}: one of bare, tower_retry, redial, redial_plain"),
     };
     for _ in 0..n {
         black_box(one_request());
@@ -210,7 +234,7 @@ criterion_group! {
 }
 
 fn main() {
-    // REDIAL_BENCH_ONLY=bare|tower_retry|redial (and REDIAL_BENCH_N, default 1,000,000): only
+    // REDIAL_BENCH_ONLY=bare|tower_retry|redial|redial_plain (and REDIAL_BENCH_N, default 1,000,000): only
     // that variant, in a loop, for an instruction count under callgrind or a profile under perf.
     if let Ok(only) = std::env::var("REDIAL_BENCH_ONLY") {
         profile_one(&only);
