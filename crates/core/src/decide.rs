@@ -238,8 +238,10 @@ pub struct Context<'a> {
 /// Decide what to do with a classified outcome.
 ///
 /// Checks run from the most forbidding down, and the budget is withdrawn from only when every
-/// other check allows a retry: replayability, idempotency, the attempt limit, the rule's own
-/// limit, the hint cap, the deadline, then the budget.
+/// other check allows a retry: replayability, a deadline already passed, idempotency, the
+/// attempt limit, the rule's own limit, the hint cap, the deadline the wait would cross, then
+/// the budget. A token refresh, a rewrite or a reconcile is refused too once the deadline has
+/// passed: the attempt it leads to would have no time at all.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -269,6 +271,9 @@ pub fn decide(
 ) -> Decision {
     let policy = ctx.policy;
     let count = |action: Action| ctx.history.iter().filter(|a| a.action == action).count() as u32;
+    let past_deadline = policy.deadline().is_some_and(|d| ctx.elapsed >= d);
+    let deadline_passed =
+        || Decision::Fail(FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO });
     match &c.advice {
         Advice::Return => Decision::Return,
         Advice::Fail => Decision::Fail(FailReason::Final),
@@ -283,6 +288,9 @@ pub fn decide(
             if ctx.attempt >= policy.max_attempts() {
                 return Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() });
             }
+            if past_deadline {
+                return deadline_passed();
+            }
             Decision::RefreshAuth
         }
         Advice::Rewrite(rewrite) => {
@@ -294,6 +302,9 @@ pub fn decide(
             }
             if ctx.attempt >= policy.max_attempts() {
                 return Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() });
+            }
+            if past_deadline {
+                return deadline_passed();
             }
             Decision::Rewrite(*rewrite)
         }
@@ -308,6 +319,8 @@ pub fn decide(
                 Decision::Fail(FailReason::Final)
             } else if ctx.attempt >= policy.max_attempts() {
                 Decision::Fail(FailReason::AttemptsExhausted { max: policy.max_attempts() })
+            } else if past_deadline {
+                deadline_passed()
             } else {
                 Decision::Reconcile
             }
@@ -326,6 +339,10 @@ fn retry(
     let policy = ctx.policy;
     if let Err(why) = ctx.replayable {
         return Decision::Fail(FailReason::NotReplayable(why));
+    }
+    // An attempt cut by the deadline failed for want of time: that is the reason, for any method.
+    if policy.deadline().is_some_and(|d| ctx.elapsed >= d) {
+        return Decision::Fail(FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO });
     }
     if rule.safety() == Safety::IdempotentOnly && !ctx.idempotent {
         return Decision::Fail(FailReason::NotIdempotent);

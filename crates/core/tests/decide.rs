@@ -176,6 +176,37 @@ fn reconcile_needs_the_body_and_an_attempt_left() {
     assert_eq!(run(&rc, &hooked(2, Ok(()))), Decision::Fail(FailReason::AttemptsExhausted { max: 2 }));
 }
 
+/// Once the deadline has passed nothing more is sent: not a retry (for any method: an attempt
+/// cut by the deadline failed for want of time), not a token refresh, a rewrite or a reconcile,
+/// whose attempt would have no time at all.
+#[test]
+fn nothing_is_sent_again_once_the_deadline_has_passed() {
+    let p = Policy::builder().deadline(10 * S).build().unwrap();
+    let passed = Decision::Fail(FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO });
+    let timeout = Classification::retry(Kind::Transient, RetryRule::new("timeout"), "x");
+    let refresh = Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "x");
+    let rewrite = Classification::new(Kind::Transient, Advice::Rewrite(Rewrite::MethodOverridePost), "x");
+    let reconcile = Classification::new(Kind::Transient, Advice::Reconcile, "x");
+    for elapsed in [10 * S, 11 * S] {
+        let post = Context { idempotent: false, ..ctx(&p, &[], elapsed) };
+        assert_eq!(run(&timeout, &post), passed, "a POST cut by the deadline");
+        assert_eq!(run(&timeout, &ctx(&p, &[], elapsed)), passed);
+        assert_eq!(run(&refresh, &ctx(&p, &[], elapsed)), passed);
+        assert_eq!(run(&rewrite, &ctx(&p, &[], elapsed)), passed);
+        let hooked = Context { can_reconcile: true, idempotent: false, ..ctx(&p, &[], elapsed) };
+        assert_eq!(run(&reconcile, &hooked), passed);
+    }
+    // A moment before it, each is carried out.
+    let before = 10 * S - Duration::from_millis(1);
+    assert_eq!(run(&refresh, &ctx(&p, &[], before)), Decision::RefreshAuth);
+    assert_eq!(run(&rewrite, &ctx(&p, &[], before)), Decision::Rewrite(Rewrite::MethodOverridePost));
+    let hooked = Context { can_reconcile: true, idempotent: false, ..ctx(&p, &[], before) };
+    assert_eq!(run(&reconcile, &hooked), Decision::Reconcile);
+    // Without a deadline, time does not matter.
+    let open = Policy::builder().no_deadline().build().unwrap();
+    assert_eq!(run(&refresh, &ctx(&open, &[], 3600 * S)), Decision::RefreshAuth);
+}
+
 proptest! {
     /// Whatever the backoff, hint, history and elapsed time, a retry never waits past the
     /// deadline, never past the cap, and never beyond the attempt limit.

@@ -26,6 +26,7 @@ use http::{Request, Response, Uri};
 use http_body::Body;
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
 use redial_core::backoff::{Rng, SplitMix64};
+use redial_core::MAX_DURATION;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -167,11 +168,13 @@ impl TokenSource {
     }
 
     /// Backoff between failed logins: from `min`, doubling, at most `max` (default 1 s to 5 min).
-    /// After a fatal answer the next login waits `max`.
+    /// After a fatal answer the next login waits `max`. Both are held to
+    /// [`MAX_DURATION`](redial_core::MAX_DURATION) (a year): `Duration::MAX` means "not again
+    /// for as long as the clock can say".
     pub fn login_backoff(self, min: Duration, max: Duration) -> Self {
         self.configure(|c| {
-            c.backoff_min = min;
-            c.backoff_max = max.max(min);
+            c.backoff_min = min.min(MAX_DURATION);
+            c.backoff_max = max.max(min).min(MAX_DURATION);
         })
     }
 
@@ -376,7 +379,9 @@ impl Cell {
                 };
                 // A wait the vendor named (a throttled login) is kept, up to an hour.
                 let backoff = e.retry_after().map_or(backoff, |w| backoff.max(w.min(MAX_LOGIN_WAIT)));
-                st.not_before = Some(now + backoff);
+                // Clamped by the clock: nothing here may panic once the login is no longer
+                // in flight (its waiters would hang and every request would log in again).
+                st.not_before = Some(now.checked_add(backoff).unwrap_or_else(|| now + MAX_DURATION));
                 tracing::warn!(
                     fatal = e.is_fatal(),
                     status = e.status().map(|s| s.as_u16()),

@@ -508,6 +508,17 @@ where
                         eng.ready = true;
                         continue;
                     }
+                    // Nothing is sent once the deadline has passed: a login, a reconcile hook or
+                    // a wait for readiness may have taken the rest of it, and the attempt would
+                    // have no time at all (a create would end ambiguous). The first attempt of
+                    // the first poll was just started: its clock is not read again.
+                    if !(first_poll && eng.attempt == 1) && eng.deadline().is_some_and(|d| Instant::now() >= d) {
+                        eng.release_slot();
+                        eng.paced = false;
+                        eng.release_permit();
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(eng.deadline_error()));
+                    }
                     eng.ready = false;
                     eng.slot = None; // used
                     if eng.permit.is_some() {
@@ -895,9 +906,14 @@ impl<B> Engine<B> {
         error.with_classification(classification)
     }
 
+    /// When the request must be over, if it has a deadline.
+    fn deadline(&self) -> Option<Instant> {
+        self.host().policy.deadline().map(|d| self.start + d)
+    }
+
     /// Bound the wait in progress by the request's deadline (the timer is armed lazily).
     fn arm_deadline(&mut self) {
-        self.attempt_until = self.host().policy.deadline().map(|d| self.start + d);
+        self.attempt_until = self.deadline();
     }
 
     /// The deadline passed while waiting between attempts.

@@ -26,7 +26,7 @@
 //! limit: additive increase, multiplicative decrease, around a learned ceiling.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,6 +155,18 @@ impl Concurrency {
         }
         if self.lowered.load(Ordering::Acquire) {
             Self::give_back(&mut lock(&self.state), permit);
+            return;
+        }
+        drop(permit);
+        // `throttled` may have lowered the limit meanwhile, counting this permit as one still
+        // held (a debt): then it is paid from the free permits. Both sides fence, so that
+        // either `throttled` takes the permit as a free one or this call sees the flag.
+        fence(Ordering::SeqCst);
+        if self.lowered.load(Ordering::Relaxed) {
+            let mut st = lock(&self.state);
+            if st.debt > 0 && self.semaphore.forget_permits(1) == 1 {
+                st.debt -= 1;
+            }
         }
     }
 
@@ -175,6 +187,9 @@ impl Concurrency {
         let lowered = accepted.unwrap_or((st.effective / 2).max(1));
         st.changed_at = now;
         if lowered < st.effective {
+            // Flagged first: a permit given back from now on pays the debt (see `release`).
+            self.lowered.store(true, Ordering::Release);
+            fence(Ordering::SeqCst);
             // The refused call's permit leaves circulation first, then free ones, then the rest
             // as their calls end.
             permit.forget();
@@ -182,7 +197,6 @@ impl Concurrency {
             let taken = self.semaphore.forget_permits(cut as usize) as u32;
             st.debt += cut - taken;
             st.effective = lowered;
-            self.lowered.store(true, Ordering::Release);
             tracing::info!(limit = self.limit, now_allowed = lowered, "vendor refused concurrency: host limit lowered");
         } else {
             Self::give_back(&mut st, permit);

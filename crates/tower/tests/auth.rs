@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use redial_core::auth::{Credential, Login, LoginError, LoginFailureKind};
+use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind};
 use redial_core::generic::Generic;
 use redial_core::{Advice, Classification, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead};
 use redial_tower::{RetryBody, RetryLayer, TokenSource};
@@ -416,4 +416,34 @@ async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
     let at = logins.lock().unwrap().clone();
     assert_eq!(at.len(), 2, "{at:?}");
     assert!(at[1] - at[0] >= 60 * S, "the second login went {:?} after the first", at[1] - at[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_login_with_a_backoff_of_duration_max_stops_logins_without_a_panic() {
+    // "After a fatal answer, never again", said the natural way: the wait is held to what the
+    // clock can say, and the login task still records the answer for every waiter.
+    let logins = Arc::new(AtomicUsize::new(0));
+    let counted = logins.clone();
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err::<Credential, _>(LoginError::new(LoginFailureKind::Fatal, "ACCOUNT_SUSPENDED")) }
+    })
+    .login_backoff(S, Duration::MAX);
+    let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    });
+    let layer = RetryLayer::builder()
+        .default_host(Generic, Policy::builder().deadline(10 * S).build().unwrap())
+        .auth("*", source)
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    for _ in 0..3 {
+        let req = Request::get("http://x.test/").body(Full::default()).unwrap();
+        let err = svc.clone().oneshot(req).await.unwrap_err();
+        let login = err.login_error().expect("the login's answer");
+        assert_eq!(login.code(), None);
+        assert!(login.is_fatal() && login.to_string().contains("ACCOUNT_SUSPENDED"), "{login}");
+    }
+    assert_eq!(logins.load(Ordering::SeqCst), 1);
 }

@@ -309,3 +309,117 @@ async fn a_login_through_a_concurrency_limited_inner_service_does_not_wait_on_it
     assert_eq!(source.logins(), 1);
     assert!(started.elapsed() < S, "waited {:?}", started.elapsed());
 }
+
+/// A vendor, boxed.
+type Vendor = tower::util::BoxCloneService<Request<RetryBody<Full<Bytes>>>, Response<Full<Bytes>>, Infallible>;
+
+/// A vendor giving `answer`, and what it saw: when each attempt came, from the start.
+fn recording(
+    answer: impl Fn() -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> + Clone + Send + 'static,
+) -> (Vendor, Arc<Mutex<Vec<Duration>>>) {
+    let t0 = Instant::now();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let svc = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+        log.lock().unwrap().push(t0.elapsed());
+        let answer = answer();
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    (Vendor::new(svc), sent)
+}
+
+fn deadline_10s() -> Policy {
+    Policy::builder().deadline(10 * S).no_budget().build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_cut_by_the_deadline_is_not_sent_again_after_its_reconcile() {
+    // The vendor is slow: the attempt is cut by the request's 10 s deadline, the hook says the
+    // call had not taken effect, and there is no time left to send it again.
+    let (vendor, sent) = recording(|| {
+        Box::pin(async {
+            tokio::time::sleep(60 * S).await;
+            reply(200, "created")
+        })
+    });
+    let layer = RetryLayer::builder()
+        .default_host(TimeoutReconciles, deadline_10s())
+        .reconcile("*", |_: ReconcileRequest| async { Verdict::NotApplied })
+        .unwrap()
+        .build();
+    let req = Request::post("http://genesys.test/createSubCampaign").body(Full::from("<create/>")).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(*sent.lock().unwrap(), [Duration::ZERO], "sent once, at the start");
+    assert!(err.is_deadline(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rewrite_asked_for_as_the_deadline_falls_is_not_sent() {
+    let t0 = Instant::now();
+    let (vendor, sent) = recording(move || {
+        Box::pin(async move {
+            sleep_until(t0 + 10 * S).await;
+            reply(414, "")
+        })
+    });
+    let layer = RetryLayer::builder().default_host(Steps, deadline_10s()).build();
+    let req = Request::get("http://mkto.test/rest/v1/leads.json?filterValues=1,2").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(*sent.lock().unwrap(), [Duration::ZERO]);
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::URI_TOO_LONG), "the 414 is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_gets_ready_as_the_deadline_falls_is_not_called() {
+    // Rewritten after a 414 at 1 s, the request waits for the service, which is ready again at
+    // 10 s: the deadline. The attempt would have no time at all; nothing is sent.
+    let t0 = Instant::now();
+    let vendor = Slow::new(StatusCode::URI_TOO_LONG, t0 + 10 * S);
+    let calls = vendor.calls.clone();
+    let layer = RetryLayer::new(Steps, deadline_10s());
+    let req = Request::get("http://vendor.test/search?q=a-very-long-query").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(*calls.lock().unwrap(), [t0]);
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::URI_TOO_LONG), "the 414 is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_that_ends_as_the_deadline_falls_sends_nothing() {
+    let source = TokenSource::from_fn(Attach::Bearer, || async {
+        tokio::time::sleep(10 * S).await;
+        Ok::<_, LoginError>(Credential::new("t0k3n", Some(3600 * S)))
+    });
+    let (vendor, sent) = recording(|| Box::pin(async { reply(200, "ok") }));
+    let layer = RetryLayer::builder().default_host(Generic, deadline_10s()).auth("*", source).unwrap().build();
+    let err = ServiceBuilder::new()
+        .layer(layer)
+        .service(vendor)
+        .oneshot(Request::get("http://api.test/things").body(Full::default()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(sent.lock().unwrap().is_empty(), "sent at {:?}", sent.lock().unwrap());
+    assert!(err.is_deadline(), "{err}");
+}
+
+/// A create whose timeout asks the reconcile hook (as Genesys's `createSubCampaign`).
+#[derive(Debug)]
+struct TimeoutReconciles;
+
+impl Profile for TimeoutReconciles {
+    fn name(&self) -> &str {
+        "timeout reconciles"
+    }
+    fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+        false
+    }
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        match outcome {
+            Outcome::Failure(Failure::Timeout) => {
+                Classification::new(Kind::Transient, Advice::Reconcile, "did it take effect?")
+            }
+            _ => Generic.classify(req, outcome),
+        }
+    }
+}
