@@ -14,9 +14,10 @@
 //!   2. the token, from `Authorization: Bearer` or the `access_token` query parameter: missing or
 //!      unknown → `601 Access token invalid`, expired → `602 Access token expired`;
 //!   3. the rate window ([`MarketoConfig::rate_limit`]): a call beyond it → `606 Max rate limit
-//!      '100' exceeded with in '20' secs`. Calls refused with 601, 602 or 606 do not count
-//!      toward the window; every other call does (615 included: the docs exempt only the
-//!      asterisked codes);
+//!      '100' exceeded with in '20' secs`. Calls refused with 601 or 602 do not count toward
+//!      the window; every other call does, 606 and 615 included (the docs exempt only the
+//!      asterisked codes, and 606 is not one: a client that retries too soon keeps the window
+//!      full);
 //!   4. concurrency ([`MarketoConfig::max_concurrency`]): with that many calls already being
 //!      processed → `615 Concurrent access limit reached`;
 //!   5. otherwise the call is in flight for [`MarketoConfig::latency`], then succeeds:

@@ -216,31 +216,29 @@ impl Tokens {
     }
 }
 
-/// A sliding-window rate limit: at most `limit` admitted calls in any span of `window`.
+/// A sliding-window rate limit that counts every call it sees, refused ones included: a call
+/// is refused when `limit` calls came in the span of `window` before it.
 #[derive(Debug)]
 struct SlidingWindow {
     limit: u32,
     window: Duration,
-    admitted: VecDeque<Instant>,
+    calls: VecDeque<Instant>,
 }
 
 impl SlidingWindow {
     fn new(limit: u32, window: Duration) -> SlidingWindow {
-        SlidingWindow { limit, window, admitted: VecDeque::new() }
+        SlidingWindow { limit, window, calls: VecDeque::new() }
     }
 
-    /// Admits a call at `now` if fewer than `limit` were admitted in `(now - window, now]`;
-    /// a refused call is not counted.
+    /// Admits a call at `now` if fewer than `limit` calls came in `(now - window, now]`; the
+    /// call counts either way (a refused call is a call the vendor served with an error).
     fn try_admit(&mut self, now: Instant) -> bool {
-        while self.admitted.front().is_some_and(|&at| now.duration_since(at) >= self.window) {
-            self.admitted.pop_front();
+        while self.calls.front().is_some_and(|&at| now.duration_since(at) >= self.window) {
+            self.calls.pop_front();
         }
-        if self.admitted.len() < self.limit as usize {
-            self.admitted.push_back(now);
-            true
-        } else {
-            false
-        }
+        let admitted = self.calls.len() < self.limit as usize;
+        self.calls.push_back(now);
+        admitted
     }
 }
 
@@ -273,16 +271,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn sliding_window_counts_admitted_calls_only() {
+    async fn sliding_window_counts_refused_calls_too() {
         let mut window = SlidingWindow::new(2, Duration::from_secs(20));
         let t0 = Instant::now();
-        assert!(window.try_admit(t0));
-        assert!(window.try_admit(t0 + Duration::from_secs(5)));
-        assert!(!window.try_admit(t0 + Duration::from_secs(10)));
-        assert!(!window.try_admit(t0 + Duration::from_secs(19)));
-        assert!(window.try_admit(t0 + Duration::from_secs(20)));
-        assert!(!window.try_admit(t0 + Duration::from_secs(24)));
-        assert!(window.try_admit(t0 + Duration::from_secs(25)));
+        let at = |s| t0 + Duration::from_secs(s);
+        assert!(window.try_admit(at(0)));
+        assert!(window.try_admit(at(5)));
+        assert!(!window.try_admit(at(10)));
+        // The calls of 5 s and 10 s (refused) are in (0 s, 20 s]: refused again, and counted.
+        assert!(!window.try_admit(at(20)));
+        // (6 s, 26 s] holds the refused calls of 10 s and 20 s.
+        assert!(!window.try_admit(at(26)));
+        // (20 s, 40 s] holds the refused call of 26 s only.
+        assert!(window.try_admit(at(40)));
+        assert!(!window.try_admit(at(41)));
     }
 
     #[tokio::test(start_paused = true)]
