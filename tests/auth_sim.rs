@@ -209,14 +209,14 @@ async fn responsys_endpoint_then_invalid_token_relogin_and_replay_once_then_no_l
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].token_state, TokenState::Valid);
 
-    // The token is invalidated mid-run: INVALID_TOKEN → re-login → the request replayed once.
+    // The token expires mid-run: TOKEN_EXPIRED → re-login → the request replayed once.
     vendor.expire_tokens();
     let res = svc.clone().oneshot(lists()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(vendor.logins(), 2);
     let report = res.extensions().get::<redial::Report>().unwrap();
     assert_eq!(report.attempt_count(), 2);
-    assert_eq!(report.attempts[0].code.as_deref(), Some("INVALID_TOKEN"));
+    assert_eq!(report.attempts[0].code.as_deref(), Some("TOKEN_EXPIRED"));
     assert_eq!(report.attempts[0].action, redial::core::Action::RefreshAuth);
 
     // INVALID_TOKEN again on the replay: the request fails, no loop.

@@ -469,8 +469,7 @@ async fn responsys_invalid_token_when_missing_bearer_or_expired() {
     sleep(Duration::from_secs(2 * 3600)).await;
     let expired = call(Method::GET, sim.url(RSYS_LISTS)).header("authorization", &token).send(&c).await;
     assert_eq!(expired.status, 401);
-    assert_eq!(expired.json()["errorCode"], "INVALID_TOKEN");
-    assert_eq!(expired.json()["title"], "Not a valid token");
+    assert_eq!(expired.json()["errorCode"], "TOKEN_EXPIRED");
 
     let fresh = responsys_token(&c, &sim).await;
     assert_eq!(responsys_call(&c, Method::GET, sim.url(RSYS_LISTS), Some(&fresh)).await, (200, None));
@@ -479,7 +478,7 @@ async fn responsys_invalid_token_when_missing_bearer_or_expired() {
     let calls = rsys.api_calls();
     assert_eq!(token_states(&calls), [Valid, Valid, Missing, Unknown, Expired, Valid]);
     assert_eq!(calls[4].path, RSYS_LISTS);
-    assert_eq!(codes(&calls)[4], Some("INVALID_TOKEN"));
+    assert_eq!(codes(&calls)[4], Some("TOKEN_EXPIRED"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -563,6 +563,10 @@ impl GenesysEngage {
     }
 
     fn classify_failure(&self, req: &RequestHead<'_>, failure: Failure) -> Classification {
+        if failure == Failure::Local {
+            // Stopped on this side before it was sent: no vendor rule applies.
+            return Generic::classify_failure(failure);
+        }
         if failure.may_have_reached_server() {
             if let Some(op) = self.reconciles(req) {
                 return Classification::new(

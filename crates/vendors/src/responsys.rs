@@ -8,6 +8,7 @@
 //! | signal | kind | action |
 //! |---|---|---|
 //! | `INVALID_TOKEN`, `TOKEN_EXPIRED` | auth_expired | refresh_auth (re-login to the account-specific endpoint), replay once |
+//! | `UNEXPECTED_EXCEPTION` "Not a valid authentication token" (the bad-token answer of `/rest/api/ratelimit`) | auth_expired | refresh_auth, replay once |
 //! | `API_NOT_ALLOWED_IN_SECONDARY` | failover | fail (only AFTM endpoints work now: see [`Responsys::is_aftm_path`]) |
 //! | `UNRECOVERABLE_EXCEPTION` | transient | retry once after 30 s, any method |
 //! | no response (connect, timeout, reset, broken body) | transient | retry up to 3 times, 2 min apart, any method |
@@ -18,7 +19,7 @@
 //! | `PROCESSING_REQUEST` (polling: still in progress) | transient | return: the caller's polling loop polls again **\[I\]** |
 //! | `ASYNC_REQUEST_EXPIRED` (polling) | fatal | fail: resubmitting is a new async call, after checking for a duplicate send **\[I\]** |
 //! | `RESPONSE_PURGED`, `INVALID_REQUEST_ID`, `ASYNC_API_DISABLED_FOR_USER`, `CAMPAIGN_IS_INVALID`, `INVALID_REQUEST_CONTENT`, `RECIPIENT_LIMIT_EXCEEDED` (split the batch) | fatal | fail |
-//! | `LOGIN_BLOCKED_TEMPORARILY`, `PASSWORD_*`, `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `API_BLOCKED`, `INVALID_PARAMETER`, `UNEXPECTED_EXCEPTION`, any other code | fatal | fail; never hammer the login |
+//! | `LOGIN_BLOCKED_TEMPORARILY`, `PASSWORD_*`, `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `API_BLOCKED`, `INVALID_PARAMETER`, `UNEXPECTED_EXCEPTION` (any other detail), any other code | fatal | fail; never hammer the login |
 //! | 2xx record array with `success: false` records | partial | return; each record's `errorMessage` is a [`VendorError`] scoped to its index |
 //!
 //! A body that is not a Responsys envelope (an HTML gateway page, truncated JSON, an empty
@@ -382,6 +383,25 @@ static TABLE: &[Row] = &[
     row("UNEXPECTED_EXCEPTION", Fatal, fail, "final"),
 ];
 
+/// Rows that need the `detail` too: a code whose meaning depends on it, by a phrase the detail
+/// holds (in any case). They come before the code table.
+#[rustfmt::skip]
+static DETAIL_TABLE: &[(&str, Row)] = &[
+    // `Throttling.html`: the rate-limit endpoint answers a bad token with a 500.
+    ("not a valid authentication token", row("UNEXPECTED_EXCEPTION", AuthExpired, refresh, "not a valid authentication token: re-login, replay once")),
+];
+
+/// The row for `e`: a detail row first, then an exact code match, then the first prefix row.
+fn row_for(e: &ResponsysError) -> Option<&'static Row> {
+    let code = e.error_code.trim();
+    let detail = e.detail.as_deref().unwrap_or_default().to_ascii_lowercase();
+    DETAIL_TABLE
+        .iter()
+        .find(|(phrase, r)| r.code.eq_ignore_ascii_case(code) && detail.contains(phrase))
+        .map(|(_, r)| r)
+        .or_else(|| lookup(code))
+}
+
 /// The row for `code`: an exact match first, then the first prefix row.
 fn lookup(code: &str) -> Option<&'static Row> {
     let code = code.trim();
@@ -396,7 +416,7 @@ fn lookup(code: &str) -> Option<&'static Row> {
 }
 
 fn classify_code(e: &ResponsysError) -> Classification {
-    match lookup(&e.error_code) {
+    match row_for(e) {
         Some(r) => Classification::new(r.kind, (r.advice)(), format!("responsys: {}: {}", e.error_code, r.why))
             .with_throttle(r.throttle),
         None => Classification::fail(
@@ -534,6 +554,8 @@ impl Profile for Responsys {
 
     fn classify(&self, _req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
         let (head, body) = match outcome {
+            // Stopped on this side before it was sent: no vendor rule applies.
+            Outcome::Failure(Failure::Local) => return Generic::classify_failure(Failure::Local),
             Outcome::Failure(f) => return no_response(*f),
             Outcome::Response(head, body) => (head, body),
         };

@@ -133,6 +133,9 @@ fn the_vendors_md_table() {
         let on_sub = if f == Failure::Connect { (Retry, Retry) } else { (Reconcile, Reconcile) };
         rows.push((Signal::NoResponse(f), &sub, Kind::Transient, on_sub, min_delay_for(on_sub)));
     }
+    // Stopped on this side before it was sent: no vendor rule applies, final.
+    rows.push((Signal::NoResponse(Failure::Local), &other, Kind::Fatal, (Fail, Fail), None));
+    rows.push((Signal::NoResponse(Failure::Local), &sub, Kind::Fatal, (Fail, Fail), None));
     // Every other code → fatal, fail.
     for code in [
         "AUTHENTICATION_FAILURE",

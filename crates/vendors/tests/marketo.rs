@@ -349,6 +349,17 @@ fn the_most_forbidding_error_decides_and_all_are_kept() {
     assert_eq!(c.errors.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(), ["606", "610", "601"]);
     let body = r#"{"success":false,"errors":[{"code":"606"},{"code":"601"}]}"#;
     assert_eq!(run(&Method::GET, 200, Some(JSON), body).0.kind, Kind::AuthExpired);
+    // The rank, from the most forbidding down: quota over fatal, throttled over transient; the
+    // order of the errors in the body does not matter.
+    for (codes, kind) in [
+        (["610", "607"], Kind::QuotaExhausted),
+        (["607", "610"], Kind::QuotaExhausted),
+        (["604", "606"], Kind::Throttled),
+        (["606", "604"], Kind::Throttled),
+    ] {
+        let body = format!(r#"{{"success":false,"errors":[{{"code":"{}"}},{{"code":"{}"}}]}}"#, codes[0], codes[1]);
+        assert_eq!(run(&Method::GET, 200, Some(JSON), &body).0.kind, kind, "{codes:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,6 +482,11 @@ fn failures_follow_the_generic_rules() {
 #[test]
 fn policy_and_hosts() {
     let p = marketo::policy();
+    // The documented limits themselves (VENDORS.md: 100 calls / 20 s and 10 concurrent per
+    // instance), not the crate's names for them.
+    assert_eq!(p.rate_limit(), Some((100, 20 * SECOND)));
+    assert_eq!(p.max_concurrency(), Some(10));
+    assert_eq!(marketo::RATE_WINDOW, 20 * SECOND);
     assert_eq!(p.max_attempts(), 4);
     assert!(p.deadline().unwrap() >= marketo::QUEUE_RETRY_MAX * 3);
     assert!(p.replay_limit() >= 1_000_000, "Marketo accepts bodies up to 1 MB");

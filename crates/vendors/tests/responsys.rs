@@ -96,6 +96,16 @@ fn the_vendors_md_table() {
         row(code(401, "INVALID_TOKEN"), Kind::AuthExpired, refresh, None),
         row(code(500, "INVALID_TOKEN"), Kind::AuthExpired, refresh, None),
         row(code(401, "TOKEN_EXPIRED"), Kind::AuthExpired, refresh, None),
+        // The rate-limit endpoint's bad-token answer (`Throttling.html`): a 500 whose detail says so.
+        row(
+            Signal::Json(
+                500,
+                r#"{"type":"","title":"Unexpected exception","errorCode":"UNEXPECTED_EXCEPTION","detail":"Not a valid authentication token","errorDetails":[]}"#.into(),
+            ),
+            Kind::AuthExpired,
+            refresh,
+            None,
+        ),
         // API_NOT_ALLOWED_IN_SECONDARY → failover, fail.
         row(code(401, "API_NOT_ALLOWED_IN_SECONDARY"), Kind::Failover, fail, None),
         // UNRECOVERABLE_EXCEPTION → transient, resubmit once after 30 s, any method.
@@ -128,6 +138,8 @@ fn the_vendors_md_table() {
     for f in [Failure::Connect, Failure::Timeout, Failure::Io, Failure::BodyRead] {
         rows.push(row(Signal::NoResponse(f), Kind::Transient, retry, Some(120 * S)));
     }
+    // Stopped on this side before it was sent: no vendor rule applies, final.
+    rows.push(row(Signal::NoResponse(Failure::Local), Kind::Fatal, fail, None));
     // Login lockouts, blocked APIs, bad parameters and anything else → fatal, fail.
     for c in [
         "LOGIN_BLOCKED_TEMPORARILY",
@@ -169,6 +181,43 @@ fn the_vendors_md_table() {
             assert_eq!(c.errors.len(), 1, "{what}");
         }
     }
+}
+
+/// The documented numbers themselves, not the crate's names for them: the next minute window
+/// (VENDORS.md: "retry after the next minute window"), the 10-minute capacity counters, the
+/// 30 s resubmit, and "3 times, 2 minutes apart".
+#[test]
+fn the_documented_waits_are_the_documented_numbers() {
+    let range = |code_name: &str| match decide_at(
+        &classify(400, Some(JSON), &envelope(code_name)),
+        1,
+        &[],
+        true,
+        Duration::ZERO,
+    ) {
+        Decision::Retry { range, .. } => range,
+        other => panic!("{code_name}: {other:?}"),
+    };
+    assert_eq!(range("API_LIMIT_EXCEEDED"), (60 * S, 120 * S));
+    // Decorrelated from 60 s: at most three times the last wait, never over 10 minutes.
+    assert_eq!(range("INTERNAL_CAPACITY_LIMIT_EXCEEDED"), (60 * S, 180 * S));
+    let capacity = classify(400, Some(JSON), &envelope("INTERNAL_CAPACITY_LIMIT_EXCEEDED"));
+    let long_wait = Decision::Retry { after: 500 * S, range: (60 * S, 600 * S) };
+    let history = [Attempt::new(1, Some(StatusCode::BAD_REQUEST), None, &capacity, &long_wait, S)];
+    match decide_at(&capacity, 2, &history, true, 500 * S) {
+        Decision::Retry { range, .. } => assert_eq!(range, (60 * S, 600 * S)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(range("UNRECOVERABLE_EXCEPTION"), (30 * S, 30 * S));
+    assert_eq!(responsys::CAPACITY_MAX_DELAY, 600 * S);
+    let no_response = classify_failure(Failure::Io);
+    let mut history = Vec::new();
+    for attempt in 1..=3 {
+        let d = decide_at(&no_response, attempt, &history, false, Duration::ZERO);
+        assert_eq!(d, Decision::Retry { after: 120 * S, range: (120 * S, 120 * S) }, "retry {attempt}");
+        history.push(Attempt::new(attempt, None, Some(Failure::Io), &no_response, &d, S));
+    }
+    assert_eq!(decide_at(&no_response, 4, &history, false, Duration::ZERO).action(), Action::Fail);
 }
 
 #[test]

@@ -10,8 +10,9 @@
 //!   or the code set with [`ResponsysHandle::set_login_error`].
 //! - API, everything under `/rest/api/v1.3` and the AFTM paths under `/rest/haApi` and
 //!   `/rest/haAsyncApi`, checked in this order:
-//!   1. `Authorization: <token>` (raw, no `Bearer`): missing, unknown or expired → `401
-//!      INVALID_TOKEN` "Not a valid token";
+//!   1. `Authorization: <token>` (raw, no `Bearer`): missing or unknown → `401 INVALID_TOKEN`
+//!      "Not a valid token"; expired → `401 TOKEN_EXPIRED` (the Oracle error table,
+//!      `handlingError4`);
 //!   2. in secondary ([`ResponsysHandle::set_secondary`]) a non-AFTM path → `401
 //!      API_NOT_ALLOWED_IN_SECONDARY` (AFTM paths keep working);
 //!   3. a failure scripted with [`ResponsysHandle::fail_next`] → `500` with that `errorCode`;
@@ -242,7 +243,9 @@ impl ResponsysHandle {
         let aftm = AFTM_PREFIXES.iter().any(|prefix| req.path.starts_with(prefix));
         let mut state = self.state();
         let token_state = state.tokens.state(token.as_deref(), Instant::now());
-        let failure = if token_state != TokenState::Valid {
+        let failure = if token_state == TokenState::Expired {
+            Some((401, "TOKEN_EXPIRED".to_owned(), "Token expired".to_owned(), "The token has expired."))
+        } else if token_state != TokenState::Valid {
             Some((401, "INVALID_TOKEN".to_owned(), "Not a valid token".to_owned(), "Not a valid token"))
         } else if state.secondary && !aftm {
             let detail = "This API is not allowed while the account is in secondary (failover) mode.";
