@@ -34,6 +34,47 @@ impl Secret {
     }
 }
 
+/// `text` with every URL in it shown without its userinfo and its query (`https://h/p?…`):
+/// for a message that quotes a URL (a transport error names the URL it failed on), whose
+/// query may carry a credential (`client_secret=…`, `access_token=…`).
+///
+/// ```
+/// use redial_core::auth::redact_urls;
+/// let text = "error sending request for url (https://id:pw@x.mktorest.com/identity/oauth/token?client_secret=S)";
+/// assert_eq!(redact_urls(text), "error sending request for url (https://x.mktorest.com/identity/oauth/token?…)");
+/// assert_eq!(redact_urls("no URL here"), "no URL here");
+/// ```
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends = |c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | '<' | ']' | ',');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let len = after.find(ends).unwrap_or(after.len());
+        let (url, tail) = after.split_at(len);
+        // userinfo: up to an `@` before the path.
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let url = match url[..authority_end].rfind('@') {
+            Some(at) => &url[at + 1..],
+            None => url,
+        };
+        match url.find(['?', '#']) {
+            Some(q) => {
+                out.push_str(&url[..q]);
+                out.push_str("?…");
+            }
+            None => out.push_str(url),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")

@@ -299,7 +299,10 @@ impl TokenSource {
                             })
                         }
                         Err(e) => {
-                            Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {e}")))
+                            // A transport error names the URL it failed on; its query may hold
+                            // the credential (Marketo documents client_secret there).
+                            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
+                            Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}")))
                         }
                     }
                 })

@@ -17,7 +17,9 @@ pin_project! {
     /// A body that fits the replay limit is buffered once and sent from shared [`Bytes`] on
     /// every attempt (no copy per attempt, and no copy at all when the body already was one
     /// `Bytes`); any other body is streamed through once.
-    #[derive(Debug)]
+    ///
+    /// Its `Debug` shows the kind and the length, never the bytes: a login's form (a client
+    /// secret, a password) goes through the inner service in one of these.
     pub struct RetryBody<B> {
         #[pin]
         inner: Inner<B>,
@@ -26,10 +28,36 @@ pin_project! {
 
 pin_project! {
     #[project = InnerProj]
-    #[derive(Debug)]
     enum Inner<B> {
         Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         Streaming { #[pin] body: B },
+    }
+}
+
+impl<B> std::fmt::Debug for RetryBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Buffered { data, trailers } => f
+                .debug_struct("RetryBody::Buffered")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("trailers", &trailers.as_ref().map(|t| t.len()))
+                .finish(),
+            Inner::Streaming { .. } => f.write_str("RetryBody::Streaming"),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rest = match &self.rest {
+            Rest::Inline { .. } | Rest::Boxed { .. } => "unread",
+            Rest::Done => "none",
+        };
+        f.debug_struct("ResponseBody")
+            .field("read", &self.prefix.as_ref().map_or(0, Bytes::len))
+            .field("trailers", &self.trailers.as_ref().map(|t| t.len()))
+            .field("rest", &rest)
+            .finish()
     }
 }
 
@@ -94,7 +122,9 @@ where
 pin_project! {
     /// The response body redial hands back: whatever it read to classify the response,
     /// followed by the untouched rest of the inner body.
-    #[derive(Debug)]
+    ///
+    /// Its `Debug` shows the length of what was read, never the bytes (a login's answer holds
+    /// the token).
     pub struct ResponseBody<B> {
         prefix: Option<Bytes>,
         trailers: Option<Box<HeaderMap>>,
@@ -105,7 +135,6 @@ pin_project! {
 
 pin_project! {
     #[project = RestProj]
-    #[derive(Debug)]
     enum Rest<B> {
         Inline { #[pin] body: B },
         Boxed { body: Pin<Box<B>> },
@@ -198,6 +227,16 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_shows_lengths_never_bytes() {
+        let login = RetryBody::<()>::from_bytes(Bytes::from_static(b"client_id=id&client_secret=TOPSECRET"));
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("TOPSECRET") && shown.contains("len: 36"), "{shown}");
+        let answer = ResponseBody::<()>::prefixed(Bytes::from_static(br#"{"access_token":"TOPSECRET"}"#), None, None);
+        let shown = format!("{answer:?}");
+        assert!(!shown.contains("TOPSECRET") && shown.contains("read: 28"), "{shown}");
+    }
+
     use super::*;
     use http_body_util::{BodyExt, Full};
 

@@ -14,8 +14,10 @@ use tokio::time::Instant;
 use crate::auth::BoxFuture;
 
 /// What a reconcile hook is asked about: a call that may or may not have taken effect.
+///
+/// Its `Debug` shows the request's method, URI path, header names and body length: never a
+/// header's value (the caller's `Authorization`) nor the body.
 #[non_exhaustive]
-#[derive(Debug)]
 pub struct ReconcileRequest {
     /// The original request, body included.
     pub request: Request<Bytes>,
@@ -25,6 +27,21 @@ pub struct ReconcileRequest {
     pub failure: Option<Failure>,
     /// The vendor errors of the failed attempt.
     pub errors: Vec<VendorError>,
+}
+
+impl fmt::Debug for ReconcileRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.request.headers().keys().map(|k| k.as_str()).collect();
+        f.debug_struct("ReconcileRequest")
+            .field("method", self.request.method())
+            .field("path", &self.request.uri().path())
+            .field("headers", &names)
+            .field("body_len", &self.request.body().len())
+            .field("status", &self.status)
+            .field("failure", &self.failure)
+            .field("errors", &self.errors)
+            .finish()
+    }
 }
 
 /// The hook's answer.
@@ -234,5 +251,22 @@ impl Failover {
         st.probing = false;
         st.trial_since = None;
         st.next_trial = Instant::now() + FAILOVER_TRIAL_INTERVAL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_request_shows_no_header_value_nor_body() {
+        let request = Request::post("https://engage.example.com/soap?op=createSubCampaign")
+            .header("authorization", "Basic TOPSECRET")
+            .body(Bytes::from_static(b"<password>TOPSECRET</password>"))
+            .unwrap();
+        let req = ReconcileRequest { request, status: None, failure: Some(Failure::Timeout), errors: Vec::new() };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        assert!(shown.contains("authorization") && shown.contains("body_len: 30"), "{shown}");
     }
 }

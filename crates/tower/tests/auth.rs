@@ -447,3 +447,26 @@ async fn a_fatal_login_with_a_backoff_of_duration_max_stops_logins_without_a_pan
     }
     assert_eq!(logins.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_login_transport_error_that_names_its_url_shows_no_query_or_userinfo() {
+    // reqwest's errors name the URL they failed on; a token endpoint's query can carry the
+    // client secret (Marketo documents it there).
+    let inner = tower::service_fn(|req: Request<RetryBody<Full<Bytes>>>| async move {
+        if req.uri().path() == "/login" {
+            let e = "error sending request for url (http://u:TOPSECRET@vendor.test/login?client_secret=TOPSECRET)";
+            return Err::<Response<Full<Bytes>>, _>(std::io::Error::other(e));
+        }
+        Ok(Response::new(Full::from("ok")))
+    });
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(10 * S).build().unwrap())
+        .auth("*", TokenSource::login(TestLogin))
+        .unwrap()
+        .build();
+    let err = ServiceBuilder::new().layer(layer).service(inner).oneshot(api()).await.unwrap_err();
+    let login = err.login_error().expect("the login's error");
+    let shown = format!("{err} {err:?} {login} {login:?}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(login.message().contains("http://vendor.test/login?…"), "{}", login.message());
+}

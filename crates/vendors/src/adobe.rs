@@ -507,7 +507,7 @@ impl ImsLogin {
 impl fmt::Debug for ImsLogin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImsLogin")
-            .field("token_url", self.inner.token_url())
+            .field("token_url", &redial_core::auth::redact_urls(&self.inner.token_url().to_string()))
             .field("client_id", &self.inner.client_id())
             .field("client_secret", &"***")
             .field("scope", &self.inner.scope_value())

@@ -1154,7 +1154,7 @@ impl IdentityLogin {
 impl fmt::Debug for IdentityLogin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityLogin")
-            .field("token_url", self.inner.token_url())
+            .field("token_url", &redial_core::auth::redact_urls(&self.inner.token_url().to_string()))
             .field("client_id", &self.inner.client_id())
             .field("client_secret", &"***")
             .finish()

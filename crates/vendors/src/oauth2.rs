@@ -277,10 +277,21 @@ impl Answer<'_> {
         out.trim().to_owned()
     }
 
-    /// A failure, with the status and (unless 2xx) the body.
+    /// A failure, with the status and (unless 2xx, or unless it echoes a credential) the body.
     pub(crate) fn fail(&self, kind: LoginFailureKind, what: &str) -> LoginError {
-        let body = if self.status.is_success() { Bytes::new() } else { Bytes::copy_from_slice(self.body) };
+        let keep = !self.status.is_success() && !self.echoes_a_secret();
+        let body = if keep { Bytes::copy_from_slice(self.body) } else { Bytes::new() };
         LoginError::new(kind, format!("{}: {what}", self.who)).with_response(self.status, body)
+    }
+
+    /// Whether the body holds one of the secrets, in any of the encodings `clean` looks for.
+    fn echoes_a_secret(&self) -> bool {
+        let text = String::from_utf8_lossy(self.body);
+        let decoded = percent_decode(&text);
+        self.secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .any(|secret| text.contains(secret) || text.contains(&form_urlencode(secret)) || decoded.contains(secret))
     }
 
     /// A failure the vendor named with a code.
@@ -543,7 +554,7 @@ impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let params: Vec<&str> = self.params.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("ClientCredentials")
-            .field("token_url", &self.token_url)
+            .field("token_url", &redial_core::auth::redact_urls(&self.token_url.to_string()))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)

@@ -657,12 +657,23 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// assert!(!format!("{login:?} {err} {err:?}").contains("pa ss&word"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PasswordLogin {
     token_url: http::Uri,
     user_name: String,
     password: redial_core::auth::Secret,
     lifetime: Duration,
+}
+
+impl std::fmt::Debug for PasswordLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordLogin")
+            .field("token_url", &redial_core::auth::redact_urls(&self.token_url.to_string()))
+            .field("user_name", &self.user_name)
+            .field("password", &self.password)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
 }
 
 impl PasswordLogin {

@@ -700,6 +700,13 @@ fn nothing_secret_in_debug_or_errors() {
     check("adobe", format!("{:?}", adobe()));
     check("oauth2", format!("{:?}", oauth().param("client_assertion_extra", CLIENT_SECRET)));
     check("oauth2 alt", format!("{:#?}", oauth().auth_style(AuthStyle::Post)));
+    // A login URL pasted from Marketo's docs, the credentials in its query.
+    let pasted =
+        format!("https://123-ABC-456.mktorest.com/identity/oauth/token?client_id=id&client_secret={CLIENT_SECRET}");
+    check("marketo pasted URL", format!("{:?}", IdentityLogin::new(&pasted, "id", "other").unwrap()));
+    let with_key = format!("https://login2.responsys.net/?api_key={CLIENT_SECRET}");
+    check("responsys query", format!("{:?}", PasswordLogin::new(&with_key, "user", "other").unwrap()));
+    check("oauth2 query", format!("{:?}", ClientCredentials::new(&pasted, "id", "other").unwrap()));
 
     for (name, login) in all_logins() {
         // Each login knows its own secret: the one an echo can be redacted from.
@@ -739,6 +746,7 @@ fn nothing_secret_in_debug_or_errors() {
         for (status, body) in answers {
             let e = parse(login.as_ref(), status, &body).expect_err(&body);
             check(format!("{e} {e:?} {e:#?} {:?} {:?}", e.message(), e.code()));
+            check(String::from_utf8_lossy(e.body()).into_owned());
             if e.status().is_some_and(|s| s.is_success()) {
                 assert!(e.body().is_empty(), "{name}: a 2xx body is never kept");
             }
