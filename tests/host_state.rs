@@ -527,3 +527,26 @@ async fn responsys_a_post_refused_with_a_503_whose_body_breaks_is_still_retried(
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(sim.count(path), 2);
 }
+
+#[test]
+fn host_state_is_read_by_pattern_or_by_a_host_name_it_serves() {
+    let layer = redial::builder().build();
+    assert_eq!(layer.current_rate_limit("*.mktorest.com"), Some(100));
+    assert_eq!(layer.current_rate_limit("123-abc-456.mktorest.com"), Some(100));
+    assert_eq!(layer.current_concurrency_limit("123-abc-456.MKTOREST.com"), Some(10));
+    assert_eq!(layer.failover_mode("acme.responsys.ocs.oraclecloud.com"), Some(FailoverMode::Primary));
+    // A name no vendor serves is served by the default host, which has no limits.
+    assert_eq!(layer.current_rate_limit("api.example.com"), None);
+    assert_eq!(layer.failover_mode("*.nobody.example"), None, "a pattern nothing was registered under");
+}
+
+#[test]
+fn attaching_to_a_pattern_nothing_was_registered_under_says_so() {
+    let source = TokenSource::from_fn(redial::core::auth::Attach::Bearer, || async {
+        Ok::<_, redial::core::auth::LoginError>(redial::core::auth::Credential::new("t", None))
+    });
+    let err = RetryLayer::builder().auth("api.example.com", source).unwrap_err();
+    assert!(err.to_string().contains("no host is registered under \"api.example.com\""), "{err}");
+    let err = RetryLayer::builder().host("api.example.com:8443", redial::core::generic::Generic, Policy::default());
+    assert!(err.unwrap_err().to_string().contains("without a port"));
+}

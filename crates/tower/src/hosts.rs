@@ -43,6 +43,18 @@ impl Host {
     }
 }
 
+impl Host {
+    /// `self`, with what was attached to `old`'s pattern moved over.
+    fn attachments_from(mut self, old: &mut Host) -> Host {
+        self.auth = self.auth.take().or_else(|| old.auth.take());
+        self.reconcile = self.reconcile.take().or_else(|| old.reconcile.take());
+        if old.failover.probe.is_some() && self.failover.probe.is_none() {
+            self.failover = std::mem::take(&mut old.failover);
+        }
+        self
+    }
+}
+
 impl fmt::Debug for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Host")
@@ -54,13 +66,41 @@ impl fmt::Debug for Host {
     }
 }
 
-/// A host pattern was not of the form `host.example.com` or `*.example.com`.
+/// A host pattern was not of the form `host.example.com` or `*.example.com` (a host name or
+/// an IP address, without a port: patterns match the URI's host alone), or nothing was
+/// registered under the pattern a token source, a reconcile hook or a probe was given for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidHost(pub(crate) String);
+pub struct InvalidHost {
+    pattern: String,
+    unregistered: bool,
+}
+
+impl InvalidHost {
+    pub(crate) fn malformed(pattern: &str) -> Self {
+        InvalidHost { pattern: pattern.to_owned(), unregistered: false }
+    }
+
+    pub(crate) fn unregistered(pattern: &str) -> Self {
+        InvalidHost { pattern: pattern.to_owned(), unregistered: true }
+    }
+
+    /// The pattern as it was given.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+}
 
 impl fmt::Display for InvalidHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`", self.0)
+        if self.unregistered {
+            write!(f, "no host is registered under {:?}: register it first (`host`, `vendor_at`)", self.pattern)
+        } else {
+            write!(
+                f,
+                "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`, without a port",
+                self.pattern
+            )
+        }
     }
 }
 
@@ -86,8 +126,9 @@ impl Hosts {
         Hosts { all: vec![default], exact: HashMap::new(), suffixes: Vec::new() }
     }
 
+    /// Serve every other host with `host`, keeping what was attached to the default before.
     pub(crate) fn set_default(&mut self, host: Host) {
-        self.all[DEFAULT.0] = host;
+        self.all[DEFAULT.0] = host.attachments_from(&mut self.all[DEFAULT.0]);
     }
 
     /// The host registered under exactly this pattern (`*` for the default).
@@ -103,8 +144,20 @@ impl Hosts {
         &self.all[id.0]
     }
 
+    /// Register `host` under `pattern`. A pattern registered before is served by `host` from
+    /// now on, and keeps what was attached to it (a token source, a reconcile hook, a probe).
     pub(crate) fn insert(&mut self, pattern: &str, host: Host) -> Result<(), InvalidHost> {
-        let invalid = || InvalidHost(pattern.to_owned());
+        let invalid = || InvalidHost::malformed(pattern);
+        // A port never matches (the URI's host has none); an IPv6 literal keeps its colons
+        // inside its brackets.
+        let bracketed = pattern.starts_with('[') && pattern.ends_with(']');
+        if pattern.contains(':') && !bracketed {
+            return Err(invalid());
+        }
+        if let Some(old) = self.all.iter_mut().skip(1).find(|h| h.pattern.eq_ignore_ascii_case(pattern)) {
+            *old = host.attachments_from(old);
+            return Ok(());
+        }
         let lower = pattern.to_ascii_lowercase();
         let key: Box<str>;
         let exact = match lower.strip_prefix('*') {
@@ -194,12 +247,37 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_registered_again_keeps_what_was_attached_to_it() {
+        let mut hosts = Hosts::new(host("default"));
+        hosts.insert("*.mktorest.com", host("*.mktorest.com")).unwrap();
+        let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, || async {
+            Ok::<_, redial_core::auth::LoginError>(redial_core::auth::Credential::new("t", None))
+        });
+        hosts.by_pattern_mut("*.mktorest.com").unwrap().auth = Some(source);
+        let stricter = Policy::builder().max_attempts(2).build().unwrap();
+        hosts.insert("*.MKTOREST.com", Host::new("*.MKTOREST.com", Arc::new(Generic), stricter)).unwrap();
+        let uri: Uri = "https://123-abc-456.mktorest.com/rest".parse().unwrap();
+        let served = hosts.get(hosts.lookup(&uri));
+        assert_eq!(served.policy.max_attempts(), 2, "the new policy serves");
+        assert!(served.auth.is_some(), "the token source stays");
+        assert_eq!(hosts.all.len(), 2, "replaced, not added");
+
+        // The default too.
+        hosts.all[0].auth = hosts.all[1].auth.clone();
+        hosts.set_default(host("*"));
+        assert!(hosts.all[0].auth.is_some());
+    }
+
+    #[test]
     fn patterns_are_validated() {
         let mut hosts = Hosts::new(host("default"));
         for bad in ["", "*", "*.", "*example.com", "a.*.com", "**.x.com", "*..com", "a/b"] {
             assert!(hosts.insert(bad, host(bad)).is_err(), "{bad:?}");
         }
-        for good in ["x.com", "*.x.com", "localhost", "127.0.0.1"] {
+        for bad in ["x.com:8443", "*.x.com:443", "127.0.0.1:80", "::1"] {
+            assert!(hosts.insert(bad, host(bad)).is_err(), "{bad:?}");
+        }
+        for good in ["x.com", "*.x.com", "localhost", "127.0.0.1", "[::1]"] {
             assert!(hosts.insert(good, host(good)).is_ok(), "{good:?}");
         }
     }

@@ -83,28 +83,41 @@ impl RetryLayer {
 }
 
 impl RetryLayer {
-    /// The failover mode of the host registered under `pattern` (`*` for the default), for
-    /// health checks and alerts; the changes are also `tracing` events.
+    /// The host registered under `pattern` exactly, or else the one that serves the host name
+    /// `pattern` (`123-abc-456.mktorest.com` finds `*.mktorest.com`, or the default).
+    fn serving(&self, pattern: &str) -> Option<&Host> {
+        let hosts = &self.shared.hosts;
+        hosts.by_pattern(pattern).or_else(|| {
+            let uri: http::Uri = format!("http://{pattern}/").parse().ok()?;
+            (!pattern.contains('*')).then(|| hosts.get(hosts.lookup(&uri)))
+        })
+    }
+
+    /// The failover mode of the host registered under `pattern` (`*` for the default; a host
+    /// name finds the host that serves it), for health checks and alerts; the changes are
+    /// also `tracing` events.
     pub fn failover_mode(&self, pattern: &str) -> Option<FailoverMode> {
-        self.shared.hosts.by_pattern(pattern).map(|h| h.failover.mode())
+        self.serving(pattern).map(|h| h.failover.mode())
     }
 
-    /// The concurrency permits free now for the host registered under `pattern`, if it has a
-    /// concurrency limit: equal to the limit when nothing is in flight.
+    /// The concurrency permits free now for the host registered under `pattern` (or serving
+    /// the host name `pattern`), if it has a concurrency limit: equal to the limit when nothing
+    /// is in flight.
     pub fn available_permits(&self, pattern: &str) -> Option<usize> {
-        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.available_permits())
+        self.serving(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.available_permits())
     }
 
-    /// The concurrency limit in force for the host registered under `pattern`, if it has one:
-    /// lower than the policy's after the vendor refused a call for having too many in flight.
+    /// The concurrency limit in force for the host registered under `pattern` (or serving the
+    /// host name `pattern`), if it has one: lower than the policy's after the vendor refused a
+    /// call for having too many in flight.
     pub fn current_concurrency_limit(&self, pattern: &str) -> Option<u32> {
-        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.effective())
+        self.serving(pattern).and_then(|h| h.limits.concurrency.as_ref()).map(|c| c.effective())
     }
 
-    /// The rate limit in force for the host registered under `pattern`, if it has one: lower
-    /// than the policy's after the vendor throttled.
+    /// The rate limit in force for the host registered under `pattern` (or serving the host
+    /// name `pattern`), if it has one: lower than the policy's after the vendor throttled.
     pub fn current_rate_limit(&self, pattern: &str) -> Option<u32> {
-        self.shared.hosts.by_pattern(pattern).and_then(|h| h.limits.effective_rate())
+        self.serving(pattern).and_then(|h| h.limits.effective_rate())
     }
 }
 
@@ -165,8 +178,11 @@ pub struct RetryLayerBuilder {
 }
 
 impl RetryLayerBuilder {
-    /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain) with this
-    /// profile and policy. Exact hosts win over patterns, longer patterns over shorter ones.
+    /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain; no port)
+    /// with this profile and policy. Exact hosts win over patterns, longer patterns over
+    /// shorter ones. Registering a pattern again replaces its profile and policy and keeps what
+    /// was attached to it ([`auth`](Self::auth), [`reconcile`](Self::reconcile),
+    /// [`failover_probe`](Self::failover_probe)).
     pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
         self.hosts.insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
         Ok(self)
@@ -179,7 +195,7 @@ impl RetryLayerBuilder {
     /// Login requests go through the wrapped service itself. When the vendor says the token
     /// expired, it is refreshed once for all waiting requests and the request replayed.
     pub fn auth(mut self, pattern: &str, source: TokenSource) -> Result<Self, InvalidHost> {
-        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
         host.auth = Some(source);
         Ok(self)
     }
@@ -188,7 +204,7 @@ impl RetryLayerBuilder {
     /// says must be reconciled (Genesys `createSubCampaign`). Without a hook such a call is
     /// never re-sent, and the error says why.
     pub fn reconcile(mut self, pattern: &str, hook: impl ReconcileHook) -> Result<Self, InvalidHost> {
-        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
         host.reconcile = Some(Arc::new(hook));
         Ok(self)
     }
@@ -201,7 +217,7 @@ impl RetryLayerBuilder {
     /// refuses it unprocessed while failed over), and the host is back to primary when the
     /// vendor serves it.
     pub fn failover_probe(mut self, pattern: &str, probe: Probe) -> Result<Self, InvalidHost> {
-        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost(pattern.to_owned()))?;
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
         host.failover = Failover::with_probe(probe);
         Ok(self)
     }
