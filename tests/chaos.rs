@@ -2,7 +2,7 @@
 //! the simulator (and, for what hyper's server refuses to send, a bare TCP server), on tokio's
 //! paused clock.
 //!
-//! Every test checks the invariants of `DESIGN.md`:
+//! Every test checks the invariants of `docs/DESIGN.md`:
 //! - bounded: virtual time (and, where it matters, wall time and memory) stays within the policy;
 //! - the right kind and action, read from the error's predicates or the report;
 //! - nothing lost: the caller gets the response, or an error that owns its status, the body bytes

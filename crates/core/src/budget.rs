@@ -15,7 +15,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Shared per-host retry accounting. Implement it to keep the budget elsewhere (a store shared
-/// by a fleet); [`RatioBudget`] is the in-memory default.
+/// by a fleet) and give it to a host with `RetryLayerBuilder::retry_budget` (redial-tower);
+/// [`RatioBudget`] is the in-memory default.
 pub trait RetryBudget: Send + Sync + fmt::Debug {
     /// A logical request started at `now`.
     fn deposit(&self, now: Instant);

@@ -64,6 +64,11 @@ enum Fetch {
 
 /// One credential and its shared cache.
 ///
+/// Clones share the token, the login in flight and the backoff. Configure a source
+/// ([`skew`](Self::skew), [`login_backoff`](Self::login_backoff),
+/// [`login_timeout`](Self::login_timeout)) before cloning it or giving it to a layer: on a
+/// shared source those settings are ignored, with a warning.
+///
 /// ```
 /// use std::time::Duration;
 /// use redial_tower::auth::TokenSource;
@@ -153,10 +158,15 @@ impl TokenSource {
         }
     }
 
+    /// Configuration happens before the source is shared (its clones share one token and one
+    /// login): a shared one is left as it is, and says so.
     fn configure(mut self, f: impl FnOnce(&mut Cell)) -> Self {
-        // Configuration happens before the source is shared; a shared one is left as it is.
-        if let Some(cell) = Arc::get_mut(&mut self.cell) {
-            f(cell);
+        match Arc::get_mut(&mut self.cell) {
+            Some(cell) => f(cell),
+            None => tracing::warn!(
+                "TokenSource configured after it was cloned or given to a layer: the setting is ignored; \
+                 configure it first"
+            ),
         }
         self
     }
@@ -178,9 +188,10 @@ impl TokenSource {
         })
     }
 
-    /// The longest a login may take before it counts as failed (default 30 s).
+    /// The longest a login may take before it counts as failed (default 30 s; at least a
+    /// millisecond, at most [`MAX_DURATION`]: a zero one would fail every login).
     pub fn login_timeout(self, timeout: Duration) -> Self {
-        self.configure(|c| c.login_timeout = timeout)
+        self.configure(|c| c.login_timeout = timeout.clamp(Duration::from_millis(1), MAX_DURATION))
     }
 
     /// How the token is put on requests.

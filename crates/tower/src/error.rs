@@ -151,7 +151,9 @@ impl Error {
         self.failure() == Some(Failure::Timeout)
     }
 
-    /// A response asked for a credential refresh and no token source is configured.
+    /// A credential problem of any kind: a response asked for a credential refresh and no token
+    /// source is configured, no credential could be obtained ([`is_auth_failed`](Error::is_auth_failed)),
+    /// or the vendor still refused the request after the refreshes the policy allows.
     pub fn is_auth(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::NoTokenSource | ErrorKind::AuthFailed(_))
             || matches!(self.reason(), Some(FailReason::AuthRefreshExhausted { .. }))

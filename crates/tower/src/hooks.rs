@@ -113,11 +113,21 @@ pub struct Probe {
 
 impl Probe {
     /// Send `request()` every `interval` while in failover mode (Responsys suggests a standard
-    /// read-only call such as "Fetch All Profile Lists").
+    /// read-only call such as "Fetch All Profile Lists"). The interval is at least
+    /// [`MIN_PROBE_INTERVAL`] (a zero one would probe back to back), at most a year.
     pub fn new(interval: Duration, request: impl Fn() -> Request<Bytes> + Send + Sync + 'static) -> Self {
+        let interval = interval.clamp(MIN_PROBE_INTERVAL, redial_core::MAX_DURATION);
         Probe { request: std::sync::Arc::new(request), interval }
     }
+
+    /// How often the probe is sent.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
 }
+
+/// The shortest interval between two failover probes: one a second.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -257,6 +267,14 @@ impl Failover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_interval_is_held_to_its_bounds() {
+        let probe = |d| Probe::new(d, || Request::new(Bytes::new())).interval();
+        assert_eq!(probe(Duration::ZERO), MIN_PROBE_INTERVAL);
+        assert_eq!(probe(Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(probe(Duration::MAX), redial_core::MAX_DURATION);
+    }
 
     #[test]
     fn a_reconcile_request_shows_no_header_value_nor_body() {

@@ -20,6 +20,8 @@ pub(crate) struct Host {
     pub(crate) profile: Arc<dyn Profile>,
     pub(crate) policy: Policy,
     pub(crate) budget: Option<Arc<dyn RetryBudget>>,
+    /// Whether `budget` was given by the user (kept when the pattern is registered again).
+    pub(crate) budget_given: bool,
     pub(crate) auth: Option<TokenSource>,
     pub(crate) limits: Limits,
     pub(crate) failover: Failover,
@@ -35,6 +37,7 @@ impl Host {
             profile,
             policy,
             budget,
+            budget_given: false,
             auth: None,
             limits,
             failover: Failover::default(),
@@ -48,6 +51,10 @@ impl Host {
     fn attachments_from(mut self, old: &mut Host) -> Host {
         self.auth = self.auth.take().or_else(|| old.auth.take());
         self.reconcile = self.reconcile.take().or_else(|| old.reconcile.take());
+        if old.budget_given && !self.budget_given {
+            self.budget = old.budget.take();
+            self.budget_given = true;
+        }
         if old.failover.probe.is_some() && self.failover.probe.is_none() {
             self.failover = std::mem::take(&mut old.failover);
         }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use http::{Request, Response};
 use http_body::Body;
 use redial_core::backoff::SplitMix64;
+use redial_core::budget::RetryBudget;
 use redial_core::generic::Generic;
 use redial_core::{Failure, Policy, Profile};
 use tower_layer::Layer;
@@ -197,6 +198,16 @@ impl RetryLayerBuilder {
     pub fn auth(mut self, pattern: &str, source: TokenSource) -> Result<Self, InvalidHost> {
         let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
         host.auth = Some(source);
+        Ok(self)
+    }
+
+    /// Keep the retry budget of the host registered under `pattern` in `budget` instead of the
+    /// in-memory one its policy describes: a store shared by a fleet, say. The policy's
+    /// [`budget`](redial_core::PolicyBuilder::budget) setting is then not used for this host.
+    pub fn retry_budget(mut self, pattern: &str, budget: Arc<dyn RetryBudget>) -> Result<Self, InvalidHost> {
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
+        host.budget = Some(budget);
+        host.budget_given = true;
         Ok(self)
     }
 

@@ -423,3 +423,40 @@ impl Profile for TimeoutReconciles {
         }
     }
 }
+
+/// A fleet-wide budget kept elsewhere: here, one that is spent.
+#[derive(Debug, Default)]
+struct Spent {
+    deposits: AtomicUsize,
+    withdrawals: AtomicUsize,
+}
+
+impl redial_core::budget::RetryBudget for Spent {
+    fn deposit(&self, _: std::time::Instant) {
+        self.deposits.fetch_add(1, Ordering::SeqCst);
+    }
+    fn withdraw(&self, _: std::time::Instant) -> bool {
+        self.withdrawals.fetch_add(1, Ordering::SeqCst);
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_budget_kept_elsewhere_is_the_one_asked() {
+    let budget = Arc::new(Spent::default());
+    let (vendor, sent) = recording(|| Box::pin(async { reply(503, "busy") }));
+    let layer = RetryLayer::builder()
+        .host("api.example.com", Generic, Policy::default())
+        .unwrap()
+        .retry_budget("api.example.com", budget.clone())
+        .unwrap()
+        // Registered again (a new policy): the budget given stays.
+        .host("api.example.com", Generic, Policy::builder().max_attempts(5).build().unwrap())
+        .unwrap()
+        .build();
+    let req = Request::get("http://api.example.com/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert!(err.is_budget_exhausted(), "{err}");
+    assert_eq!(sent.lock().unwrap().len(), 1);
+    assert_eq!((budget.deposits.load(Ordering::SeqCst), budget.withdrawals.load(Ordering::SeqCst)), (1, 1));
+}
