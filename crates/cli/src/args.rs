@@ -674,10 +674,15 @@ fn parse_call(
 }
 
 /// A URL as an error shows it: without its query and fragment (they may carry a credential).
-fn shown_url(s: &str) -> String {
-    match s.find(['?', '#']) {
-        Some(i) => format!("{}?…", &s[..i]),
-        None => s.to_owned(),
+/// A URL as a message may show it: without its userinfo (`user:password@`) and its query,
+/// either of which may carry a credential. A text that is not a URL at all (a flag's value
+/// taken for the URL, a secret) is not shown.
+pub(crate) fn shown_url(s: &str) -> String {
+    let first = s.split_whitespace().next().unwrap_or_default();
+    if first.contains("://") {
+        redial_core::auth::redact_urls(first).into_owned()
+    } else {
+        "(not a URL: not shown)".to_owned()
     }
 }
 
@@ -927,8 +932,9 @@ pub fn parse_method(s: &str) -> Result<Method, UsageError> {
 
 /// Parse `--url`: an absolute URL with a scheme and a host.
 pub fn parse_url(s: &str) -> Result<Uri, UsageError> {
+    let shown = shown_url(s);
     let invalid =
-        || UsageError::new(format!("invalid --url {s:?}: expected an absolute URL such as https://host/path"));
+        || UsageError::new(format!("invalid --url {shown:?}: expected an absolute URL such as https://host/path"));
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.scheme().is_none() || uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
@@ -1198,6 +1204,24 @@ mod tests {
         assert!(parse_http_url("https://h/", "URL").unwrap_err().message().contains("no TLS"));
         assert!(parse_http_url("HTTP://h/", "URL").is_ok());
         assert!(parse_http_url("http:///x", "URL").is_err());
+        // A URL in a message shows neither userinfo nor query; a text that is no URL, nothing.
+        for (bad, shown) in [
+            (
+                "https://id:TOPSECRET@x.mktorest.com/identity?client_secret=TOPSECRET",
+                "https://x.mktorest.com/identity?…",
+            ),
+            ("ftp://u:TOPSECRET@h/x?access_token=TOPSECRET", "ftp://h/x?…"),
+            ("notaurl access_token=TOPSECRET", "(not a URL: not shown)"),
+        ] {
+            let err = parse_http_url(bad, "--login-url").unwrap_err();
+            assert!(!err.message().contains("TOPSECRET") && err.message().contains(shown), "{err}");
+        }
+        let err = parse_url("notaurl access_token=TOPSECRET").unwrap_err();
+        assert!(!err.message().contains("TOPSECRET") && err.message().contains("(not a URL: not shown)"), "{err}");
+        assert!(parse_http_url("https://id:TOPSECRET@x.test/", "URL")
+            .unwrap_err()
+            .message()
+            .contains("https://x.test/"));
     }
 
     #[cfg(unix)]

@@ -138,7 +138,8 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
         "attempt": args.attempt,
         "request": {
             "method": args.method.as_str(),
-            "url": args.url.to_string(),
+            // Without userinfo or query: either may carry a credential.
+            "url": redial_core::auth::redact_urls(&args.url.to_string()),
             "idempotent": idempotent,
             "replayable": replayable.is_ok(),
         },
@@ -272,6 +273,14 @@ mod tests {
         assert_eq!(history.len(), 2);
         assert!(history.iter().all(|h| h["action"] == "retry"));
         assert_eq!(history[0]["rule"], "generic.502");
+    }
+
+    #[test]
+    fn the_url_shown_has_no_userinfo_nor_query() {
+        let mut a = ExplainArgs::new(Vendor::Generic, Observed::Failure(Failure::Io));
+        a.url = "https://u:TOPSECRET@api.example.com/v1/x?access_token=TOPSECRET".parse().unwrap();
+        let out = explain(&a, b"", None, SystemTime::now());
+        assert_eq!(out["request"]["url"], "https://api.example.com/v1/x?…");
     }
 
     #[test]
