@@ -283,22 +283,30 @@ impl fmt::Display for Error {
                 f.write_str("the vendor has failed over and this endpoint is not served in failover mode; not sent")?
             }
         }
-        write!(f, " ({attempts} attempt{}", if attempts == 1 { "" } else { "s" })?;
+        // What the reason said already is not said again.
+        let reason = self.fail_reason();
+        let mut parts = Vec::new();
+        if !matches!(reason, Some(FailReason::AttemptsExhausted { .. })) {
+            parts.push(format!("{attempts} attempt{}", if attempts == 1 { "" } else { "s" }));
+        }
         if let Some(s) = self.status() {
-            write!(f, ", last status {}", s.as_u16())?;
+            parts.push(format!("last status {}", s.as_u16()));
         } else if let Some(fail) = self.failure() {
-            write!(f, ", last attempt: {}", fail.as_str())?;
+            parts.push(format!("last attempt: {}", fail.as_str()));
         }
         if let Some(c) = &self.inner.classification {
-            write!(f, ", {}", c.kind)?;
+            parts.push(c.kind.to_string());
             if let Some(e) = c.errors.first() {
-                write!(f, ", vendor code {}", e.code)?;
+                parts.push(format!("vendor code {}", e.code));
             }
         }
-        if let Some(hint) = self.hint() {
-            write!(f, ", the server asked to wait {}s", hint.delay.as_secs())?;
+        if let Some(hint) = self.hint().filter(|_| !matches!(reason, Some(FailReason::HintExceedsLimit { .. }))) {
+            parts.push(format!("the server asked to wait {}s", hint.delay.as_secs()));
         }
-        f.write_str(")")
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
     }
 }
 

@@ -460,3 +460,12 @@ async fn a_retry_budget_kept_elsewhere_is_the_one_asked() {
     assert_eq!(sent.lock().unwrap().len(), 1);
     assert_eq!((budget.deposits.load(Ordering::SeqCst), budget.withdrawals.load(Ordering::SeqCst)), (1, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_error_says_each_thing_once() {
+    let (vendor, _) = recording(|| Box::pin(async { reply(502, "bad gateway") }));
+    let layer = RetryLayer::new(Generic, Policy::builder().no_budget().build().unwrap());
+    let req = Request::get("http://api.example.com/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(err.to_string(), "gave up after 3 attempts (last status 502, transient)");
+}
