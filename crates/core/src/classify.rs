@@ -40,6 +40,7 @@ pub struct ResponseHead<'a> {
 }
 
 /// What was read of a response body.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body<'a> {
     /// The body was not read (the profile did not ask for it).
@@ -97,6 +98,7 @@ impl Failure {
 }
 
 /// What one attempt produced.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome<'a> {
     /// A response, with what was read of its body.

@@ -303,6 +303,33 @@ where
 
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
+impl<S, B, RB, D> std::fmt::Debug for ResponseFuture<S, B, RB, D>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+{
+    /// The state and the attempt, never the request (its headers may carry credentials).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Buffer { .. } => "buffering the request body",
+            State::Ready => "ready to send",
+            State::Call { .. } => "attempt in flight",
+            State::Inspect { .. } => "reading the response body",
+            State::AuthWait { .. } => "waiting for a login",
+            State::Acquire { .. } => "waiting for a concurrency permit",
+            State::Pace => "waiting for a rate-limit slot",
+            State::Reconcile { .. } => "waiting for the reconcile hook",
+            State::Sleep => "waiting before a retry",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempt", &self.engine.attempt)
+            .field("method", &self.engine.parts.method)
+            .field("path", &self.engine.parts.uri.path())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S, B, RB, D> Future for ResponseFuture<S, B, RB, D>
 where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,

@@ -469,3 +469,16 @@ async fn an_error_says_each_thing_once() {
     let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
     assert_eq!(err.to_string(), "gave up after 3 attempts (last status 502, transient)");
 }
+
+#[test]
+fn a_response_future_shows_its_state_not_the_request() {
+    let (vendor, _) = recording(|| Box::pin(async { reply(200, "ok") }));
+    let req = Request::get("http://api.example.com/things?access_token=TOPSECRET")
+        .header("authorization", "Bearer TOPSECRET")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let fut = RetryLayer::generic().drive(vendor, redial_tower::Inner, req);
+    let shown = format!("{fut:?}");
+    assert!(shown.contains("ready to send") && shown.contains("/things"), "{shown}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+}

@@ -364,15 +364,18 @@ impl Profile for AdobeEdge {
         wants_body(res.headers, res.status)
     }
 
-    fn classify(&self, _req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
         let (head, body) = match outcome {
             Outcome::Failure(f) => return Generic::classify_failure(*f),
             Outcome::Response(head, body) => (head, body),
+            // An outcome this profile does not know yet: the generic rules.
+            other => return Generic.classify(req, other),
         };
         let bytes = match body {
             Body::Complete(bytes) if wants_body(head.headers, head.status) => bytes,
             Body::Prefix(_) => return status_rules(head, None).with_body(BodyUse::TooLarge),
-            Body::NotRead | Body::Complete(_) => return status_rules(head, None),
+            // Not read, not wanted, or read in a way this profile does not know yet.
+            _ => return status_rules(head, None),
         };
         let parsed = if !json_or_unlabelled(head.headers) {
             Err(ParseError("not JSON by its Content-Type"))

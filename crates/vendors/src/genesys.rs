@@ -648,11 +648,15 @@ impl Profile for GenesysEngage {
         let (head, body) = match outcome {
             Outcome::Failure(f) => return self.classify_failure(req, *f),
             Outcome::Response(head, body) => (head, body),
+            // An outcome this profile does not know yet: the generic rules.
+            other => return Generic.classify(req, other),
         };
         let bytes = match body {
             Body::NotRead => return Generic::classify_status(head),
             Body::Prefix(_) => return fallback(head, BodyUse::TooLarge, "the body is longer than the inspect limit"),
             Body::Complete(bytes) => bytes,
+            // Read in a way this profile does not know yet: the status rules.
+            _ => return Generic::classify_status(head),
         };
         let Some(scan) = scan(bytes) else {
             return fallback(head, BodyUse::Fallback, "the body is not well-formed UTF-8 XML without a DOCTYPE");

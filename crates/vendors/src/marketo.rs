@@ -970,6 +970,8 @@ impl Profile for Marketo {
         let (head, body) = match outcome {
             Outcome::Failure(f) => return Generic::classify_failure(*f),
             Outcome::Response(head, body) => (head, body),
+            // An outcome this profile does not know yet: the generic rules.
+            other => return Generic.classify(req, other),
         };
         match body {
             // The common case, read without building the response (`classify_parsed` would
@@ -988,7 +990,8 @@ impl Profile for Marketo {
                 }
             },
             Body::Prefix(_) => status_rules(req, head).with_body(BodyUse::TooLarge),
-            Body::NotRead | Body::Complete(_) => status_rules(req, head),
+            // Not read, not wanted, or read in a way this profile does not know yet.
+            _ => status_rules(req, head),
         }
     }
 }

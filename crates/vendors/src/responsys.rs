@@ -552,17 +552,21 @@ impl Profile for Responsys {
                 && res.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type)
     }
 
-    fn classify(&self, _req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
         let (head, body) = match outcome {
             // Stopped on this side before it was sent: no vendor rule applies.
             Outcome::Failure(Failure::Local) => return Generic::classify_failure(Failure::Local),
             Outcome::Failure(f) => return no_response(*f),
             Outcome::Response(head, body) => (head, body),
+            // An outcome this profile does not know yet: the generic rules.
+            other => return Generic.classify(req, other),
         };
         let bytes = match body {
             Body::NotRead => return Generic::classify_status(head),
             Body::Prefix(_) => return fallback(head, BodyUse::TooLarge, "the body is longer than the inspect limit"),
             Body::Complete(bytes) => bytes,
+            // Read in a way this profile does not know yet: the status rules.
+            _ => return Generic::classify_status(head),
         };
         let Some(doc) = parse_json(bytes) else {
             return fallback(head, BodyUse::Fallback, "the body is not JSON");
