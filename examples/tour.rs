@@ -228,13 +228,33 @@ async fn main() {
         get(leads("?filterType=id&filterValues=50")),
     )
     .await;
+    println!("  (the identity endpoint was called {} time)", mkto.logins());
     mkto.expire_tokens();
     tour.run(
         "marketo: token expired (602 in a 200)",
-        "Marketo says 602: one login for everyone waiting, and the call replayed with the new token.",
+        "Marketo says 602: a new login, and the call replayed with the new token.",
         get(leads("?filterType=id&filterValues=51")),
     )
     .await;
+    mkto.expire_tokens();
+    println!("\n▶ marketo: 10 concurrent calls meet an expired token");
+    println!("  Each is told 602; they share one login and all replay with its token.");
+    let before = mkto.logins();
+    let refused = mkto.count_code("602");
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let req = get(leads(&format!("?filterType=id&filterValues={}", 60 + i)));
+        calls.spawn(tour.svc.clone().oneshot(req));
+    }
+    let mut ok = 0;
+    while let Some(done) = calls.join_next().await {
+        ok += usize::from(done.expect("the call's task").is_ok_and(|res| res.status().is_success()));
+    }
+    println!(
+        "  ⇒ {ok}/10 succeeded; the vendor answered 602 {} times; logins at the identity endpoint: {}",
+        mkto.count_code("602") - refused,
+        mkto.logins() - before
+    );
 
     mkto_sim.enqueue("/rest/v1/leads.json", Reply::json(200, r#"{"requestId":"e42b#3","success":true,"result":[{"id":50,"status":"created"},{"id":51,"status":"created"},{"status":"skipped","reasons":[{"code":"1005","message":"Lead already exists"}]}]}"#));
     tour.run(
@@ -331,7 +351,7 @@ async fn main() {
     rsys_sim.enqueue("/rest/api/v1.3/lists/Customers/members", Reply::ok().fault(Fault::ResetAfterRead));
     tour.run(
         "responsys: no response",
-        "Oracle: retry up to 3 times, 2 minutes apart, or the API login gets disabled.",
+        "Oracle: retry up to 3 times, 2 minutes apart, or the API login gets disabled (a POST too: Oracle's rule for a call that got no answer).",
         post(members.clone(), r#"{"recordData":{}}"#),
     )
     .await;
