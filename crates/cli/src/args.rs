@@ -674,16 +674,23 @@ fn parse_call(
 }
 
 /// A URL as an error shows it: without its query and fragment (they may carry a credential).
-/// A URL as a message may show it: without its userinfo (`user:password@`) and its query,
-/// either of which may carry a credential. A text that is not a URL at all (a flag's value
-/// taken for the URL, a secret) is not shown.
+/// A URL as a message may show it: without its query (cut at the first `?` or `#`, whatever
+/// follows) and its userinfo (`user:password@`), either of which may carry a credential. A
+/// text that does not begin as a URL (`scheme://`: a flag's value taken for the URL, a
+/// secret) is not shown at all.
 pub(crate) fn shown_url(s: &str) -> String {
     let first = s.split_whitespace().next().unwrap_or_default();
-    if first.contains("://") {
-        redial_core::auth::redact_urls(first).into_owned()
-    } else {
-        "(not a URL: not shown)".to_owned()
+    let scheme = first.split_once("://").map_or("", |(scheme, _)| scheme);
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return "(not a URL: not shown)".to_owned();
     }
+    let (cut, more) = match first.find(['?', '#']) {
+        Some(i) => (&first[..i], "?…"),
+        None => (first, ""),
+    };
+    format!("{}{more}", redial_core::auth::redact_urls(cut))
 }
 
 fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
@@ -1216,8 +1223,16 @@ mod tests {
             let err = parse_http_url(bad, "--login-url").unwrap_err();
             assert!(!err.message().contains("TOPSECRET") && err.message().contains(shown), "{err}");
         }
-        let err = parse_url("notaurl access_token=TOPSECRET").unwrap_err();
-        assert!(!err.message().contains("TOPSECRET") && err.message().contains("(not a URL: not shown)"), "{err}");
+        for bad in [
+            "notaurl access_token=TOPSECRET",
+            "x.mktorest.com/identity/oauth/token?client_secret=TOPSECRET&redirect_uri=https://app.example/cb",
+            "https://h/x?q=\"a\"&access_token=TOPSECRET",
+        ] {
+            let err = parse_url(bad).unwrap_err();
+            assert!(!err.message().contains("TOPSECRET"), "{err}");
+        }
+        let err = parse_url("x.mktorest.com/identity?client_secret=TOPSECRET&r=https://a/b").unwrap_err();
+        assert!(err.message().contains("(not a URL: not shown)"), "{err}");
         assert!(parse_http_url("https://id:TOPSECRET@x.test/", "URL")
             .unwrap_err()
             .message()

@@ -43,19 +43,27 @@ impl Secret {
 /// let text = "error sending request for url (https://id:pw@x.mktorest.com/identity/oauth/token?client_secret=S)";
 /// assert_eq!(redact_urls(text), "error sending request for url (https://x.mktorest.com/identity/oauth/token?…)");
 /// assert_eq!(redact_urls("no URL here"), "no URL here");
+/// // Commas, parentheses and brackets stand raw in queries and userinfo.
+/// let marketo = "(https://u:p,w@x.mktorest.com/rest/v1/leads.json?filterValues=1,2&access_token=S).";
+/// assert_eq!(redact_urls(marketo), "(https://x.mktorest.com/rest/v1/leads.json?…).");
 /// ```
 pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("://") {
         return std::borrow::Cow::Borrowed(text);
     }
-    let ends = |c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | '<' | ']' | ',');
+    // A URL ends where no serializer leaves a character raw; `(`, `)`, `,`, `'`, `[` and `]`
+    // may all stand unescaped in a query or in userinfo. Punctuation that closes the sentence
+    // around it (`(https://h/p?q)`, `… https://h/p.`) is peeled off and put back.
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>');
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
         let len = after.find(ends).unwrap_or(after.len());
-        let (url, tail) = after.split_at(len);
+        let (token, tail) = after.split_at(len);
+        let url = token.trim_end_matches([')', ']', ',', '.', ';', '\'']);
+        let closing = &token[url.len()..];
         // userinfo: up to an `@` before the path.
         let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
         let url = match url[..authority_end].rfind('@') {
@@ -69,6 +77,7 @@ pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
             }
             None => out.push_str(url),
         }
+        out.push_str(closing);
         rest = tail;
     }
     out.push_str(rest);

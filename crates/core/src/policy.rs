@@ -144,7 +144,8 @@ impl Policy {
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
-    /// The total time a logical request may take, attempts and sleeps included. Default 2 min.
+    /// The total time a logical request may take, attempts and sleeps included, from when it
+    /// starts (the first poll of its future). Default 2 min.
     pub fn deadline(&self) -> Option<Duration> {
         self.deadline
     }

@@ -157,7 +157,9 @@ struct Engine<B> {
     attempt: u32,
     history: Vec<Attempt>,
     errors: Vec<(u32, VendorError)>,
-    start: Instant,
+    /// When the request started: its first poll (a future not yet polled has not started,
+    /// and its deadline does not run).
+    start: Option<Instant>,
     idempotent: bool,
     /// Whether `svc` is ready for the next call without polling (true for the first attempt).
     ready: bool,
@@ -238,13 +240,9 @@ where
         probe: bool,
         body: impl FnOnce(&Policy) -> (State<S::Future, B, RB>, Replay, Option<B>),
     ) -> Self {
-        let start = Instant::now();
         let host_id = shared.hosts.lookup(&parts.uri);
         let host = shared.hosts.get(host_id);
         let policy = &host.policy;
-        if let Some(budget) = &host.budget {
-            budget.deposit(start.into_std());
-        }
         if (policy.add_idempotency_key() || parts.extensions.get::<AddIdempotencyKey>().is_some())
             && !parts.headers.contains_key(IDEMPOTENCY_KEY)
         {
@@ -279,7 +277,7 @@ where
                 attempt: 1,
                 history: Vec::new(),
                 errors: Vec::new(),
-                start,
+                start: None,
                 idempotent,
                 // A probe is sent by a task of its own, through a service not yet polled.
                 ready: !probe,
@@ -347,6 +345,15 @@ where
         let _entered = this.span.enter();
         let eng = this.engine;
         let first_poll = !std::mem::replace(&mut eng.polled, true);
+        if first_poll {
+            // The request starts now: its deadline runs from here, and it counts toward the
+            // host's retry budget.
+            let now = Instant::now();
+            eng.start = Some(now);
+            if let Some(budget) = &eng.host().budget {
+                budget.deposit(now.into_std());
+            }
+        }
         // A wait bounded by the deadline: pending until the timer fires, then the request fails.
         macro_rules! until_deadline {
             () => {{
@@ -483,7 +490,7 @@ where
                             eng.paced = true;
                             eng.slot = Some(at);
                             if at > now {
-                                if let Some(deadline) = eng.host().policy.deadline().map(|d| eng.start + d) {
+                                if let Some(deadline) = eng.deadline() {
                                     if at >= deadline {
                                         eng.release_slot();
                                         this.state.set(State::Done);
@@ -521,6 +528,17 @@ where
                             return Poll::Ready(Err(eng.error(ErrorKind::NotReady).with_source(e.into())));
                         }
                     }
+                    // Nothing is sent once the deadline has passed: a login, a reconcile hook or
+                    // a wait for readiness may have taken the rest of it, and the attempt would
+                    // have no time at all (a create would end ambiguous). The first attempt of
+                    // the first poll started in this poll: its clock is not read again.
+                    if !(first_poll && eng.attempt == 1) && eng.deadline().is_some_and(|d| Instant::now() >= d) {
+                        eng.release_slot();
+                        eng.paced = false;
+                        eng.release_permit();
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(eng.deadline_error()));
+                    }
                     // A token leased before the waits for a permit, a slot or readiness may have
                     // expired since: never send one past its expiry; lease again.
                     if eng.token.as_ref().is_some_and(|t| t.expires_at.is_some_and(|at| at <= Instant::now())) {
@@ -534,17 +552,6 @@ where
                         // login (which gives its readiness back first).
                         eng.ready = true;
                         continue;
-                    }
-                    // Nothing is sent once the deadline has passed: a login, a reconcile hook or
-                    // a wait for readiness may have taken the rest of it, and the attempt would
-                    // have no time at all (a create would end ambiguous). The first attempt of
-                    // the first poll was just started: its clock is not read again.
-                    if !(first_poll && eng.attempt == 1) && eng.deadline().is_some_and(|d| Instant::now() >= d) {
-                        eng.release_slot();
-                        eng.paced = false;
-                        eng.release_permit();
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(eng.deadline_error()));
                     }
                     eng.ready = false;
                     eng.slot = None; // used
@@ -935,7 +942,7 @@ impl<B> Engine<B> {
 
     /// When the request must be over, if it has a deadline.
     fn deadline(&self) -> Option<Instant> {
-        self.host().policy.deadline().map(|d| self.start + d)
+        self.host().policy.deadline().map(|d| self.start() + d)
     }
 
     /// Bound the wait in progress by the request's deadline (the timer is armed lazily).
@@ -987,6 +994,11 @@ impl<B> Engine<B> {
 
     fn host(&self) -> &Host {
         self.shared.hosts.get(self.host)
+    }
+
+    /// When the request started (set at the first poll, before anything reads it).
+    fn start(&self) -> Instant {
+        self.start.unwrap_or_else(Instant::now)
     }
 
     fn request_head(&self) -> RequestHead<'_> {
@@ -1049,7 +1061,7 @@ impl<B> Engine<B> {
             policy: &host.policy,
             idempotent: self.idempotent,
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
-            elapsed: now.duration_since(self.start),
+            elapsed: now.duration_since(self.start()),
             can_reconcile: host.reconcile.is_some(),
         };
         let rng = self.rng.get_or_insert_with(|| shared.rng());
@@ -1058,13 +1070,13 @@ impl<B> Engine<B> {
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
     /// `first_poll`: the first attempt, sent in the future's first poll, is timed from the
-    /// request's start, as tower's `Timeout` times from `call` (and the clock is read once per
-    /// request on the path that never waits).
+    /// request's start, read in that same poll (the clock is read once per request on the path
+    /// that never waits).
     fn attempt_deadline(&self, first_poll: bool) -> Option<Instant> {
         let policy = &self.host().policy;
-        let sent = || if first_poll && self.attempt == 1 { self.start } else { Instant::now() };
+        let sent = || if first_poll && self.attempt == 1 { self.start() } else { Instant::now() };
         let attempt = policy.attempt_timeout().map(|t| sent() + t);
-        let total = policy.deadline().map(|d| self.start + d);
+        let total = policy.deadline().map(|d| self.start() + d);
         match (attempt, total) {
             (Some(a), Some(t)) => Some(a.min(t)),
             (a, t) => a.or(t),
@@ -1130,7 +1142,7 @@ impl<B> Engine<B> {
     }
 
     fn record(&mut self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
-        let elapsed = Instant::now().duration_since(self.start);
+        let elapsed = Instant::now().duration_since(self.start());
         self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
         self.errors.extend(c.errors.iter().cloned().map(|e| (self.attempt, e)));
     }

@@ -482,3 +482,22 @@ fn a_response_future_shows_its_state_not_the_request() {
     assert!(shown.contains("ready to send") && shown.contains("/things"), "{shown}");
     assert!(!shown.contains("TOPSECRET"), "{shown}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_polled_late_gets_its_whole_deadline_from_its_first_poll() {
+    // Built at t=0, first polled at 11 s, past what would have been its 10 s deadline: it
+    // starts then, and is not cut as it goes (a create cut at once would end ambiguous).
+    let (vendor, sent) = recording(|| {
+        Box::pin(async {
+            tokio::time::sleep(5 * S).await;
+            reply(200, "created")
+        })
+    });
+    let mut svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, deadline_10s())).service(vendor);
+    let req = Request::post("http://api.example.com/orders").body(Full::from("{}")).unwrap();
+    let fut = svc.ready().await.unwrap().call(req);
+    tokio::time::advance(11 * S).await;
+    let res = fut.await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(*sent.lock().unwrap(), [11 * S]);
+}
