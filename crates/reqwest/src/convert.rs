@@ -3,7 +3,6 @@
 //! copied: a bytes body becomes the engine's replay buffer as it is (one `Bytes`), and every
 //! attempt hands reqwest a clone of that `Bytes` (a reference count).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -54,13 +53,12 @@ impl Body for RequestBody {
 ///
 /// The method, headers and body are moved out of the caller's request, not copied; what is
 /// left of it (its URL, already parsed, and its timeout) is the template.
-pub(crate) fn request_to_http(
-    mut req: reqwest::Request,
-) -> Result<(http::Request<RequestBody>, Template), http::uri::InvalidUri> {
+pub(crate) fn request_to_http(mut req: reqwest::Request, uri: http::Uri) -> (http::Request<RequestBody>, Template) {
     // Exactly the requests `try_clone` can clone are replayable.
     let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
+    let had_body = req.body().is_some();
     let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.uri = http::Uri::try_from(req.url().as_str())?;
+    parts.uri = uri;
     parts.method = std::mem::replace(req.method_mut(), http::Method::GET);
     parts.version = req.version();
     parts.headers = std::mem::take(req.headers_mut());
@@ -73,8 +71,9 @@ pub(crate) fn request_to_http(
             }
         }
     }
-    let template = Template { uri: parts.uri.clone(), timeout: req.timeout().copied(), url: req.url().clone() };
-    Ok((http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template))
+    let template =
+        Template { uri: UriMark::of(&parts.uri), timeout: req.timeout().copied(), url: req.url().clone(), had_body };
+    (http::Request::from_parts(parts, RequestBody { inner: body, replayable }), template)
 }
 
 /// What each attempt's `reqwest::Request` is made from: what is left of the caller's request,
@@ -85,9 +84,12 @@ pub(crate) fn request_to_http(
 /// Only these are kept, not the rest of the caller's request: the call's future holds the
 /// template, and a future over 1 KiB misses the allocator's fast path.
 pub(crate) struct Template {
-    uri: http::Uri,
+    uri: UriMark,
     url: reqwest::Url,
     timeout: Option<std::time::Duration>,
+    /// Whether the caller's request had a body: one without keeps none on every attempt (a
+    /// later middleware may tell the two apart).
+    had_body: bool,
 }
 
 impl Template {
@@ -104,7 +106,8 @@ impl Template {
     ) -> Result<reqwest::Request, reqwest::Error> {
         let (parts, body) = req.into_parts();
         let body = reqwest_body(body);
-        let mut attempt = if same_uri(&parts.uri, &self.uri) {
+        let none = !self.had_body && body.as_bytes().is_some_and(<[u8]>::is_empty);
+        let mut attempt = if UriMark::of(&parts.uri) == self.uri && parts.uri.scheme_str() == Some(self.url.scheme()) {
             let mut attempt = reqwest::Request::new(parts.method, self.url.clone());
             *attempt.headers_mut() = parts.headers;
             *attempt.version_mut() = parts.version;
@@ -113,6 +116,9 @@ impl Template {
         } else {
             reqwest::Request::try_from(http::Request::from_parts(parts, body))?
         };
+        if none {
+            *attempt.body_mut() = None;
+        }
         // `timeout_mut` makes reqwest's extension map: only when there is a timeout.
         if let Some(timeout) = self.timeout {
             *attempt.timeout_mut() = Some(timeout);
@@ -137,20 +143,25 @@ fn reqwest_body(body: RetryBody<RequestBody>) -> reqwest::Body {
     }
 }
 
-/// Whether the engine left the attempt's URI as the caller's: the engine's copy of a URI
-/// shares its parts with the original, so comparing where they point is enough (and cheap);
-/// a URI it rebuilt is compared in full.
-fn same_uri(a: &http::Uri, b: &http::Uri) -> bool {
-    fn same(a: Option<&str>, b: Option<&str>) -> bool {
-        match (a, b) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            (a, b) => a.is_none() && b.is_none(),
+/// Where a URI's authority and path point. The engine's copies of the caller's URI share its
+/// bytes (and keep them alive while the call lasts), so an attempt whose URI points where the
+/// caller's did is to the caller's URL: the cheap test of "the engine left the URI alone". A
+/// URI it rebuilt (a login's endpoint) points elsewhere, and is parsed again. Two words, not
+/// the URI: the call's future holds the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UriMark {
+    authority: usize,
+    path: usize,
+}
+
+impl UriMark {
+    fn of(uri: &http::Uri) -> Self {
+        let at = |s: Option<&str>| s.map_or(0, |s| s.as_ptr() as usize);
+        UriMark {
+            authority: at(uri.authority().map(|a| a.as_str())),
+            path: at(uri.path_and_query().map(|p| p.as_str())),
         }
     }
-    let shared = same(a.authority().map(|x| x.as_str()), b.authority().map(|x| x.as_str()))
-        && same(a.path_and_query().map(|x| x.as_str()), b.path_and_query().map(|x| x.as_str()))
-        && a.scheme() == b.scheme();
-    shared || a == b
 }
 
 /// The bytes of a buffered body. A buffered body is always ready: its first frame is its data,
@@ -175,7 +186,10 @@ where
 /// `reqwest::Response`, which is handed back whole when the engine read none of it.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    res: reqwest::Response,
+    /// The response as it came, until its body is first polled.
+    res: Option<reqwest::Response>,
+    /// Its body, frame by frame (trailers included), once the engine reads it.
+    body: Option<reqwest::Body>,
 }
 
 impl Body for Inbound {
@@ -183,18 +197,31 @@ impl Body for Inbound {
     type Error = reqwest::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
-        // `chunk` only polls the body for its next frame: a pending one holds nothing, so a
-        // new one each poll loses nothing.
-        let chunk = std::pin::pin!(self.get_mut().res.chunk());
-        chunk.poll(cx).map(|r| r.transpose().map(|r| r.map(Frame::data)))
+        let this = self.get_mut();
+        if let Some(res) = this.res.take() {
+            // Frames, not `chunk`: `chunk` drops a trailers frame.
+            this.body = Some(http::Response::<reqwest::Body>::from(res).into_body());
+        }
+        match &mut this.body {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.res.content_length() == Some(0)
+        match (&self.res, &self.body) {
+            (Some(res), _) => res.content_length() == Some(0),
+            (None, Some(body)) => body.is_end_stream(),
+            (None, None) => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.res.content_length().map_or_else(SizeHint::default, SizeHint::with_exact)
+        match (&self.res, &self.body) {
+            (Some(res), _) => res.content_length().map_or_else(SizeHint::default, SizeHint::with_exact),
+            (None, Some(body)) => body.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -206,7 +233,7 @@ pub(crate) fn response_to_http(mut res: reqwest::Response) -> http::Response<Inb
     head.version = res.version();
     head.headers = std::mem::take(res.headers_mut());
     head.extensions = std::mem::take(res.extensions_mut());
-    http::Response::from_parts(head, Inbound { res })
+    http::Response::from_parts(head, Inbound { res: Some(res), body: None })
 }
 
 /// The engine's response, for the caller: status, version, headers and extensions (the
@@ -221,7 +248,7 @@ pub(crate) fn response_from_http(
 ) -> reqwest::Response {
     let (mut parts, body) = res.into_parts();
     let body = match body.into_untouched() {
-        Ok(Inbound { mut res }) if res.status() == parts.status && res.version() == parts.version => {
+        Ok(Inbound { res: Some(mut res), .. }) if res.status() == parts.status && res.version() == parts.version => {
             *res.headers_mut() = parts.headers;
             *res.extensions_mut() = parts.extensions;
             return res;
@@ -242,6 +269,11 @@ mod tests {
     use super::*;
     use http::{StatusCode, Version};
 
+    fn to_http(req: reqwest::Request) -> (http::Request<RequestBody>, Template) {
+        let uri = req.url().as_str().parse().unwrap();
+        request_to_http(req, uri)
+    }
+
     fn request(body: Option<reqwest::Body>) -> reqwest::Request {
         let mut req = reqwest::Request::new(http::Method::PUT, "http://api.example.com/v1/x?q=1".parse().unwrap());
         req.headers_mut().insert("x-id", HeaderValue::from_static("7"));
@@ -252,7 +284,7 @@ mod tests {
     #[test]
     fn a_bytes_body_shows_its_size_and_comes_back_as_the_same_bytes() {
         let data = Bytes::from_static(b"{\"id\":42}");
-        let (req, template) = request_to_http(request(Some(reqwest::Body::from(data.clone())))).unwrap();
+        let (req, template) = to_http(request(Some(reqwest::Body::from(data.clone()))));
         assert_eq!(req.body().size_hint().exact(), Some(9));
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
 
@@ -270,7 +302,7 @@ mod tests {
     fn an_attempt_keeps_the_callers_timeout_and_a_new_endpoint_is_parsed() {
         let mut caller = request(Some(reqwest::Body::from("x")));
         *caller.timeout_mut() = Some(std::time::Duration::from_secs(7));
-        let (req, template) = request_to_http(caller).unwrap();
+        let (req, template) = to_http(caller);
         let (mut parts, _) = req.into_parts();
         parts.headers.insert("authorization", HeaderValue::from_static("Bearer t"));
         let same =
@@ -289,7 +321,7 @@ mod tests {
 
     #[test]
     fn no_body_is_an_empty_replayable_body() {
-        let (req, _) = request_to_http(request(None)).unwrap();
+        let (req, _) = to_http(request(None));
         assert!(req.body().is_end_stream());
         assert_eq!(req.body().size_hint().exact(), Some(0));
     }
@@ -297,7 +329,7 @@ mod tests {
     #[test]
     fn a_stream_shows_no_size_to_the_engine_and_keeps_its_length_on_the_wire() {
         let stream = reqwest::Body::wrap(String::from("0123456789"));
-        let (req, _) = request_to_http(request(Some(stream))).unwrap();
+        let (req, _) = to_http(request(Some(stream)));
         assert_eq!(req.body().size_hint().exact(), None);
         assert_eq!(req.body().size_hint().lower(), 0);
         assert_eq!(req.headers()[CONTENT_LENGTH], "10");
@@ -307,7 +339,7 @@ mod tests {
     fn a_stream_that_names_its_framing_is_left_alone() {
         let mut req = request(Some(reqwest::Body::wrap(String::from("0123456789"))));
         req.headers_mut().insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        let (req, _) = request_to_http(req).unwrap();
+        let (req, _) = to_http(req);
         assert!(!req.headers().contains_key(CONTENT_LENGTH));
     }
 

@@ -37,8 +37,9 @@ pub fn into_redial_error(err: reqwest_middleware::Error) -> Result<Error, reqwes
 }
 
 /// A [`FailureClassifier`](redial_tower::FailureClassifier) that also reads reqwest's own
-/// errors: a connect error (including reqwest's connect timeout) never reached the server, and
-/// reqwest's timeouts are timeouts. Everything else is read by [`redial_tower::classify_error`],
+/// errors: a connect error (including reqwest's connect timeout) never reached the server,
+/// reqwest's timeouts are timeouts, and a builder or redirect-policy error is final
+/// ([`Failure::Local`]: sending the request again would meet it again). Everything else is read by [`redial_tower::classify_error`],
 /// the default, which already recognises a refused connection below a reqwest error.
 ///
 /// [`RedialMiddleware`](crate::RedialMiddleware) reads reqwest's errors this way itself; this
@@ -59,6 +60,11 @@ pub fn classify_error(error: &(dyn std::error::Error + 'static)) -> Failure {
             }
             if e.is_timeout() {
                 return Failure::Timeout;
+            }
+            // Never left (a request reqwest could not build), or stopped by the redirect
+            // policy, which would stop it again: final.
+            if e.is_builder() || e.is_redirect() {
+                return Failure::Local;
             }
         }
         next = e.source();

@@ -80,15 +80,39 @@ impl fmt::Debug for RedialMiddleware {
     }
 }
 
-#[async_trait::async_trait]
+// Written out (it is what `#[async_trait]` makes), so that a URL the engine cannot take goes
+// straight on without a state of its own in the call's future.
 impl Middleware for RedialMiddleware {
-    async fn handle(
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        req: reqwest::Request,
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        match http::Uri::try_from(req.url().as_str()) {
+            Ok(uri) => Box::pin(self.call(req, uri, extensions, next)),
+            // A URL reqwest accepts and `http::Uri` does not: reqwest refuses it itself, with
+            // its own builder error (and the URL), as it would without redial.
+            Err(_) => next.run(req, extensions),
+        }
+    }
+}
+
+impl RedialMiddleware {
+    async fn call(
         &self,
         req: reqwest::Request,
+        uri: http::Uri,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let (mut req, template) = request_to_http(req).map_err(reqwest_middleware::Error::middleware)?;
+        let (mut req, template) = request_to_http(req, uri);
         // The per-request markers the engine reads, set with `RequestBuilder::with_extension`
         // (a `reqwest::Request` has no public extensions of its own).
         if let Some(mark) = extensions.get::<RetrySafe>() {

@@ -398,6 +398,11 @@ fn unwrap_error(e: reqwest_middleware::Error) -> BoxError {
         reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => {
             Box::new(AttemptError::new(Failure::Timeout, e.into()))
         }
+        // A request reqwest could not build never left, and one its redirect policy stopped
+        // (a loop, too many, refused) would stop the same way again: neither is sent again.
+        reqwest_middleware::Error::Reqwest(e) if e.is_builder() || e.is_redirect() => {
+            Box::new(AttemptError::final_error(e.into()))
+        }
         reqwest_middleware::Error::Reqwest(e) => Box::new(e),
         reqwest_middleware::Error::Middleware(e) => Box::new(AttemptError::final_error(e.into())),
     }

@@ -1,0 +1,155 @@
+//! The reqwest front door: what reqwest itself knows of a request and its errors survives the
+//! crossing into the engine and back. These are the cases the tower door never meets (the
+//! scenarios both doors share are in `front_doors.rs`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Extensions;
+use redial::core::backoff::Backoff;
+use redial::{Policy, RetryLayer};
+use redial_reqwest::RedialMiddleware;
+use redial_sim::{Reply, Sim};
+use reqwest_middleware::{ClientBuilder, Middleware, Next};
+
+fn generic() -> RetryLayer {
+    let policy = Policy::builder().backoff(Backoff::constant(Duration::from_millis(100))).build().unwrap();
+    RetryLayer::builder().default_host(redial::core::generic::Generic, policy).rng_seed(7).build()
+}
+
+fn plain() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redirect_loop_is_final_as_without_redial() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/loop", Reply::status(302).header("Location", "/loop"));
+    let bare = ClientBuilder::new(plain()).build();
+    assert!(bare.get(sim.url("/loop")).send().await.unwrap_err().is_redirect());
+    let without = sim.take_requests().len();
+
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(generic())).build();
+    let e = client.get(sim.url("/loop")).send().await.unwrap_err();
+    assert_eq!(sim.take_requests().len(), without, "the chain of redirects is not run again");
+    let err = redial_reqwest::redial_error(&e).expect("redial's error");
+    assert_eq!(err.report().attempt_count(), 1);
+    assert!(err.is_final(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_reqwest_cannot_build_is_final_and_never_left() {
+    // An https-only client and an http URL: it can never succeed, and it was never sent.
+    let https_only = reqwest::Client::builder().no_proxy().https_only(true).build().unwrap();
+    let client = ClientBuilder::new(https_only).with(RedialMiddleware::new(generic())).build();
+    for e in [
+        client.get("http://127.0.0.1:9/x").send().await.unwrap_err(),
+        client.post("http://127.0.0.1:9/x").body("x").send().await.unwrap_err(),
+    ] {
+        let err = redial_reqwest::redial_error(&e).expect("redial's error");
+        assert_eq!(err.report().attempt_count(), 1);
+        let failure = err.report().attempts[0].failure.expect("no response");
+        assert!(!failure.may_have_reached_server(), "{failure:?}: {err}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_url_reqwest_takes_and_http_does_not_fails_as_reqwest_says() {
+    let bare = ClientBuilder::new(plain()).build();
+    let without = bare.get("http://{{hostname}}/").send().await.unwrap_err();
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(generic())).build();
+    let with = client.get("http://{{hostname}}/").send().await.unwrap_err();
+    assert!(without.is_builder() && with.is_builder(), "{without} / {with}");
+    assert_eq!(with.url().map(|u| u.as_str()), without.url().map(|u| u.as_str()));
+}
+
+/// Counts the requests with a body that reach the middleware after redial.
+struct SeeBody(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl Middleware for SeeBody {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        ext: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if req.body().is_some() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        next.run(req, ext).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_body_reaches_later_middlewares_without_one() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::ok());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(generic())).with(SeeBody(seen.clone())).build();
+    client.get(sim.url("/x")).send().await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "a GET without a body was given one");
+    client.post(sim.url("/x")).body("").send().await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "an empty body is still a body");
+}
+
+/// Every body read, as Marketo's success bodies are.
+#[derive(Debug)]
+struct InspectEverything;
+
+impl redial::core::Profile for InspectEverything {
+    fn name(&self) -> &str {
+        "inspect everything"
+    }
+    fn inspect(&self, _: &redial::core::RequestHead<'_>, _: &redial::core::ResponseHead<'_>) -> bool {
+        true
+    }
+    fn classify(
+        &self,
+        req: &redial::core::RequestHead<'_>,
+        outcome: &redial::core::Outcome<'_>,
+    ) -> redial::core::Classification {
+        redial::core::Profile::classify(&redial::core::generic::Generic, req, outcome)
+    }
+}
+
+/// A chunked 200 with a trailer, from a bare socket on loopback.
+async fn trailer_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+                          trailer: x-checksum\r\n\r\n2\r\n{}\r\n0\r\nx-checksum: abc\r\n\r\n",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    format!("http://{addr}/x")
+}
+
+async fn trailer(res: reqwest::Response) -> Option<http::HeaderValue> {
+    use http_body_util::BodyExt;
+    let collected = http::Response::<reqwest::Body>::from(res).into_body().collect().await.unwrap();
+    collected.trailers().and_then(|t| t.get("x-checksum").cloned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn trailers_survive_a_body_the_engine_read() {
+    let url = trailer_server().await;
+    let bare = ClientBuilder::new(plain()).build();
+    assert_eq!(trailer(bare.get(&url).send().await.unwrap()).await.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
+    let layer = RetryLayer::builder().default_host(InspectEverything, Policy::default()).build();
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(layer)).build();
+    assert_eq!(trailer(client.get(&url).send().await.unwrap()).await.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
+}
