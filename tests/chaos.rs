@@ -1002,3 +1002,41 @@ async fn a_request_body_that_stalls_while_buffered_is_bounded_by_the_deadline() 
     assert!(err.is_deadline(), "{err}");
     assert_eq!(sim.count("/upload"), 0);
 }
+
+/// A body of the frames given, then pending forever.
+struct Frames(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.0.pop_front() {
+            Some(b) => Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_far_over_the_inspect_limit_is_neither_copied_nor_kept() {
+    // One byte, then a 64 MiB frame, then nothing: the error owns 1 KiB, and holds no more.
+    let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        let frames = Frames([Bytes::from_static(b"{"), Bytes::from(vec![b'x'; 64 * MIB])].into());
+        Ok::<_, std::convert::Infallible>(Response::builder().status(400).body(frames).unwrap())
+    });
+    let policy = Policy::builder().inspect_limit(1024).max_attempts(1).build().unwrap();
+    let baseline = measure_from_here();
+    let err = ServiceBuilder::new()
+        .layer(RetryLayer::new(redial::core::generic::Generic, policy))
+        .service(vendor)
+        .oneshot(get("http://api.example.com/things".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.body().map(|b| b.len()), Some(1024));
+    let held = LIVE.with(Cell::get) - baseline;
+    assert!(held < MIB as isize, "an error with a 1 KiB body holds {held} bytes");
+    assert!(peak_above(baseline) < 66 * MIB, "the 64 MiB frame was copied: peak {}", peak_above(baseline));
+}

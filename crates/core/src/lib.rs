@@ -31,7 +31,7 @@ pub use classify::{
 pub use decide::{decide, Attempt, Context, Decision, FailReason, NotReplayable};
 pub use kind::{Action, Kind};
 pub use policy::{InvalidPolicy, MethodSet, Policy, PolicyBuilder, MAX_DURATION, MAX_INSPECT_LIMIT};
-pub use problem::{is_json_media_type, is_problem_media_type, Problem};
+pub use problem::{is_json_media_type, is_problem_media_type, without_bom, Problem};
 pub use report::Report;
 pub use vendor_error::{ErrorScope, VendorError};
 

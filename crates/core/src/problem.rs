@@ -36,10 +36,21 @@ pub struct Problem {
     pub extensions: Map<String, Value>,
 }
 
+/// `body` without a leading UTF-8 byte order mark, which RFC 8259 §8.1 lets a JSON parser
+/// ignore (and XML 1.0 requires a processor to accept). Every vendor parser reads through it.
+///
+/// ```
+/// assert_eq!(redial_core::without_bom(b"\xEF\xBB\xBF{}"), b"{}");
+/// assert_eq!(redial_core::without_bom(b"{}"), b"{}");
+/// ```
+pub fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
 impl Problem {
     /// Parse a problem details document. Returns `None` unless the body is a JSON object.
     pub fn parse(body: &[u8]) -> Option<Problem> {
-        match serde_json::from_slice::<Value>(body).ok()? {
+        match serde_json::from_slice::<Value>(without_bom(body)).ok()? {
             Value::Object(map) => Some(Problem::from_map(map)),
             _ => None,
         }

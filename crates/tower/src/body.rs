@@ -54,7 +54,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             Rest::Done => "none",
         };
         f.debug_struct("ResponseBody")
-            .field("read", &self.prefix.as_ref().map_or(0, Bytes::len))
+            .field("read", &(self.prefix.as_ref().map_or(0, Bytes::len) + self.over.as_ref().map_or(0, Bytes::len)))
             .field("trailers", &self.trailers.as_ref().map(|t| t.len()))
             .field("rest", &rest)
             .finish()
@@ -127,6 +127,8 @@ pin_project! {
     /// the token).
     pub struct ResponseBody<B> {
         prefix: Option<Bytes>,
+        // What a last frame read brought beyond the inspect limit, kept apart (not copied).
+        over: Option<Bytes>,
         trailers: Option<Box<HeaderMap>>,
         #[pin]
         rest: Rest<B>,
@@ -145,16 +147,24 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// The inner body, untouched.
     pub(crate) fn passthrough(body: B) -> Self {
-        ResponseBody { prefix: None, trailers: None, rest: Rest::Inline { body } }
+        ResponseBody { prefix: None, over: None, trailers: None, rest: Rest::Inline { body } }
     }
 
     /// Bytes already read, then (if the body was not read to its end) the rest.
     pub(crate) fn prefixed(prefix: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<B>>>) -> Self {
         ResponseBody {
             prefix: (!prefix.is_empty()).then_some(prefix),
+            over: None,
             trailers,
             rest: rest.map_or(Rest::Done, |body| Rest::Boxed { body }),
         }
+    }
+
+    /// The part of the last frame read that went beyond the inspect limit, sent after the
+    /// prefix and before the rest.
+    pub(crate) fn with_overshoot(mut self, over: Option<Bytes>) -> Self {
+        self.over = over.filter(|o| !o.is_empty());
+        self
     }
 
     /// The inner body, if redial read none of it (the response went through as it came);
@@ -164,7 +174,7 @@ impl<B> ResponseBody<B> {
     /// back whole, with no conversion on the path where nothing needed reading.
     pub fn into_untouched(self) -> Result<B, Self> {
         match self {
-            ResponseBody { prefix: None, trailers: None, rest: Rest::Inline { body } } => Ok(body),
+            ResponseBody { prefix: None, over: None, trailers: None, rest: Rest::Inline { body } } => Ok(body),
             other => Err(other),
         }
     }
@@ -190,7 +200,7 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        if let Some(prefix) = this.prefix.take() {
+        if let Some(prefix) = this.prefix.take().or_else(|| this.over.take()) {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         let frame = match this.rest.as_mut().project() {
@@ -209,11 +219,14 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.trailers.is_none() && self.rest_hint().is_none_or(|(end, _)| end)
+        self.prefix.is_none()
+            && self.over.is_none()
+            && self.trailers.is_none()
+            && self.rest_hint().is_none_or(|(end, _)| end)
     }
 
     fn size_hint(&self) -> SizeHint {
-        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let prefix = [&self.prefix, &self.over].iter().map(|p| p.as_ref().map_or(0, |p| p.len() as u64)).sum::<u64>();
         let rest = self.rest_hint().map_or_else(|| SizeHint::with_exact(0), |(_, h)| h);
         // Upper first: `set_lower` asserts the new lower bound is within the current upper one.
         let mut hint = SizeHint::new();

@@ -88,21 +88,32 @@ struct Reading<RB> {
     received_at: SystemTime,
     first: Option<Bytes>,
     rest: BytesMut,
+    /// What the last frame brought beyond `limit`: kept as it came, never copied.
+    over: Option<Bytes>,
     trailers: Option<Box<HeaderMap>>,
 }
 
 impl<RB> Reading<RB> {
     fn len(&self) -> usize {
-        self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
+        self.first.as_ref().map_or(0, Bytes::len) + self.rest.len() + self.over.as_ref().map_or(0, Bytes::len)
     }
 
-    fn push(&mut self, data: Bytes) {
+    /// Add a frame's data: the first as it is (no copy); then up to `limit` bytes in all are
+    /// copied together, and what a frame brings beyond that is kept apart, as it came (a
+    /// 64 MiB frame after a small one is not copied).
+    fn push(&mut self, data: Bytes, limit: usize) {
         if self.first.is_none() && self.rest.is_empty() {
             self.first = Some(data);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.extend_from_slice(&first);
+        }
+        let room = limit.saturating_sub(self.rest.len());
+        if data.len() > room {
+            self.rest.extend_from_slice(&data[..room]);
+            self.over = Some(data.slice(room..));
         } else {
-            if let Some(first) = self.first.take() {
-                self.rest.extend_from_slice(&first);
-            }
             self.rest.extend_from_slice(&data);
         }
     }
@@ -122,8 +133,15 @@ impl<RB> Reading<RB> {
 enum Got<RB> {
     /// A response whose body was not read (whole: it is returned as it came, not taken apart).
     Head(Response<RB>),
-    /// A response and the bytes read of its body; `rest` is what was not read.
-    Read { head: response::Parts, bytes: Bytes, trailers: Option<Box<HeaderMap>>, rest: Option<Pin<Box<RB>>> },
+    /// A response and the bytes read of its body (`over`: what the last frame brought beyond
+    /// the limit); `rest` is what was not read.
+    Read {
+        head: response::Parts,
+        bytes: Bytes,
+        over: Option<Bytes>,
+        trailers: Option<Box<HeaderMap>>,
+        rest: Option<Pin<Box<RB>>>,
+    },
     /// A response whose body failed (or stalled) before its end: the outcome is the failure,
     /// and the head and the bytes read go with it (nothing lost).
     Broken { head: response::Parts, bytes: Bytes, failure: Failure, source: Option<BoxError> },
@@ -581,6 +599,7 @@ where
                                 received_at,
                                 first: None,
                                 rest: BytesMut::new(),
+                                over: None,
                                 trailers: None,
                             };
                             this.state.set(State::Inspect { read: Some(Box::new(read)) });
@@ -624,7 +643,7 @@ where
                         }
                         match r.body.as_mut().poll_frame(cx) {
                             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                                Ok(mut data) => r.push(data.copy_to_bytes(data.remaining())),
+                                Ok(mut data) => r.push(data.copy_to_bytes(data.remaining()), limit),
                                 Err(frame) => {
                                     if let Ok(t) = frame.into_trailers() {
                                         r.trailers.get_or_insert_with(Default::default).extend(t);
@@ -669,7 +688,7 @@ where
                             };
                             c = eng.classify_response(r.head.status, &r.head.headers, r.received_at, view);
                             let rest = (!complete).then_some(r.body);
-                            Got::Read { head: r.head, bytes, trailers: r.trailers, rest }
+                            Got::Read { head: r.head, bytes, over: r.over, trailers: r.trailers, rest }
                         }
                     }
                 }
@@ -965,11 +984,12 @@ impl<B> Engine<B> {
     /// (at most the inspect limit, unless they are the whole body), or the transport error.
     fn owned<RB>(&self, got: Got<RB>) -> (Option<LastResponse>, Option<BoxError>) {
         let limit = self.host().policy.inspect_limit();
-        let prefix = |bytes: Bytes| bytes.slice(..bytes.len().min(limit));
+        // Copied when cut: a slice would keep the whole buffer (a 64 MiB first frame) alive.
+        let prefix = |bytes: Bytes| if bytes.len() > limit { Bytes::copy_from_slice(&bytes[..limit]) } else { bytes };
         match got {
             Got::Head(res) => (Some((res.into_parts().0, Bytes::new(), false)), None),
-            Got::Read { head, bytes, rest: None, .. } => (Some((head, bytes, true)), None),
-            Got::Read { head, bytes, rest: Some(_), .. } => (Some((head, prefix(bytes), false)), None),
+            Got::Read { head, bytes, rest: None, over: None, .. } => (Some((head, bytes, true)), None),
+            Got::Read { head, bytes, .. } => (Some((head, prefix(bytes), false)), None),
             Got::Broken { head, bytes, source, .. } => (Some((head, prefix(bytes), false)), source),
             Got::Nothing(_, source) => (None, source),
         }
@@ -1202,7 +1222,9 @@ impl<B> Engine<B> {
                 }
                 return res;
             }
-            Got::Read { head, bytes, trailers, rest } => (head, ResponseBody::prefixed(bytes, trailers, rest)),
+            Got::Read { head, bytes, over, trailers, rest } => {
+                (head, ResponseBody::prefixed(bytes, trailers, rest).with_overshoot(over))
+            }
             Got::Broken { .. } | Got::Nothing(..) => unreachable!("an outcome without a response is never returned"),
         };
         if let Some(report) = report {

@@ -209,11 +209,19 @@ pub struct EdgeResponse {
 
 impl EdgeResponse {
     /// The errors then the warnings as [`VendorError`]s (scopes `NonFatal` and `Warning`).
+    ///
+    /// At most [`MAX_ERRORS`](crate::MAX_ERRORS) are kept, and a `requestId` longer than
+    /// [`MAX_SHARED_ATTRIBUTE`](crate::MAX_SHARED_ATTRIBUTE) goes on the first one only.
     pub fn vendor_errors(&self) -> Vec<VendorError> {
         let id = self.request_id.as_deref();
-        let errors = self.errors.iter().map(|p| to_vendor_error(p, ErrorScope::NonFatal, id));
-        let warnings = self.warnings.iter().map(|p| to_vendor_error(p, ErrorScope::Warning, id));
-        errors.chain(warnings).collect()
+        let errors = self.errors.iter().map(|p| (p, ErrorScope::NonFatal));
+        let warnings = self.warnings.iter().map(|p| (p, ErrorScope::Warning));
+        errors
+            .chain(warnings)
+            .take(crate::MAX_ERRORS)
+            .enumerate()
+            .map(|(n, (p, scope))| to_vendor_error(p, scope, id.filter(|id| crate::shares(id, n))))
+            .collect()
     }
 }
 
@@ -230,6 +238,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ParseError> {
+    let body = redial_core::without_bom(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError("empty body"));
     }

@@ -73,7 +73,7 @@ pub const DEADLINE: Duration = Duration::from_secs(4 * 60);
 pub const MAX_DEPTH: usize = 128;
 
 /// The most errors kept from one body; further errors are dropped.
-pub const MAX_ERRORS: usize = 1000;
+pub const MAX_ERRORS: usize = crate::MAX_ERRORS;
 
 /// The default host policy for Genesys Engage (values from `VENDORS.md`, Genesys Engage).
 ///
@@ -205,7 +205,7 @@ impl Partial {
 }
 
 fn utf8(body: &[u8]) -> Option<&str> {
-    std::str::from_utf8(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)).ok()
+    std::str::from_utf8(redial_core::without_bom(body)).ok()
 }
 
 /// A reader over a UTF-8 body (`None` for other encodings: we never guess).

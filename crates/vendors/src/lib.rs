@@ -12,6 +12,20 @@ use std::sync::Arc;
 use redial_core::generic::Generic;
 use redial_core::{Policy, Profile};
 
+/// The most vendor errors kept from one response: a body of a few hundred kilobytes can list
+/// tens of thousands, and each is kept, with the attempt history, in the caller's report.
+pub const MAX_ERRORS: usize = 1000;
+
+/// The longest value copied onto every error of a response (a `requestId`, a record's `id`):
+/// a longer one goes on the first error only, so that what the errors hold stays linear in the
+/// body however many errors share it.
+pub const MAX_SHARED_ATTRIBUTE: usize = 256;
+
+/// Whether a value shared by every error of a response goes on the error at `index`.
+pub(crate) fn shares(value: &str, index: usize) -> bool {
+    index == 0 || value.len() <= MAX_SHARED_ATTRIBUTE
+}
+
 pub mod adobe;
 pub mod genesys;
 pub mod marketo;

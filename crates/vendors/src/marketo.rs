@@ -268,28 +268,37 @@ impl MarketoResponse {
 
     /// Every error of the body as [`VendorError`]s: response-level ones (scope `Response`),
     /// then one per reason of each skipped record (scope `Record(i)`), in input order.
+    ///
+    /// At most [`MAX_ERRORS`](crate::MAX_ERRORS) are kept, and a `requestId` or record `id`
+    /// longer than [`MAX_SHARED_ATTRIBUTE`](crate::MAX_SHARED_ATTRIBUTE) goes on the first error
+    /// it applies to only: what the errors hold stays linear in the body.
     pub fn vendor_errors(&self) -> Vec<VendorError> {
-        let tag = |e: VendorError| match &self.request_id {
-            Some(id) => e.with_attribute("requestId", id.clone()),
-            None => e,
+        let tag = |e: VendorError, n: usize| match &self.request_id {
+            Some(id) if crate::shares(id, n) => e.with_attribute("requestId", id.clone()),
+            _ => e,
         };
-        let mut out: Vec<VendorError> = self.errors.iter().map(|e| tag(e.to_vendor_error())).collect();
+        let mut out: Vec<VendorError> = Vec::new();
+        for e in self.errors.iter().take(crate::MAX_ERRORS) {
+            out.push(tag(e.to_vendor_error(), out.len()));
+        }
         for (i, record) in self.result.iter().enumerate().filter(|(_, r)| r.is_skipped()) {
-            let record_error = |e: VendorError| {
-                let mut e = tag(e.with_scope(ErrorScope::Record(i)));
-                if let Some(id) = &record.id {
+            let reasons = record.reasons.len().max(1);
+            for k in 0..reasons {
+                if out.len() >= crate::MAX_ERRORS {
+                    return out;
+                }
+                // Skipped without a reason: the status is all Marketo said.
+                let e =
+                    record.reasons.get(k).map_or_else(|| VendorError::code_only("skipped"), |r| r.to_vendor_error());
+                let mut e = tag(e.with_scope(ErrorScope::Record(i)), out.len());
+                if let Some(id) = record.id.as_ref().filter(|id| crate::shares(id, k)) {
                     e = e.with_attribute("id", id.clone());
                 }
                 if let Some(seq) = record.seq {
                     e = e.with_attribute("seq", seq.to_string());
                 }
-                e
-            };
-            if record.reasons.is_empty() {
-                // Skipped without a reason: the status is all Marketo said.
-                out.push(record_error(VendorError::code_only("skipped")));
+                out.push(e);
             }
-            out.extend(record.reasons.iter().map(|r| record_error(r.to_vendor_error())));
         }
         out
     }
@@ -348,6 +357,7 @@ impl std::error::Error for ParseError {}
 /// Parse a Marketo response body: a JSON object with at least one of `success`, `errors`,
 /// `requestId`. Members of unexpected types are ignored; codes may be strings or numbers.
 pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
+    let body = redial_core::without_bom(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError("empty body"));
     }
@@ -368,7 +378,7 @@ pub fn parse(body: &[u8]) -> Result<MarketoResponse, ParseError> {
 /// every 2xx body, which classification then need not build. `false` means only "parse it".
 fn is_plain_success(body: &[u8]) -> bool {
     matches!(
-        serde_json::from_slice::<wire::Read<wire::Summary>>(body),
+        serde_json::from_slice::<wire::Read<wire::Summary>>(redial_core::without_bom(body)),
         Ok(wire::Read(Some(s))) if s.known && s.success != Some(false) && s.errors == 0 && s.skipped == 0
     )
 }

@@ -168,7 +168,7 @@ pub(crate) fn join_path(base: &str, suffix: &str) -> Result<Uri, InvalidLoginUrl
 
 /// The body as a JSON object, or why it is not one.
 pub(crate) fn read_json(body: &[u8]) -> Result<Map<String, Value>, &'static str> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let body = redial_core::without_bom(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("empty body");
     }

@@ -210,7 +210,7 @@ fn json_text(v: &Value) -> String {
 }
 
 fn parse_json(body: &[u8]) -> Option<Value> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let body = redial_core::without_bom(body);
     serde_json::from_slice(body).ok()
 }
 

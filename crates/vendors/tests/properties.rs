@@ -16,8 +16,8 @@ use redial_core::backoff::SplitMix64;
 use redial_core::budget::{BudgetConfig, RatioBudget, RetryBudget};
 use redial_core::hint::{self, parse_retry_after, rate_limit_reset, server_hint};
 use redial_core::{
-    decide, Advice, Attempt, Body, Context, Decision, Failure, NotReplayable, Outcome, Problem, RequestHead,
-    ResponseHead,
+    decide, Advice, Attempt, Body, Classification, Context, Decision, Failure, NotReplayable, Outcome, Problem,
+    Profile, RequestHead, ResponseHead,
 };
 use redial_vendors::oauth2::{AuthStyle, ClientCredentials};
 use redial_vendors::responsys::ResponsysError;
@@ -570,4 +570,98 @@ fn is_json_media_type_non_ascii_subtype() {
     assert!(!redial_core::is_json_media_type("application/ab€€"));
     assert!(!redial_core::is_problem_media_type("application/\u{FFFD}\u{FFFD}"));
     assert!(redial_core::is_json_media_type("application/é+json"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the errors of one body hold stays linear in the body.
+
+fn classify_json(profile: &dyn Profile, status: u16, body: &[u8]) -> Classification {
+    let (method, uri) = (Method::GET, Uri::from_static("https://x.example/rest/v1/leads.json"));
+    let (req_headers, mut headers) = (HeaderMap::new(), HeaderMap::new());
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let req = RequestHead { method: &method, uri: &uri, headers: &req_headers, body: None };
+    let head = ResponseHead {
+        status: StatusCode::from_u16(status).unwrap(),
+        headers: &headers,
+        received_at: SystemTime::now(),
+    };
+    profile.classify(&req, &Outcome::Response(head, Body::Complete(body)))
+}
+
+fn held(c: &Classification) -> usize {
+    c.errors
+        .iter()
+        .map(|e| {
+            e.code.len()
+                + e.message.as_ref().map_or(0, String::len)
+                + e.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        })
+        .sum()
+}
+
+#[test]
+fn one_long_request_id_shared_by_many_errors_is_not_copied_onto_each() {
+    let id = "r".repeat(32 * 1024);
+    let many = |item: &str| vec![item; 32 * 1024 / item.len().max(3)].join(",");
+    let bodies: [(&dyn Profile, String); 3] = [
+        (&marketo::Marketo::new(), format!(r#"{{"requestId":"{id}","success":false,"errors":[{}]}}"#, many("{}"))),
+        (
+            &marketo::Marketo::new(),
+            format!(r#"{{"requestId":"{id}","success":true,"result":[{}]}}"#, many(r#"{"status":"skipped"}"#)),
+        ),
+        (&adobe::AdobeEdge::new(), format!(r#"{{"requestId":"{id}","handle":[],"errors":[{}]}}"#, many("{}"))),
+    ];
+    for (profile, body) in bodies {
+        let c = classify_json(profile, if profile.name() == "marketo" { 200 } else { 207 }, body.as_bytes());
+        assert!(!c.errors.is_empty() && c.errors.len() <= redial_vendors::MAX_ERRORS, "{}", c.errors.len());
+        assert!(
+            held(&c) < 4 * body.len(),
+            "{}: a {}-byte body's errors hold {} bytes",
+            profile.name(),
+            body.len(),
+            held(&c)
+        );
+        assert_eq!(c.errors[0].attribute("requestId"), Some(id.as_str()), "the first error keeps it");
+    }
+    // A short id, the usual kind, is on every error.
+    let body = r#"{"requestId":"e42b#1","success":false,"errors":[{"code":"606"},{"code":"615"}]}"#;
+    let c = classify_json(&marketo::Marketo::new(), 200, body.as_bytes());
+    assert!(c.errors.iter().all(|e| e.attribute("requestId") == Some("e42b#1")));
+}
+
+#[test]
+fn a_byte_order_mark_changes_nothing() {
+    // RFC 8259 §8.1: a parser may ignore a leading BOM; Responsys, Genesys and the logins
+    // already did, Marketo, Adobe and RFC 9457 problems now do too.
+    let adobe_401 = r#"{"type":"https://ns.adobe.com/aep/errors/EXEG-0503-401","status":401,"title":"Unauthorized"}"#;
+    let problem =
+        r#"{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","status":403}"#;
+    let cases: [(&dyn Profile, u16, &str, &str); 3] = [
+        (&marketo::Marketo::new(), 200, "application/json", MARKETO_606),
+        (&adobe::AdobeEdge::new(), 401, "application/problem+json", adobe_401),
+        (&redial_core::generic::Generic, 403, "application/problem+json", problem),
+    ];
+    for (profile, status, ct, body) in cases {
+        let (method, uri) = (Method::GET, Uri::from_static("https://x.example/v1"));
+        let (req_headers, mut headers) = (HeaderMap::new(), HeaderMap::new());
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        let req = RequestHead { method: &method, uri: &uri, headers: &req_headers, body: None };
+        let classify = |bytes: &[u8]| {
+            let head = ResponseHead {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: &headers,
+                received_at: SystemTime::now(),
+            };
+            profile.classify(&req, &Outcome::Response(head, Body::Complete(bytes)))
+        };
+        let plain = classify(body.as_bytes());
+        let with_bom = classify(&[b"\xEF\xBB\xBF", body.as_bytes()].concat());
+        assert!(!plain.errors.is_empty(), "{}: {}", profile.name(), plain.reason);
+        assert_eq!(
+            (with_bom.kind, with_bom.code(), with_bom.body),
+            (plain.kind, plain.code(), plain.body),
+            "{}",
+            profile.name()
+        );
+    }
 }
