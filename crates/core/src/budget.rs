@@ -124,7 +124,11 @@ impl RatioBudget {
     /// Add `delta` to `epoch`'s slot, emptying it first if it still holds an older epoch (its
     /// deposits have expired), in one compare-and-swap: a deposit or a withdrawal that lands
     /// while another thread moves the slot on is never lost, nor spent from the old epoch.
-    fn add(&self, epoch: u32, delta: i64) {
+    ///
+    /// A slot saturates (it holds thousandths of a retry in 32 bits): whether the whole delta
+    /// was counted. A withdrawal that could not be is refused, so saturation never lets a
+    /// retry through uncounted.
+    fn add(&self, epoch: u32, delta: i64) -> bool {
         let slot = &self.slots[epoch as usize % SLOTS];
         let mut word = slot.load(Ordering::Acquire);
         loop {
@@ -132,9 +136,13 @@ impl RatioBudget {
             // A thread whose clock read came later may have moved the slot on already: the
             // delta then counts in that epoch.
             let (epoch, base) = if newer(epoch, held) { (epoch, 0) } else { (held, i64::from(value)) };
-            let value = (base + delta).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            let exact = base + delta;
+            if delta < 0 && exact < i64::from(i32::MIN) {
+                return false;
+            }
+            let value = exact.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             match slot.compare_exchange_weak(word, pack(epoch, value), Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return,
+                Ok(_) => return i64::from(value) == exact,
                 Err(now) => word = now,
             }
         }
@@ -161,7 +169,8 @@ impl RatioBudget {
 impl RetryBudget for RatioBudget {
     fn deposit(&self, now: Instant) {
         if self.deposit != 0 {
-            self.add(self.epoch(now), self.deposit);
+            // A full slot stops counting deposits: fewer retries allowed, never more.
+            let _ = self.add(self.epoch(now), self.deposit);
         }
     }
 
@@ -169,12 +178,7 @@ impl RetryBudget for RatioBudget {
         // A poisoned lock guards no data: carry on. Deposits meanwhile only add to the balance.
         let _one_at_a_time = self.withdrawing.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = self.epoch(now);
-        if self.balance(epoch) >= UNIT {
-            self.add(epoch, -UNIT);
-            true
-        } else {
-            false
-        }
+        self.balance(epoch) >= UNIT && self.add(epoch, -UNIT)
     }
 }
 
@@ -267,5 +271,24 @@ mod tests {
         assert!(b.withdraw(t0));
         assert!(!b.withdraw(t0));
         assert!(b.withdraw(t0 + Duration::from_millis(1100)));
+    }
+}
+
+#[cfg(test)]
+mod saturation_tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_that_cannot_count_a_withdrawal_refuses_it() {
+        // A reserve of 2.4 M retries is more than one slot's 32 bits can count down: retries
+        // stop where counting stops, never beyond the reserve.
+        let b = RatioBudget::new(BudgetConfig::new(0.0, 40_000, Duration::from_secs(60)));
+        let now = Instant::now();
+        let mut n = 0u32;
+        while n < 2_500_000 && b.withdraw(now) {
+            n += 1;
+        }
+        assert!(n <= 2_400_000, "{n} retries from a reserve of 2.4 M");
+        assert!(n >= 2_000_000, "{n}");
     }
 }

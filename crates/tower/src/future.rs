@@ -197,6 +197,8 @@ struct Engine<B> {
     paced: bool,
     /// A rate-limit slot reserved and not yet used: given back if the request ends first.
     slot: Option<Instant>,
+    /// The host's throttle generation the slot was reserved under.
+    slot_generation: u64,
     /// What the last attempt got, when the request goes on after it (a retry, a rewrite, a
     /// token refresh, a reconcile): owned by any error that happens before the next attempt
     /// has an outcome of its own (nothing lost).
@@ -307,6 +309,7 @@ where
                 permit_sent: false,
                 paced: false,
                 slot: None,
+                slot_generation: 0,
                 last: None,
                 probe,
                 trial: None,
@@ -504,9 +507,10 @@ where
                         }
                     }
                     if !eng.paced {
-                        if let Some((at, now)) = eng.host().limits.reserve() {
+                        if let Some((at, now, generation)) = eng.host().limits.reserve() {
                             eng.paced = true;
                             eng.slot = Some(at);
+                            eng.slot_generation = generation;
                             if at > now {
                                 if let Some(deadline) = eng.deadline() {
                                     if at >= deadline {
@@ -570,6 +574,30 @@ where
                         // login (which gives its readiness back first).
                         eng.ready = true;
                         continue;
+                    }
+                    // A throttle since the slot was reserved: its pause and lowered limit apply
+                    // to this call too (reserved again); a permit held from before the
+                    // concurrency limit dropped pays its debt, and the request waits for another.
+                    if eng.paced && eng.host().limits.throttled_since(eng.slot_generation) {
+                        eng.release_slot();
+                        eng.paced = false;
+                        eng.ready = true;
+                        continue;
+                    }
+                    if let Some(permit) = eng.permit.take() {
+                        let kept = match &eng.host().limits.concurrency {
+                            Some(concurrency) => concurrency.keep_for_send(permit),
+                            None => Some(permit),
+                        };
+                        match kept {
+                            Some(permit) => eng.permit = Some(permit),
+                            None => {
+                                eng.release_slot();
+                                eng.paced = false;
+                                eng.ready = true;
+                                continue;
+                            }
+                        }
                     }
                     eng.ready = false;
                     eng.slot = None; // used

@@ -26,7 +26,7 @@
 //! limit: additive increase, multiplicative decrease, around a learned ceiling.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +37,9 @@ use tokio::time::Instant;
 pub(crate) struct Limits {
     pub(crate) rate: Option<Mutex<SlidingLog>>,
     pub(crate) concurrency: Option<Concurrency>,
+    /// Bumped by every throttle: a slot reserved before it was reserved under a rate (and
+    /// without a pause) that no longer holds.
+    generation: AtomicU64,
 }
 
 impl Limits {
@@ -44,16 +47,26 @@ impl Limits {
         Limits {
             rate: rate.map(|(n, window)| Mutex::new(SlidingLog::new(n, window))),
             concurrency: concurrency.map(Concurrency::new),
+            generation: AtomicU64::new(0),
         }
     }
 
-    /// Reserve a send slot: the instant the next call may go, and the time it was asked
-    /// (the clock is read only for a host with a rate limit).
-    pub(crate) fn reserve(&self) -> Option<(Instant, Instant)> {
+    /// Reserve a send slot: the instant the next call may go, the time it was asked (the
+    /// clock is read only for a host with a rate limit), and the throttle generation it was
+    /// reserved under.
+    pub(crate) fn reserve(&self) -> Option<(Instant, Instant, u64)> {
         self.rate.as_ref().map(|log| {
             let now = Instant::now();
-            (lock(log).reserve(now), now)
+            let mut log = lock(log);
+            let at = log.reserve(now);
+            (at, now, self.generation.load(Ordering::Acquire))
         })
+    }
+
+    /// Whether the vendor throttled since a slot was reserved under `generation`: the slot
+    /// must be given back and reserved again, under the pause and the lowered limit.
+    pub(crate) fn throttled_since(&self, generation: u64) -> bool {
+        self.rate.is_some() && self.generation.load(Ordering::Acquire) != generation
     }
 
     /// Give back a reserved slot that was not used (its request was dropped or refused, or its
@@ -67,7 +80,9 @@ impl Limits {
     /// The vendor throttled a call: slow the host down.
     pub(crate) fn throttled(&self, now: Instant, pause: Duration) {
         if let Some(log) = &self.rate {
-            lock(log).throttled(now, pause);
+            let mut log = lock(log);
+            log.throttled(now, pause);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -128,18 +143,38 @@ impl Concurrency {
         if self.lowered.load(Ordering::Acquire) {
             let now = Instant::now();
             let mut st = lock(&self.state);
-            if st.effective < self.limit && now >= st.changed_at + CONCURRENCY_RECOVERY {
-                st.effective += 1;
-                if st.debt > 0 {
-                    st.debt -= 1;
-                } else {
-                    self.semaphore.add_permits(1);
-                }
+            // One permit back for every quiet interval since the last change (all of them,
+            // however long the host was idle).
+            let quiet = now.saturating_duration_since(st.changed_at).as_nanos() / CONCURRENCY_RECOVERY.as_nanos();
+            let steps = u32::try_from(quiet).unwrap_or(u32::MAX).min(self.limit - st.effective);
+            if steps > 0 {
+                st.effective += steps;
+                let paid = steps.min(st.debt);
+                st.debt -= paid;
+                self.semaphore.add_permits((steps - paid) as usize);
                 st.changed_at = now;
                 self.lowered.store(st.effective < self.limit, Ordering::Release);
             }
         }
         &self.semaphore
+    }
+
+    /// A permit about to be used for a send, while the limit is lowered and permits still owe
+    /// the debt: it pays the debt instead (`None`), and its request waits for another. A
+    /// request that held its permit from before the limit dropped (waiting for a rate slot, a
+    /// login) is not sent over the lowered limit.
+    pub(crate) fn keep_for_send(&self, permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        if !self.lowered.load(Ordering::Acquire) {
+            return Some(permit);
+        }
+        let mut st = lock(&self.state);
+        if st.debt > 0 {
+            st.debt -= 1;
+            permit.forget();
+            None
+        } else {
+            Some(permit)
+        }
     }
 
     /// A call holding a permit is sent.
@@ -232,18 +267,23 @@ impl SlidingLog {
             limit,
             effective: limit,
             window: window + (window / 10).min(Duration::from_millis(100)),
-            sends: VecDeque::with_capacity(limit as usize),
+            // Grown as needed: a policy may name a limit no host reaches (u32::MAX).
+            sends: VecDeque::with_capacity((limit as usize).min(1024)),
             paused_until: None,
             changed_at: None,
         }
     }
 
     fn reserve(&mut self, now: Instant) -> Instant {
-        // Give back a tenth of the limit for every quiet window since it was lowered.
+        // Give back 1 % of the limit for every quiet window since it was lowered (all of them,
+        // however long the host was idle).
         if self.effective < self.limit {
             if let Some(at) = self.changed_at {
-                if now >= at + self.window {
-                    self.effective = (self.effective + (self.limit / 100).max(1)).min(self.limit);
+                let windows = now.saturating_duration_since(at).as_nanos() / self.window.as_nanos().max(1);
+                if windows > 0 {
+                    let steps = u32::try_from(windows).unwrap_or(u32::MAX);
+                    let step = (self.limit / 100).max(1);
+                    self.effective = self.effective.saturating_add(step.saturating_mul(steps)).min(self.limit);
                     self.changed_at = Some(now);
                 }
             }
@@ -443,5 +483,70 @@ mod release_tests {
         // Its request did not go (its service was not ready); the next one may go at once.
         log.release(unused);
         assert_eq!(log.reserve(t0 + 5 * s), t0 + 5 * s);
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_rate_limit_comes_back_one_percent_for_every_quiet_window() {
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(log.effective, 50);
+        // Ten quiet windows (each kept 100 ms longer than the vendor's 20 s), then one call.
+        let _ = log.reserve(t0 + 10 * (20 * S + Duration::from_millis(100)));
+        assert_eq!(log.effective, 60);
+        // A quiet night: all the way back, and no further.
+        let _ = log.reserve(t0 + 12 * 3600 * S);
+        assert_eq!(log.effective, 100);
+    }
+
+    #[test]
+    fn a_limit_no_host_reaches_costs_nothing_up_front_and_never_overflows() {
+        let t0 = Instant::now();
+        let mut log = SlidingLog::new(u32::MAX, 20 * S);
+        assert!(log.sends.capacity() <= 1024);
+        log.throttled(t0, Duration::ZERO);
+        let _ = log.reserve(t0 + 365 * 24 * 3600 * S);
+        assert_eq!(log.effective, u32::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_concurrency_limit_comes_back_one_for_every_quiet_interval() {
+        let c = Concurrency::new(8);
+        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        c.throttled(Instant::now(), refused);
+        assert_eq!(c.effective(), 4);
+        tokio::time::advance(3 * CONCURRENCY_RECOVERY).await;
+        let _ = c.semaphore();
+        assert_eq!((c.effective(), c.available_permits()), (7, 7));
+        tokio::time::advance(60 * CONCURRENCY_RECOVERY).await;
+        let _ = c.semaphore();
+        assert_eq!((c.effective(), c.available_permits()), (8, 8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_held_from_before_the_limit_dropped_pays_the_debt_instead_of_going() {
+        let c = Concurrency::new(4);
+        let at_vendor = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        let refused = c.semaphore().clone().try_acquire_owned().unwrap();
+        c.sending();
+        // Two more hold permits while they wait for a rate slot: not yet sent.
+        let waiting: Vec<_> = (0..2).map(|_| c.semaphore().clone().try_acquire_owned().unwrap()).collect();
+        c.throttled(Instant::now(), refused);
+        assert_eq!(c.effective(), 1, "the vendor served one alongside");
+        let mut kept = waiting.into_iter().filter_map(|p| c.keep_for_send(p)).collect::<Vec<_>>();
+        assert!(kept.is_empty(), "one call is at the vendor, the limit is one: neither waiting call goes");
+        c.release(at_vendor, true);
+        let next = c.semaphore().clone().try_acquire_owned().expect("the permit the call at the vendor gave back");
+        kept.extend(c.keep_for_send(next));
+        assert_eq!(kept.len(), 1);
     }
 }

@@ -501,3 +501,34 @@ async fn a_request_polled_late_gets_its_whole_deadline_from_its_first_poll() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(*sent.lock().unwrap(), [11 * S]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_holds_the_requests_that_had_already_reserved_their_slot() {
+    // One call per 10 s; three requests at once take the slots of 0 s, 10.1 s and 20.2 s. The
+    // first is answered 429 with Retry-After: 30 at 1 s: the host pauses until 31 s, and the
+    // two waiting requests go after it too, not at their old slots.
+    let t0 = Instant::now();
+    let (vendor, sent) = recording(move || {
+        Box::pin(async move {
+            tokio::time::sleep(S).await;
+            if t0.elapsed() < 30 * S {
+                Response::builder().status(429).header("retry-after", "30").body(Full::default()).unwrap()
+            } else {
+                reply(200, "ok")
+            }
+        })
+    });
+    let policy = Policy::builder().rate_limit(1, 10 * S).deadline(300 * S).no_budget().build().unwrap();
+    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(vendor);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(svc.clone().oneshot(Request::get("http://api.example.com/x").body(Full::default()).unwrap()))
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.iter().all(|t| *t <= S || *t >= 31 * S), "sent while the host was paused: {sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
+}
