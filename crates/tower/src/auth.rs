@@ -177,13 +177,15 @@ impl TokenSource {
         self.configure(|c| c.skew = skew)
     }
 
-    /// Backoff between failed logins: from `min`, doubling, at most `max` (default 1 s to 5 min).
-    /// After a fatal answer the next login waits `max`. Both are held to
+    /// Backoff between failed logins: from `min` (at least 1 ms), doubling, at most `max`
+    /// (default 1 s to 5 min). After a fatal answer the next login waits `max`. Both are held to
     /// [`MAX_DURATION`](redial_core::MAX_DURATION) (a year): `Duration::MAX` means "not again
     /// for as long as the clock can say".
     pub fn login_backoff(self, min: Duration, max: Duration) -> Self {
+        // At least a millisecond: a zero one would never back off.
+        let min = min.clamp(Duration::from_millis(1), MAX_DURATION);
         self.configure(|c| {
-            c.backoff_min = min.min(MAX_DURATION);
+            c.backoff_min = min;
             c.backoff_max = max.max(min).min(MAX_DURATION);
         })
     }
@@ -286,6 +288,9 @@ impl TokenSource {
 
     fn spawn_login(&self, transport: Option<Transport>, renewal: bool) {
         let cell = self.cell.clone();
+        // Whatever happens from here (the user's closure or login panics, the runtime drops
+        // the task), the login ends: its waiters are woken and the next one may start.
+        let ending = Ending { cell: cell.clone(), sent_at: Instant::now(), done: false };
         let fetch: BoxFuture<Result<Credential, LoginError>> = match (&cell.fetch, transport) {
             (Fetch::Closure(f), _) => f(),
             (Fetch::Login(login), Some(send)) => {
@@ -330,8 +335,33 @@ impl TokenSource {
                     Err(LoginError::new(LoginFailureKind::Transient, format!("login took longer than {timeout:?}")))
                 }
             };
-            cell.finish(result);
+            ending.finish(result);
         });
+    }
+}
+
+/// A login in flight, ended exactly once: with its answer, or (dropped unanswered: a panic,
+/// a runtime shut down) as a transient failure, under the backoff.
+struct Ending {
+    cell: Arc<Cell>,
+    /// When the login was sent: a token's lifetime runs from there, as the vendor counts it.
+    sent_at: Instant,
+    done: bool,
+}
+
+impl Ending {
+    fn finish(mut self, result: Result<Credential, LoginError>) {
+        self.done = true;
+        self.cell.finish(result, self.sent_at);
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if !self.done {
+            let e = LoginError::new(LoginFailureKind::Transient, "the login ended without an answer");
+            self.cell.finish(Err(e), self.sent_at);
+        }
     }
 }
 
@@ -342,7 +372,8 @@ impl Cell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn finish(&self, result: Result<Credential, LoginError>) {
+    /// The login sent at `sent_at` ended with `result`.
+    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant) {
         let now = Instant::now();
         let result = result.and_then(|cred| match cred.lifetime {
             // A token born expired cannot be used, and logging in again at once would storm the
@@ -362,13 +393,14 @@ impl Cell {
                 st.last_error = None;
                 // A lifetime past what the clock can hold never expires (a custom login's own
                 // value: the built-in ones are capped).
-                let expires_at = cred.lifetime.and_then(|l| now.checked_add(l));
+                // From when the login was sent: the vendor's clock ran while it answered.
+                let expires_at = cred.lifetime.and_then(|l| sent_at.checked_add(l));
                 let refresh_at = match cred.lifetime {
                     // A token that would be renewed at once (its lifetime is within the skew,
                     // as Marketo's identity answers before expiry) is used until it expires.
                     Some(l) if l > self.skew => {
                         let jitter = st.rng.get_or_insert_with(SplitMix64::from_entropy).next_f64();
-                        now.checked_add(l - self.skew).and_then(|t| t.checked_add(self.skew.mul_f64(jitter / 4.0)))
+                        sent_at.checked_add(l - self.skew).and_then(|t| t.checked_add(self.skew.mul_f64(jitter / 4.0)))
                     }
                     _ => None,
                 };
@@ -389,7 +421,10 @@ impl Cell {
                 let backoff = if e.is_fatal() {
                     self.backoff_max
                 } else {
-                    self.backoff_min.saturating_mul(1u32 << (st.failures - 1).min(16)).min(self.backoff_max)
+                    // Doubling all the way to the longest backoff, however small the first.
+                    1u32.checked_shl(st.failures - 1)
+                        .map_or(self.backoff_max, |factor| self.backoff_min.saturating_mul(factor))
+                        .min(self.backoff_max)
                 };
                 // A wait the vendor named (a throttled login) is kept, up to an hour.
                 let backoff = e.retry_after().map_or(backoff, |w| backoff.max(w.min(MAX_LOGIN_WAIT)));

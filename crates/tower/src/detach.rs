@@ -29,8 +29,9 @@ pub trait Detach<S, B> {
         + Send
         + 'static;
 
-    /// The service for one detached request, or `None` if there is none (a login then fails,
-    /// and the token source's login backoff applies; a failover probe is not sent).
+    /// The service for one detached request, or `None` if there is none (a login then fails
+    /// as fatal, so it is not tried again before the token source's longest backoff; a
+    /// failover probe is not sent).
     fn detach(&self, inner: &S) -> Option<Self::Service>;
 
     /// Give back what `inner`'s readiness holds, before the engine waits for something that

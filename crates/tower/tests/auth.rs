@@ -470,3 +470,102 @@ async fn a_login_transport_error_that_names_its_url_shows_no_query_or_userinfo()
     assert!(!shown.contains("TOPSECRET"), "{shown}");
     assert!(login.message().contains("http://vendor.test/login?…"), "{}", login.message());
 }
+
+/// A vendor that answers 200 to anything, boxed.
+type Plain = tower::util::BoxCloneService<Request<RetryBody<Full<Bytes>>>, Response<Full<Bytes>>, Infallible>;
+
+fn plain_vendor() -> Plain {
+    Plain::new(tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_that_panics_ends_as_a_failed_login_and_the_next_one_starts() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                panic!("a custom login with a bug");
+            }
+            Ok::<_, LoginError>(Credential::new("t0k3n", Some(3600 * S)))
+        }
+    });
+    let layer = RetryLayer::builder()
+        .default_host(Generic, Policy::builder().deadline(10 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(plain_vendor());
+    // The first login's task dies; the request is not left waiting on it: the next login,
+    // after the backoff, serves it.
+    let res = svc.clone().oneshot(api()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(!source.login_in_flight());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tokens_lifetime_runs_from_when_its_login_was_sent() {
+    // The vendor mints a 20 s token when the login arrives and answers 3 s later: the token
+    // dies 20 s after the login was sent, and is never sent after that.
+    let minted = Arc::new(Mutex::new(Vec::new()));
+    let log = minted.clone();
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
+        let log = log.clone();
+        async move {
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(Instant::now());
+                log.len()
+            };
+            tokio::time::sleep(3 * S).await;
+            Ok::<_, LoginError>(Credential::new(format!("tok{n}"), Some(20 * S)))
+        }
+    })
+    .skew(Duration::from_millis(1));
+    let expired_sent = Arc::new(AtomicUsize::new(0));
+    let (seen, valid) = (expired_sent.clone(), minted.clone());
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let token = req.headers()["authorization"].to_str().unwrap().trim_start_matches("Bearer tok").to_owned();
+        let born = valid.lock().unwrap()[token.parse::<usize>().unwrap() - 1];
+        if Instant::now() >= born + 20 * S {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok"))) }
+    });
+    let layer = RetryLayer::builder().default_host(Generic, Policy::default()).auth("*", source).unwrap().build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    svc.clone().oneshot(api()).await.unwrap();
+    // t = 21.5 s: 1.5 s past the token's real end, 1.5 s before the end an answer-time clock
+    // would give it.
+    tokio::time::sleep(Duration::from_millis(18_500)).await;
+    svc.clone().oneshot(api()).await.unwrap();
+    assert_eq!(expired_sent.load(Ordering::SeqCst), 0, "a token went out after its expiry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_backoff_doubles_all_the_way_to_its_longest_and_never_starts_at_zero() {
+    for (min, max) in [(Duration::ZERO, 60 * S), (Duration::from_micros(100), 300 * S)] {
+        let logins = Arc::new(Mutex::new(Vec::new()));
+        let log = logins.clone();
+        let source = TokenSource::from_fn(Attach::Bearer, move || {
+            log.lock().unwrap().push(Instant::now());
+            async { Err::<Credential, _>(LoginError::new(LoginFailureKind::Transient, "login unavailable")) }
+        })
+        .login_backoff(min, max);
+        let layer = RetryLayer::builder()
+            .default_host(Generic, Policy::builder().deadline(900 * S).build().unwrap())
+            .auth("*", source)
+            .unwrap()
+            .build();
+        let svc = ServiceBuilder::new().layer(layer).service(plain_vendor());
+        assert!(svc.oneshot(api()).await.is_err());
+        let logins = logins.lock().unwrap().clone();
+        assert!(logins.len() < 40, "{min:?}: {} logins", logins.len());
+        let longest = logins.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(longest >= max, "{min:?}: the longest wait was {longest:?}, not {max:?}");
+    }
+}

@@ -7,7 +7,7 @@
 //!
 //! | signal | kind | action |
 //! |---|---|---|
-//! | `INVALID_TOKEN`, `TOKEN_EXPIRED` | auth_expired | refresh_auth (re-login to the account-specific endpoint), replay once |
+//! | `INVALID_TOKEN`, `TOKEN_EXPIRED` | auth_expired | refresh_auth (re-login with the same credentials at the [`PasswordLogin`]'s URL: give it the account-specific endpoint, as Oracle advises), replay once |
 //! | `UNEXPECTED_EXCEPTION` "Not a valid authentication token" (the bad-token answer of `/rest/api/ratelimit`) | auth_expired | refresh_auth, replay once |
 //! | `API_NOT_ALLOWED_IN_SECONDARY` | failover | fail (only AFTM endpoints work now: see [`Responsys::is_aftm_path`]) |
 //! | `UNRECOVERABLE_EXCEPTION` | transient | retry once after 30 s, any method |
@@ -683,7 +683,9 @@ impl std::fmt::Debug for PasswordLogin {
 impl PasswordLogin {
     /// A login at `login_url` (the login host, e.g. `https://login2.responsys.net`, or the
     /// account-specific endpoint; a URL that already ends in [`LOGIN_TOKEN_PATH`] is used as
-    /// it is).
+    /// it is). Every login, the re-login after `INVALID_TOKEN` included, goes there: for an
+    /// account with AFTM, give the account-specific endpoint, whose tokens stay valid after a
+    /// failover (Oracle: "re-login to your account-specific endpoint").
     pub fn new(
         login_url: &str,
         user_name: impl Into<String>,
