@@ -179,7 +179,7 @@ impl TokenSource {
 
     /// Backoff between failed logins: from `min` (at least 1 ms), doubling, at most `max`
     /// (default 1 s to 5 min). After a fatal answer the next login waits `max`. Both are held to
-    /// [`MAX_DURATION`](redial_core::MAX_DURATION) (a year): `Duration::MAX` means "not again
+    /// [`MAX_DURATION`] (a year): `Duration::MAX` means "not again
     /// for as long as the clock can say".
     pub fn login_backoff(self, min: Duration, max: Duration) -> Self {
         // At least a millisecond: a zero one would never back off.
