@@ -318,8 +318,10 @@ where
     }
 }
 
+/// An argument as text. One that is not valid UTF-8 is not shown: it may be a header's value
+/// or a body (a credential).
 fn utf8(arg: OsString) -> Result<String, UsageError> {
-    arg.into_string().map_err(|arg| UsageError::new(format!("argument {:?} is not valid UTF-8", arg.to_string_lossy())))
+    arg.into_string().map_err(|_| UsageError::new("an argument is not valid UTF-8 (not shown)".to_owned()))
 }
 
 /// The flags of `explain` collected before they are checked together.
@@ -390,8 +392,9 @@ fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), UsageError> {
 /// Split `--flag=value` into its name and value; other arguments are a name alone.
 fn split_flag(arg: OsString, command: &str) -> Result<(String, Option<OsString>), UsageError> {
     let Some(text) = arg.to_str() else {
-        // A bare non-UTF-8 argument is never a flag: report it as it is.
-        return Err(UsageError::new(format!("unexpected argument {:?} for {command}", arg.to_string_lossy())));
+        // A bare non-UTF-8 argument is never a flag; it may be a URL with a credential in it,
+        // so it is not shown.
+        return Err(UsageError::new(format!("unexpected argument for {command}: not valid UTF-8 (not shown)")));
     };
     if text.starts_with("--") {
         if let Some((name, value)) = text.split_once('=') {
@@ -867,6 +870,12 @@ pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
     }
+    // `http::Uri` keeps any digits as the port: one that no socket has is a usage error.
+    let host_port = uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default());
+    let port = host_port.and_then(|h| h.rsplit_once(':')).map(|(_, p)| p).filter(|p| !p.contains(']'));
+    if port.is_some_and(|p| !p.is_empty() && p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(UsageError::new(format!("invalid {what} {s_shown:?}: the port must be 1 to 65535")));
+    }
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(uri),
         Some(scheme) if scheme.eq_ignore_ascii_case("https") => Err(UsageError::new(format!(
@@ -1211,6 +1220,20 @@ mod tests {
         assert!(parse_http_url("https://h/", "URL").unwrap_err().message().contains("no TLS"));
         assert!(parse_http_url("HTTP://h/", "URL").is_ok());
         assert!(parse_http_url("http:///x", "URL").is_err());
+        for bad in ["http://127.0.0.1:99999/", "http://127.0.0.1:0/"] {
+            assert!(parse_http_url(bad, "URL").unwrap_err().message().contains("port"), "{bad}");
+        }
+        assert!(parse_http_url("http://127.0.0.1:65535/", "URL").is_ok());
+        assert!(parse_http_url("http://u:p@127.0.0.1/", "URL").is_ok());
+        assert!(parse_http_url("http://[::1]/", "URL").is_ok());
+        #[cfg(unix)]
+        {
+            // A value that is not UTF-8 is refused without being shown.
+            use std::os::unix::ffi::OsStringExt;
+            let secret = OsString::from_vec(b"Authorization: Bearer TOPSECRET\xff".to_vec());
+            let err = parse(vec!["call".into(), "-H".into(), secret, "http://h/".into()]).unwrap_err();
+            assert!(!err.message().contains("TOPSECRET"), "{err}");
+        }
         // A URL in a message shows neither userinfo nor query; a text that is no URL, nothing.
         for (bad, shown) in [
             (

@@ -222,7 +222,13 @@ fn rate_limit(s: &str) -> Result<(u32, Duration), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
+    // Arguments that are not UTF-8 are refused here, not left to panic in `std::env::args`.
+    let args: Result<Vec<String>, _> = std::env::args_os().skip(1).map(|a| a.into_string()).collect();
+    let Ok(args) = args else {
+        eprintln!("redial-sim: an argument is not valid UTF-8");
+        return ExitCode::from(2);
+    };
+    let args = match parse(args) {
         Ok(Parsed::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
