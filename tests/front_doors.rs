@@ -3,6 +3,8 @@
 //! middleware (over `reqwest::Client`), against the simulator over real loopback sockets, on
 //! tokio's paused clock.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::InspectEverything;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -212,26 +215,6 @@ fn fast_policy() -> redial::core::PolicyBuilder {
 
 fn marketo_on_the_sim() -> RetryLayer {
     RetryLayer::builder().vendor_at(Vendor::Marketo, "127.0.0.1").unwrap().rng_seed(1).build()
-}
-
-/// A profile that reads every body: to test inspection past the limit.
-#[derive(Debug)]
-struct InspectEverything;
-
-impl redial::core::Profile for InspectEverything {
-    fn name(&self) -> &str {
-        "inspect-everything"
-    }
-    fn inspect(&self, _: &redial::core::RequestHead<'_>, _: &redial::core::ResponseHead<'_>) -> bool {
-        true
-    }
-    fn classify(
-        &self,
-        req: &redial::core::RequestHead<'_>,
-        outcome: &redial::core::Outcome<'_>,
-    ) -> redial::core::Classification {
-        redial::core::Profile::classify(&redial::core::generic::Generic, req, outcome)
-    }
 }
 
 const MARKETO_606: &str = r#"{"requestId":"e42b#14272d07d78","success":false,"errors":[{"code":"606","message":"Max rate limit '100' exceeded with in '20' secs"}]}"#;

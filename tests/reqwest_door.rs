@@ -2,10 +2,13 @@
 //! crossing into the engine and back. These are the cases the tower door never meets (the
 //! scenarios both doors share are in `front_doors.rs`).
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::InspectEverything;
 use http::Extensions;
 use redial::core::backoff::Backoff;
 use redial::{Policy, RetryLayer};
@@ -92,26 +95,6 @@ async fn a_request_without_a_body_reaches_later_middlewares_without_one() {
     assert_eq!(seen.load(Ordering::SeqCst), 0, "a GET without a body was given one");
     client.post(sim.url("/x")).body("").send().await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 1, "an empty body is still a body");
-}
-
-/// Every body read, as Marketo's success bodies are.
-#[derive(Debug)]
-struct InspectEverything;
-
-impl redial::core::Profile for InspectEverything {
-    fn name(&self) -> &str {
-        "inspect everything"
-    }
-    fn inspect(&self, _: &redial::core::RequestHead<'_>, _: &redial::core::ResponseHead<'_>) -> bool {
-        true
-    }
-    fn classify(
-        &self,
-        req: &redial::core::RequestHead<'_>,
-        outcome: &redial::core::Outcome<'_>,
-    ) -> redial::core::Classification {
-        redial::core::Profile::classify(&redial::core::generic::Generic, req, outcome)
-    }
 }
 
 /// A chunked 200 with a trailer, from a bare socket on loopback.

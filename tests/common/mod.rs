@@ -1,6 +1,7 @@
 //! Shared test plumbing: a hyper-util client whose every host name resolves to loopback, so
 //! several simulated vendors can be addressed by their own host names; a request body that
-//! stalls; a capture of what `tracing` prints; the Genesys call that must be reconciled.
+//! stalls; a capture of what `tracing` prints; the Genesys call that must be reconciled; a
+//! profile that reads every body.
 
 #![allow(dead_code)]
 
@@ -99,4 +100,25 @@ pub(crate) fn create_sub_campaign(sim: &redial_sim::Sim) -> http::Request<Full<B
         .header("soapaction", "\"createSubCampaign\"")
         .body(Full::new(Bytes::from_static(envelope.as_bytes())))
         .unwrap()
+}
+
+/// A profile that reads every body (as Marketo's reads every 2xx JSON one), then applies the
+/// generic rules: to test inspection itself.
+#[derive(Debug)]
+pub(crate) struct InspectEverything;
+
+impl redial::core::Profile for InspectEverything {
+    fn name(&self) -> &str {
+        "inspect-everything"
+    }
+    fn inspect(&self, _: &redial::core::RequestHead<'_>, _: &redial::core::ResponseHead<'_>) -> bool {
+        true
+    }
+    fn classify(
+        &self,
+        req: &redial::core::RequestHead<'_>,
+        outcome: &redial::core::Outcome<'_>,
+    ) -> redial::core::Classification {
+        redial::core::Profile::classify(&redial::core::generic::Generic, req, outcome)
+    }
 }
