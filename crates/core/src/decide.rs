@@ -189,7 +189,8 @@ pub enum Decision {
     Retry {
         /// The wait.
         after: Duration,
-        /// The range `after` was drawn from (equal ends for hints and fixed delays).
+        /// The range `after` was drawn from (equal ends for hints and fixed delays), its upper
+        /// end held below the deadline: a longer draw fails the request instead.
         range: (Duration, Duration),
     },
     /// Refresh the credential, then replay.
@@ -385,6 +386,7 @@ fn retry(
         }
     };
 
+    let mut range = range;
     if let Some(deadline) = policy.deadline() {
         let remaining = deadline.saturating_sub(ctx.elapsed);
         if after >= remaining {
@@ -393,6 +395,8 @@ fn retry(
                 None => Decision::Fail(FailReason::DeadlineExceeded { wait: after, remaining }),
             };
         }
+        // `after` < `remaining`, and `after` ≥ the range's lower end: the range stays whole.
+        range.1 = range.1.min(remaining - Duration::from_nanos(1));
     }
     if let Some(budget) = budget {
         if !budget.withdraw(now) {

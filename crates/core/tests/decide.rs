@@ -103,6 +103,23 @@ fn backoff_past_the_deadline_fails() {
     );
 }
 
+/// A jittered backoff whose range runs past the deadline: the retry goes ahead for the draw
+/// that fits, and the range it reports ends before the deadline (a longer draw would fail).
+#[test]
+fn a_retry_range_ends_before_the_deadline() {
+    let p = Policy::builder().deadline(S * 10).build().unwrap();
+    let backoff = Backoff::exponential(S * 8, S * 8).unwrap();
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r").backoff(backoff), "x");
+    let left = S * 3;
+    let retry = (0..64)
+        .map(|seed| decide(&c, &ctx(&p, &[], S * 10 - left), None, Instant::now(), &mut SplitMix64::seeded(seed)))
+        .find(|d| d.action() == Action::Retry)
+        .expect("some draw of full jitter over 0..8 s fits in 3 s");
+    let Decision::Retry { after, range } = retry else { unreachable!() };
+    assert!(range.0 <= after && after <= range.1);
+    assert!(range.1 < left, "{range:?} runs past the {left:?} left");
+}
+
 #[test]
 fn min_delay_raises_short_hints() {
     let p = Policy::default();
@@ -236,6 +253,7 @@ proptest! {
             prop_assert!(elapsed + after < Duration::from_secs(deadline_s));
             prop_assert!(after <= S * 300 || hint_s.is_none());
             prop_assert!(range.0 <= after && after <= range.1);
+            prop_assert!(elapsed + range.1 < Duration::from_secs(deadline_s));
             prop_assert!(retries + 1 < max_attempts);
         }
     }
