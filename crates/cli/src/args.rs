@@ -18,7 +18,7 @@
 //! assert!(err.to_string().contains("marketo, adobe-edge"));
 //! ```
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,15 +77,20 @@ History and hooks:
                                earlier attempts are taken to have had the same outcome, with
                                the decision redial took each time
   --reconcile-hook             act as if a reconcile hook were registered for the request
+  --no-login                   act as if the host had no login (token source): a token
+                               refresh the vendor asks for then fails the request. Without
+                               it, a login is taken to be configured
 
   -h, --help                   print this help
 
 Output: {\"vendor\",\"attempt\",\"request\":{\"method\",\"url\",\"idempotent\",\"replayable\"},
-  \"status\",\"failure\",\"kind\",\"advice\",\"action\",\"rule\",\"code\",\"message\",
+  \"status\",\"failure\",\"kind\",\"throttle\",\"advice\",\"action\",\"rule\",\"code\",\"message\",
   \"delay_ms\":{\"min\",\"max\"}|null,\"hint_ms\",\"reason\",\"fail_reason\",\"body\",
   \"errors\":[{\"code\",\"message\",\"scope\",\"index\",\"attributes\"}],\"problem\",
   \"history\":[{\"attempt\",\"action\",\"rule\",\"after_ms\",\"fail_reason\"}]}
-`action` is what redial does next; `advice` is what the vendor's rule asked for.
+`action` is what redial does next; `advice` is what the vendor's rule asked for; `throttle`,
+for a throttled answer, the host limit it lowers (rate, concurrency, or request: none).
+An --attempt after one that ends the request (returned, or failed) is a usage error.
 ";
 
 /// The usage text of `redial call`, printed by `redial call --help`.
@@ -235,11 +240,15 @@ pub struct ExplainArgs {
     pub body: Option<Input>,
     /// Whether a reconcile hook is taken to be registered.
     pub reconcile_hook: bool,
+    /// Whether the host is taken to have a login (a token source): without one, a token
+    /// refresh the vendor asks for fails the request, as in the driver.
+    pub login: bool,
 }
 
 impl ExplainArgs {
     /// The defaults for `vendor` and `observed`: a `GET` of the vendor's
-    /// [default URL](default_url), first attempt, no headers, no bodies, no reconcile hook.
+    /// [default URL](default_url), first attempt, no headers, no bodies, no reconcile hook, a
+    /// login configured.
     pub fn new(vendor: Vendor, observed: Observed) -> Self {
         ExplainArgs {
             vendor,
@@ -252,6 +261,7 @@ impl ExplainArgs {
             headers: HeaderMap::new(),
             body: None,
             reconcile_hook: false,
+            login: true,
         }
     }
 }
@@ -338,6 +348,12 @@ struct Raw {
     body: Option<OsString>,
     request_body: Option<OsString>,
     reconcile_hook: bool,
+    no_login: bool,
+}
+
+/// Whether an argument is a long flag (`--x`), which is never taken as the previous flag's value.
+fn is_flag(arg: &OsStr) -> bool {
+    arg.to_str().is_some_and(|v| v.starts_with("--") && v.len() > 2)
 }
 
 fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
@@ -345,9 +361,16 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
     while let Some(arg) = args.next() {
         // A flag's name is UTF-8; `--flag=value` keeps the value as it came (it may be a path).
         let (name, inline) = split_flag(arg, "explain")?;
+        // A value is never the next flag (`--status --attempt 2` is a missing status).
         let value = |args: &mut dyn Iterator<Item = OsString>| match inline.clone() {
             Some(v) => Ok(v),
-            None => args.next().ok_or_else(|| UsageError::new(format!("{name} needs a value"))),
+            None => match args.next() {
+                Some(v) if is_flag(&v) => Err(UsageError::new(format!(
+                    "{name} needs a value (the next argument is a flag; write {name}=… for one that starts with --)"
+                ))),
+                Some(v) => Ok(v),
+                None => Err(UsageError::new(format!("{name} needs a value"))),
+            },
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help(EXPLAIN_USAGE)),
@@ -366,6 +389,12 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
                     return Err(UsageError::new("--reconcile-hook takes no value"));
                 }
                 raw.reconcile_hook = true;
+            }
+            "--no-login" => {
+                if inline.is_some() {
+                    return Err(UsageError::new("--no-login takes no value"));
+                }
+                raw.no_login = true;
             }
             flag if flag.starts_with('-') && flag != "-" => {
                 return Err(UsageError::new(format!("unknown flag {flag} for explain (see `redial explain --help`)")))
@@ -459,6 +488,7 @@ fn check(raw: Raw) -> Result<ExplainArgs, UsageError> {
         return Err(UsageError::new("a body file path cannot be empty"));
     }
     args.reconcile_hook = raw.reconcile_hook;
+    args.login = !raw.no_login;
     Ok(args)
 }
 
@@ -617,7 +647,7 @@ fn parse_call(
             Some(v) => Ok(v),
             None => match args.next() {
                 // Not shown: it may be a secret that starts with "--" (give it as `--flag=value`).
-                Some(v) if v.to_str().is_some_and(|v| v.starts_with("--") && v.len() > 2) => Err(UsageError::new(
+                Some(v) if is_flag(&v) => Err(UsageError::new(
                     format!("{name} needs a value (the next argument is a flag; write {name}=… for one that starts with --)"),
                 )),
                 Some(v) => Ok(v),
@@ -1010,6 +1040,7 @@ mod tests {
         assert_eq!(a.attempt, 1);
         assert_eq!(a.url.host(), Some("123-ABC-456.mktorest.com"));
         assert!(!a.reconcile_hook);
+        assert!(a.login);
 
         let a = explain(&[
             "--vendor=generic",
@@ -1025,6 +1056,7 @@ mod tests {
             "--request-body-file",
             "-",
             "--reconcile-hook",
+            "--no-login",
         ])
         .unwrap();
         assert_eq!(a.observed, Observed::Failure(Failure::Connect));
@@ -1034,6 +1066,7 @@ mod tests {
         assert_eq!(a.request_headers["idempotency-key"], "42");
         assert_eq!(a.request_body, Some(Input::Stdin));
         assert!(a.reconcile_hook);
+        assert!(!a.login);
     }
 
     #[test]
@@ -1068,6 +1101,10 @@ mod tests {
             (&["--vendor", "generic", "--status", "99"], "--status"),
             (&["--vendor", "generic", "--status", "+200"], "--status"),
             (&["--vendor", "generic", "--status"], "needs a value"),
+            (
+                &["--vendor", "generic", "--status", "--attempt", "2"],
+                "--status needs a value (the next argument is a flag",
+            ),
             (&["--vendor", "generic", "--failure", "dns"], "--failure"),
             (&["--vendor", "generic", "--status", "200", "--header", "NoColon"], "Name: value"),
             (&["--vendor", "generic", "--status", "200", "--header", "Bad Name: x"], "not a valid field name"),

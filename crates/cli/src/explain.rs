@@ -13,7 +13,7 @@
 //!
 //! let status = http::StatusCode::NOT_FOUND;
 //! let args = ExplainArgs::new(Vendor::Generic, Observed::Status(status));
-//! let out = explain(&args, b"", None, SystemTime::now());
+//! let out = explain(&args, b"", None, SystemTime::now()).unwrap();
 //! assert_eq!(out["kind"], "fatal");
 //! assert_eq!(out["action"], "fail");
 //! assert!(out["delay_ms"].is_null());
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, Kind, NotReplayable, Outcome,
+    decide, Action, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, Kind, NotReplayable, Outcome,
     Problem, RequestHead, ResponseHead, VendorError,
 };
 use serde_json::{json, Map, Value};
@@ -53,15 +53,27 @@ use crate::args::{ExplainArgs, Observed};
 /// | `action` | what redial does next: the decision's action |
 /// | `rule` | the retry rule's name when the advice is a retry, else null |
 /// | `code`, `message` | the first vendor error's code and message, or null |
-/// | `delay_ms` | `{"min","max"}` in whole milliseconds when `action` is `retry`, else null |
+/// | `delay_ms` | `{"min","max"}` in whole milliseconds when `action` is `retry` (the max held below the deadline: a longer wait fails instead), else null |
 /// | `hint_ms` | the server's hint (`Retry-After`, RateLimit, vendor reset), or null |
 /// | `reason` | the classification's reason; when failing, `"<reason>; <fail reason>"` |
 /// | `fail_reason` | why redial gives up, when `action` is `fail`, else null |
 /// | `body` | how the body was used: `parsed`, `fallback`, `too_large`, `not_read` |
 /// | `errors` | every vendor error: `{"code","message","scope","index","attributes"}` |
 /// | `problem` | the RFC 9457 problem body, or null |
-/// | `history` | the earlier attempts taken to have had the same outcome: `{"attempt","action","rule","after_ms","fail_reason"}` |
-pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now: SystemTime) -> Value {
+/// | `history` | the earlier attempts taken to have had the same outcome: `{"attempt","action","rule","after_ms","fail_reason"}` (`fail_reason` is null: none of them ended the request) |
+///
+/// A token refresh is explained as if the host had a login, unless
+/// [`ExplainArgs::login`] is false: then it fails, as the driver fails it.
+///
+/// # Errors
+/// [`NotReached`] when `args.attempt` is never made: with this outcome every time, an earlier
+/// attempt already ends the request (its response is returned, or it fails).
+pub fn explain(
+    args: &ExplainArgs,
+    body: &[u8],
+    request_body: Option<&[u8]>,
+    now: SystemTime,
+) -> Result<Value, NotReached> {
     let profile = args.vendor.profile();
     let policy = args.vendor.policy();
 
@@ -111,16 +123,20 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
     };
     for n in 1..args.attempt {
         let d = decide_at(n, &history, elapsed);
+        // An attempt that ends the request has no attempt after it to explain.
+        if let Some(why) = ends(&d, args.login) {
+            return Err(NotReached { attempt: args.attempt, ended_at: n, action: action(&d, args.login), why });
+        }
         history.push(Attempt::new(n, status, failure, &c, &d, elapsed));
         if let Decision::Retry { after, .. } = d {
             elapsed = elapsed.saturating_add(after);
         }
-        earlier.push(history_entry(n, &c, &d));
+        earlier.push(history_entry(n, &c, &d, args.login));
     }
     let decision = decide_at(args.attempt, &history, elapsed);
 
-    let fail_reason = match &decision {
-        Decision::Fail(why) => Some(why.to_string()),
+    let fail_reason = match ends(&decision, args.login) {
+        Some(why) if decision != Decision::Return => Some(why),
         _ => None,
     };
     let reason = match &fail_reason {
@@ -133,7 +149,7 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
     };
     let first = c.errors.first();
 
-    json!({
+    Ok(json!({
         "vendor": args.vendor.name(),
         "attempt": args.attempt,
         "request": {
@@ -149,7 +165,7 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
         // Which host limit a throttled answer lowers (rate, concurrency) or none (request).
         "throttle": (c.kind == Kind::Throttled).then(|| c.throttle.as_str()),
         "advice": c.advice.action().as_str(),
-        "action": decision.action().as_str(),
+        "action": action(&decision, args.login),
         "rule": rule(&c),
         "code": first.map(|e| e.code.as_str()),
         "message": first.and_then(|e| e.message.as_deref()),
@@ -161,7 +177,7 @@ pub fn explain(args: &ExplainArgs, body: &[u8], request_body: Option<&[u8]>, now
         "errors": c.errors.iter().map(error).collect::<Vec<_>>(),
         "problem": c.problem.as_ref().map(|p| problem(p)),
         "history": earlier,
-    })
+    }))
 }
 
 /// What the driver reads of a body: all of it when it ends before the inspect limit, else the
@@ -182,22 +198,67 @@ fn rule(c: &Classification) -> Option<&'static str> {
     }
 }
 
-fn history_entry(n: u32, c: &Classification, d: &Decision) -> Value {
+/// An earlier attempt in the history; it did not end the request (or it would be the last).
+fn history_entry(n: u32, c: &Classification, d: &Decision, login: bool) -> Value {
     let (rule, after) = match d {
         Decision::Retry { after, .. } => (rule(c), Some(millis(*after))),
         _ => (None, None),
     };
     json!({
         "attempt": n,
-        "action": d.action().as_str(),
+        "action": action(d, login),
         "rule": rule,
         "after_ms": after,
-        "fail_reason": match d {
-            Decision::Fail(why) => Some(why.to_string()),
-            _ => None,
-        },
+        "fail_reason": Value::Null,
     })
 }
+
+/// The driver's failure for a refresh the vendor asks for when the host has no login.
+const NO_LOGIN: &str = "the vendor asked for a new credential and no token source is configured";
+
+/// Whether `d` ends the request (it is returned, or it fails), and then why: the driver fails a
+/// token refresh for a host without a login.
+fn ends(d: &Decision, login: bool) -> Option<String> {
+    match d {
+        Decision::Return => Some("the response is returned".to_owned()),
+        Decision::Fail(why) => Some(why.to_string()),
+        Decision::RefreshAuth if !login => Some(NO_LOGIN.to_owned()),
+        _ => None,
+    }
+}
+
+/// What the driver does with `d`.
+fn action(d: &Decision, login: bool) -> &'static str {
+    match d {
+        Decision::RefreshAuth if !login => Action::Fail.as_str(),
+        d => d.action().as_str(),
+    }
+}
+
+/// `--attempt` names an attempt the driver never makes: an earlier one ends the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReached {
+    /// The attempt asked about.
+    pub attempt: u32,
+    /// The attempt that ends the request.
+    pub ended_at: u32,
+    /// What redial does at `ended_at`: `return` or `fail`.
+    pub action: &'static str,
+    /// Why: the failure's reason, or that the response is returned.
+    pub why: String,
+}
+
+impl std::fmt::Display for NotReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attempt {} is never made: with this outcome every time, attempt {} ends the request ({}: {})",
+            self.attempt, self.ended_at, self.action, self.why
+        )
+    }
+}
+
+impl std::error::Error for NotReached {}
 
 /// A duration in whole milliseconds, saturating at `u64::MAX`.
 fn millis(d: Duration) -> u64 {
@@ -251,7 +312,7 @@ mod tests {
     fn generic_503_with_retry_after() {
         let mut a = args(Vendor::Generic, 503);
         a.headers.insert("retry-after", HeaderValue::from_static("2"));
-        let out = explain(&a, b"", None, SystemTime::now());
+        let out = explain(&a, b"", None, SystemTime::now()).unwrap();
         assert_eq!(out["kind"], "transient");
         assert_eq!(out["action"], "retry");
         assert_eq!(out["delay_ms"], json!({"min": 2000, "max": 2000}));
@@ -265,7 +326,7 @@ mod tests {
         // A GET that keeps getting 502: retried twice, then the policy's 3 attempts are spent.
         let mut a = args(Vendor::Generic, 502);
         a.attempt = 3;
-        let out = explain(&a, b"", None, SystemTime::now());
+        let out = explain(&a, b"", None, SystemTime::now()).unwrap();
         assert_eq!(out["action"], "fail");
         assert_eq!(out["fail_reason"], "gave up after 3 attempts");
         assert!(out["reason"].as_str().unwrap().ends_with("; gave up after 3 attempts"));
@@ -276,10 +337,42 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_after_the_one_that_ends_the_request_is_not_explained() {
+        let mut a = args(Vendor::Generic, 502);
+        a.attempt = 5;
+        let e = explain(&a, b"", None, SystemTime::now()).unwrap_err();
+        assert_eq!((e.attempt, e.ended_at, e.action), (5, 3, "fail"));
+        assert_eq!(e.why, "gave up after 3 attempts");
+        let mut ok = args(Vendor::Generic, 200);
+        ok.attempt = 2;
+        let e = explain(&ok, b"", None, SystemTime::now()).unwrap_err();
+        assert_eq!((e.ended_at, e.action), (1, "return"));
+    }
+
+    /// Marketo 601 (access token invalid) asks for a new token: with a login the request goes
+    /// on; without one the driver fails it, and so does the explanation.
+    #[test]
+    fn a_refresh_without_a_login_fails() {
+        let body = br#"{"requestId":"1","success":false,"errors":[{"code":"601","message":"Access token invalid"}]}"#;
+        let mut a = args(Vendor::Marketo, 200);
+        a.headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let out = explain(&a, body, None, SystemTime::now()).unwrap();
+        assert_eq!((&out["action"], &out["fail_reason"]), (&json!("refresh_auth"), &Value::Null));
+        a.login = false;
+        let out = explain(&a, body, None, SystemTime::now()).unwrap();
+        assert_eq!(out["action"], "fail");
+        assert_eq!(out["advice"], "refresh_auth");
+        assert_eq!(out["fail_reason"], NO_LOGIN);
+        assert!(out["reason"].as_str().unwrap().ends_with(NO_LOGIN));
+        a.attempt = 2;
+        assert_eq!(explain(&a, body, None, SystemTime::now()).unwrap_err().why, NO_LOGIN);
+    }
+
+    #[test]
     fn the_url_shown_has_no_userinfo_nor_query() {
         let mut a = ExplainArgs::new(Vendor::Generic, Observed::Failure(Failure::Io));
         a.url = "https://u:TOPSECRET@api.example.com/v1/x?access_token=TOPSECRET".parse().unwrap();
-        let out = explain(&a, b"", None, SystemTime::now());
+        let out = explain(&a, b"", None, SystemTime::now()).unwrap();
         assert_eq!(out["request"]["url"], "https://api.example.com/v1/x?…");
     }
 
@@ -287,12 +380,12 @@ mod tests {
     fn failures_and_idempotency() {
         let mut a = ExplainArgs::new(Vendor::Generic, Observed::Failure(Failure::Io));
         a.method = Method::POST;
-        let out = explain(&a, b"", None, SystemTime::now());
+        let out = explain(&a, b"", None, SystemTime::now()).unwrap();
         assert_eq!((&out["action"], &out["status"]), (&json!("fail"), &Value::Null));
         assert_eq!(out["failure"], "io");
         assert_eq!(out["request"]["idempotent"], false);
         a.request_headers.insert("idempotency-key", HeaderValue::from_static("k"));
-        let out = explain(&a, b"", None, SystemTime::now());
+        let out = explain(&a, b"", None, SystemTime::now()).unwrap();
         assert_eq!(out["action"], "retry");
         assert_eq!(out["request"]["idempotent"], true);
     }
@@ -308,12 +401,12 @@ mod tests {
         let mut a = args(Vendor::Generic, 404);
         a.headers.insert("content-type", HeaderValue::from_static("application/problem+json"));
         let small = br#"{"type":"https://example.com/nope","title":"Not here","status":404}"#;
-        let out = explain(&a, small, None, SystemTime::now());
+        let out = explain(&a, small, None, SystemTime::now()).unwrap();
         assert_eq!(out["body"], "parsed");
         assert_eq!(out["problem"]["title"], "Not here");
         assert_eq!(out["errors"].as_array().unwrap().len(), 1);
         let big = vec![b' '; a.vendor.policy().inspect_limit() + 1];
-        let out = explain(&a, &big, None, SystemTime::now());
+        let out = explain(&a, &big, None, SystemTime::now()).unwrap();
         assert_eq!(out["body"], "too_large");
         assert_eq!(out["problem"], Value::Null);
     }
@@ -322,7 +415,7 @@ mod tests {
     fn a_request_body_over_the_replay_limit_is_not_replayable() {
         let a = args(Vendor::Generic, 503);
         let big = vec![b'x'; a.vendor.policy().replay_limit() + 1];
-        let out = explain(&a, b"", Some(&big), SystemTime::now());
+        let out = explain(&a, b"", Some(&big), SystemTime::now()).unwrap();
         assert_eq!(out["request"]["replayable"], false);
         assert_eq!(out["action"], "fail");
         assert!(out["fail_reason"].as_str().unwrap().contains("replay limit"));
@@ -343,8 +436,10 @@ mod tests {
                             if let Some(ct) = ct {
                                 a.headers.insert("content-type", HeaderValue::from_static(ct));
                             }
-                            let out = explain(&a, body, Some(body), SystemTime::now());
-                            assert!(out["action"].is_string());
+                            match explain(&a, body, Some(body), SystemTime::now()) {
+                                Ok(out) => assert!(out["action"].is_string()),
+                                Err(e) => assert!(e.ended_at < attempt, "{e}"),
+                            }
                         }
                     }
                 }

@@ -51,7 +51,8 @@ fn run_explain(a: &ExplainArgs) -> Result<String, UsageError> {
         Some(input) => Some(read(input, "--request-body-file", policy.replay_limit())?),
         None => None,
     };
-    let value = explain(a, &body, request_body.as_deref(), SystemTime::now());
+    let value =
+        explain(a, &body, request_body.as_deref(), SystemTime::now()).map_err(|e| UsageError::new(e.to_string()))?;
     Ok(format!("{value}\n"))
 }
 

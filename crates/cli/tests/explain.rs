@@ -419,6 +419,13 @@ fn bad_input_exits_2_with_one_line_on_stderr() {
             "--body-file",
         ),
         (&["explain", "--vendor", "generic", "--status", "200", "--frobnicate"], "--frobnicate"),
+        // Attempt 4 is never made: the generic policy's third 502 ends the request.
+        (
+            &["explain", "--vendor", "generic", "--status", "502", "--attempt", "4"],
+            "attempt 4 is never made: with this outcome every time, attempt 3 ends the request (fail: gave up after 3 attempts)",
+        ),
+        (&["explain", "--vendor", "generic", "--status", "200", "--attempt", "2"], "attempt 1 ends the request (return"),
+        (&["explain", "--vendor", "marketo", "--status", "200", "--no-login=no"], "--no-login takes no value"),
         (&["explain", "--vendor", "generic"], "--status"),
         (&["explain", "--vendor", "generic", "--status", "200", "--failure", "io"], "--failure"),
         (&[], "command"),
