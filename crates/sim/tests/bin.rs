@@ -114,7 +114,9 @@ fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
     let sim = Running::start(&["--vendor", "marketo", "--client-secret", "bin-test-secret", "--verbose"]);
     assert!(sim.banner[0].starts_with("redial-sim: marketo listening on http://127.0.0.1:"), "{:?}", sim.banner);
     assert!(sim.banner_has("client_id:     sim-client-id"), "{:?}", sim.banner);
-    assert!(sim.banner_has("client_secret: bin-test-secret"), "{:?}", sim.banner);
+    // A secret given on the command line is never printed (it may be a real one).
+    assert!(sim.banner_has("client_secret: the one given with --client-secret (not shown)"), "{:?}", sim.banner);
+    assert!(!sim.banner_has("bin-test-secret"), "{:?}", sim.banner);
 
     let login = Request::post(format!("{}/identity/oauth/token", sim.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -149,7 +151,10 @@ fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
 fn every_vendor_starts_and_prints_what_it_accepts() {
     for (vendor, accepts) in [
         ("responsys", "user_name:     sim-user"),
+        // The sim's own test credentials are printed, to be copied.
+        ("responsys", "password:      sim-password"),
         ("adobe-edge", "client_id:     sim-client-id"),
+        ("adobe-edge", "client_secret: sim-client-secret"),
         ("genesys-engage", "credentials:   none"),
     ] {
         let sim = Running::start(&["--vendor", vendor]);
@@ -168,7 +173,8 @@ fn every_vendor_starts_and_prints_what_it_accepts() {
 #[test]
 fn responsys_with_its_own_password_logs_in() {
     let sim = Running::start(&["--vendor", "responsys", "--user", "u1", "--password", "pw1", "--token-lifetime", "60"]);
-    assert!(sim.banner_has("password:      pw1"), "{:?}", sim.banner);
+    assert!(sim.banner_has("password:      the one given with --password (not shown)"), "{:?}", sim.banner);
+    assert!(!sim.banner_has("pw1"), "{:?}", sim.banner);
     let login = Request::post(format!("{}/rest/api/v1.3/auth/token", sim.url))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::from("user_name=u1&password=pw1&auth_type=password"))
@@ -196,6 +202,28 @@ fn ctrl_c_stops_it() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Supervisors (systemd, `docker stop`) send SIGTERM: the sim stops as for Ctrl-C, exit 0, and
+/// says so with --verbose.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_it() {
+    let mut sim = Running::start_with(&["--vendor", "marketo", "--verbose"], &["--port", "0"]);
+    let pid = sim.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = sim.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    sim.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("stopped after 0 requests"), "{stderr}");
 }
 
 #[test]

@@ -39,8 +39,8 @@ Vendor knobs (each vendor takes only its own):
   -h, --help               print this help
 
 The first line on stdout is `redial-sim: VENDOR listening on http://ADDR:PORT`; the lines
-after it name the endpoints and the credentials the fake vendor accepts (test credentials:
-printed on purpose). Runs until Ctrl-C. The vendors' behaviour (tokens, 601/602/606/615,
+after it name the endpoints and the credentials the fake vendor accepts (its default test
+credentials are printed on purpose; a secret or password given with a flag never is). Runs until Ctrl-C or SIGTERM. The vendors' behaviour (tokens, 601/602/606/615,
 INVALID_TOKEN, EXEG problems, SOAP faults) is described in the docs of redial_sim::vendors.
 Responsys' login names the listening address as its endPoint.
 Exit status: 0 when stopped, 1 when it cannot listen, 2 on bad arguments.
@@ -127,7 +127,18 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
             _ => (arg, None),
         };
-        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
+        // A value is never the next flag: `--client-id --port 80` is a missing client id. Not
+        // shown: it may be a secret that starts with "--" (give it as `--flag=value`).
+        let mut value = || match inline.clone() {
+            Some(v) => Ok(v),
+            None => match args.next() {
+                Some(v) if v.starts_with("--") && v.len() > 2 => Err(format!(
+                    "{name} needs a value (the next argument is a flag; write {name}=… for one that starts with --)"
+                )),
+                Some(v) => Ok(v),
+                None => Err(format!("{name} needs a value")),
+            },
+        };
         let flag = |a: &mut Args, knob: &'static str| a.knobs.push(knob);
         match name.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
@@ -272,6 +283,24 @@ async fn serve(args: Args) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // SIGTERM, as supervisors and `docker stop` send, stops it as Ctrl-C does.
+    #[cfg(unix)]
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            eprintln!("redial-sim: cannot listen for SIGTERM ({e}); it will end the sim at once");
+            None
+        }
+    };
+    let terminated = async {
+        #[cfg(unix)]
+        if let Some(signal) = terminate.as_mut() {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::pin!(terminated);
     let banner = install(&sim, vendor, &args);
     // One write, so a reader of the first line never sees half of it.
     let mut stdout = io::stdout().lock();
@@ -306,6 +335,7 @@ async fn serve(args: Args) -> ExitCode {
                 break;
             }
             () = &mut stdin_closed => break,
+            () = &mut terminated => break,
             _ = drain.tick() => {
                 // The log is drained, printed if asked: a long run keeps bounded memory.
                 for req in sim.take_requests() {
@@ -326,6 +356,20 @@ async fn serve(args: Args) -> ExitCode {
         eprintln!("redial-sim: stopped after {served} requests");
     }
     ExitCode::SUCCESS
+}
+
+/// A secret as the banner shows it: the sim's own default test credential as it is (printed on
+/// purpose, to be copied), one given on the command line never (it may be a real one).
+struct Shown {
+    shown: String,
+    in_env: String,
+}
+
+fn shown(given: &Option<String>, value: &str, flag: &str) -> Shown {
+    match given {
+        Some(_) => Shown { shown: format!("the one given with {flag} (not shown)"), in_env: "…".to_owned() },
+        None => Shown { shown: value.to_owned(), in_env: value.to_owned() },
+    }
 }
 
 /// One request served, for `--verbose`.
@@ -365,8 +409,9 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                 c.latency = v;
             }
             line(format!("identity:      {base}{} (the identity URL: {base}/identity)", marketo::IDENTITY_PATH));
+            let secret = shown(&args.client_secret, &c.client_secret, "--client-secret");
             line(format!("client_id:     {}", c.client_id));
-            line(format!("client_secret: {}", c.client_secret));
+            line(format!("client_secret: {}", secret.shown));
             line(format!("API:           {base}/rest/v1/leads.json (everything under /rest and /bulk)"));
             line(format!(
                 "limits:        tokens live {} s; {}; {}; calls take {} ms",
@@ -379,7 +424,7 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor marketo --login-url {base}/identity \
                  --client-id {} {base}/rest/v1/leads.json",
-                c.client_secret, c.client_id
+                secret.in_env, c.client_id
             ));
             let _ = marketo::install(sim, c);
         }
@@ -395,8 +440,9 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                 c.token_lifetime = v;
             }
             line(format!("login:         {base}{} (the login host: {base})", responsys::LOGIN_PATH));
+            let password = shown(&args.password, &c.password, "--password");
             line(format!("user_name:     {}", c.user_name));
-            line(format!("password:      {}", c.password));
+            line(format!("password:      {}", password.shown));
             line(format!(
                 "API:           {base}/rest/api/v1.3/lists (everything under /rest/api/v1.3; AFTM under /rest/haApi)"
             ));
@@ -404,7 +450,7 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             line(format!(
                 "try:           REDIAL_PASSWORD={} redial call --vendor responsys --login-url {base} --user {} \
                  {base}/rest/api/v1.3/lists",
-                c.password, c.user_name
+                password.in_env, c.user_name
             ));
             let _ = responsys::install(sim, c);
         }
@@ -419,15 +465,16 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             if let Some(v) = args.token_lifetime {
                 c.token_lifetime = v;
             }
+            let secret = shown(&args.client_secret, &c.client_secret, "--client-secret");
             line(format!("IMS token:     {base}{}", adobe::IMS_TOKEN_PATH));
             line(format!("client_id:     {}", c.client_id));
-            line(format!("client_secret: {}", c.client_secret));
+            line(format!("client_secret: {}", secret.shown));
             line(format!("API:           {base}{} (everything under /ee/v2)", adobe::INTERACT_PATH));
             line(format!("limits:        tokens live {} s", c.token_lifetime.as_secs_f64()));
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor adobe-edge --login-url {base}{} \
                  --client-id {} -H 'Content-Type: application/json' -d '{{}}' {base}{}",
-                c.client_secret,
+                secret.in_env,
                 adobe::IMS_TOKEN_PATH,
                 c.client_id,
                 adobe::INTERACT_PATH
@@ -494,6 +541,8 @@ mod tests {
             (&["--vendor", "marketo", "--bind", "localhost"][..], "--bind"),
             (&["--vendor", "marketo", "--bogus"][..], "unknown flag"),
             (&["--vendor"][..], "needs a value"),
+            (&["--vendor", "marketo", "--client-id", "--port", "80"][..], "--client-id needs a value (the next"),
+            (&["--vendor", "marketo", "--client-secret", "--s3cret"][..], "--client-secret needs a value"),
         ] {
             let err = run(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
