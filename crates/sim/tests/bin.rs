@@ -261,3 +261,23 @@ fn a_port_in_use_exits_1() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+/// An argument that is not UTF-8 (a path or a secret in another encoding) is a usage error,
+/// exit 2, and is not echoed: before, `std::env::args` panicked on it.
+#[cfg(unix)]
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_without_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"s3cret-\xff");
+    let out = Command::new(env!("CARGO_BIN_EXE_redial-sim"))
+        .args(["--vendor", "marketo", "--client-secret"])
+        .arg(bad)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end(), "redial-sim: an argument is not valid UTF-8");
+    assert!(!stderr.contains("s3cret") && !stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
