@@ -338,6 +338,59 @@ async fn create_sub_campaign_without_a_hook_is_not_retried_and_the_error_says_so
     assert_eq!(err.vendor_errors().next().unwrap().code, "INTERNAL_ERROR");
 }
 
+/// VENDORS.md, Genesys: INTERNAL_ERROR on `createSubCampaign` while the object exists but
+/// failed → the user's compensation (`changeSubCampaignState` stop), then resubmit. The hook
+/// stops the sub-campaign and answers [`Verdict::Compensated`]; redial sends the create again.
+#[tokio::test(start_paused = true)]
+async fn create_sub_campaign_found_failed_is_stopped_by_the_hook_then_resubmitted() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    vendor.internal_error_after_effect(1);
+    let url = sim.url(sim_genesys::SERVICE_PATH);
+    let half_done = vendor.clone();
+    let hook = move |req: ReconcileRequest| {
+        let (url, half_done) = (url.clone(), half_done.clone());
+        async move {
+            assert!(String::from_utf8_lossy(req.request.body()).contains("<externalId>sub-42</externalId>"));
+            // The create half-happened: the object exists, in a failed state.
+            assert!(half_done.set_state("Spring", "sub-42", "FAILED"));
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+            let call = |envelope: &'static str| {
+                client.request(
+                    Request::post(url.as_str()).body(Full::new(Bytes::from_static(envelope.as_bytes()))).unwrap(),
+                )
+            };
+            let shown = call(show_state_envelope()).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&shown).contains("<state>FAILED</state>"), "{shown:?}");
+            let stop = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><changeSubCampaignState><campaign>Spring</campaign><externalId>sub-42</externalId><state>STOPPED</state></changeSubCampaignState></soapenv:Body></soapenv:Envelope>"#;
+            assert_eq!(call(stop).await.unwrap().status(), StatusCode::OK);
+            Verdict::Compensated
+        }
+    };
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::GenesysEngage.profile(), Vendor::GenesysEngage.policy())
+        .unwrap()
+        .reconcile("127.0.0.1", hook)
+        .unwrap()
+        .build();
+    let res = common::client(&layer).oneshot(common::create_sub_campaign(&sim)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert!(!report.reconciled, "the first call's result is not the one returned");
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("INTERNAL_ERROR"));
+    assert_eq!(report.attempts[0].action, redial::core::Action::Reconcile);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("createSubCampaignResponse"), "{body:?}");
+    // Stopped by the hook, then created once more: one sub-campaign, running.
+    assert_eq!(vendor.count_creates(), 2);
+    let stops =
+        sim.requests().iter().filter(|r| String::from_utf8_lossy(&r.body).contains("changeSubCampaignState")).count();
+    assert_eq!(stops, 1);
+    assert_eq!(vendor.sub_campaigns(), [("Spring".to_owned(), "sub-42".to_owned(), "RUNNING".to_owned())]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn marketo_414_is_rewritten_to_post_with_method_get() {
     let sim = Sim::start().await.unwrap();
