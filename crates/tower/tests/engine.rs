@@ -16,9 +16,11 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use redial_core::auth::{Attach, Credential, LoginError, LoginFailureKind};
+use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
 use redial_core::{
-    Action, Advice, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead, Rewrite,
+    Action, Advice, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead, RetryRule,
+    Rewrite, Throttle,
 };
 use redial_tower::{ReconcileRequest, RetryBody, RetryLayer, TokenSource, Verdict};
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -531,4 +533,69 @@ async fn a_throttle_holds_the_requests_that_had_already_reserved_their_slot() {
     let sent = sent.lock().unwrap().clone();
     assert!(sent.iter().all(|t| *t <= S || *t >= 31 * S), "sent while the host was paused: {sent:?}");
     assert_eq!(sent.len(), 4, "{sent:?}");
+}
+
+/// A vendor's "busy" answer that names what it is about (Marketo 1029 "too many jobs in queue",
+/// a 1022 "object in use"; Responsys `API_LIMIT_EXCEEDED` for one API function): `/busy`
+/// answers 409 once, which this profile classifies as throttled with the given [`Throttle`].
+#[derive(Debug)]
+struct Busy(Throttle);
+
+impl Profile for Busy {
+    fn name(&self) -> &str {
+        "busy"
+    }
+    fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+        false
+    }
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        match outcome {
+            Outcome::Response(h, _) if h.status == StatusCode::CONFLICT => {
+                let rule = RetryRule::new("busy").backoff(Backoff::constant(20 * S)).any_method();
+                Classification::retry(Kind::Throttled, rule, "busy").with_throttle(self.0)
+            }
+            _ => Generic.classify(req, outcome),
+        }
+    }
+}
+
+/// One request meets a throttle, and a second request to the same host comes a second later:
+/// when each was sent (path, time from the start), and the host's rate limit afterwards.
+async fn a_second_request_after_a_throttle(throttle: Throttle) -> (Vec<(String, Duration)>, Option<u32>) {
+    let t0 = Instant::now();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let busy_once = Arc::new(AtomicUsize::new(0));
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        log.lock().unwrap().push((req.uri().path().to_owned(), t0.elapsed()));
+        let busy = req.uri().path() == "/busy" && busy_once.fetch_add(1, Ordering::SeqCst) == 0;
+        async move { Ok::<_, Infallible>(if busy { reply(409, "busy") } else { reply(200, "ok") }) }
+    });
+    let policy = Policy::builder().rate_limit(100, 20 * S).deadline(300 * S).no_budget().build().unwrap();
+    let layer = RetryLayer::builder().host("api.example.com", Busy(throttle), policy).unwrap().build();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(vendor);
+    let get = |path: &str| Request::get(format!("http://api.example.com{path}")).body(Full::default()).unwrap();
+    let first = tokio::spawn(svc.clone().oneshot(get("/busy")));
+    tokio::time::sleep(S).await;
+    assert_eq!(svc.oneshot(get("/other")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let sent = sent.lock().unwrap().clone();
+    (sent, layer.current_rate_limit("api.example.com"))
+}
+
+/// `Throttle::Request` (a full job queue, an object in use, a per-function limit): only the
+/// request that met it waits; other calls to the host go on, and its rate limit is untouched.
+/// `Throttle::Rate`, for contrast, holds the host for the wait.
+#[tokio::test(start_paused = true)]
+async fn a_throttle_about_one_request_holds_only_that_request() {
+    let (sent, limit) = a_second_request_after_a_throttle(Throttle::Request).await;
+    let at = |path: &str| sent.iter().filter(|(p, _)| p == path).map(|(_, t)| *t).collect::<Vec<_>>();
+    assert_eq!(at("/busy"), [Duration::ZERO, 20 * S], "{sent:?}");
+    assert_eq!(at("/other"), [S], "the other request went at once: {sent:?}");
+    assert_eq!(limit, Some(100), "the host's rate limit is not lowered");
+
+    let (sent, limit) = a_second_request_after_a_throttle(Throttle::Rate).await;
+    let other = sent.iter().find(|(p, _)| p == "/other").unwrap().1;
+    assert!(other >= 20 * S, "a rate throttle holds the host: {sent:?}");
+    assert!(limit < Some(100), "{limit:?}");
 }
