@@ -3,7 +3,8 @@
 //! paused clock.
 //!
 //! Every test checks the invariants of `docs/DESIGN.md`:
-//! - bounded: virtual time (and, where it matters, wall time and memory) stays within the policy;
+//! - bounded: virtual time and memory stay within the policy (bytes and peaks are counted; no
+//!   test times itself: speed claims live in the benches);
 //! - the right kind and action, read from the error's predicates or the report;
 //! - nothing lost: the caller gets the response, or an error that owns its status, the body bytes
 //!   read, the vendor errors and the attempt history;
@@ -527,7 +528,6 @@ async fn a_one_gigabyte_success_body_is_streamed_to_the_caller_not_buffered() {
         "/rest/v1/leads.json",
         Reply::status(200).header("content-type", "application/json").generated_body(GIB, b'x'),
     );
-    let wall = std::time::Instant::now();
     let baseline = measure_from_here();
     // Marketo reads every 2xx JSON body, at most its inspect limit (256 KiB).
     let res = send(&layer(Vendor::Marketo.profile(), Vendor::Marketo.policy()), get(sim.url("/rest/v1/leads.json")))
@@ -551,7 +551,6 @@ async fn a_one_gigabyte_success_body_is_streamed_to_the_caller_not_buffered() {
     }
     drop(body);
     assert!(peak_above(baseline) < 16 * MIB, "peak {} bytes", peak_above(baseline));
-    assert!(wall.elapsed() < 30 * S, "took {:?}", wall.elapsed());
     assert_eq!(sim.count("/rest/v1/leads.json"), 1);
 }
 
@@ -571,7 +570,6 @@ async fn a_one_gigabyte_error_body_is_owned_only_up_to_the_inspect_limit() {
         .inspect_limit(limit)
         .build()
         .unwrap();
-    let wall = std::time::Instant::now();
     let baseline = measure_from_here();
     let err = send(&layer(Vendor::Marketo.profile(), policy), get(sim.url("/rest/v1/leads.json"))).await.unwrap_err();
     assert!(err.is_exhausted(), "{err}");
@@ -585,7 +583,6 @@ async fn a_one_gigabyte_error_body_is_owned_only_up_to_the_inspect_limit() {
     assert_eq!(err.classification().unwrap().body, BodyUse::TooLarge);
     assert_eq!(sim.count("/rest/v1/leads.json"), 2);
     assert!(peak_above(baseline) < 16 * MIB, "peak {} bytes", peak_above(baseline));
-    assert!(wall.elapsed() < 30 * S);
 }
 
 #[tokio::test(start_paused = true)]
@@ -623,12 +620,10 @@ async fn a_hundred_thousand_headers_are_a_bounded_typed_transport_error() {
     head.extend_from_slice(b"content-length: 2\r\n\r\nok");
     let raw = raw_server(vec![Bytes::from(head)]).await;
     let l = generic(fast().build().unwrap());
-    let wall = std::time::Instant::now();
     let started = Instant::now();
     let baseline = measure_from_here();
     let err = send(&l, get(format!("http://{}/x", raw.addr))).await.unwrap_err();
     assert!(started.elapsed() < S, "{:?}", started.elapsed());
-    assert!(wall.elapsed() < 30 * S, "{:?}", wall.elapsed());
     // The 2.4 MB head is refused at hyper's read buffer limit, never held whole.
     assert!(peak_above(baseline) < MIB, "peak {} bytes", peak_above(baseline));
     // hyper's client refuses the head: an I/O-class failure after sending, retried for GET
@@ -653,11 +648,10 @@ async fn a_ten_megabyte_header_value_is_a_bounded_typed_transport_error() {
     head.resize(head.len() + 10 * MIB, b'v');
     head.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
     let raw = raw_server(vec![Bytes::from(head)]).await;
-    let wall = std::time::Instant::now();
     let started = Instant::now();
     let baseline = measure_from_here();
     let err = send(&generic(fast().build().unwrap()), get(format!("http://{}/x", raw.addr))).await.unwrap_err();
-    assert!(started.elapsed() < S && wall.elapsed() < 30 * S);
+    assert!(started.elapsed() < S);
     // Refused at hyper's read buffer limit, three times: never held whole.
     assert!(peak_above(baseline) < MIB, "peak {} bytes", peak_above(baseline));
     assert!(err.is_exhausted(), "{err}");
@@ -748,12 +742,10 @@ async fn hostile_soap_fault(body: &'static str) -> (redial::Error, Sim) {
         sim_genesys::SERVICE_PATH,
         Reply::status(500).header("content-type", "text/xml; charset=utf-8").body(body),
     );
-    let wall = std::time::Instant::now();
     let baseline = measure_from_here();
     let started = Instant::now();
     let err = send(&genesys(), soap_to(&sim, "showSubCampaignState")).await.unwrap_err();
     assert!(started.elapsed() < S);
-    assert!(wall.elapsed() < 5 * S, "took {:?}", wall.elapsed());
     assert!(peak_above(baseline) < 4 * MIB, "peak {} bytes", peak_above(baseline));
     // Status rules: 500 is transient, retried for idempotent requests only; a SOAP POST is not.
     assert!(err.is_not_idempotent(), "{err}");
