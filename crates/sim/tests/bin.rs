@@ -70,14 +70,7 @@ impl Running {
     /// Close stdin; the sim must exit 0 soon after.
     fn stop(mut self) -> String {
         drop(self.child.stdin.take());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "still running after stdin closed");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_of(&mut self.child, "stdin closed");
         assert!(status.success(), "{status:?}");
         let mut stderr = String::new();
         self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
@@ -86,6 +79,19 @@ impl Running {
 
     fn banner_has(&self, text: &str) -> bool {
         self.banner.iter().any(|l| l.contains(text))
+    }
+}
+
+/// How `child` exited, after `what`; it must exit within 10 s (a real process on real time:
+/// polled every few milliseconds).
+fn exit_of(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -193,14 +199,7 @@ fn ctrl_c_stops_it() {
     let pid = sim.child.id().to_string();
     let killed = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = sim.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_of(&mut sim.child, "SIGINT");
     assert!(status.success(), "{status:?}");
 }
 
@@ -212,14 +211,7 @@ fn sigterm_stops_it() {
     let mut sim = Running::start_with(&["--vendor", "marketo", "--verbose"], &["--port", "0"]);
     let pid = sim.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = sim.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_of(&mut sim.child, "SIGTERM");
     assert!(status.success(), "{status:?}");
     let mut stderr = String::new();
     sim.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
