@@ -576,6 +576,64 @@ async fn marketo_200_carrying_603_is_an_error_that_owns_the_vendor_code<D: Front
     assert!(err.to_string().contains("603"), "{err}");
 }
 
+/// `final_responses_as_ok`: a response redial gives up on comes back as a response, whole,
+/// with why in its report; what is not a vendor's answer stays an error.
+async fn with_final_responses_as_ok_what_redial_gives_up_on_is_returned_whole<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    for i in 1..=4 {
+        sim.enqueue("/x", Reply::status(502).header("x-attempt", &i.to_string()).body(format!("gateway said no #{i}")));
+    }
+    // An error body longer than the inspect limit: what redial read of it, then the rest.
+    let big: Bytes = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
+    sim.set_fallback("/missing", Reply::status(404).body(big.clone()));
+    let policy = fast_policy().max_attempts(4).inspect_limit(64 * 1024).build().unwrap();
+    let layer = RetryLayer::builder()
+        .default_host(redial::core::generic::Generic, policy)
+        .final_responses_as_ok()
+        .rng_seed(7)
+        .build();
+    let door = D::open(layer);
+
+    let got = door.send(Call::get(sim.url("/x"))).await.unwrap();
+    assert_eq!(sim.count("/x"), 4);
+    assert_eq!((got.status, &got.headers["x-attempt"]), (StatusCode::BAD_GATEWAY, &HeaderValue::from_static("4")));
+    assert_eq!(got.body, "gateway said no #4");
+    let report = got.report.unwrap();
+    assert_eq!(report.gave_up, Some(FailReason::AttemptsExhausted { max: 4 }));
+    let statuses: Vec<_> = report.attempts.iter().map(|a| a.status.unwrap().as_u16()).collect();
+    assert_eq!(statuses, [502; 4]);
+    assert_eq!(report.attempts.last().unwrap().action, redial::core::Action::Fail);
+
+    let got = door.send(Call::get(sim.url("/missing"))).await.unwrap();
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    assert_eq!(got.size, Some(big.len() as u64), "the length is still known");
+    assert!(got.body == big, "the error body comes back byte-identical");
+    let report = got.report.unwrap();
+    assert_eq!((report.gave_up.as_ref(), report.attempt_count()), (Some(&FailReason::Final), 1));
+
+    // A POST reset after it was read is not the vendor's answer: still an error.
+    sim.enqueue("/create", Reply::ok().fault(Fault::ResetAfterRead));
+    let post = Call::new(Method::POST, sim.url("/create"), CallBody::Bytes(Bytes::from_static(b"x")));
+    assert!(door.send(post).await.unwrap_err().is_not_idempotent());
+}
+
+/// The same for a vendor's answer in a 200: Marketo 603 (access denied) is final, and comes
+/// back as the 200 it was, its vendor code in the report.
+async fn with_final_responses_as_ok_a_marketo_603_is_the_200_it_was<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    let denied = r#"{"requestId":"x","success":false,"errors":[{"code":603,"message":"Access denied"}]}"#;
+    sim.set_fallback("/rest/v1/leads.json", Reply::json(200, denied));
+    let layer = RetryLayer::builder().vendor_at(Vendor::Marketo, "127.0.0.1").unwrap().final_responses_as_ok().build();
+    let got = D::open(layer).send(Call::get(sim.url("/rest/v1/leads.json"))).await.unwrap();
+    assert_eq!((got.status, &got.body[..]), (StatusCode::OK, denied.as_bytes()));
+    let report = got.report.unwrap();
+    assert_eq!(report.gave_up, Some(FailReason::Final));
+    assert_eq!(report.last_kind(), Some(Kind::Fatal));
+    let e = report.last_errors().next().unwrap();
+    assert_eq!((e.code.as_str(), e.message.as_deref()), ("603", Some("Access denied")));
+    assert_eq!(sim.count("/rest/v1/leads.json"), 1);
+}
+
 fn adobe_on_the_sim() -> RetryLayer {
     RetryLayer::builder().vendor_at(Vendor::AdobeEdge, "127.0.0.1").unwrap().rng_seed(1).build()
 }
@@ -658,6 +716,8 @@ through_both_doors!(
     marketo_200_carrying_603_is_an_error_that_owns_the_vendor_code,
     adobe_207_is_returned_with_errors_and_warnings_never_retried,
     adobe_429_without_retry_after_waits_five_seconds,
+    with_final_responses_as_ok_what_redial_gives_up_on_is_returned_whole,
+    with_final_responses_as_ok_a_marketo_603_is_the_200_it_was,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use crate::{Attempt, Kind, VendorError};
+use crate::{Attempt, FailReason, Kind, VendorError};
 
 /// What happened across the attempts of one logical request.
 ///
 /// A successful response carries it as an `http` extension when anything was worth reporting
 /// (a retry, a vendor error, a partial success); a response without one went through on its
-/// first attempt with nothing to report. Errors always carry it.
+/// first attempt with nothing to report. Errors always carry it, and so does a response redial
+/// gave up on and returned (see [`gave_up`](Report::gave_up)).
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -19,6 +20,10 @@ pub struct Report {
     /// The response is not from the last attempt: a reconcile hook found that an earlier
     /// attempt had taken effect, and this is its result.
     pub reconciled: bool,
+    /// Why redial gave up on this response, when it returned it instead of an error (a layer
+    /// built with `final_responses_as_ok`, redial-tower): a final 4xx, retries spent on a 503.
+    /// `None` on a response redial took for a success.
+    pub gave_up: Option<FailReason>,
 }
 
 impl Report {

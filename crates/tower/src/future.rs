@@ -894,6 +894,11 @@ where
                 Decision::Fail(reason) => {
                     eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
                     this.state.set(State::Done);
+                    if eng.shared.final_responses_as_ok && got.is_response() {
+                        let mut report = eng.take_report();
+                        report.gave_up = Some(reason);
+                        return Poll::Ready(Ok(got.into_response(Some(report))));
+                    }
                     return Poll::Ready(Err(eng.fail(ErrorKind::Decided(reason), c, got)));
                 }
                 Decision::Reconcile => {
@@ -1242,23 +1247,7 @@ impl<B> Engine<B> {
             self.record(c, d, got.status(), None);
             self.take_report()
         });
-        let (mut head, body) = match got {
-            Got::Head(res) => {
-                let mut res = res.map(ResponseBody::passthrough);
-                if let Some(report) = report {
-                    res.extensions_mut().insert(report);
-                }
-                return res;
-            }
-            Got::Read { head, bytes, over, trailers, rest } => {
-                (head, ResponseBody::prefixed(bytes, trailers, rest).with_overshoot(over))
-            }
-            Got::Broken { .. } | Got::Nothing(..) => unreachable!("an outcome without a response is never returned"),
-        };
-        if let Some(report) = report {
-            head.extensions.insert(report);
-        }
-        Response::from_parts(head, body)
+        got.into_response(report)
     }
 
     fn fail<RB>(&mut self, kind: ErrorKind, c: Classification, got: Got<RB>) -> Error {
@@ -1293,6 +1282,36 @@ impl<RB> Got<RB> {
             Got::Broken { failure, .. } | Got::Nothing(failure, _) => Some(*failure),
             Got::Head(..) | Got::Read { .. } => None,
         }
+    }
+
+    /// Whether the attempt got a whole response, one that can be handed to the caller.
+    fn is_response(&self) -> bool {
+        self.failure().is_none()
+    }
+
+    /// The response, as the caller gets it: its body is what was read of it, then the rest
+    /// (a head whose body was not read goes back as it came), with `report` if there is one.
+    fn into_response(self, report: Option<Report>) -> Response<ResponseBody<RB>>
+    where
+        RB: Body,
+    {
+        let (mut head, body) = match self {
+            Got::Head(res) => {
+                let mut res = res.map(ResponseBody::passthrough);
+                if let Some(report) = report {
+                    res.extensions_mut().insert(report);
+                }
+                return res;
+            }
+            Got::Read { head, bytes, over, trailers, rest } => {
+                (head, ResponseBody::prefixed(bytes, trailers, rest).with_overshoot(over))
+            }
+            Got::Broken { .. } | Got::Nothing(..) => unreachable!("an outcome without a response is never returned"),
+        };
+        if let Some(report) = report {
+            head.extensions.insert(report);
+        }
+        Response::from_parts(head, body)
     }
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) hosts: Hosts,
     pub(crate) wall_clock: fn() -> SystemTime,
     pub(crate) classify_error: FailureClassifier,
+    /// A response given up on is returned (with its report), not turned into an error.
+    pub(crate) final_responses_as_ok: bool,
     seed: u64,
     sequence: AtomicU64,
 }
@@ -78,6 +80,7 @@ impl RetryLayer {
             hosts: Hosts::new(Host::new("*", Arc::new(Generic), Policy::default())),
             wall_clock: SystemTime::now,
             classify_error: crate::failure::classify_error,
+            final_responses_as_ok: false,
             seed: None,
         }
     }
@@ -175,6 +178,7 @@ pub struct RetryLayerBuilder {
     hosts: Hosts,
     wall_clock: fn() -> SystemTime,
     classify_error: FailureClassifier,
+    final_responses_as_ok: bool,
     seed: Option<u64>,
 }
 
@@ -254,6 +258,27 @@ impl RetryLayerBuilder {
         self
     }
 
+    /// Return the responses redial gives up on, as reqwest and hyper return any status: a
+    /// final 4xx or 5xx, a Marketo `success:false` that is not retried, a 503 whose retries
+    /// are spent come back as `Ok`, their body whole (what redial read of it, then the rest),
+    /// carrying a [`Report`](redial_core::Report) whose
+    /// [`gave_up`](redial_core::Report::gave_up) says why.
+    ///
+    /// By default they come back as an [`Error`](crate::Error) that owns the response's head,
+    /// the body bytes read, the vendor's errors and the attempt history. Either way nothing is
+    /// lost. What is not a vendor's answer stays an error: a transport failure, a body that
+    /// broke, a login that failed, no token source for a token the vendor asked for, the
+    /// deadline passing while waiting, a failed-over host refusing the call.
+    ///
+    /// ```
+    /// let layer = redial_tower::RetryLayer::builder().final_responses_as_ok().build();
+    /// # let _ = layer;
+    /// ```
+    pub fn final_responses_as_ok(mut self) -> Self {
+        self.final_responses_as_ok = true;
+        self
+    }
+
     /// Seed the jitter, for reproducible delays in tests.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -269,6 +294,7 @@ impl RetryLayerBuilder {
                 hosts: self.hosts,
                 wall_clock: self.wall_clock,
                 classify_error: self.classify_error,
+                final_responses_as_ok: self.final_responses_as_ok,
                 seed,
                 sequence: AtomicU64::new(0),
             }),
