@@ -102,6 +102,13 @@ impl<RB> Reading<RB> {
     /// copied together, and what a frame brings beyond that is kept apart, as it came (a
     /// 64 MiB frame after a small one is not copied).
     fn push(&mut self, data: Bytes, limit: usize) {
+        if self.len() >= limit {
+            // Read at the limit to see whether the body ends there: it goes on.
+            if !data.is_empty() {
+                self.over = Some(data);
+            }
+            return;
+        }
         if self.first.is_none() && self.rest.is_empty() {
             self.first = Some(data);
             return;
@@ -666,9 +673,12 @@ where
                     let Some(r) = read.as_mut() else { unreachable!("inspecting without a response") };
                     let limit = eng.host().policy.inspect_limit();
                     let end = loop {
-                        if r.len() >= limit {
+                        if r.len() > limit {
                             break ReadEnd::Limit;
                         }
+                        // Exactly at the limit, the body may be whole: a frame there now says
+                        // whether it ends (its end, or more), and none is not waited for.
+                        let full = r.len() == limit;
                         match r.body.as_mut().poll_frame(cx) {
                             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                                 Ok(mut data) => r.push(data.copy_to_bytes(data.remaining()), limit),
@@ -680,6 +690,7 @@ where
                             },
                             Poll::Ready(Some(Err(e))) => break ReadEnd::Failed(Failure::BodyRead, Some(e.into())),
                             Poll::Ready(None) => break ReadEnd::Complete,
+                            Poll::Pending if full => break ReadEnd::Limit,
                             Poll::Pending => {
                                 if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                                     return Poll::Pending;

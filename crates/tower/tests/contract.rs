@@ -1,0 +1,87 @@
+//! The engine against the tower and http-body contracts, with hand-written services and bodies
+//! on the paused clock: bodies at their limits, readiness, and what the caller gets back.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::Full;
+use redial_core::generic::Generic;
+use redial_core::Policy;
+use redial_tower::{RetryBody, RetryLayer};
+use tower::{ServiceBuilder, ServiceExt};
+
+/// A body of the frames given, that does not know when it is at its end (a chunked body on the
+/// wire): its end is a poll that returns `None`.
+#[derive(Debug)]
+struct Frames(VecDeque<Frame<Bytes>>);
+
+impl Frames {
+    fn new(data: &[&'static [u8]]) -> Self {
+        Frames(data.iter().map(|d| Frame::data(Bytes::from_static(d))).collect())
+    }
+}
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// An RFC 9457 problem padded with spaces to exactly `len` bytes.
+fn problem_of_len(len: usize) -> Vec<u8> {
+    let mut body = br#"{"type":"https://vendor.test/quota","title":"Over quota","status":400}"#.to_vec();
+    assert!(body.len() <= len);
+    body.resize(len, b' ');
+    body
+}
+
+fn problem_reply<B>(body: B) -> Response<B> {
+    Response::builder().status(400).header("content-type", "application/problem+json").body(body).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_body_exactly_at_the_inspect_limit_is_read_whole_and_parsed() {
+    const LIMIT: usize = 128;
+    let policy = || Policy::builder().inspect_limit(LIMIT).build().unwrap();
+    let body: &'static [u8] = problem_of_len(LIMIT).leak();
+
+    // In one frame that knows its end (a body of known length), and in two frames that do not.
+    let one = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| async move {
+        Ok::<_, Infallible>(problem_reply(Full::new(Bytes::from_static(body))))
+    });
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy())).service(one).oneshot(req).await;
+    let err = err.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(err.body().map(|b| b.len()), Some(LIMIT));
+    assert!(err.body_is_complete(), "{LIMIT} bytes of a {LIMIT}-byte body are the whole body");
+    assert_eq!(err.problem().and_then(|p| p.title.as_deref()), Some("Over quota"), "{err:?}");
+
+    let two = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| async move {
+        Ok::<_, Infallible>(problem_reply(Frames::new(&[&body[..LIMIT / 2], &body[LIMIT / 2..]])))
+    });
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy())).service(two).oneshot(req).await;
+    let err = err.unwrap_err();
+    assert!(err.body_is_complete());
+    assert_eq!(err.problem().and_then(|p| p.title.as_deref()), Some("Over quota"), "{err:?}");
+
+    // One byte more is past the limit: not parsed, and the error says its body is cut.
+    let longer: &'static [u8] = problem_of_len(LIMIT + 1).leak();
+    let over = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| async move {
+        Ok::<_, Infallible>(problem_reply(Frames::new(&[&longer[..LIMIT], &longer[LIMIT..]])))
+    });
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy())).service(over).oneshot(req).await;
+    let err = err.unwrap_err();
+    assert!(!err.body_is_complete());
+    assert_eq!(err.body().map(|b| b.len()), Some(LIMIT));
+    assert!(err.problem().is_none());
+}
