@@ -54,7 +54,7 @@ struct LastResponse {
 pub(crate) enum ErrorKind {
     /// The decision gave up.
     Decided(FailReason),
-    /// The inner service failed to become ready for a retry.
+    /// The inner service failed to become ready for an attempt (the first, or a retry).
     NotReady,
     /// The request body could not be read.
     RequestBody,
@@ -273,7 +273,7 @@ impl fmt::Display for Error {
                 f.write_str("the vendor has failed over: this endpoint is not served until it fails back")?
             }
             ErrorKind::Decided(r) => write!(f, "{r}")?,
-            ErrorKind::NotReady => f.write_str("the inner service failed while getting ready for a retry")?,
+            ErrorKind::NotReady => f.write_str("the inner service failed while getting ready for an attempt")?,
             ErrorKind::RequestBody => f.write_str("the request body could not be read")?,
             ErrorKind::NoTokenSource => {
                 f.write_str("the vendor asked for a new credential and no token source is configured")?

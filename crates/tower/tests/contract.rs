@@ -85,3 +85,31 @@ async fn an_error_body_exactly_at_the_inspect_limit_is_read_whole_and_parsed() {
     assert_eq!(err.body().map(|b| b.len()), Some(LIMIT));
     assert!(err.problem().is_none());
 }
+
+/// An inner service that is never ready: its pool is closed.
+#[derive(Clone)]
+struct Closed;
+
+impl tower::Service<Request<RetryBody<Full<Bytes>>>> for Closed {
+    type Response = Response<Full<Bytes>>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Response<Full<Bytes>>, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Err(std::io::Error::other("pool closed")))
+    }
+
+    fn call(&mut self, _: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
+        unreachable!("never ready")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_service_that_fails_to_get_ready_for_the_first_attempt_is_not_called_a_retry() {
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::generic()).service(Closed).oneshot(req).await.unwrap_err();
+    assert_eq!(err.report().attempt_count(), 0);
+    assert!(std::error::Error::source(&err).is_some_and(|e| e.to_string() == "pool closed"));
+    let shown = err.to_string();
+    assert!(!shown.contains("retry"), "no attempt was made, let alone a retry: {shown}");
+}
