@@ -180,11 +180,10 @@ pub fn explain(
     }))
 }
 
-/// What the driver reads of a body: all of it when it ends before the inspect limit, else the
-/// first `limit` bytes (the driver stops reading once it holds `limit` bytes, without knowing
-/// whether more would come).
+/// What the driver reads of a body: all of it when it ends at or before the inspect limit,
+/// else the first `limit` bytes (past the limit the driver stops reading).
 fn inspected(body: &[u8], limit: usize) -> Body<'_> {
-    if body.len() < limit {
+    if body.len() <= limit {
         Body::Complete(body)
     } else {
         Body::Prefix(&body[..limit])
@@ -394,7 +393,7 @@ mod tests {
     fn bodies_are_inspected_up_to_the_limit() {
         let limit = 8;
         assert_eq!(inspected(b"1234567", limit), Body::Complete(b"1234567"));
-        assert_eq!(inspected(b"12345678", limit), Body::Prefix(b"12345678"));
+        assert_eq!(inspected(b"12345678", limit), Body::Complete(b"12345678"), "exactly the limit: whole");
         assert_eq!(inspected(b"123456789", limit), Body::Prefix(b"12345678"));
 
         // A problem body larger than the generic inspect limit is not parsed.
