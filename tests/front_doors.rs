@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use redial::core::backoff::Backoff;
 use redial::core::{ErrorScope, FailReason, Failure, Kind, NotReplayable};
 use redial::vendors::marketo;
-use redial::{Error, Policy, Report, Retry, RetryBody, RetryLayer, TokenSource, Vendor, VendorExt};
+use redial::{Error, Policy, Report, RequestLimits, Retry, RetryBody, RetryLayer, TokenSource, Vendor, VendorExt};
 use redial_reqwest::RedialMiddleware;
 use redial_sim::vendors::marketo as sim_marketo;
 use redial_sim::{Fault, Reply, Sim};
@@ -42,6 +42,8 @@ struct Call {
     url: String,
     headers: HeaderMap,
     body: CallBody,
+    /// Per-request limits: a request extension (tower), `with_extension` (reqwest).
+    limits: Option<RequestLimits>,
 }
 
 enum CallBody {
@@ -54,7 +56,12 @@ enum CallBody {
 
 impl Call {
     fn new(method: Method, url: String, body: CallBody) -> Call {
-        Call { method, url, headers: HeaderMap::new(), body }
+        Call { method, url, headers: HeaderMap::new(), body, limits: None }
+    }
+
+    fn limits(mut self, limits: RequestLimits) -> Call {
+        self.limits = Some(limits);
+        self
     }
 
     fn get(url: String) -> Call {
@@ -100,6 +107,9 @@ impl FrontDoor for TowerDoor {
         let mut req =
             http::Request::builder().method(call.method).uri(&call.url).body(TestBody::from(call.body)).unwrap();
         *req.headers_mut() = call.headers;
+        if let Some(limits) = call.limits {
+            req.extensions_mut().insert(limits);
+        }
         let res = self.svc.clone().oneshot(req).await?;
         let size = res.body().size_hint().exact();
         let (head, body) = res.into_parts();
@@ -134,6 +144,9 @@ impl FrontDoor for ReqwestDoor {
             CallBody::Empty => {}
             CallBody::Bytes(b) => req = req.body(b),
             CallBody::Stream(chunks) => req = req.body(reqwest::Body::wrap(TestBody::stream(chunks))),
+        }
+        if let Some(limits) = call.limits {
+            req = req.with_extension(limits);
         }
         let res = match req.send().await {
             Ok(res) => res,
@@ -634,6 +647,40 @@ async fn with_final_responses_as_ok_a_marketo_603_is_the_200_it_was<D: FrontDoor
     assert_eq!(sim.count("/rest/v1/leads.json"), 1);
 }
 
+/// `RequestLimits` in a request's extensions tighten its host's policy, never loosen it.
+async fn request_limits_tighten_the_hosts_policy_for_that_request<D: FrontDoor>() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::status(503).header("retry-after", "2"));
+    let door = D::open(generic(fast_policy().max_attempts(4).build().unwrap()));
+
+    // No retries: one attempt, and the error says the (request's) attempt limit was reached.
+    let err = door.send(Call::get(sim.url("/x")).limits(RequestLimits::no_retries())).await.unwrap_err();
+    assert_eq!(sim.count("/x"), 1);
+    assert_eq!(err.fail_reason(), Some(&FailReason::AttemptsExhausted { max: 1 }));
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+
+    // More attempts than the host allows: the host's 4.
+    let err = door.send(Call::get(sim.url("/x")).limits(RequestLimits::new().max_attempts(9))).await.unwrap_err();
+    assert_eq!(sim.count("/x"), 1 + 4);
+    assert_eq!(err.fail_reason(), Some(&FailReason::AttemptsExhausted { max: 4 }));
+
+    // A 3 s deadline: the first 2 s wait fits, the second does not (1 s is left).
+    let started = Instant::now();
+    let limits = RequestLimits::new().deadline(3 * S);
+    let err = door.send(Call::get(sim.url("/x")).limits(limits)).await.unwrap_err();
+    assert_eq!(sim.count("/x"), 5 + 2);
+    assert!(
+        matches!(err.fail_reason(), Some(FailReason::HintExceedsLimit { deadline: true, .. })),
+        "{:?}",
+        err.fail_reason()
+    );
+    assert!(started.elapsed() < 3 * S, "{:?}", started.elapsed());
+
+    // Without limits, the same door keeps the host's policy.
+    let err = door.send(Call::get(sim.url("/x"))).await.unwrap_err();
+    assert_eq!(err.report().attempt_count(), 4);
+}
+
 fn adobe_on_the_sim() -> RetryLayer {
     RetryLayer::builder().vendor_at(Vendor::AdobeEdge, "127.0.0.1").unwrap().rng_seed(1).build()
 }
@@ -718,6 +765,7 @@ through_both_doors!(
     adobe_429_without_retry_after_waits_five_seconds,
     with_final_responses_as_ok_what_redial_gives_up_on_is_returned_whole,
     with_final_responses_as_ok_a_marketo_603_is_the_200_it_was,
+    request_limits_tighten_the_hosts_policy_for_that_request,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -258,3 +258,23 @@ proptest! {
         }
     }
 }
+
+/// A request's own limits tighten its host's policy and never loosen it; an attempt timeout
+/// longer than the request's deadline is cut to it, and a host without a deadline gets the
+/// request's.
+#[test]
+fn request_limits_only_tighten() {
+    let host = Policy::builder().max_attempts(5).deadline(S * 60).attempt_timeout(S * 30).build().unwrap();
+    let tight = RequestLimits::new().max_attempts(2).deadline(S * 10).apply(&host);
+    assert_eq!((tight.max_attempts(), tight.deadline(), tight.attempt_timeout()), (2, Some(S * 10), Some(S * 10)));
+    let loose = RequestLimits::new().max_attempts(50).deadline(S * 600).apply(&host);
+    assert_eq!((loose.max_attempts(), loose.deadline(), loose.attempt_timeout()), (5, Some(S * 60), Some(S * 30)));
+    assert_eq!(RequestLimits::new().apply(&host), host);
+    assert_eq!(RequestLimits::new().max_attempts(0).apply(&host).max_attempts(), 1, "at least one attempt");
+    let open = Policy::builder().no_deadline().build().unwrap();
+    assert_eq!(RequestLimits::new().deadline(S * 3).apply(&open).deadline(), Some(S * 3));
+    assert_eq!(RequestLimits::new().deadline(Duration::ZERO).apply(&open).deadline(), Some(Duration::from_millis(1)));
+    // The rest of the policy is the host's.
+    assert_eq!(tight.replay_limit(), host.replay_limit());
+    assert_eq!(tight.retry_after_cap(), host.retry_after_cap());
+}

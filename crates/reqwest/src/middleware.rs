@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 
 use http::Extensions;
-use redial_tower::core::AddIdempotencyKey;
+use redial_tower::core::{AddIdempotencyKey, RequestLimits};
 use redial_tower::{ResponseBody, ResponseFuture, RetryLayer, RetrySafe};
 use reqwest_middleware::{Middleware, Next};
 
@@ -120,6 +120,9 @@ impl RedialMiddleware {
         }
         if let Some(mark) = extensions.get::<AddIdempotencyKey>() {
             req.extensions_mut().insert(*mark);
+        }
+        if let Some(limits) = extensions.get::<RequestLimits>() {
+            req.extensions_mut().insert(*limits);
         }
         // The mailbox for the logins and probes the engine makes while this call lasts, made
         // at the first one (most calls have none).

@@ -23,7 +23,8 @@ use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
-    NotReplayable, Outcome, Policy, Report, RequestHead, ResponseHead, RetrySafe, Rewrite, Throttle, VendorError,
+    NotReplayable, Outcome, Policy, Report, RequestHead, RequestLimits, ResponseHead, RetrySafe, Rewrite, Throttle,
+    VendorError,
 };
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -218,6 +219,8 @@ struct Engine<B> {
     /// Whether this future has been polled (a poll after the first follows a wait).
     polled: bool,
     rng: Option<SplitMix64>,
+    /// The host's policy tightened by the request's [`RequestLimits`], if it had any.
+    own_policy: Option<Box<Policy>>,
 }
 
 impl<S, B, RB, D> ResponseFuture<S, B, RB, D>
@@ -288,6 +291,7 @@ where
             host = parts.uri.host().unwrap_or(""),
             path = parts.uri.path(),
         );
+        let own_policy = parts.extensions.get::<RequestLimits>().map(|limits| Box::new(limits.apply(policy)));
         let (state, replay, once) = body(policy);
         ResponseFuture {
             state,
@@ -322,6 +326,7 @@ where
                 trial: None,
                 polled: false,
                 rng: None,
+                own_policy,
             },
         }
     }
@@ -416,7 +421,7 @@ where
                                     rest.extend_from_slice(&data);
                                 }
                                 let len = first.as_ref().map_or(0, Bytes::len) + rest.len();
-                                if len > eng.host().policy.replay_limit() {
+                                if len > eng.policy().replay_limit() {
                                     this.state.set(State::Done);
                                     let e = eng
                                         .error(ErrorKind::RequestBody)
@@ -671,7 +676,7 @@ where
                 },
                 StateProj::Inspect { read } => {
                     let Some(r) = read.as_mut() else { unreachable!("inspecting without a response") };
-                    let limit = eng.host().policy.inspect_limit();
+                    let limit = eng.policy().inspect_limit();
                     let end = loop {
                         if r.len() > limit {
                             break ReadEnd::Limit;
@@ -1003,9 +1008,14 @@ impl<B> Engine<B> {
         error.with_classification(classification)
     }
 
+    /// The request's policy: its host's, tightened by its [`RequestLimits`].
+    fn policy(&self) -> &Policy {
+        self.own_policy.as_deref().unwrap_or(&self.host().policy)
+    }
+
     /// When the request must be over, if it has a deadline.
     fn deadline(&self) -> Option<Instant> {
-        self.host().policy.deadline().map(|d| self.start() + d)
+        self.policy().deadline().map(|d| self.start() + d)
     }
 
     /// Bound the wait in progress by the request's deadline (the timer is armed lazily).
@@ -1027,7 +1037,7 @@ impl<B> Engine<B> {
     /// What an error keeps of an attempt's outcome: the response's head and the bytes read
     /// (at most the inspect limit, unless they are the whole body), or the transport error.
     fn owned<RB>(&self, got: Got<RB>) -> (Option<LastResponse>, Option<BoxError>) {
-        let limit = self.host().policy.inspect_limit();
+        let limit = self.policy().inspect_limit();
         // Copied when cut: a slice would keep the whole buffer (a 64 MiB first frame) alive.
         let prefix = |bytes: Bytes| if bytes.len() > limit { Bytes::copy_from_slice(&bytes[..limit]) } else { bytes };
         match got {
@@ -1122,7 +1132,7 @@ impl<B> Engine<B> {
         let ctx = redial_core::Context {
             attempt: self.attempt,
             history: &self.history,
-            policy: &host.policy,
+            policy: self.own_policy.as_deref().unwrap_or(&host.policy),
             idempotent: self.idempotent,
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
             elapsed: now.duration_since(self.start()),
@@ -1137,7 +1147,7 @@ impl<B> Engine<B> {
     /// request's start, read in that same poll (the clock is read once per request on the path
     /// that never waits).
     fn attempt_deadline(&self, first_poll: bool) -> Option<Instant> {
-        let policy = &self.host().policy;
+        let policy = self.policy();
         let sent = || if first_poll && self.attempt == 1 { self.start() } else { Instant::now() };
         let attempt = policy.attempt_timeout().map(|t| sent() + t);
         let total = policy.deadline().map(|d| self.start() + d);

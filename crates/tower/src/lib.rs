@@ -96,7 +96,7 @@ pub enum Detached {
 }
 
 pub use redial_core as core;
-pub use redial_core::{Policy, Report, RetrySafe};
+pub use redial_core::{Policy, Report, RequestLimits, RetrySafe};
 
 /// A boxed error, as the inner services' errors are carried.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
