@@ -410,6 +410,25 @@ pub async fn run(args: CallArgs, body: Bytes, stack: Stack, source: Option<Token
     Finished { tally, logins, elapsed }
 }
 
+/// What a failed request prints: the error and, when the last attempt got no response (a
+/// refused connection, a reset, a timeout), the innermost cause, such as `Connection refused
+/// (os error 111)`: "last attempt: connect" alone does not tell a closed port from a bad host.
+fn failure_message(e: &Error) -> String {
+    let mut message = e.to_string();
+    if e.status().is_none() && e.failure().is_some() {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        let mut innermost = None;
+        while let Some(c) = cause {
+            innermost = Some(c);
+            cause = c.source();
+        }
+        if let Some(c) = innermost {
+            let _ = write!(message, ": {c}");
+        }
+    }
+    message
+}
+
 /// One request through the stack.
 async fn send(mut stack: Stack, req: Request<Full<Bytes>>) -> Result<Response<ResponseBody<Incoming>>, Error> {
     std::future::poll_fn(|cx| stack.poll_ready(cx)).await?;
@@ -493,7 +512,7 @@ impl Run {
 
     fn failed(&self, i: u32, e: &Error) {
         let key = failure_key(e);
-        let message = e.to_string();
+        let message = failure_message(e);
         match self.mode {
             Mode::Json => {
                 let mut lines = String::new();
