@@ -147,9 +147,11 @@ impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailReason::Final => f.write_str("the vendor's rule says this is final"),
-            FailReason::AttemptsExhausted { max } => write!(f, "gave up after {max} attempts"),
+            FailReason::AttemptsExhausted { max } => {
+                write!(f, "gave up after {max} attempt{}", if *max == 1 { "" } else { "s" })
+            }
             FailReason::RuleExhausted { rule, retries } => {
-                write!(f, "rule {rule} allows no more than {retries} retries")
+                write!(f, "rule {rule} allows no more than {retries} retr{}", if *retries == 1 { "y" } else { "ies" })
             }
             FailReason::DeadlineExceeded { remaining, .. } if remaining.is_zero() => {
                 f.write_str("the deadline has passed")
