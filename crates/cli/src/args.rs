@@ -710,7 +710,8 @@ fn parse_call(
 /// A URL as a message may show it: without its query (cut at the first `?` or `#`, whatever
 /// follows) and its userinfo (`user:password@`), either of which may carry a credential. A
 /// text that does not begin as a URL (`scheme://`: a flag's value taken for the URL, a
-/// secret) is not shown at all.
+/// secret) is not shown at all. A URL comes back quoted; the placeholder for a text not shown
+/// does not, so that it is not taken for what the user typed.
 pub(crate) fn shown_url(s: &str) -> String {
     let first = s.split_whitespace().next().unwrap_or_default();
     let scheme = first.split_once("://").map_or("", |(scheme, _)| scheme);
@@ -723,7 +724,7 @@ pub(crate) fn shown_url(s: &str) -> String {
         Some(i) => (&first[..i], "?…"),
         None => (first, ""),
     };
-    format!("{}{more}", redial_core::auth::redact_urls(cut))
+    format!("{:?}", format!("{}{more}", redial_core::auth::redact_urls(cut)))
 }
 
 fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
@@ -893,9 +894,8 @@ pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
     // errors show the URL without it.
     let shown = shown_url(s);
     let s_shown = &shown;
-    let invalid = || {
-        UsageError::new(format!("invalid {what} {s_shown:?}: expected an absolute URL such as http://host:port/path"))
-    };
+    let invalid =
+        || UsageError::new(format!("invalid {what} {s_shown}: expected an absolute URL such as http://host:port/path"));
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
@@ -904,12 +904,12 @@ pub fn parse_http_url(s: &str, what: &str) -> Result<Uri, UsageError> {
     let host_port = uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default());
     let port = host_port.and_then(|h| h.rsplit_once(':')).map(|(_, p)| p).filter(|p| !p.contains(']'));
     if port.is_some_and(|p| !p.is_empty() && p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err(UsageError::new(format!("invalid {what} {s_shown:?}: the port must be 1 to 65535")));
+        return Err(UsageError::new(format!("invalid {what} {s_shown}: the port must be 1 to 65535")));
     }
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(uri),
         Some(scheme) if scheme.eq_ignore_ascii_case("https") => Err(UsageError::new(format!(
-            "{what} {s_shown:?}: https:// is not supported, this build of redial has no TLS; \
+            "{what} {s_shown}: https:// is not supported, this build of redial has no TLS; \
              use http:// (the simulator, or a local TLS-terminating proxy)"
         ))),
         _ => Err(invalid()),
@@ -980,7 +980,7 @@ pub fn parse_method(s: &str) -> Result<Method, UsageError> {
 pub fn parse_url(s: &str) -> Result<Uri, UsageError> {
     let shown = shown_url(s);
     let invalid =
-        || UsageError::new(format!("invalid --url {shown:?}: expected an absolute URL such as https://host/path"));
+        || UsageError::new(format!("invalid --url {shown}: expected an absolute URL such as https://host/path"));
     let uri: Uri = s.parse().map_err(|_| invalid())?;
     if uri.scheme().is_none() || uri.host().is_none_or(str::is_empty) {
         return Err(invalid());
