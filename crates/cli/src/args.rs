@@ -306,7 +306,7 @@ where
 {
     let mut args = args.into_iter().map(Into::into);
     let Some(first) = args.next() else {
-        return Err(UsageError::new("missing command (try `redial explain --help`)"));
+        return Err(UsageError::new("missing command: explain or call (see `redial --help`)"));
     };
     match utf8(first)?.as_str() {
         "-h" | "--help" => Ok(Command::Help(USAGE)),
