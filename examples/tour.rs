@@ -241,20 +241,32 @@ async fn main() {
     println!("  Each is told 602; they share one login and all replay with its token.");
     let before = mkto.logins();
     let refused = mkto.count_code("602");
+    let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..10 {
         let req = get(leads(&format!("?filterType=id&filterValues={}", 60 + i)));
         calls.spawn(tour.svc.clone().oneshot(req));
     }
-    let mut ok = 0;
+    let (mut ok, mut attempts) = (0, 0);
     while let Some(done) = calls.join_next().await {
-        ok += usize::from(done.expect("the call's task").is_ok_and(|res| res.status().is_success()));
+        match done.expect("the call's task") {
+            Ok(res) => {
+                ok += usize::from(res.status().is_success());
+                attempts += res.extensions().get::<Report>().map_or(1, Report::attempt_count);
+            }
+            Err(e) => attempts += e.report().attempt_count(),
+        }
     }
+    let (refused, logins) = (mkto.count_code("602") - refused, mkto.logins() - before);
     println!(
-        "  ⇒ {ok}/10 succeeded; the vendor answered 602 {} times; logins at the identity endpoint: {}",
-        mkto.count_code("602") - refused,
-        mkto.logins() - before
+        "  ⇒ {ok}/10 succeeded; the vendor answered 602 {refused} times; logins at the identity endpoint: {logins}"
     );
+    tour.rows.push((
+        "marketo: 10 concurrent calls meet an expired token".into(),
+        format!("{ok}/10 succeeded, {refused} × 602, logins: {logins}"),
+        attempts,
+        started.elapsed(),
+    ));
 
     mkto_sim.enqueue("/rest/v1/leads.json", Reply::json(200, r#"{"requestId":"e42b#3","success":true,"result":[{"id":50,"status":"created"},{"id":51,"status":"created"},{"status":"skipped","reasons":[{"code":"1005","message":"Lead already exists"}]}]}"#));
     tour.run(
