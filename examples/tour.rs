@@ -2,7 +2,9 @@
 //! failures. Run it with `cargo run --example tour`.
 //!
 //! The vendors' real host names (`*.mktorest.com`, `server.adobedc.net`, …) resolve to the
-//! simulator, so the layer is configured exactly as in an application: `redial::builder()`.
+//! simulator, so the layer is configured as in an application: `redial::builder()`. Responsys
+//! is the exception: its login answers with the host to call next (`endPoint`), which is the
+//! simulator's own address, so its rules are put on `127.0.0.1` with `vendor_at`.
 //! Time is tokio's paused clock: every wait is really waited, in simulated time, so a 30 s or
 //! 2 min vendor wait costs no real time.
 

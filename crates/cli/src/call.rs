@@ -423,7 +423,8 @@ fn failure_message(e: &Error) -> String {
             cause = c.source();
         }
         if let Some(c) = innermost {
-            let _ = write!(message, ": {c}");
+            // Whatever a transport's error says, a URL in it is shown without credentials.
+            let _ = write!(message, ": {}", redial_core::auth::redact_urls(&c.to_string()));
         }
     }
     message

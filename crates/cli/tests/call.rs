@@ -408,6 +408,12 @@ fn a_refused_connection_is_a_failure_counted_by_kind() {
     assert_eq!(s["attempts"], 4, "{s}");
     assert_eq!(s["failures"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2);
     assert!(lines.iter().any(|l| l["failure"] == "connect"), "{}", r.stdout);
+
+    // Without --json the error says why the connection failed, not only that it did.
+    let r = redial(&["call", "--max-attempts", "1", &url], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("gave up after 1 attempt "), "{}", r.stderr);
+    assert!(r.stderr.to_lowercase().contains("connection refused"), "{}", r.stderr);
 }
 
 /// "Secrets are never printed": not in a usage error either, whatever the mistake.
