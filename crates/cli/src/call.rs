@@ -527,6 +527,16 @@ impl Run {
                 if let (Some(status), Some(headers), Some(body)) = (e.status(), e.headers(), e.body()) {
                     self.out.out(&head_text(Version::HTTP_11, status, headers));
                     self.out.out(body);
+                    // On a terminal, the error starts a line of its own after a body without a
+                    // last newline (redirected, both streams stay as they came).
+                    use std::io::IsTerminal;
+                    if !body.is_empty()
+                        && !body.ends_with(b"\n")
+                        && std::io::stdout().is_terminal()
+                        && std::io::stderr().is_terminal()
+                    {
+                        self.out.err_line("");
+                    }
                 }
                 self.out.err_line(&message);
                 if e.status().is_some() && !e.body_is_complete() {
