@@ -45,6 +45,15 @@ impl Service<Name> for Loopback {
     }
 }
 
+/// What the reconcile hook found, printed under the attempt that asked it (the hook runs
+/// before the request's report is printed).
+static HOOK_NOTES: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+fn hook_note(note: &str) {
+    HOOK_NOTES.lock().unwrap().push_back(format!("      reconcile hook: {note}"));
+}
+
 type Svc = redial::Retry<Client<HttpConnector<Loopback>, RetryBody<Full<Bytes>>>>;
 
 struct Tour {
@@ -74,9 +83,18 @@ impl Tour {
             // A request refused locally (failover mode) made no attempt.
             Err(err) => (format!("error: {err}"), err.report().clone(), err.report().attempt_count()),
         };
+        let mut notes = HOOK_NOTES.lock().unwrap();
         for a in &report.attempts {
             print_attempt(a);
+            // What the reconcile hook found, under the attempt that asked it.
+            if a.action == redial::core::Action::Reconcile {
+                if let Some(note) = notes.pop_front() {
+                    println!("{note}");
+                }
+            }
         }
+        notes.drain(..).for_each(|note| println!("{note}"));
+        drop(notes);
         for (n, e) in &report.errors {
             println!("      vendor said on attempt {n}: {e} [{}]", e.scope.as_str());
         }
@@ -137,10 +155,10 @@ fn genesys_hook(service_url: String) -> impl redial::hooks::ReconcileHook {
             let status = res.status();
             let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             if String::from_utf8_lossy(&body).contains("OBJECT_NOT_EXISTS") {
-                println!("    reconcile hook: showSubCampaignState says OBJECT_NOT_EXISTS → not applied, send again");
+                hook_note("showSubCampaignState says OBJECT_NOT_EXISTS → not applied, send again");
                 Verdict::NotApplied
             } else {
-                println!("    reconcile hook: showSubCampaignState found it → the first call took effect");
+                hook_note("showSubCampaignState found it → the first call took effect");
                 Verdict::Applied(http::Response::builder().status(status).body(body).unwrap())
             }
         }
