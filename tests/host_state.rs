@@ -391,6 +391,30 @@ async fn create_sub_campaign_found_failed_is_stopped_by_the_hook_then_resubmitte
     assert_eq!(vendor.sub_campaigns(), [("Spring".to_owned(), "sub-42".to_owned(), "RUNNING".to_owned())]);
 }
 
+/// The Errors page: a failure carries the set of errors ("validate all arguments … return a set
+/// of errors"), `ARG_*` ones with their `argumentIndex`. The simulated Engage answers a create
+/// missing both arguments with two; the caller's error owns both, and it is never re-sent.
+#[tokio::test(start_paused = true)]
+async fn genesys_fault_with_several_errors_reaches_the_caller_whole_and_is_final() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    let envelope = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><createSubCampaign/></soapenv:Body></soapenv:Envelope>"#;
+    let req = Request::post(sim.url(sim_genesys::SERVICE_PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"createSubCampaign\"")
+        .body(Full::new(Bytes::from_static(envelope.as_bytes())))
+        .unwrap();
+    let err = common::client(&genesys_layer(&sim, true)).oneshot(req).await.unwrap_err();
+    assert_eq!(err.kind(), Some(redial::core::Kind::Fatal));
+    let got: Vec<_> =
+        err.vendor_errors().map(|e| (e.code.clone(), e.attribute("argumentIndex").map(str::to_owned))).collect();
+    assert_eq!(got, [("ARG_NULL".to_owned(), Some("0".to_owned())), ("ARG_NULL".to_owned(), Some("1".to_owned()))]);
+    assert_eq!(err.report().attempt_count(), 1);
+    assert_eq!(sim.count(sim_genesys::SERVICE_PATH), 1);
+    assert_eq!(vendor.count_creates(), 1);
+    assert!(vendor.sub_campaigns().is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn marketo_414_is_rewritten_to_post_with_method_get() {
     let sim = Sim::start().await.unwrap();

@@ -748,3 +748,25 @@ async fn genesys_internal_errors_before_and_after_effect() {
     assert_eq!(engage_handle.sub_campaigns(), [triple("Spring", "B", "FAILED")]);
     assert_eq!(engage_handle.count_creates(), 2);
 }
+
+/// The Errors page: "the implementation will attempt to validate all arguments … and return a
+/// set of errors", and for `ARG_*` errors "the argumentIndex will indicate which argument is in
+/// error". A create missing both arguments is answered with one error per argument.
+#[tokio::test(start_paused = true)]
+async fn genesys_missing_arguments_are_a_set_of_errors_each_with_its_argument_index() {
+    let sim = Sim::start().await.unwrap();
+    let engage_handle = genesys::install(&sim, GenesysConfig::default());
+    let c = client();
+
+    let neither = engage(&c, &sim, "createSubCampaign", "").await;
+    assert_eq!(neither.status, 500);
+    let errors: Vec<&str> = neither.body.split("<error>").skip(1).collect();
+    assert_eq!(errors.len(), 2, "{}", neither.body);
+    assert!(errors[0].starts_with("<code>ARG_NULL</code>") && errors[0].contains("<argumentIndex>0</argumentIndex>"));
+    assert!(errors[1].starts_with("<code>ARG_NULL</code>") && errors[1].contains("<argumentIndex>1</argumentIndex>"));
+
+    let no_id = engage(&c, &sim, "showSubCampaignState", "<eng:campaign>Spring</eng:campaign>").await;
+    assert_eq!(no_id.body.matches("<error>").count(), 1, "{}", no_id.body);
+    assert!(no_id.body.contains("<code>ARG_NULL</code><message>Argument 'externalId' must be non-null</message><argumentIndex>1</argumentIndex>"), "{}", no_id.body);
+    assert!(engage_handle.sub_campaigns().is_empty());
+}

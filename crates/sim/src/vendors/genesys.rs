@@ -14,11 +14,14 @@
 //!   `<showSubCampaignStateResponse><state>RUNNING</state></…>`, or fault `OBJECT_NOT_EXISTS`.
 //! - `changeSubCampaignState` (`campaign`, `externalId`, optional `state`, default `STOPPED`) →
 //!   sets the state and answers `<changeSubCampaignStateResponse/>`, or fault `OBJECT_NOT_EXISTS`.
-//! - A missing argument → fault `ARG_NULL`; another operation or no `Body` → fault
-//!   `ARG_INVALID_DATA` with `faultcode` `soap:Client`.
+//! - Missing arguments → one fault with an `ARG_NULL` error per missing argument, each with its
+//!   `argumentIndex` (`campaign` 0, `externalId` 1: the sim's order), as the Errors page says
+//!   the API validates every argument and returns the set; another operation or no `Body` →
+//!   fault `ARG_INVALID_DATA` with `faultcode` `soap:Client`.
 //!
 //! A fault is HTTP 500 with `<soap:Fault><faultcode>…</faultcode><faultstring>CODE</faultstring>
-//! <detail><error><code>CODE</code><message>…</message></error></detail></soap:Fault>`;
+//! <detail><error><code>CODE</code><message>…</message>[<argumentIndex>N</argumentIndex>]</error>…
+//! </detail></soap:Fault>` (one `<error>` per error of the set);
 //! `faultcode` is `soap:Server` for `INTERNAL_ERROR`, `NO_SESSION` and `SYSTEM_LIMIT_EXCEEDED`,
 //! `soap:Client` otherwise.
 
@@ -156,7 +159,16 @@ impl GenesysHandle {
         }
         let (Some(campaign), Some(external_id)) = (element_text(&xml, "campaign"), element_text(&xml, "externalId"))
         else {
-            return Outcome::Answer(fault("ARG_NULL", "campaign and externalId are required."));
+            // Every argument is validated and the set of errors returned, each ARG_* error with
+            // the argumentIndex of its argument (the Errors page).
+            let missing: Vec<(String, usize)> = ARGUMENTS
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| element_text(&xml, name).is_none())
+                .map(|(i, name)| (format!("Argument '{name}' must be non-null"), i))
+                .collect();
+            let errors: Vec<_> = missing.iter().map(|(m, i)| ("ARG_NULL", m.as_str(), Some(*i))).collect();
+            return Outcome::Answer(fault_set(&errors));
         };
         let existing = state.find(&campaign, &external_id);
         match operation {
@@ -234,19 +246,35 @@ fn envelope(body: &str) -> Reply {
     xml_reply(200, format!("{ENVELOPE_OPEN}{body}{ENVELOPE_CLOSE}"))
 }
 
+/// The arguments of the sub-campaign methods, in order: an `ARG_*` error's `argumentIndex`.
+const ARGUMENTS: [&str; 2] = ["campaign", "externalId"];
+
 /// A 500 SOAP fault carrying one error.
 fn fault(code: &str, message: &str) -> Reply {
-    let who = match code {
+    fault_set(&[(code, message, None)])
+}
+
+/// A 500 SOAP fault carrying this set of errors (code, message, argumentIndex); the first
+/// error's code is the `faultstring`.
+fn fault_set(errors: &[(&str, &str, Option<usize>)]) -> Reply {
+    let first = errors.first().map_or("", |e| e.0);
+    let who = match first {
         "INTERNAL_ERROR" | "NO_SESSION" | "SYSTEM_LIMIT_EXCEEDED" => "soap:Server",
         _ => "soap:Client",
     };
-    let (code, message) = (escape(code), escape(message));
+    let detail: String = errors
+        .iter()
+        .map(|(code, message, index)| {
+            let index = index.map(|i| format!("<argumentIndex>{i}</argumentIndex>")).unwrap_or_default();
+            format!("<error><code>{}</code><message>{}</message>{index}</error>", escape(code), escape(message))
+        })
+        .collect();
+    let first = escape(first);
     xml_reply(
         500,
         format!(
-            "{ENVELOPE_OPEN}<soap:Fault><faultcode>{who}</faultcode><faultstring>{code}</faultstring>\
-             <detail><error><code>{code}</code><message>{message}</message></error></detail>\
-             </soap:Fault>{ENVELOPE_CLOSE}"
+            "{ENVELOPE_OPEN}<soap:Fault><faultcode>{who}</faultcode><faultstring>{first}</faultstring>\
+             <detail>{detail}</detail></soap:Fault>{ENVELOPE_CLOSE}"
         ),
     )
 }
