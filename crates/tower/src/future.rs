@@ -1352,7 +1352,10 @@ fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host
             let mut req = (probe.request)();
             req.extensions_mut().insert(crate::Detached::Probe);
             let fut = ResponseFuture::<_, D::Body, D::ResponseBody>::probe(svc.clone(), Inner, shared.clone(), req);
-            let ok = fut.await.is_ok_and(|res| res.status().is_success());
+            // A response redial gave up on (`final_responses_as_ok`) is no success, whatever its status.
+            let ok = fut.await.is_ok_and(|res| {
+                res.status().is_success() && res.extensions().get::<Report>().is_none_or(|r| r.gave_up.is_none())
+            });
             tracing::info!(host = &*h.pattern, ok, "failover probe");
             if ok {
                 h.failover.recovered(&h.pattern);

@@ -599,3 +599,62 @@ async fn a_throttle_about_one_request_holds_only_that_request() {
     assert!(other >= 20 * S, "a rate throttle holds the host: {sent:?}");
     assert!(limit < Some(100), "{limit:?}");
 }
+
+/// A vendor that says "failed over" with a 409, and "not served" in a 200 (as Marketo says any
+/// error: `success:false` in a 200) with `x-success: false`.
+#[derive(Debug)]
+struct SaysFailover;
+
+impl Profile for SaysFailover {
+    fn name(&self) -> &str {
+        "says-failover"
+    }
+    fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+        false
+    }
+    fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+        match outcome {
+            Outcome::Response(h, _) if h.status == StatusCode::CONFLICT => {
+                Classification::fail(Kind::Failover, "failed over")
+            }
+            Outcome::Response(h, _) if h.headers.get("x-success").is_some_and(|v| v == "false") => {
+                Classification::fail(Kind::Fatal, "success:false: not served")
+            }
+            _ => Generic.classify(req, outcome),
+        }
+    }
+}
+
+/// With `final_responses_as_ok`, a probe answered with a 200 that redial gives up on (a vendor
+/// error in a 200) comes back as `Ok`: it is no success, and the host stays failed over.
+#[tokio::test(start_paused = true)]
+async fn a_probe_answered_with_a_200_redial_gives_up_on_does_not_end_failover() {
+    let vendor = tower::service_fn(|req: Request<RetryBody<Full<Bytes>>>| async move {
+        let res = match req.uri().path() {
+            "/probe" => Response::builder().status(200).header("x-success", "false").body(Full::from("no")).unwrap(),
+            _ => reply(409, "failed over"),
+        };
+        Ok::<_, Infallible>(res)
+    });
+    let probe =
+        redial_tower::Probe::new(10 * S, || Request::get("http://api.example.com/probe").body(Bytes::new()).unwrap());
+    let layer = RetryLayer::builder()
+        .host("api.example.com", SaysFailover, Policy::default())
+        .unwrap()
+        .failover_probe("api.example.com", probe)
+        .unwrap()
+        .final_responses_as_ok()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(vendor);
+    let req = Request::get("http://api.example.com/work").body(Full::default()).unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(matches!(layer.failover_mode("api.example.com"), Some(redial_tower::FailoverMode::Secondary { .. })));
+    // Two probes go, each answered "not served".
+    tokio::time::sleep(25 * S).await;
+    assert!(
+        matches!(layer.failover_mode("api.example.com"), Some(redial_tower::FailoverMode::Secondary { .. })),
+        "a probe the vendor did not serve brought the host back: {:?}",
+        layer.failover_mode("api.example.com")
+    );
+}
