@@ -836,12 +836,14 @@ where
                 }
             }
             if throttle == Some(Throttle::Rate) {
-                // Pause for the wait the decision chose; a refused hint (over the cap or the
-                // deadline) must not stop the host for its whole length.
+                // Pause for the wait the decision chose (the host's policy's, when the request's
+                // own limits refused it); a refused hint (over the cap or the deadline) must not
+                // stop the host for its whole length.
                 let pause = match &decision {
                     Decision::Retry { after, .. } => *after,
-                    _ => Duration::ZERO,
+                    _ => eng.host_pause(&c),
                 };
+                let limits = &eng.host().limits;
                 limits.throttled(Instant::now(), pause);
             }
             // The trial goes on through a token refresh or a rewrite (the vendor has not said
@@ -1140,6 +1142,33 @@ impl<B> Engine<B> {
         };
         let rng = self.rng.get_or_insert_with(|| shared.rng());
         decide(c, &ctx, host.budget.as_deref(), now.into_std(), rng)
+    }
+
+    /// The host's pause for a rate throttle this request gives up on: none, unless the
+    /// request's own limits are why it gives up. A request's limits are its own: the host
+    /// then pauses for the wait its own policy would have chosen, as for any other request.
+    fn host_pause(&mut self, c: &Classification) -> Duration {
+        if self.own_policy.is_none() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let shared = &*self.shared;
+        let host = shared.hosts.get(self.host);
+        let ctx = redial_core::Context {
+            attempt: self.attempt,
+            history: &self.history,
+            policy: &host.policy,
+            idempotent: self.idempotent,
+            replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
+            elapsed: now.duration_since(self.start()),
+            can_reconcile: host.reconcile.is_some(),
+        };
+        let rng = self.rng.get_or_insert_with(|| shared.rng());
+        // No budget: nothing is withdrawn for a retry that is not made.
+        match decide(c, &ctx, None, now.into_std(), rng) {
+            Decision::Retry { after, .. } => after,
+            _ => Duration::ZERO,
+        }
     }
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.

@@ -658,3 +658,42 @@ async fn a_probe_answered_with_a_200_redial_gives_up_on_does_not_end_failover() 
         layer.failover_mode("api.example.com")
     );
 }
+
+/// A request's own limits are its own: one that may not retry (`RequestLimits::no_retries()`,
+/// a health check) and meets a 429 with `Retry-After: 10` still pauses its host for the 10 s
+/// the vendor asked, as a request without limits does; the next call waits for it.
+#[tokio::test(start_paused = true)]
+async fn a_request_with_no_retries_that_meets_a_429_still_pauses_its_host() {
+    for limits in [None, Some(redial_tower::RequestLimits::no_retries())] {
+        let t0 = Instant::now();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let first = Arc::new(AtomicUsize::new(0));
+        let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+            log.lock().unwrap().push((req.uri().path().to_owned(), t0.elapsed()));
+            let throttled = first.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                Ok::<_, Infallible>(if throttled {
+                    Response::builder().status(429).header("retry-after", "10").body(Full::from("slow down")).unwrap()
+                } else {
+                    reply(200, "ok")
+                })
+            }
+        });
+        let policy = Policy::builder().rate_limit(100, 20 * S).deadline(300 * S).no_budget().build().unwrap();
+        let layer = RetryLayer::builder().host("api.example.com", Generic, policy).unwrap().build();
+        let svc = ServiceBuilder::new().layer(layer).service(vendor);
+        let mut health = Request::get("http://api.example.com/health").body(Full::default()).unwrap();
+        if let Some(limits) = limits {
+            health.extensions_mut().insert(limits);
+        }
+        let health = tokio::spawn(svc.clone().oneshot(health));
+        tokio::time::sleep(S).await;
+        let other = Request::get("http://api.example.com/other").body(Full::default()).unwrap();
+        assert_eq!(svc.oneshot(other).await.unwrap().status(), StatusCode::OK);
+        let _ = health.await.unwrap();
+        let sent = sent.lock().unwrap().clone();
+        let other = sent.iter().find(|(p, _)| p == "/other").unwrap().1;
+        assert!(other >= 10 * S, "limits {limits:?}: sent while the vendor asked the host to wait: {sent:?}");
+    }
+}
