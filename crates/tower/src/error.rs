@@ -254,13 +254,21 @@ impl Error {
     }
 
     /// The last response, rebuilt around the bytes read; `None` if the last attempt got none.
+    /// Its [`Report`] says in [`gave_up`](Report::gave_up) why redial gave up on it, when a
+    /// decision did.
     pub fn into_response(self) -> Option<Response<Bytes>> {
-        let r = self.inner.response?;
+        let inner = *self.inner;
+        let r = inner.response?;
         let mut res = Response::new(r.body);
         *res.status_mut() = r.status;
         *res.version_mut() = r.version;
         *res.headers_mut() = r.headers;
-        res.extensions_mut().insert(self.inner.report);
+        // A response redial gave up on says why, as with `final_responses_as_ok`.
+        let mut report = inner.report;
+        if let ErrorKind::Decided(reason) = inner.kind {
+            report.gave_up = Some(reason);
+        }
+        res.extensions_mut().insert(report);
         Some(res)
     }
 }

@@ -113,3 +113,18 @@ async fn an_inner_service_that_fails_to_get_ready_for_the_first_attempt_is_not_c
     let shown = err.to_string();
     assert!(!shown.contains("retry"), "no attempt was made, let alone a retry: {shown}");
 }
+
+/// `Report::gave_up` is `None` only on a response redial took for a success: the response an
+/// `Error` hands back with `into_response` says why redial gave up on it, as the same response
+/// returned by a layer built with `final_responses_as_ok` does.
+#[tokio::test(start_paused = true)]
+async fn a_response_taken_out_of_an_error_says_why_redial_gave_up_on_it() {
+    let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(404).body(Full::new(Bytes::from_static(b"nope"))).unwrap())
+    });
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::generic()).service(vendor).oneshot(req).await.unwrap_err();
+    let res = err.into_response().unwrap();
+    let report = res.extensions().get::<redial_tower::Report>().unwrap();
+    assert_eq!(report.gave_up, Some(redial_core::FailReason::Final));
+}
