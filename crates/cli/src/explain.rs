@@ -235,6 +235,7 @@ fn action(d: &Decision, login: bool) -> &'static str {
 }
 
 /// `--attempt` names an attempt the driver never makes: an earlier one ends the request.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotReached {
     /// The attempt asked about.

@@ -66,7 +66,8 @@
 //! reqwest-middleware extensions: `client.post(url).with_extension(redial_tower::RetrySafe)`
 //! lets a POST be re-sent even after it may have reached the server, and
 //! `.with_extension(redial_tower::core::AddIdempotencyKey)` sends one `Idempotency-Key` on
-//! every attempt.
+//! every attempt, and `.with_extension(redial_tower::RequestLimits::no_retries())` (or a
+//! shorter deadline, fewer attempts) tightens the host's policy for this call only.
 //!
 //! # Order and timeouts
 //!

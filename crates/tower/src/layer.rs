@@ -265,8 +265,9 @@ impl RetryLayerBuilder {
     /// [`gave_up`](redial_core::Report::gave_up) says why.
     ///
     /// By default they come back as an [`Error`](crate::Error) that owns the response's head,
-    /// the body bytes read, the vendor's errors and the attempt history. Either way nothing is
-    /// lost. What is not a vendor's answer stays an error: a transport failure, a body that
+    /// the body bytes read, the vendor's errors and the attempt history. Either way nothing the
+    /// vendor said is lost: the report holds the vendor errors of every attempt and each
+    /// attempt's kind, the body holds the rest (an RFC 9457 problem is in it, unparsed). What is not a vendor's answer stays an error: a transport failure, a body that
     /// broke, a login that failed, no token source for a token the vendor asked for, the
     /// deadline passing while waiting, a failed-over host refusing the call.
     ///

@@ -86,6 +86,41 @@ async fn an_error_body_exactly_at_the_inspect_limit_is_read_whole_and_parsed() {
     assert!(err.problem().is_none());
 }
 
+/// A body that sends its first `limit` bytes, then nothing more, ever (a stalled stream).
+struct Stalled(Option<Bytes>);
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut().0.take() {
+            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Exactly at the inspect limit, the engine looks once for the body's end and never waits for
+/// it: a body that stalls there is taken as cut at once, not waited on until the deadline.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stalls_exactly_at_the_inspect_limit_is_not_waited_for() {
+    const LIMIT: usize = 128;
+    let body = Bytes::from(problem_of_len(LIMIT));
+    let stalled = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+        let body = body.clone();
+        async move { Ok::<_, Infallible>(problem_reply(Stalled(Some(body)))) }
+    });
+    let policy = Policy::builder().inspect_limit(LIMIT).build().unwrap();
+    let started = tokio::time::Instant::now();
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(stalled).oneshot(req).await;
+    let err = err.unwrap_err();
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO, "waited for a frame that never comes");
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(err.body().map(|b| b.len()), Some(LIMIT));
+    assert!(!err.body_is_complete(), "its end was not seen");
+}
+
 /// An inner service that is never ready: its pool is closed.
 #[derive(Clone)]
 struct Closed;

@@ -372,13 +372,27 @@ fn shown(given: &Option<String>, value: &str, flag: &str) -> Shown {
     }
 }
 
-/// One request served, for `--verbose`.
+/// One request served, for `--verbose`. The values of query parameters that carry a credential
+/// (Marketo documents `client_secret` and `access_token` in the query) are not shown.
 fn describe(n: u64, req: &Recorded) -> String {
-    let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req.query.as_deref().map(|q| format!("?{}", masked(q))).unwrap_or_default();
     format!(
         "redial-sim: #{n} {} {}{query} ({} body bytes, connection {})",
         req.method, req.path, req.body_len, req.connection
     )
+}
+
+/// `query` with the value of each credential-like parameter replaced by `***`.
+fn masked(query: &str) -> String {
+    const SECRET: [&str; 6] = ["secret", "token", "password", "key", "signature", "auth"];
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if SECRET.iter().any(|s| name.to_ascii_lowercase().contains(s)) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Install the vendor on `sim`; the banner: the listening line, then the endpoints and the
@@ -527,6 +541,16 @@ mod tests {
         assert_eq!(a.max_concurrency, Some(None));
         assert_eq!(a.latency, Some(Duration::from_millis(5)));
         assert!(matches!(parse(["--help".to_owned()]), Ok(Parsed::Help)));
+    }
+
+    #[test]
+    fn verbose_lines_hide_credentials_in_the_query() {
+        let q = "grant_type=client_credentials&client_id=abc&client_secret=S3CRET&access_token=T0KEN&filterType=id";
+        assert_eq!(
+            masked(q),
+            "grant_type=client_credentials&client_id=abc&client_secret=***&access_token=***&filterType=id"
+        );
+        assert_eq!(masked("Password=x&API_KEY=y&plain"), "Password=***&API_KEY=***&plain");
     }
 
     #[test]
