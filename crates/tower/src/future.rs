@@ -332,6 +332,10 @@ where
     }
 }
 
+/// The most body frames one poll takes before it yields (tokio's own tasks yield after a
+/// budget of operations, for the same reason).
+const FRAMES_PER_POLL: u32 = 64;
+
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
 impl<S, B, RB, D> std::fmt::Debug for ResponseFuture<S, B, RB, D>
@@ -397,11 +401,21 @@ where
                 return Poll::Ready(Err(eng.deadline_error()));
             }};
         }
+        // Body frames taken in this poll: a body that always has one more ready (empty frames,
+        // trailers) must not hold the thread, nor keep the deadline's timer from firing.
+        let mut frames = 0u32;
         loop {
             // What the attempt meant, set by each arm that ends an attempt (no tuple to move).
             let c: Classification;
             let got = match this.state.as_mut().project() {
                 StateProj::Buffer { body, first, rest, trailers } => {
+                    frames += 1;
+                    if frames > FRAMES_PER_POLL {
+                        // Yield (to be polled again at once), still bounded by the deadline.
+                        cx.waker().wake_by_ref();
+                        eng.arm_deadline();
+                        until_deadline!()
+                    }
                     let frame = match body.poll_frame(cx) {
                         Poll::Ready(frame) => frame,
                         Poll::Pending => {
@@ -680,6 +694,15 @@ where
                     let end = loop {
                         if r.len() > limit {
                             break ReadEnd::Limit;
+                        }
+                        frames += 1;
+                        if frames > FRAMES_PER_POLL {
+                            // Yield (to be polled again at once), still bounded by the attempt's end.
+                            cx.waker().wake_by_ref();
+                            if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                                return Poll::Pending;
+                            }
+                            break ReadEnd::Failed(Failure::Timeout, None);
                         }
                         // Exactly at the limit, the body may be whole: a frame there now says
                         // whether it ends (its end, or more), and none is not waited for.

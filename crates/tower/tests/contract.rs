@@ -121,6 +121,52 @@ async fn a_body_that_stalls_exactly_at_the_inspect_limit_is_not_waited_for() {
     assert!(!err.body_is_complete(), "its end was not seen");
 }
 
+/// A body that always has one more empty frame ready: it never ends, and never waits.
+struct Spinning;
+
+impl Body for Spinning {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
+    }
+}
+
+/// A response body that never ends nor waits does not hold the thread: the engine yields
+/// between frames, so other tasks run and the attempt's end still cuts it (before, one poll
+/// spun forever). Likewise for a request body being buffered for replay.
+#[test]
+fn a_body_that_never_waits_nor_ends_yields_and_is_cut_at_the_attempts_end() {
+    // On a thread of its own: were the engine to spin, the test fails instead of hanging.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let _ = done.send(rt.block_on(spinning_body_is_cut()));
+    });
+    let outcome = result.recv_timeout(std::time::Duration::from_secs(60)).expect("the engine spun in one poll");
+    let (status, failure) = outcome;
+    assert_eq!(status, Some(StatusCode::BAD_REQUEST));
+    assert_eq!(failure, Some(redial_core::Failure::Timeout));
+}
+
+async fn spinning_body_is_cut() -> (Option<StatusCode>, Option<redial_core::Failure>) {
+    let spinning = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(StatusCode::BAD_REQUEST).body(Spinning).unwrap())
+    });
+    let policy = Policy::builder().deadline(std::time::Duration::from_secs(10)).build().unwrap();
+    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(spinning);
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let call = tokio::spawn(svc.oneshot(req));
+    // This task runs although the call's body never waits (the engine yields): it lets the call
+    // start reading, then moves the clock past the deadline.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    let err = call.await.unwrap().unwrap_err();
+    (err.status(), err.failure())
+}
+
 /// An inner service that is never ready: its pool is closed.
 #[derive(Clone)]
 struct Closed;
