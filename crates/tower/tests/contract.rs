@@ -147,6 +147,45 @@ fn a_body_that_never_waits_nor_ends_yields_and_is_cut_at_the_attempts_end() {
     let (status, failure) = outcome;
     assert_eq!(status, Some(StatusCode::BAD_REQUEST));
     assert_eq!(failure, Some(redial_core::Failure::Timeout));
+
+    // A request body that says it has 10 bytes and only ever yields empty frames.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let _ = done.send(rt.block_on(spinning_request_body_is_cut()));
+    });
+    let err = result.recv_timeout(std::time::Duration::from_secs(60)).expect("the engine spun in one poll");
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(err.report().attempt_count(), 0, "never sent: its body never came");
+}
+
+/// [`Spinning`], but claiming an exact length, so the engine buffers it for replay.
+struct SpinningExact;
+
+impl Body for SpinningExact {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(10)
+    }
+}
+
+async fn spinning_request_body_is_cut() -> redial_tower::Error {
+    let vendor = tower::service_fn(|_: Request<RetryBody<SpinningExact>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    let policy = Policy::builder().deadline(std::time::Duration::from_secs(10)).build().unwrap();
+    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(vendor);
+    let req = Request::post("http://vendor.test/things").body(SpinningExact).unwrap();
+    let call = tokio::spawn(svc.oneshot(req));
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    call.await.unwrap().unwrap_err()
 }
 
 async fn spinning_body_is_cut() -> (Option<StatusCode>, Option<redial_core::Failure>) {
