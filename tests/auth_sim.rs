@@ -273,3 +273,30 @@ async fn no_token_password_or_client_secret_in_tracing_debug_or_errors() {
         assert!(!everything.contains(secret), "{secret:?} leaked:\n{everything}");
     }
 }
+
+/// The AFTM seed page: "If there is no system response, your code can retry up to three times,
+/// with two minute intervals, to prevent the API login being disabled." The login itself is
+/// the call that gets disabled: a login that gets no answer is not tried again sooner.
+#[tokio::test(start_paused = true)]
+async fn a_responsys_login_without_a_response_is_tried_again_only_two_minutes_later() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    vendor.hang_logins(true);
+    // The shipped defaults: the Responsys login, policy and token source as they come.
+    let svc = client_through(responsys_layer(&responsys_source(&sim)));
+    let request = tokio::spawn(svc.oneshot(lists()));
+    tokio::time::sleep(600 * S).await;
+    let times = vendor.login_times();
+    assert!(!times.is_empty());
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= 120 * S,
+            "a login came {gap:?} after one that got no response: {} logins in 10 min",
+            times.len()
+        );
+    }
+    assert!(times.len() >= 2, "the login is tried again: {}", times.len());
+    vendor.hang_logins(false);
+    request.abort();
+}

@@ -333,6 +333,14 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     fn attach(&self) -> Attach {
         Attach::Bearer
     }
+
+    /// The least wait before another login after one that got no answer (a connection error,
+    /// a reset, the login timeout), when the vendor names one (default `None`: the token
+    /// source's backoff). Responsys: "retry up to three times, with two minute intervals, to
+    /// prevent the API login being disabled".
+    fn no_response_wait(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

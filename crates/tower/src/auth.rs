@@ -291,6 +291,15 @@ impl TokenSource {
         // Whatever happens from here (the user's closure or login panics, the runtime drops
         // the task), the login ends: its waiters are woken and the next one may start.
         let ending = Ending { cell: cell.clone(), sent_at: Instant::now(), done: false };
+        // A login that gets no answer waits at least what the vendor says before the next one.
+        let wait = match &cell.fetch {
+            Fetch::Login(login) => login.no_response_wait(),
+            Fetch::Closure(_) => None,
+        };
+        let no_response = move |e: LoginError| match wait {
+            Some(wait) => e.with_retry_after(wait),
+            None => e,
+        };
         let fetch: BoxFuture<Result<Credential, LoginError>> = match (&cell.fetch, transport) {
             (Fetch::Closure(f), _) => f(),
             (Fetch::Login(login), Some(send)) => {
@@ -318,7 +327,10 @@ impl TokenSource {
                             // A transport error names the URL it failed on; its query may hold
                             // the credential (Marketo documents client_secret there).
                             let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
-                            Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}")))
+                            Err(no_response(LoginError::new(
+                                LoginFailureKind::Transient,
+                                format!("login request failed: {why}"),
+                            )))
                         }
                     }
                 })
@@ -331,9 +343,10 @@ impl TokenSource {
         tokio::spawn(async move {
             let result = match tokio::time::timeout(timeout, fetch).await {
                 Ok(r) => r,
-                Err(_) => {
-                    Err(LoginError::new(LoginFailureKind::Transient, format!("login took longer than {timeout:?}")))
-                }
+                Err(_) => Err(no_response(LoginError::new(
+                    LoginFailureKind::Transient,
+                    format!("login took longer than {timeout:?}"),
+                ))),
             };
             ending.finish(result);
         });

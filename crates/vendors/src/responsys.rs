@@ -631,6 +631,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`, `UNRECOVERABLE_EXCEPTION` | transient |
 /// | HTTP 401, 403 without a code | fatal |
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
+/// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest |
 /// | 2xx whose `endPoint` is not an absolute http(s) URI | transient ("login answered without a usable endPoint") |
 ///
 /// The other status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
@@ -816,6 +817,13 @@ impl redial_core::auth::Login for PasswordLogin {
 
     fn attach(&self) -> redial_core::auth::Attach {
         redial_core::auth::Attach::Raw
+    }
+
+    /// No answer to a login: the next one comes [`NO_RESPONSE_INTERVAL`] later at the earliest
+    /// ("retry up to three times, with two minute intervals, to prevent the API login being
+    /// disabled", the AFTM seed page).
+    fn no_response_wait(&self) -> Option<Duration> {
+        Some(NO_RESPONSE_INTERVAL)
     }
 }
 

@@ -858,3 +858,14 @@ proptest! {
         }
     }
 }
+
+/// The AFTM seed page: no response → "retry up to three times, with two minute intervals, to
+/// prevent the API login being disabled". Only Responsys names such a wait for its login.
+#[test]
+fn only_the_responsys_login_names_a_wait_after_no_response() {
+    for (name, login) in all_logins() {
+        let expected = (name == "responsys").then_some(redial_vendors::responsys::NO_RESPONSE_INTERVAL);
+        assert_eq!(login.no_response_wait(), expected, "{name}");
+    }
+    assert_eq!(responsys().no_response_wait(), Some(Duration::from_secs(120)));
+}
