@@ -628,7 +628,9 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// | answer | kind |
 /// |---|---|
 /// | `LOGIN_BLOCKED_TEMPORARILY` (another attempt prolongs the block), `PASSWORD_*` (`PASSWORD_LOCKOUT`, `PASSWORD_EXPIRED`, …), `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `INVALID_USER_NAME_PASSWORD`, `API_BLOCKED`, `INVALID_PARAMETER`, any other code | fatal |
-/// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`, `UNRECOVERABLE_EXCEPTION` | transient |
+/// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | transient; the next login comes 60 s later at the earliest |
+/// | `UNRECOVERABLE_EXCEPTION` | transient; the next login comes [`UNRECOVERABLE_RESUBMIT_DELAY`] (30 s) later at the earliest |
+/// | `SERVICE_UNAVAILABLE` | transient |
 /// | HTTP 401, 403 without a code | fatal |
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
 /// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest |
@@ -784,12 +786,16 @@ impl redial_core::auth::Login for PasswordLogin {
             let (kind, what) = login_code(&e.error_code);
             let detail = e.detail.as_deref().or(e.title.as_deref());
             let refused = answer.refused(kind, &e.error_code, what, detail);
-            // A throttled login waits for the limit's window, not the login backoff's first second.
+            // A throttled login waits for the limit's window, and an unrecoverable exception the
+            // documented 30 s, not the login backoff's first second.
             let code = e.error_code.trim();
-            let wait =
-                [("API_LIMIT_EXCEEDED", API_LIMIT_DELAY), ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", CAPACITY_MIN_DELAY)]
-                    .into_iter()
-                    .find_map(|(c, wait)| c.eq_ignore_ascii_case(code).then_some(wait));
+            let wait = [
+                ("API_LIMIT_EXCEEDED", API_LIMIT_DELAY),
+                ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", CAPACITY_MIN_DELAY),
+                ("UNRECOVERABLE_EXCEPTION", UNRECOVERABLE_RESUBMIT_DELAY),
+            ]
+            .into_iter()
+            .find_map(|(c, wait)| c.eq_ignore_ascii_case(code).then_some(wait));
             return Err(match wait {
                 Some(wait) => refused.with_retry_after(wait),
                 None => refused,

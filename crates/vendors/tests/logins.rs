@@ -549,9 +549,14 @@ fn responsys_transient() {
         for status in [400, 401, 500, 503] {
             let e = assert_transient(parse(&responsys(), status, &responsys_error(code)));
             assert_eq!(e.code(), Some(code));
-            // A throttled login waits for its limit's window: "try again in the next minute".
-            let throttled = matches!(code, "API_LIMIT_EXCEEDED" | "INTERNAL_CAPACITY_LIMIT_EXCEEDED");
-            assert_eq!(e.retry_after(), throttled.then_some(Duration::from_secs(60)), "{code}");
+            // A throttled login waits for its limit's window: "try again in the next minute";
+            // UNRECOVERABLE_EXCEPTION, "wait about 30 seconds and then resubmit" (the AFTM seed).
+            let wait = match code {
+                "API_LIMIT_EXCEEDED" | "INTERNAL_CAPACITY_LIMIT_EXCEEDED" => Some(Duration::from_secs(60)),
+                "UNRECOVERABLE_EXCEPTION" => Some(Duration::from_secs(30)),
+                _ => None,
+            };
+            assert_eq!(e.retry_after(), wait, "{code}");
         }
     }
     // A non-JSON gateway 503.
