@@ -300,3 +300,32 @@ async fn a_responsys_login_without_a_response_is_tried_again_only_two_minutes_la
     vendor.hang_logins(false);
     request.abort();
 }
+
+/// The same page: "up to three times". A Responsys login that gets no answer is tried again
+/// three times, two minutes apart; when the third retry gets no answer either, the logins stop
+/// for the token source's longest backoff and the waiting request fails, saying why.
+#[tokio::test(start_paused = true)]
+async fn a_responsys_login_without_a_response_is_retried_three_times_then_no_more() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    vendor.hang_logins(true);
+    let svc = client_through(responsys_layer(&responsys_source(&sim)));
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.to_string().contains("4 logins in a row got no answer"), "{err}");
+    let times = vendor.login_times();
+    assert_eq!(times.len(), 1 + 3, "the first login and three retries: {times:?}");
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 120 * S), "{times:?}");
+
+    // Meanwhile nothing logs in: the next request fails at once, the vendor sees no login.
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert_eq!(vendor.login_times().len(), 4);
+
+    // An answer resets the count: once the vendor answers again, a login after the backoff works.
+    vendor.hang_logins(false);
+    tokio::time::sleep(301 * S).await;
+    let res = svc.oneshot(lists()).await.unwrap();
+    assert!(res.status().is_success());
+    assert_eq!(vendor.login_times().len(), 5);
+}

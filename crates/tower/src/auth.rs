@@ -103,6 +103,8 @@ struct State {
     in_flight: bool,
     /// Consecutive failed logins.
     failures: u32,
+    /// Consecutive logins that got no answer (a transport error, the login timeout).
+    unanswered: u32,
     /// No login may start before this (the backoff window).
     not_before: Option<Instant>,
     /// The last login error; for a fatal one, requests fail with it until `not_before`.
@@ -300,8 +302,12 @@ impl TokenSource {
             Some(wait) => e.with_retry_after(wait),
             None => e,
         };
-        let fetch: BoxFuture<Result<Credential, LoginError>> = match (&cell.fetch, transport) {
-            (Fetch::Closure(f), _) => f(),
+        // The login's outcome, and whether it got no answer at all.
+        let fetch: BoxFuture<(Result<Credential, LoginError>, bool)> = match (&cell.fetch, transport) {
+            (Fetch::Closure(f), _) => {
+                let f = f();
+                Box::pin(async move { (f.await, false) })
+            }
             (Fetch::Login(login), Some(send)) => {
                 let login = login.clone();
                 Box::pin(async move {
@@ -311,7 +317,7 @@ impl TokenSource {
                     match send(req).await {
                         Ok(res) => {
                             let (head, body) = res.into_parts();
-                            login.parse(head.status, &head.headers, &body).map_err(|e| {
+                            let parsed = login.parse(head.status, &head.headers, &body).map_err(|e| {
                                 // A refused login's body says why; a 2xx one may hold the
                                 // token the parse could not read, and is never kept.
                                 if e.status().is_some() {
@@ -321,34 +327,34 @@ impl TokenSource {
                                 } else {
                                     e.with_response(head.status, body)
                                 }
-                            })
+                            });
+                            (parsed, false)
                         }
                         Err(e) => {
                             // A transport error names the URL it failed on; its query may hold
                             // the credential (Marketo documents client_secret there).
                             let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
-                            Err(no_response(LoginError::new(
-                                LoginFailureKind::Transient,
-                                format!("login request failed: {why}"),
-                            )))
+                            let e =
+                                LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
+                            (Err(no_response(e)), true)
                         }
                     }
                 })
             }
-            (Fetch::Login(_), None) => {
-                Box::pin(async { Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")) })
-            }
+            (Fetch::Login(_), None) => Box::pin(async {
+                (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), false)
+            }),
         };
         let timeout = cell.login_timeout;
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, fetch).await {
+            let (result, unanswered) = match tokio::time::timeout(timeout, fetch).await {
                 Ok(r) => r,
-                Err(_) => Err(no_response(LoginError::new(
-                    LoginFailureKind::Transient,
-                    format!("login took longer than {timeout:?}"),
-                ))),
+                Err(_) => {
+                    let e = LoginError::new(LoginFailureKind::Transient, format!("login took longer than {timeout:?}"));
+                    (Err(no_response(e)), true)
+                }
             };
-            ending.finish(result);
+            ending.finish(result, unanswered);
         });
     }
 }
@@ -363,17 +369,18 @@ struct Ending {
 }
 
 impl Ending {
-    fn finish(mut self, result: Result<Credential, LoginError>) {
+    fn finish(mut self, result: Result<Credential, LoginError>, unanswered: bool) {
         self.done = true;
-        self.cell.finish(result, self.sent_at);
+        self.cell.finish(result, self.sent_at, unanswered);
     }
 }
 
 impl Drop for Ending {
     fn drop(&mut self) {
         if !self.done {
+            // Not the vendor's silence: this side stopped waiting.
             let e = LoginError::new(LoginFailureKind::Transient, "the login ended without an answer");
-            self.cell.finish(Err(e), self.sent_at);
+            self.cell.finish(Err(e), self.sent_at, false);
         }
     }
 }
@@ -385,8 +392,8 @@ impl Cell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The login sent at `sent_at` ended with `result`.
-    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant) {
+    /// The login sent at `sent_at` ended with `result`; `unanswered`: it got no answer at all.
+    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant, unanswered: bool) {
         let now = Instant::now();
         let result = result.and_then(|cred| match cred.lifetime {
             // A token born expired cannot be used, and logging in again at once would storm the
@@ -398,6 +405,26 @@ impl Cell {
         });
         let mut st = self.lock();
         st.in_flight = false;
+        st.unanswered = if unanswered { st.unanswered.saturating_add(1) } else { 0 };
+        // Past the retries the vendor allows a login without an answer, the silence is taken
+        // as fatal: no login for the longest backoff (Responsys disables the login otherwise).
+        let limit = match &self.fetch {
+            Fetch::Login(login) => login.no_response_retries(),
+            Fetch::Closure(_) => None,
+        };
+        let result = match result {
+            Err(e) if limit.is_some_and(|n| st.unanswered > n) => Err(LoginError::new(
+                LoginFailureKind::Fatal,
+                format!(
+                    "{} logins in a row got no answer (the last: {}); no login is tried for {:?}, so that \
+                     the vendor does not disable it",
+                    st.unanswered,
+                    e.message(),
+                    self.backoff_max
+                ),
+            )),
+            other => other,
+        };
         match result {
             Ok(cred) => {
                 st.version += 1;

@@ -871,6 +871,8 @@ fn only_the_responsys_login_names_a_wait_after_no_response() {
     for (name, login) in all_logins() {
         let expected = (name == "responsys").then_some(redial_vendors::responsys::NO_RESPONSE_INTERVAL);
         assert_eq!(login.no_response_wait(), expected, "{name}");
+        let retries = (name == "responsys").then_some(3);
+        assert_eq!(login.no_response_retries(), retries, "{name}: up to three times");
     }
     assert_eq!(responsys().no_response_wait(), Some(Duration::from_secs(120)));
 }
