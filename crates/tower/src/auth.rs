@@ -413,16 +413,24 @@ impl Cell {
             Fetch::Closure(_) => None,
         };
         let result = match result {
-            Err(e) if limit.is_some_and(|n| st.unanswered > n) => Err(LoginError::new(
-                LoginFailureKind::Fatal,
-                format!(
-                    "{} logins in a row got no answer (the last: {}); no login is tried for {:?}, so that \
-                     the vendor does not disable it",
-                    st.unanswered,
-                    e.message(),
-                    self.backoff_max
-                ),
-            )),
+            Err(e) if limit.is_some_and(|n| st.unanswered > n) => {
+                // The vendor's wait after a silence still holds, however short the longest backoff.
+                let wait = e.retry_after().map_or(self.backoff_max, |w| self.backoff_max.max(w.min(MAX_LOGIN_WAIT)));
+                let fatal = LoginError::new(
+                    LoginFailureKind::Fatal,
+                    format!(
+                        "{} logins in a row got no answer (the last: {}); no login is tried for {:?}, so that \
+                         the vendor does not disable it",
+                        st.unanswered,
+                        e.message(),
+                        wait
+                    ),
+                );
+                Err(match e.retry_after() {
+                    Some(w) => fatal.with_retry_after(w),
+                    None => fatal,
+                })
+            }
             other => other,
         };
         match result {

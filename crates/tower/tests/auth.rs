@@ -569,3 +569,76 @@ async fn a_login_backoff_doubles_all_the_way_to_its_longest_and_never_starts_at_
         assert!(longest >= max, "{min:?}: the longest wait was {longest:?}, not {max:?}");
     }
 }
+
+/// A login like Responsys's: one that gets no answer waits 2 minutes before the next, and
+/// after three retries without an answer the next silence counts as fatal.
+#[derive(Debug)]
+struct SilentVendorLogin;
+
+impl Login for SilentVendorLogin {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(status, headers, body)
+    }
+    fn no_response_wait(&self) -> Option<Duration> {
+        Some(120 * S)
+    }
+    fn no_response_retries(&self) -> Option<u32> {
+        Some(3)
+    }
+}
+
+/// An inner service whose logins fail without an answer (a refused connection) while
+/// `silent` is set, and answer `tok:3600` otherwise; the login times are kept.
+fn silent_login_vendor(
+    silent: Arc<std::sync::atomic::AtomicBool>,
+    logins: Arc<Mutex<Vec<Instant>>>,
+) -> impl Service<Request<RetryBody<Full<Bytes>>>, Response = Response<Full<Bytes>>, Error = std::io::Error, Future: Send>
+       + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let (silent, logins) = (silent.clone(), logins.clone());
+        async move {
+            if req.uri().path() == "/login" {
+                logins.lock().unwrap().push(Instant::now());
+                if silent.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("connection refused"));
+                }
+                return Ok(Response::new(Full::from("tok:3600")));
+            }
+            Ok(Response::new(Full::from("ok")))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn logins_without_an_answer_stay_the_vendors_wait_apart_even_past_a_shorter_longest_backoff() {
+    // The user's login backoff (1 s to 10 s) is shorter than the vendor's 2 minutes: the
+    // silence turned fatal must not let the next login come sooner than the vendor allows.
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(SilentVendorLogin).login_backoff(S, 10 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(900 * S).build().unwrap())
+        .auth("*", source)
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(silent_login_vendor(silent.clone(), logins.clone()));
+    let err = svc.clone().oneshot(api()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.login_error().unwrap().is_fatal(), "{err}");
+    assert_eq!(logins.lock().unwrap().len(), 4);
+    // A request now and then for the next 10 minutes.
+    for _ in 0..60 {
+        tokio::time::sleep(10 * S).await;
+        let _ = svc.clone().oneshot(api()).await;
+    }
+    let times = logins.lock().unwrap().clone();
+    assert!(times.len() > 4, "the logins start again: {times:?}");
+    for w in times.windows(2) {
+        assert!(w[1] - w[0] >= 120 * S, "a login came {:?} after one that got no answer", w[1] - w[0]);
+    }
+}
