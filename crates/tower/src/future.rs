@@ -761,10 +761,13 @@ where
                 }
                 StateProj::AuthWait { wait } => {
                     if wait.as_mut().poll(cx).is_ready() {
-                        this.state.set(State::Ready);
-                        continue;
-                    }
-                    if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
+                        // A wait that ends at or past the deadline (the backoff window opening
+                        // then) leases nothing: the lease would start a login for no one.
+                        if eng.deadline().is_none_or(|d| Instant::now() < d) {
+                            this.state.set(State::Ready);
+                            continue;
+                        }
+                    } else if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                         return Poll::Pending;
                     }
                     // The deadline passed while waiting for a credential.

@@ -642,3 +642,53 @@ async fn logins_without_an_answer_stay_the_vendors_wait_apart_even_past_a_shorte
         assert!(w[1] - w[0] >= 120 * S, "a login came {:?} after one that got no answer", w[1] - w[0]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn renewals_without_an_answer_turned_fatal_never_stop_traffic_on_a_valid_token() {
+    // A 1-hour token renewed from about 10 minutes in; from then on every login goes unanswered.
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(SilentVendorLogin).skew(3000 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(30 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(silent_login_vendor(silent.clone(), logins.clone()));
+    svc.clone().oneshot(api()).await.unwrap();
+    silent.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    while start.elapsed() < 3590 * S {
+        let res = svc.clone().oneshot(api()).await;
+        assert!(res.is_ok(), "at {:?}: {:?}", start.elapsed(), res.err());
+        tokio::time::sleep(10 * S).await;
+    }
+    let times = logins.lock().unwrap().clone();
+    assert!(times.len() >= 5, "{times:?}");
+    assert!(source.last_error().unwrap().is_fatal());
+    for w in times[1..].windows(2) {
+        assert!(w[1] - w[0] >= 120 * S, "{:?}", w[1] - w[0]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_deadline_comes_as_the_login_backoff_opens_fails_and_starts_no_login() {
+    // The login gets no answer at once; the next may go 1 s later, when the waiting request's
+    // own deadline ends: that request is over, and sends no login for no one.
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(TestLogin).login_backoff(S, 60 * S);
+    let layer =
+        RetryLayer::builder().default_host(Vendor, Policy::default()).auth("*", source.clone()).unwrap().build();
+    let svc = ServiceBuilder::new().layer(layer).service(silent_login_vendor(silent, logins.clone()));
+    let mut req = api();
+    req.extensions_mut().insert(redial_tower::RequestLimits::new().deadline(S));
+    let started = Instant::now();
+    let err = svc.oneshot(req).await.unwrap_err();
+    assert_eq!(started.elapsed(), S);
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.login_error().unwrap().message().contains("connection refused"), "{err}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(logins.lock().unwrap().len(), 1, "a login went for a request past its deadline");
+    assert_eq!(source.logins(), 1);
+}
