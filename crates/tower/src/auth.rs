@@ -305,8 +305,10 @@ impl TokenSource {
         // The login's outcome, and whether it got no answer at all.
         let fetch: BoxFuture<(Result<Credential, LoginError>, bool)> = match (&cell.fetch, transport) {
             (Fetch::Closure(f), _) => {
-                let f = f();
-                Box::pin(async move { (f.await, false) })
+                // Called in the login's task: a panic there fails the login, not the request
+                // that happened to start it.
+                let f = f.clone();
+                Box::pin(async move { (f().await, false) })
             }
             (Fetch::Login(login), Some(send)) => {
                 let login = login.clone();

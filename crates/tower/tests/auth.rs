@@ -692,3 +692,27 @@ async fn a_request_whose_deadline_comes_as_the_login_backoff_opens_fails_and_sta
     assert_eq!(logins.lock().unwrap().len(), 1, "a login went for a request past its deadline");
     assert_eq!(source.logins(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_login_that_panics_before_its_future_fails_the_login_not_the_request() {
+    // The closure's own code (before the future it returns) panics the first time: that is
+    // the login's failure, in the login's task, not a panic in whichever request started it.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("a custom login with a bug");
+        }
+        async { Ok::<_, LoginError>(Credential::new("t0k3n", Some(3600 * S))) }
+    });
+    let layer = RetryLayer::builder()
+        .default_host(Generic, Policy::builder().deadline(10 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(plain_vendor());
+    let res = tokio::spawn(svc.oneshot(api())).await.expect("the request did not panic");
+    assert_eq!(res.unwrap().status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(!source.login_in_flight());
+}
