@@ -373,16 +373,17 @@ struct Ending {
 impl Ending {
     fn finish(mut self, result: Result<Credential, LoginError>, unanswered: bool) {
         self.done = true;
-        self.cell.finish(result, self.sent_at, unanswered);
+        self.cell.finish(result, self.sent_at, Some(unanswered));
     }
 }
 
 impl Drop for Ending {
     fn drop(&mut self) {
         if !self.done {
-            // Not the vendor's silence: this side stopped waiting.
+            // Not the vendor's silence (this side stopped waiting), nor an answer: the count of
+            // logins without one stands.
             let e = LoginError::new(LoginFailureKind::Transient, "the login ended without an answer");
-            self.cell.finish(Err(e), self.sent_at, false);
+            self.cell.finish(Err(e), self.sent_at, None);
         }
     }
 }
@@ -394,8 +395,9 @@ impl Cell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The login sent at `sent_at` ended with `result`; `unanswered`: it got no answer at all.
-    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant, unanswered: bool) {
+    /// The login sent at `sent_at` ended with `result`; `unanswered`: it got no answer at all
+    /// (`None`: not known, it ended before it could say).
+    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant, unanswered: Option<bool>) {
         let now = Instant::now();
         let result = result.and_then(|cred| match cred.lifetime {
             // A token born expired cannot be used, and logging in again at once would storm the
@@ -407,7 +409,11 @@ impl Cell {
         });
         let mut st = self.lock();
         st.in_flight = false;
-        st.unanswered = if unanswered { st.unanswered.saturating_add(1) } else { 0 };
+        match unanswered {
+            Some(true) => st.unanswered = st.unanswered.saturating_add(1),
+            Some(false) => st.unanswered = 0,
+            None => {}
+        }
         // Past the retries the vendor allows a login without an answer, the silence is taken
         // as fatal: no login for the longest backoff (Responsys disables the login otherwise).
         let limit = match &self.fetch {
@@ -415,7 +421,7 @@ impl Cell {
             Fetch::Closure(_) => None,
         };
         let result = match result {
-            Err(e) if limit.is_some_and(|n| st.unanswered > n) => {
+            Err(e) if unanswered == Some(true) && limit.is_some_and(|n| st.unanswered > n) => {
                 // The vendor's wait after a silence still holds, however short the longest backoff.
                 let wait = e.retry_after().map_or(self.backoff_max, |w| self.backoff_max.max(w.min(MAX_LOGIN_WAIT)));
                 let fatal = LoginError::new(

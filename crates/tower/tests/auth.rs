@@ -716,3 +716,48 @@ async fn a_closure_login_that_panics_before_its_future_fails_the_login_not_the_r
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert!(!source.login_in_flight());
 }
+
+/// [`SilentVendorLogin`], whose request-building panics once, on its `panic_on`th login.
+#[derive(Debug)]
+struct PanicsOnce {
+    calls: AtomicUsize,
+    panic_on: usize,
+}
+
+impl Login for PanicsOnce {
+    fn request(&self) -> Request<Bytes> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.panic_on {
+            panic!("a custom login with a bug");
+        }
+        TestLogin.request()
+    }
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(status, headers, body)
+    }
+    fn no_response_wait(&self) -> Option<Duration> {
+        SilentVendorLogin.no_response_wait()
+    }
+    fn no_response_retries(&self) -> Option<u32> {
+        SilentVendorLogin.no_response_retries()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_that_ends_without_an_answer_does_not_reset_the_count_of_logins_without_one() {
+    // Three logins get no answer, the fourth dies before it is sent (nothing was answered),
+    // the fifth gets no answer: that is the fourth silence in a row, and fatal.
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(PanicsOnce { calls: AtomicUsize::new(0), panic_on: 4 });
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(3600 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(silent_login_vendor(silent, logins.clone()));
+    let err = svc.oneshot(api()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.login_error().unwrap().is_fatal(), "{err}");
+    assert_eq!(source.logins(), 5);
+    assert_eq!(logins.lock().unwrap().len(), 4, "four logins sent, none answered");
+}
