@@ -345,7 +345,8 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// How many times a login that got no answer is tried again, when the vendor limits it
     /// (default `None`: no limit but the backoff). Once that many retries in a row got no
     /// answer either, the next unanswered login counts as fatal: its waiters fail, and no
-    /// login is tried for the token source's longest backoff. Any answer resets the count.
+    /// login is tried for the token source's longest backoff (and never sooner than
+    /// [`no_response_wait`](Self::no_response_wait)). Any answer resets the count.
     /// Responsys: 3 ("retry up to three times … to prevent the API login being disabled").
     fn no_response_retries(&self) -> Option<u32> {
         None
