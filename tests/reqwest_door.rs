@@ -136,3 +136,29 @@ async fn trailers_survive_a_body_the_engine_read() {
     let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(layer)).build();
     assert_eq!(trailer(client.get(&url).send().await.unwrap()).await.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_reqwest_cannot_take_is_final_and_never_left() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/x", Reply::ok());
+    // A login names an endpoint `http::Uri` takes and reqwest's URL parser refuses (a port
+    // past 65535): every attempt to it fails to build, as a builder error, before it leaves.
+    let endpoint: http::Uri = "http://127.0.0.1:99999".parse().unwrap();
+    let source = redial::TokenSource::from_fn(redial::core::auth::Attach::Bearer, move || {
+        let endpoint = endpoint.clone();
+        async move { Ok(redial::core::auth::Credential::new("tok", None).with_endpoint(endpoint)) }
+    });
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", redial::core::generic::Generic, Policy::default())
+        .unwrap()
+        .auth("127.0.0.1", source)
+        .unwrap()
+        .build();
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(layer)).build();
+    let e = client.get(sim.url("/x")).send().await.unwrap_err();
+    let err = redial_reqwest::into_redial_error(e).unwrap();
+    assert_eq!(err.report().attempt_count(), 1, "{err}");
+    assert!(err.is_final(), "{err}");
+    let failure = err.report().attempts[0].failure.expect("no response");
+    assert!(!failure.may_have_reached_server(), "{failure:?}: {err}");
+}

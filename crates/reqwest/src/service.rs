@@ -352,7 +352,9 @@ impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
     fn call(&mut self, req: http::Request<RetryBody<RequestBody>>) -> DirectFuture<'a> {
         let (next, mut extensions, template, last) =
             (self.next.clone(), self.extensions.clone(), self.template, self.last);
-        let attempt = template.request(req);
+        // An attempt reqwest cannot take (a login named an endpoint it refuses) never left:
+        // read as reqwest's builder error is, final.
+        let attempt = template.request(req).map_err(|e| unwrap_error(reqwest_middleware::Error::Reqwest(e)));
         Box::pin(async move {
             let res = next.run(attempt?, &mut extensions).await;
             // Not the caller's URL: redirected, or sent to another endpoint.
