@@ -162,3 +162,23 @@ async fn an_endpoint_reqwest_cannot_take_is_final_and_never_left() {
     let failure = err.report().attempts[0].failure.expect("no response");
     assert!(!failure.may_have_reached_server(), "{failure:?}: {err}");
 }
+
+/// A URL's password never shows in the error, its text or its `Debug`: reqwest's own error
+/// names the URL, and redial's error keeps reqwest's as its source.
+#[tokio::test(start_paused = true)]
+async fn a_password_in_the_url_never_shows_in_the_error() {
+    // A port nobody listens on: a connect error, which names the URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = reqwest::Url::parse(&format!("http://api-user:TOPSECRET@127.0.0.1:{port}/x")).unwrap();
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(generic())).build();
+    let e = client.execute(reqwest::Request::new(reqwest::Method::GET, url)).await.unwrap_err();
+    let err = redial_reqwest::redial_error(&e).expect("redial's error");
+    assert!(err.report().attempt_count() >= 1);
+    let mut shown = format!("{e} {e:?} {err} {err:?}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        shown.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+}

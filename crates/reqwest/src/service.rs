@@ -393,6 +393,10 @@ impl<'a, 'n> Detach<Direct<'n>, RequestBody> for Detacher<'a> {
 /// chain: signing, a local check) is final, as reqwest-retry has it: sending the call again
 /// would meet it again.
 fn unwrap_error(e: reqwest_middleware::Error) -> BoxError {
+    let e = match e {
+        reqwest_middleware::Error::Reqwest(e) => reqwest_middleware::Error::Reqwest(without_userinfo(e)),
+        other => other,
+    };
     match e {
         reqwest_middleware::Error::Reqwest(e) if e.is_connect() => {
             Box::new(AttemptError::new(Failure::Connect, e.into()))
@@ -408,6 +412,20 @@ fn unwrap_error(e: reqwest_middleware::Error) -> BoxError {
         reqwest_middleware::Error::Reqwest(e) => Box::new(e),
         reqwest_middleware::Error::Middleware(e) => Box::new(AttemptError::final_error(e.into())),
     }
+}
+
+/// `e` without the user name and password of its URL: a reqwest error shows its URL in its
+/// text and `Debug`, and the redial error that keeps it as its source would show them too.
+fn without_userinfo(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = e.url_mut() {
+        if url.password().is_some() {
+            let _ = url.set_password(None);
+        }
+        if !url.username().is_empty() {
+            let _ = url.set_username("");
+        }
+    }
+    e
 }
 
 /// A login or a failover probe outlived the call that started it, and there was no client to
