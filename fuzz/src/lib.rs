@@ -377,6 +377,8 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
         let (status, failure) = match earlier {
             Outcome::Response(h, _) => (Some(h.status), None),
             Outcome::Failure(f) => (None, Some(f)),
+            // `Outcome` is #[non_exhaustive]; the harness builds only the two above.
+            _ => (None, None),
         };
         history.push(Attempt::new(i + 1, status, failure, &c, &d, elapsed));
         if let Decision::Retry { after, .. } = d {
