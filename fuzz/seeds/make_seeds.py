@@ -127,12 +127,16 @@ SEEDS = {
         '601_lone_object': MARKETO_601_OBJECT,
         'custom_objects_seq': MARKETO_CUSTOM_OBJECTS,
         'quota_time': struct.pack('<q', 1_710_057_599).decode('latin-1'),
+        # One more than MAX_ERRORS (1000): vendor_errors keeps the first 1000.
+        'over_max_errors': '{"errors":[' + ','.join(['{}'] * 1001) + ']}',
     },
     'adobe': {
         '207': ADOBE_207,
         '422_problem': ADOBE_422,
         '401_token_expired': ADOBE_401,
         'string_warnings': ADOBE_WARNINGS,
+        # One more than MAX_ERRORS (1000): vendor_errors keeps the first 1000.
+        'over_max_errors': '{"errors":[' + ','.join(['"e"'] * 1001) + ']}',
     },
     'responsys': {
         'failover': RESPONSYS_FAILOVER,

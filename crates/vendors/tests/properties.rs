@@ -273,7 +273,9 @@ proptest! {
     fn marketo_parse_never_panics(body in json_body()) {
         if let Ok(r) = marketo::parse(&body) {
             let skipped = r.result.iter().filter(|s| s.is_skipped()).count();
-            prop_assert!(r.vendor_errors().len() >= r.errors.len() + skipped);
+            // Every error and skipped record, up to the documented cap.
+            let n = r.vendor_errors().len();
+            prop_assert!(n >= (r.errors.len() + skipped).min(redial_vendors::MAX_ERRORS) && n <= redial_vendors::MAX_ERRORS);
             let _ = (r.record_errors().count(), r.is_failure());
         }
     }
@@ -290,7 +292,8 @@ proptest! {
     #[test]
     fn adobe_parse_never_panics(body in json_body()) {
         if let Ok(r) = adobe::parse(&body) {
-            prop_assert_eq!(r.vendor_errors().len(), r.errors.len() + r.warnings.len());
+            // Every error and warning, up to the documented cap.
+            prop_assert_eq!(r.vendor_errors().len(), (r.errors.len() + r.warnings.len()).min(redial_vendors::MAX_ERRORS));
         }
         if let Ok(p) = adobe::parse_problem(&body) {
             let _ = p.to_vendor_error();
@@ -663,5 +666,24 @@ fn a_byte_order_mark_changes_nothing() {
             "{}",
             profile.name()
         );
+    }
+}
+
+/// What the fuzz harnesses and the properties above check of `vendor_errors`: every error,
+/// warning and skipped record, up to [`MAX_ERRORS`](redial_vendors::MAX_ERRORS) and no more
+/// (a body with one more than the cap is kept at the cap, as documented).
+#[test]
+fn vendor_errors_keep_every_error_up_to_the_cap() {
+    let max = redial_vendors::MAX_ERRORS;
+    for n in [max - 1, max, max + 1] {
+        let body = format!(r#"{{"errors":[{}]}}"#, vec![r#""e""#; n].join(","));
+        let r = adobe::parse(body.as_bytes()).unwrap();
+        assert_eq!((r.errors.len(), r.vendor_errors().len()), (n, n.min(max)), "adobe, {n} errors");
+        let body = format!(r#"{{"success":false,"errors":[{}]}}"#, vec![r#"{"code":606}"#; n].join(","));
+        let r = marketo::parse(body.as_bytes()).unwrap();
+        assert_eq!((r.errors.len(), r.vendor_errors().len()), (n, n.min(max)), "marketo, {n} errors");
+        let body = format!(r#"{{"success":true,"result":[{}]}}"#, vec![r#"{"status":"skipped"}"#; n].join(","));
+        let r = marketo::parse(body.as_bytes()).unwrap();
+        assert_eq!((r.result.len(), r.vendor_errors().len()), (n, n.min(max)), "marketo, {n} skipped records");
     }
 }
