@@ -867,6 +867,8 @@ where
                 // stop the host for its whole length.
                 let pause = match &decision {
                     Decision::Retry { after, .. } => *after,
+                    // The host's budget refused it, not the request's limits: as for any request.
+                    Decision::Fail(FailReason::BudgetExhausted) => Duration::ZERO,
                     _ => eng.host_pause(&c),
                 };
                 let limits = &eng.host().limits;

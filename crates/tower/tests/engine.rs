@@ -697,3 +697,42 @@ async fn a_request_with_no_retries_that_meets_a_429_still_pauses_its_host() {
         assert!(other >= 10 * S, "limits {limits:?}: sent while the vendor asked the host to wait: {sent:?}");
     }
 }
+
+/// Limits that change nothing (`RequestLimits::new()`) change nothing: a 429 whose retry the
+/// host's spent budget refuses pauses the host exactly as it does for a request without limits.
+#[tokio::test(start_paused = true)]
+async fn limits_that_change_nothing_pause_the_host_as_no_limits_do_when_the_budget_refuses() {
+    let mut seen = Vec::new();
+    for limits in [None, Some(redial_tower::RequestLimits::new())] {
+        let t0 = Instant::now();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let first = Arc::new(AtomicUsize::new(0));
+        let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+            log.lock().unwrap().push((req.uri().path().to_owned(), t0.elapsed()));
+            let throttled = first.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                Ok::<_, Infallible>(if throttled {
+                    Response::builder().status(429).header("retry-after", "10").body(Full::from("slow down")).unwrap()
+                } else {
+                    reply(200, "ok")
+                })
+            }
+        });
+        // A budget that allows no retry at all.
+        let budget = redial_core::budget::BudgetConfig::new(0.0, 0, S);
+        let policy = Policy::builder().rate_limit(100, 20 * S).deadline(300 * S).budget(budget).build().unwrap();
+        let layer = RetryLayer::builder().host("api.example.com", Generic, policy).unwrap().build();
+        let svc = ServiceBuilder::new().layer(layer).service(vendor);
+        let mut first_req = Request::get("http://api.example.com/first").body(Full::default()).unwrap();
+        if let Some(limits) = limits {
+            first_req.extensions_mut().insert(limits);
+        }
+        assert_eq!(svc.clone().oneshot(first_req).await.unwrap_err().status(), Some(StatusCode::TOO_MANY_REQUESTS));
+        let other = Request::get("http://api.example.com/other").body(Full::default()).unwrap();
+        assert_eq!(svc.oneshot(other).await.unwrap().status(), StatusCode::OK);
+        let sent = sent.lock().unwrap().clone();
+        seen.push(sent.iter().find(|(p, _)| p == "/other").unwrap().1);
+    }
+    assert_eq!(seen[0], seen[1], "RequestLimits::new() changed the host's pause: {seen:?}");
+}
