@@ -333,12 +333,18 @@ impl TokenSource {
                             (parsed, false)
                         }
                         Err(e) => {
+                            let e_answered = e.is::<BodyUnread>();
                             // A transport error names the URL it failed on; its query may hold
                             // the credential (Marketo documents client_secret there).
                             let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
                             let e =
                                 LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
-                            (Err(no_response(e)), true)
+                            // A body that could not be read came with an answer (its head).
+                            if e_answered {
+                                (Err(e), false)
+                            } else {
+                                (Err(no_response(e)), true)
+                            }
                         }
                     }
                 })
@@ -538,6 +544,22 @@ const MAX_LOGIN_WAIT: Duration = Duration::from_secs(3600);
 
 /// Build the login transport from an inner service: the login request goes through the same
 /// client as everything else, and its response is read up to 64 KiB.
+/// The login's answer came (its head), but its body could not be read (too long, broken).
+#[derive(Debug)]
+struct BodyUnread(BoxError);
+
+impl fmt::Display for BodyUnread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BodyUnread {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 pub(crate) fn transport<S, B, RB>(svc: S) -> Transport
 where
     S: tower_service::Service<Request<RetryBody<B>>, Response = Response<RB>> + Send + 'static,
@@ -560,7 +582,7 @@ where
             let res = svc.call(req).await.map_err(Into::into)?;
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);
-            let bytes = http_body_util::BodyExt::collect(limited).await?.to_bytes();
+            let bytes = http_body_util::BodyExt::collect(limited).await.map_err(BodyUnread)?.to_bytes();
             Ok(Response::from_parts(head, bytes))
         })
     })

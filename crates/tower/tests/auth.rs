@@ -761,3 +761,38 @@ async fn a_login_that_ends_without_an_answer_does_not_reset_the_count_of_logins_
     assert_eq!(source.logins(), 5);
     assert_eq!(logins.lock().unwrap().len(), 4, "four logins sent, none answered");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_login_answered_with_a_body_too_long_to_read_is_an_answer_not_a_silence() {
+    // The vendor answers every login, with a body past the login body limit: four of them are
+    // four answers, and never "four logins in a row got no answer".
+    let logins = Arc::new(AtomicUsize::new(0));
+    let count = logins.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let count = count.clone();
+        async move {
+            if req.uri().path() == "/login" {
+                count.fetch_add(1, Ordering::SeqCst);
+                return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20]))));
+            }
+            Ok(Response::new(Full::from("ok")))
+        }
+    });
+    let source = TokenSource::login(SilentVendorLogin).login_backoff(S, 10 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(900 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    for _ in 0..60 {
+        if logins.load(Ordering::SeqCst) >= 4 {
+            break;
+        }
+        let _ = svc.clone().oneshot(api()).await;
+        tokio::time::sleep(10 * S).await;
+    }
+    assert!(logins.load(Ordering::SeqCst) >= 4);
+    let e = source.last_error().unwrap();
+    assert!(!e.is_fatal(), "answered logins counted as silence: {e}");
+}
