@@ -1156,20 +1156,7 @@ impl<B> Engine<B> {
             // decide() returns at once for this advice; the clock and the rng are not needed.
             return Decision::Return;
         }
-        let now = Instant::now();
-        let shared = &*self.shared;
-        let host = shared.hosts.get(self.host);
-        let ctx = redial_core::Context {
-            attempt: self.attempt,
-            history: &self.history,
-            policy: self.own_policy.as_deref().unwrap_or(&host.policy),
-            idempotent: self.idempotent,
-            replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
-            elapsed: now.duration_since(self.start()),
-            can_reconcile: host.reconcile.is_some(),
-        };
-        let rng = self.rng.get_or_insert_with(|| shared.rng());
-        decide(c, &ctx, host.budget.as_deref(), now.into_std(), rng)
+        self.decide_under(c, false)
     }
 
     /// The host's pause for a rate throttle this request gives up on: none, unless the
@@ -1179,24 +1166,32 @@ impl<B> Engine<B> {
         if self.own_policy.is_none() {
             return Duration::ZERO;
         }
+        match self.decide_under(c, true) {
+            Decision::Retry { after, .. } => after,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// [`decide`] now: under the request's policy (its host's, tightened by its limits) and
+    /// the host's budget; or, `host_only`, under the host's policy alone and no budget
+    /// (nothing is withdrawn for a retry that is not made).
+    fn decide_under(&mut self, c: &Classification, host_only: bool) -> Decision {
         let now = Instant::now();
         let shared = &*self.shared;
         let host = shared.hosts.get(self.host);
+        let policy = if host_only { &host.policy } else { self.own_policy.as_deref().unwrap_or(&host.policy) };
         let ctx = redial_core::Context {
             attempt: self.attempt,
             history: &self.history,
-            policy: &host.policy,
+            policy,
             idempotent: self.idempotent,
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
             elapsed: now.duration_since(self.start()),
             can_reconcile: host.reconcile.is_some(),
         };
+        let budget = if host_only { None } else { host.budget.as_deref() };
         let rng = self.rng.get_or_insert_with(|| shared.rng());
-        // No budget: nothing is withdrawn for a retry that is not made.
-        match decide(c, &ctx, None, now.into_std(), rng) {
-            Decision::Retry { after, .. } => after,
-            _ => Duration::ZERO,
-        }
+        decide(c, &ctx, budget, now.into_std(), rng)
     }
 
     /// When the current attempt must end: the attempt timeout or the deadline, whichever first.

@@ -121,8 +121,9 @@ async fn a_body_that_stalls_exactly_at_the_inspect_limit_is_not_waited_for() {
     assert!(!err.body_is_complete(), "its end was not seen");
 }
 
-/// A body that always has one more empty frame ready: it never ends, and never waits.
-struct Spinning;
+/// A body that always has one more empty frame ready: it never ends, and never waits. With a
+/// length (`Some`), it claims that exact size, so that a request body is buffered for replay.
+struct Spinning(Option<u64>);
 
 impl Body for Spinning {
     type Data = Bytes;
@@ -130,80 +131,63 @@ impl Body for Spinning {
     fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
     }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.map_or_else(http_body::SizeHint::default, http_body::SizeHint::with_exact)
+    }
 }
 
-/// A response body that never ends nor waits does not hold the thread: the engine yields
-/// between frames, so other tasks run and the attempt's end still cuts it (before, one poll
-/// spun forever). Likewise for a request body being buffered for replay.
+/// A body that never ends nor waits does not hold the thread: the engine yields between
+/// frames, so other tasks run and the deadline still cuts it (before, one poll spun forever).
+/// For the response body being read, and for a request body being buffered for replay.
 #[test]
 fn a_body_that_never_waits_nor_ends_yields_and_is_cut_at_the_attempts_end() {
-    // On a thread of its own: were the engine to spin, the test fails instead of hanging.
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-        let _ = done.send(rt.block_on(spinning_body_is_cut()));
-    });
-    let outcome = result.recv_timeout(std::time::Duration::from_secs(60)).expect("the engine spun in one poll");
-    let (status, failure) = outcome;
-    assert_eq!(status, Some(StatusCode::BAD_REQUEST));
-    assert_eq!(failure, Some(redial_core::Failure::Timeout));
+    let vendor = |_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(StatusCode::BAD_REQUEST).body(Spinning(None)).unwrap())
+    };
+    let err = watched(move || past_the_deadline(vendor, Full::default()));
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST), "{err}");
+    assert_eq!(err.failure(), Some(redial_core::Failure::Timeout), "{err}");
 
-    // A request body that says it has 10 bytes and only ever yields empty frames.
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-        let _ = done.send(rt.block_on(spinning_request_body_is_cut()));
-    });
-    let err = result.recv_timeout(std::time::Duration::from_secs(60)).expect("the engine spun in one poll");
+    let vendor =
+        |_: Request<RetryBody<Spinning>>| async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) };
+    let err = watched(move || past_the_deadline(vendor, Spinning(Some(10))));
     assert!(err.is_deadline(), "{err}");
     assert_eq!(err.report().attempt_count(), 0, "never sent: its body never came");
 }
 
-/// [`Spinning`], but claiming an exact length, so the engine buffers it for replay.
-struct SpinningExact;
-
-impl Body for SpinningExact {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
-    }
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(10)
-    }
+/// `scenario` on a paused-clock runtime of its own thread: were the engine to spin in one
+/// poll, the test fails after a minute instead of hanging.
+fn watched<F: std::future::Future<Output = redial_tower::Error> + 'static>(
+    scenario: impl FnOnce() -> F + Send + 'static,
+) -> redial_tower::Error {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let _ = done.send(rt.block_on(scenario()));
+    });
+    result.recv_timeout(std::time::Duration::from_secs(60)).expect("the engine spun in one poll")
 }
 
-async fn spinning_request_body_is_cut() -> redial_tower::Error {
-    let vendor = tower::service_fn(|_: Request<RetryBody<SpinningExact>>| async {
-        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-    });
+/// A POST of `body` to `vendor` under a 10 s deadline, while this task (which runs only if the
+/// call yields) lets the call start, then moves the clock past the deadline: the error.
+async fn past_the_deadline<B, RB, F>(
+    vendor: impl FnMut(Request<RetryBody<B>>) -> F + Clone + Send + 'static,
+    body: B,
+) -> redial_tower::Error
+where
+    B: Body<Data = Bytes, Error = Infallible> + Send + 'static,
+    RB: Body<Data = Bytes, Error = Infallible> + Send + 'static,
+    F: std::future::Future<Output = Result<Response<RB>, Infallible>> + Send + 'static,
+{
     let policy = Policy::builder().deadline(std::time::Duration::from_secs(10)).build().unwrap();
-    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(vendor);
-    let req = Request::post("http://vendor.test/things").body(SpinningExact).unwrap();
+    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(tower::service_fn(vendor));
+    let req = Request::post("http://vendor.test/things").body(body).unwrap();
     let call = tokio::spawn(svc.oneshot(req));
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
     tokio::time::advance(std::time::Duration::from_secs(11)).await;
     call.await.unwrap().unwrap_err()
-}
-
-async fn spinning_body_is_cut() -> (Option<StatusCode>, Option<redial_core::Failure>) {
-    let spinning = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
-        Ok::<_, Infallible>(Response::builder().status(StatusCode::BAD_REQUEST).body(Spinning).unwrap())
-    });
-    let policy = Policy::builder().deadline(std::time::Duration::from_secs(10)).build().unwrap();
-    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(spinning);
-    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
-    let call = tokio::spawn(svc.oneshot(req));
-    // This task runs although the call's body never waits (the engine yields): it lets the call
-    // start reading, then moves the clock past the deadline.
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    tokio::time::advance(std::time::Duration::from_secs(11)).await;
-    let err = call.await.unwrap().unwrap_err();
-    (err.status(), err.failure())
 }
 
 /// An inner service that is never ready: its pool is closed.
