@@ -12,11 +12,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +24,10 @@ use http::{Request, Response};
 use http_body_util::Full;
 use redial::{Policy, RetryLayer};
 use tower::{Layer, Service};
+use yardstick::{run, CloneEvery};
+
+#[path = "../tests/yardstick/mod.rs"]
+mod yardstick;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -63,38 +66,11 @@ impl<B> Service<Request<B>> for Ok200 {
     }
 }
 
-/// The trivial tower::retry policy: clone every request, never retry a success.
-#[derive(Clone, Copy)]
-struct Trivial;
-
-impl<B: Clone, Res, E> tower::retry::Policy<Request<B>, Res, E> for Trivial {
-    type Future = Ready<()>;
-    fn retry(&mut self, _: &mut Request<B>, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        result.is_err().then(|| ready(()))
-    }
-    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
-        Some(req.clone())
-    }
-}
-
 fn request() -> Request<Full<Bytes>> {
     Request::get("https://api.example.com/v1/things?id=42")
         .header("accept", "application/json")
         .body(Full::default())
         .unwrap()
-}
-
-/// Drive a future that completes without waiting (every service here answers at once): a
-/// future still pending after a few polls is a bug in the bench, not something to spin on.
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..16 {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-    panic!("a request that should answer at once is still pending");
 }
 
 fn one<S>(svc: &mut S) -> bool
@@ -124,7 +100,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("overhead");
     let mut bare = Ok200;
     g.bench_function("bare", |b| b.iter(|| black_box(one(&mut bare))));
-    let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
+    let mut tower_retry = tower::retry::RetryLayer::new(CloneEvery).layer(Ok200);
     g.bench_function("tower_retry", |b| b.iter(|| black_box(one(&mut tower_retry))));
     let mut redial = redial_layer().layer(Ok200);
     g.bench_function("redial", |b| b.iter(|| black_box(one(&mut redial))));
@@ -138,7 +114,7 @@ fn summary() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let _guard = rt.enter();
     let mut bare = Ok200;
-    let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
+    let mut tower_retry = tower::retry::RetryLayer::new(CloneEvery).layer(Ok200);
     let mut redial = redial_layer().layer(Ok200);
     let mut redial_plain = redial_plain_layer().layer(Ok200);
 
@@ -212,7 +188,7 @@ fn profile_one(only: &str) {
     let _guard = rt.enter();
     let n: u32 = std::env::var("REDIAL_BENCH_N").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let mut bare = Ok200;
-    let mut tower_retry = tower::retry::RetryLayer::new(Trivial).layer(Ok200);
+    let mut tower_retry = tower::retry::RetryLayer::new(CloneEvery).layer(Ok200);
     let mut redial = redial_layer().layer(Ok200);
     let mut redial_plain = redial_plain_layer().layer(Ok200);
     let mut one_request: Box<dyn FnMut() -> bool> = match only {

@@ -10,15 +10,17 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use redial::{Policy, RetryLayer, Vendor};
 use tower::{Layer, Service};
+use yardstick::{run, CloneEvery};
+
+mod yardstick;
 
 struct Counting;
 
@@ -66,20 +68,6 @@ impl<B> Service<Request<B>> for Answer {
     }
 }
 
-/// tower::retry's simplest policy: clone every request, retry nothing.
-#[derive(Clone, Copy)]
-struct CloneEvery;
-
-impl<B: Clone, Res, E> tower::retry::Policy<Request<B>, Res, E> for CloneEvery {
-    type Future = Ready<()>;
-    fn retry(&mut self, _: &mut Request<B>, _: &mut Result<Res, E>) -> Option<Self::Future> {
-        None
-    }
-    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
-        Some(req.clone())
-    }
-}
-
 fn get() -> Request<Full<Bytes>> {
     Request::get("https://api.example.com/rest/v1/leads.json?filterType=id&filterValues=50")
         .header("accept", "application/json")
@@ -92,18 +80,6 @@ fn post() -> Request<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(br#"{"input":[{"email":"a@example.com"}]}"#)))
         .expect("a valid request")
-}
-
-/// Runs a future that completes without waiting (every service here answers at once).
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..16 {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-    panic!("a request that should answer at once is still pending");
 }
 
 /// The allocations of one request through `svc`, its response body read to the end, from
