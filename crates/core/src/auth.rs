@@ -294,6 +294,10 @@ impl std::error::Error for LoginError {}
 ///
 /// The request carries secrets: implementations build it on demand and never log it.
 ///
+/// A panic in any of these methods (a bug) fails the login it was called for, as a transient
+/// failure: redial-tower's token cell wakes every request waiting on that login at once, and
+/// the next login, after the token source's backoff, serves those whose deadlines allow.
+///
 /// # Example
 ///
 /// ```

@@ -13,7 +13,14 @@
 //! - **login protection**: a failing login is retried with exponential backoff, at most once
 //!   per backoff window for everyone; a fatal answer (bad credentials, a suspended account)
 //!   fails every waiter with [`LoginError`] at once and no login is tried again for the
-//!   longest backoff window (another attempt can lock the account or prolong its block).
+//!   longest backoff window (another attempt can lock the account or prolong its block);
+//! - **a login that panics is a failed login**: a panic in your [`Login`]'s methods, in your
+//!   login function, or in the inner service's `Clone` when it is cloned to send the login
+//!   ends that login as a transient failure, under the backoff. No request panics for it
+//!   (not even the one whose poll started the login) and none waits for its deadline: every
+//!   waiter is woken at once, and the next login, a backoff later, serves those whose
+//!   deadlines allow; the others fail with [`is_auth_failed`](crate::Error::is_auth_failed),
+//!   their [`login_error`](crate::Error::login_error) saying the login panicked.
 
 use std::fmt;
 use std::future::Future;
@@ -237,9 +244,25 @@ impl TokenSource {
                     st.in_flight = true;
                     st.logins += 1;
                     drop(st);
+                    // From here the login is in flight, and whatever happens it ends: its
+                    // waiters are woken and the next one may start.
+                    let ending = Ending { cell: self.cell.clone(), sent_at: Instant::now(), done: false };
                     // A request that has a token renews it in the background: it does not wait.
                     let renewal = matches!(lease, Lease::Ready(_));
-                    self.spawn_login(transport(), renewal);
+                    // The inner service is cloned for the login here, in this request's poll: a
+                    // panic in its `Clone` (or a `Detach`'s) fails the login, nothing sent, and
+                    // not the request that happened to start it.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(transport)) {
+                        Ok(transport) => self.spawn_login(ending, transport, renewal),
+                        Err(_) => ending.finish(
+                            Err(LoginError::new(
+                                LoginFailureKind::Transient,
+                                "the login panicked: the inner service's Clone panicked when cloned to send it",
+                            )),
+                            None,
+                            None,
+                        ),
+                    }
                 }
             }
         }
@@ -288,82 +311,85 @@ impl TokenSource {
         }
     }
 
-    fn spawn_login(&self, transport: Option<Transport>, renewal: bool) {
+    fn spawn_login(&self, ending: Ending, transport: Option<Transport>, renewal: bool) {
         let cell = self.cell.clone();
-        // Whatever happens from here (the user's closure or login panics, the runtime drops
-        // the task), the login ends: its waiters are woken and the next one may start.
-        let ending = Ending { cell: cell.clone(), sent_at: Instant::now(), done: false };
-        // A login that gets no answer waits at least what the vendor says before the next one.
-        let wait = match &cell.fetch {
-            Fetch::Login(login) => login.no_response_wait(),
-            Fetch::Closure(_) => None,
-        };
-        let no_response = move |e: LoginError| match wait {
-            Some(wait) => e.with_retry_after(wait),
-            None => e,
-        };
-        // The login's outcome, and whether it got no answer at all.
-        let fetch: BoxFuture<(Result<Credential, LoginError>, bool)> = match (&cell.fetch, transport) {
-            (Fetch::Closure(f), _) => {
-                // Called in the login's task: a panic there fails the login, not the request
-                // that happened to start it.
-                let f = f.clone();
-                Box::pin(async move { (f().await, false) })
-            }
-            (Fetch::Login(login), Some(send)) => {
-                let login = login.clone();
-                Box::pin(async move {
-                    let mut req = login.request();
-                    let detached = if renewal { crate::Detached::Renewal } else { crate::Detached::Login };
-                    req.extensions_mut().insert(detached);
-                    match send(req).await {
-                        Ok(res) => {
-                            let (head, body) = res.into_parts();
-                            let parsed = login.parse(head.status, &head.headers, &body).map_err(|e| {
-                                // A refused login's body says why; a 2xx one may hold the
-                                // token the parse could not read, and is never kept.
-                                if e.status().is_some() {
-                                    e
-                                } else if head.status.is_success() {
-                                    e.with_response(head.status, Bytes::new())
-                                } else {
-                                    e.with_response(head.status, body)
-                                }
-                            });
-                            (parsed, false)
-                        }
-                        Err(e) => {
-                            let e_answered = e.is::<BodyUnread>();
-                            // A transport error names the URL it failed on; its query may hold
-                            // the credential (Marketo documents client_secret there).
-                            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
-                            let e =
-                                LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
-                            // A body that could not be read came with an answer (its head).
-                            if e_answered {
-                                (Err(e), false)
-                            } else {
-                                (Err(no_response(e)), true)
-                            }
-                        }
-                    }
-                })
-            }
-            (Fetch::Login(_), None) => Box::pin(async {
-                (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), false)
-            }),
-        };
-        let timeout = cell.login_timeout;
+        // Everything the user wrote (the closure, the Login's methods) runs in the login's
+        // task, under `ending`: a panic there fails the login, not the request that started it.
         tokio::spawn(async move {
+            // The vendor's rules for a login that gets no answer: read first, so that a panic
+            // in them ends this login before it is sent.
+            let (wait, limit) = match &cell.fetch {
+                Fetch::Login(login) => (login.no_response_wait(), login.no_response_retries()),
+                Fetch::Closure(_) => (None, None),
+            };
+            // A login that gets no answer waits at least what the vendor says before the next one.
+            let no_response = move |e: LoginError| match wait {
+                Some(wait) => e.with_retry_after(wait),
+                None => e,
+            };
+            // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
+            let fetch = async {
+                match (&cell.fetch, transport) {
+                    (Fetch::Closure(f), _) => (f().await, Some(false)),
+                    (Fetch::Login(login), Some(send)) => send_login(&**login, send, renewal, no_response).await,
+                    (Fetch::Login(_), None) => {
+                        (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), None)
+                    }
+                }
+            };
+            let timeout = cell.login_timeout;
             let (result, unanswered) = match tokio::time::timeout(timeout, fetch).await {
                 Ok(r) => r,
                 Err(_) => {
                     let e = LoginError::new(LoginFailureKind::Transient, format!("login took longer than {timeout:?}"));
-                    (Err(no_response(e)), true)
+                    (Err(no_response(e)), Some(true))
                 }
             };
-            ending.finish(result, unanswered);
+            ending.finish(result, unanswered, limit);
         });
+    }
+}
+
+/// Send `login`'s request and read its answer: the outcome, and whether the login got no
+/// answer at all (`None`: not known).
+async fn send_login(
+    login: &dyn Login,
+    send: Transport,
+    renewal: bool,
+    no_response: impl FnOnce(LoginError) -> LoginError,
+) -> (Result<Credential, LoginError>, Option<bool>) {
+    let mut req = login.request();
+    let detached = if renewal { crate::Detached::Renewal } else { crate::Detached::Login };
+    req.extensions_mut().insert(detached);
+    match send(req).await {
+        Ok(res) => {
+            let (head, body) = res.into_parts();
+            let parsed = login.parse(head.status, &head.headers, &body).map_err(|e| {
+                // A refused login's body says why; a 2xx one may hold the token the parse
+                // could not read, and is never kept.
+                if e.status().is_some() {
+                    e
+                } else if head.status.is_success() {
+                    e.with_response(head.status, Bytes::new())
+                } else {
+                    e.with_response(head.status, body)
+                }
+            });
+            (parsed, Some(false))
+        }
+        Err(e) => {
+            let e_answered = e.is::<BodyUnread>();
+            // A transport error names the URL it failed on; its query may hold the credential
+            // (Marketo documents client_secret there).
+            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
+            let e = LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
+            // A body that could not be read came with an answer (its head).
+            if e_answered {
+                (Err(e), Some(false))
+            } else {
+                (Err(no_response(e)), Some(true))
+            }
+        }
     }
 }
 
@@ -377,9 +403,11 @@ struct Ending {
 }
 
 impl Ending {
-    fn finish(mut self, result: Result<Credential, LoginError>, unanswered: bool) {
+    /// `unanswered`: whether the login got no answer at all (`None`: not known, or not sent);
+    /// `limit`: the login's [`no_response_retries`](Login::no_response_retries).
+    fn finish(mut self, result: Result<Credential, LoginError>, unanswered: Option<bool>, limit: Option<u32>) {
         self.done = true;
-        self.cell.finish(result, self.sent_at, Some(unanswered));
+        self.cell.finish(result, self.sent_at, unanswered, limit);
     }
 }
 
@@ -387,9 +415,14 @@ impl Drop for Ending {
     fn drop(&mut self) {
         if !self.done {
             // Not the vendor's silence (this side stopped waiting), nor an answer: the count of
-            // logins without one stands.
-            let e = LoginError::new(LoginFailureKind::Transient, "the login ended without an answer");
-            self.cell.finish(Err(e), self.sent_at, None);
+            // logins without one stands. No code of the user's runs here: this may be a panic
+            // unwinding, and a second panic would abort.
+            let why = if std::thread::panicking() {
+                "the login panicked (a bug in the Login, the login function or the inner service)"
+            } else {
+                "the login ended without an answer (its task was dropped: the runtime shut down)"
+            };
+            self.cell.finish(Err(LoginError::new(LoginFailureKind::Transient, why)), self.sent_at, None, None);
         }
     }
 }
@@ -402,8 +435,16 @@ impl Cell {
     }
 
     /// The login sent at `sent_at` ended with `result`; `unanswered`: it got no answer at all
-    /// (`None`: not known, it ended before it could say).
-    fn finish(&self, result: Result<Credential, LoginError>, sent_at: Instant, unanswered: Option<bool>) {
+    /// (`None`: not known, it ended before it could say, or it was not sent); `limit`: the
+    /// retries the vendor allows a login without an answer, read by the login's task. Calls
+    /// no code of the user's: it runs when a login panicked, too.
+    fn finish(
+        &self,
+        result: Result<Credential, LoginError>,
+        sent_at: Instant,
+        unanswered: Option<bool>,
+        limit: Option<u32>,
+    ) {
         let now = Instant::now();
         let result = result.and_then(|cred| match cred.lifetime {
             // A token born expired cannot be used, and logging in again at once would storm the
@@ -422,10 +463,6 @@ impl Cell {
         }
         // Past the retries the vendor allows a login without an answer, the silence is taken
         // as fatal: no login for the longest backoff (Responsys disables the login otherwise).
-        let limit = match &self.fetch {
-            Fetch::Login(login) => login.no_response_retries(),
-            Fetch::Closure(_) => None,
-        };
         let result = match result {
             Err(e) if unanswered == Some(true) && limit.is_some_and(|n| st.unanswered > n) => {
                 // The vendor's wait after a silence still holds, however short the longest backoff.

@@ -796,3 +796,158 @@ async fn a_login_answered_with_a_body_too_long_to_read_is_an_answer_not_a_silenc
     let e = source.last_error().unwrap();
     assert!(!e.is_fatal(), "answered logins counted as silence: {e}");
 }
+
+/// An inner service whose `Clone` panics once, when `armed` (a bug in the user's service):
+/// the clone the token cell makes to send a login, which a request's poll asks for.
+struct ClonePanicsOnce {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    inner: Plain,
+}
+
+impl Clone for ClonePanicsOnce {
+    fn clone(&self) -> Self {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("an inner service whose Clone has a bug");
+        }
+        ClonePanicsOnce { armed: self.armed.clone(), inner: self.inner.clone() }
+    }
+}
+
+impl Service<Request<RetryBody<Full<Bytes>>>> for ClonePanicsOnce {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = <Plain as Service<Request<RetryBody<Full<Bytes>>>>>::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, req: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_service_whose_clone_panics_for_a_login_fails_that_login_not_its_waiters() {
+    // Two requests need a token; the first one's poll starts the login, and the clone of the
+    // inner service the login is sent through panics. That login is over at once (nothing was
+    // sent): neither request panics nor waits for its deadline, and the next login, a
+    // backoff later, serves them both.
+    let vendor = FakeVendor::new(3600);
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let v = vendor.clone();
+    let inner = ClonePanicsOnce {
+        armed: armed.clone(),
+        inner: Plain::new(tower::service_fn(move |req| v.clone().handle(req))),
+    };
+    let source = TokenSource::login(TestLogin).login_backoff(S, 60 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(30 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let mut svc = ServiceBuilder::new().layer(layer).service(inner);
+    // Called before the service's bug shows: the layer keeps a clone of its own per call.
+    let first = svc.ready().await.unwrap().call(api());
+    let second = svc.ready().await.unwrap().call(api());
+    armed.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let (first, second) = (tokio::spawn(first), tokio::spawn(second));
+    let first = first.await.expect("the request that started the login did not panic");
+    assert_eq!(first.unwrap().status(), StatusCode::OK);
+    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert!(!armed.load(Ordering::SeqCst), "the clone for the login panicked");
+    assert_eq!(started.elapsed(), S, "served by the next login, one backoff later");
+    assert_eq!(source.logins(), 2);
+    assert_eq!(vendor.logins().len(), 1, "the login whose clone panicked was never sent");
+    assert!(!source.login_in_flight());
+}
+
+/// [`TestLogin`], whose `method` panics the first time it is called.
+#[derive(Debug)]
+struct HookPanicsOnce {
+    method: &'static str,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl HookPanicsOnce {
+    fn new(method: &'static str) -> Self {
+        HookPanicsOnce { method, panicked: std::sync::atomic::AtomicBool::new(false) }
+    }
+    fn maybe_panic(&self, method: &str) {
+        if method == self.method && !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("a custom login with a bug in {method}");
+        }
+    }
+}
+
+impl Login for HookPanicsOnce {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        self.maybe_panic("parse");
+        TestLogin.parse(status, headers, body)
+    }
+    fn no_response_wait(&self) -> Option<Duration> {
+        self.maybe_panic("no_response_wait");
+        SilentVendorLogin.no_response_wait()
+    }
+    fn no_response_retries(&self) -> Option<u32> {
+        self.maybe_panic("no_response_retries");
+        SilentVendorLogin.no_response_retries()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_whose_own_method_panics_fails_that_login_and_its_waiters_are_woken_at_once() {
+    // Whichever of the Login's methods panics, the login it was called for is over: the
+    // request that started it does not panic, no waiter stays until its deadline, and the
+    // next login, one backoff later, serves them.
+    for method in ["no_response_wait", "no_response_retries", "parse"] {
+        let vendor = FakeVendor::new(3600);
+        let source = TokenSource::login(HookPanicsOnce::new(method)).login_backoff(S, 60 * S);
+        let svc = service(&vendor, source.clone(), Policy::builder().deadline(30 * S).build().unwrap());
+        let started = Instant::now();
+        let (first, second) = (tokio::spawn(svc.clone().oneshot(api())), tokio::spawn(svc.oneshot(api())));
+        let first = first.await.unwrap_or_else(|_| panic!("{method}: the request that started the login panicked"));
+        assert_eq!(first.unwrap().status(), StatusCode::OK, "{method}");
+        assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK, "{method}");
+        assert_eq!(started.elapsed(), S, "{method}: served by the next login, one backoff later");
+        assert_eq!(source.logins(), 2, "{method}");
+        assert!(!source.login_in_flight(), "{method}");
+    }
+}
+
+/// A login whose `no_response_retries` always panics.
+#[derive(Debug)]
+struct AlwaysPanics;
+
+impl Login for AlwaysPanics {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(status, headers, body)
+    }
+    fn no_response_retries(&self) -> Option<u32> {
+        panic!("a custom login with a bug")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_that_always_panics_fails_its_waiters_with_a_login_error_that_says_so() {
+    // Every login panics: each is a failed login, under the backoff; the request fails at its
+    // deadline with the login's failure, which says it panicked.
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::login(AlwaysPanics).login_backoff(S, 60 * S);
+    let svc = service(&vendor, source.clone(), Policy::builder().deadline(10 * S).build().unwrap());
+    let started = Instant::now();
+    let err = tokio::spawn(svc.oneshot(api())).await.expect("the request did not panic").unwrap_err();
+    assert_eq!(started.elapsed(), 10 * S);
+    assert!(err.is_auth_failed(), "{err}");
+    let login = err.login_error().unwrap();
+    assert!(!login.is_fatal() && login.message().contains("panicked"), "{login}");
+    // Logins at 0, 1, 3 and 7 s: never sent (the hook is read before the request is).
+    assert_eq!(source.logins(), 4);
+    assert!(vendor.logins().is_empty());
+    assert!(!source.login_in_flight());
+}
