@@ -187,7 +187,10 @@ pub enum LoginFailureKind {
 }
 
 /// A login that did not yield a credential, with what the login endpoint answered.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Two login errors are equal when everything but their [`source`](std::error::Error::source)
+/// is (errors have no equality of their own).
+#[derive(Clone)]
 pub struct LoginError {
     kind: LoginFailureKind,
     status: Option<StatusCode>,
@@ -195,12 +198,49 @@ pub struct LoginError {
     message: String,
     body: Bytes,
     retry_after: Option<Duration>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+impl PartialEq for LoginError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, self.status, &self.code, &self.message, &self.body, self.retry_after)
+            == (other.kind, other.status, &other.code, &other.message, &other.body, other.retry_after)
+    }
+}
+
+impl Eq for LoginError {}
 
 impl LoginError {
     /// A failure of the given kind, with a message saying why.
     pub fn new(kind: LoginFailureKind, message: impl Into<String>) -> Self {
-        LoginError { kind, status: None, code: None, message: message.into(), body: Bytes::new(), retry_after: None }
+        LoginError {
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+            body: Bytes::new(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Keep the error the login failed on as this one's
+    /// [`source`](std::error::Error::source): the token cell keeps the inner service's error
+    /// when it could not get ready to send the login. Say what matters in the message too:
+    /// the source is not shown by `Display`, and `Debug` shows only its text, URLs redacted
+    /// ([`redact_urls`]); keep credentials out of it.
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use redial_core::auth::{LoginError, LoginFailureKind};
+    /// let closed = std::io::Error::other("connection pool closed");
+    /// let e = LoginError::new(LoginFailureKind::Transient, "the login was not sent").with_source(closed);
+    /// let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).unwrap();
+    /// assert_eq!(io.to_string(), "connection pool closed");
+    /// ```
+    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(std::sync::Arc::from(source.into()));
+        self
     }
 
     /// The wait the vendor named before the next login (a throttled login: Responsys's
@@ -265,6 +305,7 @@ impl fmt::Debug for LoginError {
             .field("message", &self.message)
             .field("body_len", &self.body.len())
             .field("retry_after", &self.retry_after)
+            .field("source", &self.source.as_ref().map(|e| redact_urls(&e.to_string()).into_owned()))
             .finish()
     }
 }
@@ -286,7 +327,11 @@ impl fmt::Display for LoginError {
     }
 }
 
-impl std::error::Error for LoginError {}
+impl std::error::Error for LoginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
 
 /// A login described as data: the request that obtains a credential, and how its answer is
 /// read. The engine sends the request through the same client as everything else, once for
@@ -350,7 +395,9 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// (default `None`: no limit but the backoff). Once that many retries in a row got no
     /// answer either, the next unanswered login counts as fatal: its waiters fail, and no
     /// login is tried for the token source's longest backoff (and never sooner than
-    /// [`no_response_wait`](Self::no_response_wait)). Any answer resets the count.
+    /// [`no_response_wait`](Self::no_response_wait)). Any answer resets the count. A login
+    /// that was never sent (the inner service failed to get ready for it) is neither: it is a
+    /// failed login, under the token source's backoff, and the count stands.
     /// Responsys: 3 ("retry up to three times … to prevent the API login being disabled").
     fn no_response_retries(&self) -> Option<u32> {
         None

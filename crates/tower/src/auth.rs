@@ -351,7 +351,7 @@ impl TokenSource {
 }
 
 /// Send `login`'s request and read its answer: the outcome, and whether the login got no
-/// answer at all (`None`: not known).
+/// answer at all (`None`: it was not sent, the inner service failing to get ready).
 async fn send_login(
     login: &dyn Login,
     send: Transport,
@@ -376,6 +376,13 @@ async fn send_login(
                 }
             });
             (parsed, Some(false))
+        }
+        // Nothing went out: neither an answer nor the vendor's silence.
+        Err(e) if e.is::<NotSent>() => {
+            let e = e.downcast::<NotSent>().map_or_else(|e| e, |not_sent| not_sent.0);
+            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
+            let message = format!("the login was not sent: the inner service failed to get ready for it: {why}");
+            (Err(LoginError::new(LoginFailureKind::Transient, message).with_source(e)), None)
         }
         Err(e) => {
             let e_answered = e.is::<BodyUnread>();
@@ -579,8 +586,6 @@ impl fmt::Debug for TokenSource {
 /// The longest wait before a login that a vendor's answer can impose.
 const MAX_LOGIN_WAIT: Duration = Duration::from_secs(3600);
 
-/// Build the login transport from an inner service: the login request goes through the same
-/// client as everything else, and its response is read up to 64 KiB.
 /// The login's answer came (its head), but its body could not be read (too long, broken).
 #[derive(Debug)]
 struct BodyUnread(BoxError);
@@ -597,6 +602,25 @@ impl std::error::Error for BodyUnread {
     }
 }
 
+/// The inner service failed to get ready for the login: nothing was sent.
+#[derive(Debug)]
+struct NotSent(BoxError);
+
+impl fmt::Display for NotSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Build the login transport from an inner service: the login request goes through the same
+/// client as everything else, and its response is read up to 64 KiB. An inner service that
+/// fails to get ready sent nothing ([`NotSent`]).
 pub(crate) fn transport<S, B, RB>(svc: S) -> Transport
 where
     S: tower_service::Service<Request<RetryBody<B>>, Response = Response<RB>> + Send + 'static,
@@ -615,7 +639,7 @@ where
                 parts.extensions.insert(crate::Detached::Login);
             }
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(|e| NotSent(e.into()))?;
             let res = svc.call(req).await.map_err(Into::into)?;
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);

@@ -951,3 +951,66 @@ async fn a_login_that_always_panics_fails_its_waiters_with_a_login_error_that_sa
     assert!(vendor.logins().is_empty());
     assert!(!source.login_in_flight());
 }
+
+/// An inner service that cannot get ready while `down` is set (its connection pool closed, a
+/// `Buffer` whose worker died): nothing it is given is sent then.
+#[derive(Clone)]
+struct Unready<S> {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    inner: S,
+}
+
+impl<S> Service<Request<RetryBody<Full<Bytes>>>> for Unready<S>
+where
+    S: Service<Request<RetryBody<Full<Bytes>>>, Error = std::io::Error>,
+{
+    type Response = S::Response;
+    type Error = std::io::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), std::io::Error>> {
+        if self.down.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(std::io::Error::other("connection pool closed")));
+        }
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, req: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_the_inner_service_could_not_get_ready_to_send_is_not_a_login_without_an_answer() {
+    // The vendor's login turns fatal after three retries without an answer, 2 minutes apart.
+    // For 40 s the client cannot send at all: those logins never reached the vendor, so they
+    // neither count toward that limit nor wait its 2 minutes; each is a failed login under the
+    // backoff (1, 2, 4, 8, 16, 32 s), with the client's error as its source. The one after the
+    // client is back is sent, answered, and serves the request.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(SilentVendorLogin).login_backoff(S, 60 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(900 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let inner = Unready {
+        down: down.clone(),
+        inner: silent_login_vendor(Arc::new(std::sync::atomic::AtomicBool::new(false)), logins.clone()),
+    };
+    let mut svc = ServiceBuilder::new().layer(layer).service(inner);
+    let request = svc.ready().await.unwrap().call(api());
+    down.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let request = tokio::spawn(request);
+    tokio::time::sleep(40 * S).await;
+    assert_eq!(source.logins(), 6, "logins at 0, 1, 3, 7, 15 and 31 s");
+    assert!(logins.lock().unwrap().is_empty(), "none was sent");
+    let e = source.last_error().unwrap();
+    assert!(!e.is_fatal(), "logins never sent counted as logins without an answer: {e}");
+    let why = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(why.map(|e| e.to_string()).as_deref(), Some("connection pool closed"), "{e:?}");
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), 63 * S, "the seventh login, 32 s after the sixth");
+    assert_eq!(logins.lock().unwrap().len(), 1);
+}

@@ -633,7 +633,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// | `SERVICE_UNAVAILABLE` | transient |
 /// | HTTP 401, 403 without a code | fatal |
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
-/// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest; after [`NO_RESPONSE_RETRIES`] (3) such retries in a row, the next one without an answer is fatal (no login for the token source's longest backoff, 2 min at least) |
+/// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest; after [`NO_RESPONSE_RETRIES`] (3) such retries in a row, the next one without an answer is fatal (no login for the token source's longest backoff, 2 min at least). A login the client never sent (its inner service failed to get ready) is not one of them |
 /// | 2xx whose `endPoint` is not an absolute http(s) URI | transient ("login answered without a usable endPoint") |
 ///
 /// The other status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
