@@ -117,7 +117,9 @@ impl Error {
         matches!(self.reason(), Some(FailReason::BudgetExhausted))
     }
 
-    /// The deadline stopped the request (a wait or an attempt would have passed it).
+    /// The deadline stopped the request (a wait or an attempt would have passed it, or it came
+    /// while the request waited for a login still running: see
+    /// [`is_auth_failed`](Error::is_auth_failed) for a login that failed).
     pub fn is_deadline(&self) -> bool {
         matches!(
             self.reason(),
@@ -160,7 +162,7 @@ impl Error {
     }
 
     /// No credential could be obtained: the login was refused, or kept failing until the
-    /// deadline. [`login_error`](Error::login_error) has what the login endpoint answered.
+    /// deadline (the last login failed and no other was running when it came). [`login_error`](Error::login_error) has what the login endpoint answered.
     pub fn is_auth_failed(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::AuthFailed(_))
     }

@@ -770,10 +770,11 @@ where
                     } else if !timer_fired(this.timer.as_mut(), eng.attempt_until, cx) {
                         return Poll::Pending;
                     }
-                    // The deadline passed while waiting for a credential.
+                    // The deadline passed while waiting for a credential: a failed login is why
+                    // only if no login is running (an older failure is not this request's).
                     this.state.set(State::Done);
                     let source = eng.host().auth.clone();
-                    let kind = match source.and_then(|s| s.last_error()) {
+                    let kind = match source.and_then(|s| s.standing_error()) {
                         Some(e) => ErrorKind::AuthFailed(e),
                         None => ErrorKind::Decided(FailReason::DeadlineExceeded {
                             wait: Duration::ZERO,

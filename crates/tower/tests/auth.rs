@@ -1014,3 +1014,35 @@ async fn a_login_the_inner_service_could_not_get_ready_to_send_is_not_a_login_wi
     assert_eq!(started.elapsed(), 63 * S, "the seventh login, 32 s after the sixth");
     assert_eq!(logins.lock().unwrap().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_login_succeeds_as_its_deadline_comes_fails_on_its_deadline_not_an_older_login_error() {
+    // The request's token has expired: the vendor answers 401, and the request waits for a new
+    // login. The first fails (503, after 1 s), the next goes a backoff later and answers 1 s
+    // after that: at the request's deadline, or 1 ms past it. The request fails on its
+    // deadline, its 401 kept, not with the first login's failure (a login was running, and
+    // it succeeded).
+    for deadline in [3000, 2999] {
+        let vendor = FakeVendor::new(3600);
+        let source = TokenSource::login(TestLogin).login_backoff(S, 60 * S);
+        let svc = service(&vendor, source.clone(), Policy::default());
+        svc.clone().oneshot(api()).await.unwrap();
+        vendor.expire_all();
+        vendor.0.fail_logins.store(1, Ordering::SeqCst);
+        vendor.0.login_delay_ms.store(1000, Ordering::SeqCst);
+        let mut req = api();
+        req.extensions_mut().insert(redial_tower::RequestLimits::new().deadline(Duration::from_millis(deadline)));
+        let started = Instant::now();
+        let err = svc.clone().oneshot(req).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(deadline));
+        assert!(err.is_deadline(), "{deadline} ms: {err}");
+        assert!(err.login_error().is_none(), "{deadline} ms: an older login's error: {err}");
+        assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{deadline} ms: the last response is kept");
+        assert_eq!(err.body().map(|b| &b[..]), Some(&b"expired"[..]));
+        assert_eq!(err.report().attempt_count(), 1);
+        // The login did succeed: the next request goes with its token, no login of its own.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(vendor.logins().len(), 3, "{deadline} ms");
+    }
+}
