@@ -329,3 +329,39 @@ async fn a_responsys_login_without_a_response_is_retried_three_times_then_no_mor
     assert!(res.status().is_success());
     assert_eq!(vendor.login_times().len(), 5);
 }
+
+/// The AFTM seed page: "If you receive an UNRECOVERABLE_EXCEPTION error …, your code should
+/// wait about 30 seconds and then resubmit the request only once." The login answered so is
+/// sent again once, 30 s later; a second UNRECOVERABLE_EXCEPTION in a row is fatal: the
+/// waiting request fails saying why, and no login is tried for the token source's longest
+/// backoff (not one every 30 s until the deadline).
+#[tokio::test(start_paused = true)]
+async fn a_responsys_login_answered_unrecoverable_exception_is_resubmitted_only_once() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    vendor.set_login_error(Some("UNRECOVERABLE_EXCEPTION"));
+    // The shipped defaults: the Responsys login, policy and token source as they come.
+    let svc = client_through(responsys_layer(&responsys_source(&sim)));
+    let started = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    let login = err.login_error().unwrap();
+    assert!(login.is_fatal(), "{login}");
+    assert_eq!(login.code(), Some("UNRECOVERABLE_EXCEPTION"));
+    assert!(login.message().contains("only once"), "{login}");
+    let times = vendor.login_times();
+    assert_eq!(times.len(), 2, "the login and its one resubmission: {times:?}");
+    assert!(times[1] - times[0] >= 30 * S, "{times:?}");
+    assert!(started.elapsed() < 31 * S, "the request failed at the second answer: {:?}", started.elapsed());
+
+    // Meanwhile nothing logs in: the next request fails at once, the vendor sees no login.
+    tokio::time::sleep(60 * S).await;
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.login_times().len(), 2);
+
+    // Another answer ends the row: once the vendor is well again, a login after the backoff works.
+    vendor.set_login_error(None);
+    tokio::time::sleep(300 * S).await;
+    assert!(svc.oneshot(lists()).await.unwrap().status().is_success());
+    assert_eq!(vendor.login_times().len(), 3);
+}

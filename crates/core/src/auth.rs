@@ -264,6 +264,23 @@ impl LoginError {
         self
     }
 
+    /// The same failure made fatal, saying why in `message` (its status, code, body, wait and
+    /// source are kept): for a vendor rule that allows no more tries, as in
+    /// [`Login::failed_again`].
+    ///
+    /// ```
+    /// use redial_core::auth::{LoginError, LoginFailureKind};
+    /// let busy = LoginError::new(LoginFailureKind::Transient, "busy").with_code("BUSY");
+    /// let e = busy.into_fatal("BUSY twice in a row: the vendor allows one retry");
+    /// assert!(e.is_fatal());
+    /// assert_eq!((e.code(), e.message()), (Some("BUSY"), "BUSY twice in a row: the vendor allows one retry"));
+    /// ```
+    pub fn into_fatal(mut self, message: impl Into<String>) -> Self {
+        self.kind = LoginFailureKind::Fatal;
+        self.message = message.into();
+        self
+    }
+
     /// Attach the vendor's error code.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
@@ -401,6 +418,57 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// Responsys: 3 ("retry up to three times … to prevent the API login being disabled").
     fn no_response_retries(&self) -> Option<u32> {
         None
+    }
+
+    /// The failure the waiters get when a login is answered with `failure` and the last login
+    /// before it that got an answer was answered with `previous`, a failure too: `failure`
+    /// itself (the default), or, when the vendor allows no more tries after such a row, a
+    /// fatal one ([`LoginError::into_fatal`]), so that no login is tried for the token
+    /// source's longest backoff. Logins in between that got no answer or were never sent
+    /// neither count nor end the row; a success ends it. Called in the login's task, for
+    /// logins sent through the inner service.
+    ///
+    /// Responsys: a second `UNRECOVERABLE_EXCEPTION` in a row ("wait about 30 seconds and
+    /// then resubmit the request only once").
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{HeaderMap, Request, StatusCode};
+    /// use redial_core::auth::{Credential, Login, LoginError, LoginFailureKind};
+    ///
+    /// /// A vendor whose `BUSY` login answer may be retried once.
+    /// #[derive(Debug)]
+    /// struct OneRetryWhenBusy;
+    ///
+    /// impl Login for OneRetryWhenBusy {
+    ///     fn request(&self) -> Request<Bytes> {
+    ///         Request::post("https://auth.example.com/token").body(Bytes::new()).unwrap()
+    ///     }
+    ///     fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+    ///         match status.as_u16() {
+    ///             200 => Ok(Credential::new(String::from_utf8_lossy(body).into_owned(), None)),
+    ///             _ => Err(LoginError::new(LoginFailureKind::Transient, "busy").with_code("BUSY")),
+    ///         }
+    ///     }
+    ///     fn failed_again(&self, previous: &LoginError, failure: LoginError) -> LoginError {
+    ///         if previous.code() == Some("BUSY") && failure.code() == Some("BUSY") {
+    ///             failure.into_fatal("BUSY twice in a row: the vendor allows one retry")
+    ///         } else {
+    ///             failure
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let login = OneRetryWhenBusy;
+    /// let busy = || login.parse(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"").unwrap_err();
+    /// assert!(!busy().is_fatal());
+    /// assert!(login.failed_again(&busy(), busy()).is_fatal());
+    /// let other = LoginError::new(LoginFailureKind::Transient, "timeout");
+    /// assert!(!login.failed_again(&other, busy()).is_fatal());
+    /// ```
+    fn failed_again(&self, previous: &LoginError, failure: LoginError) -> LoginError {
+        let _ = previous;
+        failure
     }
 }
 

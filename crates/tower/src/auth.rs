@@ -13,7 +13,9 @@
 //! - **login protection**: a failing login is retried with exponential backoff, at most once
 //!   per backoff window for everyone; a fatal answer (bad credentials, a suspended account)
 //!   fails every waiter with [`LoginError`] at once and no login is tried again for the
-//!   longest backoff window (another attempt can lock the account or prolong its block);
+//!   longest backoff window (another attempt can lock the account or prolong its block), as
+//!   is an answer the vendor allows no more tries after
+//!   ([`Login::failed_again`]: Responsys's second `UNRECOVERABLE_EXCEPTION` in a row);
 //! - **a login that panics is a failed login**: a panic in your [`Login`]'s methods, in your
 //!   login function, or in the inner service's `Clone` when it is cloned to send the login
 //!   ends that login as a transient failure, under the backoff. No request panics for it
@@ -116,6 +118,9 @@ struct State {
     not_before: Option<Instant>,
     /// The last login error; for a fatal one, requests fail with it until `not_before`.
     last_error: Option<LoginError>,
+    /// The failure the last login that got an answer was answered with (`None` once one
+    /// succeeds): the `previous` of [`Login::failed_again`].
+    last_answer: Option<LoginError>,
     logins: u64,
     version: u64,
     rng: Option<SplitMix64>,
@@ -243,6 +248,7 @@ impl TokenSource {
                 _ => {
                     st.in_flight = true;
                     st.logins += 1;
+                    let previous = st.last_answer.clone();
                     drop(st);
                     // From here the login is in flight, and whatever happens it ends: its
                     // waiters are woken and the next one may start.
@@ -253,7 +259,7 @@ impl TokenSource {
                     // panic in its `Clone` (or a `Detach`'s) fails the login, nothing sent, and
                     // not the request that happened to start it.
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(transport)) {
-                        Ok(transport) => self.spawn_login(ending, transport, renewal),
+                        Ok(transport) => self.spawn_login(ending, transport, renewal, previous),
                         Err(_) => ending.finish(
                             Err(LoginError::new(
                                 LoginFailureKind::Transient,
@@ -311,7 +317,8 @@ impl TokenSource {
         }
     }
 
-    fn spawn_login(&self, ending: Ending, transport: Option<Transport>, renewal: bool) {
+    /// `previous`: the failure the last answered login got, if it failed.
+    fn spawn_login(&self, ending: Ending, transport: Option<Transport>, renewal: bool, previous: Option<LoginError>) {
         let cell = self.cell.clone();
         // Everything the user wrote (the closure, the Login's methods) runs in the login's
         // task, under `ending`: a panic there fails the login, not the request that started it.
@@ -331,7 +338,16 @@ impl TokenSource {
             let fetch = async {
                 match (&cell.fetch, transport) {
                     (Fetch::Closure(f), _) => (f().await, Some(false)),
-                    (Fetch::Login(login), Some(send)) => send_login(&**login, send, renewal, no_response).await,
+                    (Fetch::Login(login), Some(send)) => {
+                        let (result, unanswered) = send_login(&**login, send, renewal, no_response).await;
+                        // A failure after a failed answer: the vendor's rule for a row of them.
+                        match (result, previous) {
+                            (Err(e), Some(previous)) if unanswered == Some(false) => {
+                                (Err(login.failed_again(&previous, e)), unanswered)
+                            }
+                            (result, _) => (result, unanswered),
+                        }
+                    }
                     (Fetch::Login(_), None) => {
                         (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), None)
                     }
@@ -467,6 +483,12 @@ impl Cell {
             Some(true) => st.unanswered = st.unanswered.saturating_add(1),
             Some(false) => st.unanswered = 0,
             None => {}
+        }
+        // Only an answer moves the row of answers Login::failed_again reads.
+        match (&result, unanswered) {
+            (Ok(_), _) => st.last_answer = None,
+            (Err(e), Some(false)) => st.last_answer = Some(e.clone()),
+            (Err(_), _) => {}
         }
         // Past the retries the vendor allows a login without an answer, the silence is taken
         // as fatal: no login for the longest backoff (Responsys disables the login otherwise).

@@ -1046,3 +1046,68 @@ async fn a_request_whose_login_succeeds_as_its_deadline_comes_fails_on_its_deadl
         assert_eq!(vendor.logins().len(), 3, "{deadline} ms");
     }
 }
+
+/// A vendor whose login answers `503 BUSY` may be tried once more; a second `BUSY` in a row
+/// is fatal (as Responsys's `UNRECOVERABLE_EXCEPTION`).
+#[derive(Debug)]
+struct OneRetryWhenBusy;
+
+impl Login for OneRetryWhenBusy {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(status, headers, body).map_err(|e| if status == 503 { e.with_code("BUSY") } else { e })
+    }
+    fn failed_again(&self, previous: &LoginError, failure: LoginError) -> LoginError {
+        if previous.code() == Some("BUSY") && failure.code() == Some("BUSY") {
+            failure.into_fatal("BUSY twice in a row")
+        } else {
+            failure
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vendors_rule_for_a_row_of_failed_login_answers_skips_logins_that_got_no_answer() {
+    // The logins' answers: BUSY, none (a refused connection), BUSY: that is two BUSY answers in
+    // a row, and fatal. After the longest backoff: a token (the row ends), then BUSY: not fatal.
+    let script = Arc::new(Mutex::new(vec!["busy", "silent", "busy", "ok", "busy"]));
+    let next = script.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let next = next.clone();
+        async move {
+            if req.uri().path() == "/login" {
+                let answer = next.lock().unwrap().remove(0);
+                return match answer {
+                    "busy" => Ok(Response::builder().status(503).body(Full::<Bytes>::from("busy")).unwrap()),
+                    "silent" => Err(std::io::Error::other("connection refused")),
+                    _ => Ok(Response::new(Full::from("tok:1"))),
+                };
+            }
+            Ok(Response::new(Full::from("ok")))
+        }
+    });
+    let source = TokenSource::login(OneRetryWhenBusy).login_backoff(S, 60 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(30 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    let err = svc.clone().oneshot(api()).await.unwrap_err();
+    let login = err.login_error().expect("the login's failure");
+    assert!(login.is_fatal() && login.message() == "BUSY twice in a row", "{login}");
+    assert_eq!(source.logins(), 3);
+    tokio::time::sleep(60 * S).await;
+    // A 1 s token: the request is served.
+    assert_eq!(svc.clone().oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(2 * S).await;
+    // Its deadline comes before the backoff after this BUSY ends.
+    let mut req = api();
+    req.extensions_mut().insert(redial_tower::RequestLimits::new().deadline(Duration::from_millis(500)));
+    let err = svc.oneshot(req).await.unwrap_err();
+    let login = err.login_error().expect("the login's failure");
+    assert!(!login.is_fatal(), "a success ended the row: {login}");
+    assert!(script.lock().unwrap().is_empty());
+}

@@ -629,7 +629,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// |---|---|
 /// | `LOGIN_BLOCKED_TEMPORARILY` (another attempt prolongs the block), `PASSWORD_*` (`PASSWORD_LOCKOUT`, `PASSWORD_EXPIRED`, …), `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `INVALID_USER_NAME_PASSWORD`, `API_BLOCKED`, `INVALID_PARAMETER`, any other code | fatal |
 /// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | transient; the next login comes 60 s later at the earliest |
-/// | `UNRECOVERABLE_EXCEPTION` | transient; the next login comes [`UNRECOVERABLE_RESUBMIT_DELAY`] (30 s) later at the earliest |
+/// | `UNRECOVERABLE_EXCEPTION` | transient; the next login comes [`UNRECOVERABLE_RESUBMIT_DELAY`] (30 s) later at the earliest, and is the only one: answered `UNRECOVERABLE_EXCEPTION` too, it is fatal ([`failed_again`](redial_core::auth::Login::failed_again); no login for the token source's longest backoff) |
 /// | `SERVICE_UNAVAILABLE` | transient |
 /// | HTTP 401, 403 without a code | fatal |
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
@@ -721,25 +721,39 @@ impl PasswordLogin {
 
 use redial_core::auth::LoginFailureKind as LoginKind;
 
-/// What each `errorCode` means at the login. A code ending in `*` matches every code with
-/// that prefix. Codes not listed are fatal: never hammer the login.
+/// What comes after a transient login answer.
+#[derive(Clone, Copy)]
+enum Then {
+    /// The token source's backoff.
+    Backoff,
+    /// The next login comes this much later at the earliest.
+    Wait(Duration),
+    /// The next login comes this much later at the earliest, and is the only one: the same
+    /// answer to it is fatal.
+    Once(Duration),
+}
+
+/// What each `errorCode` means at the login, and what comes after it. A code ending in `*`
+/// matches every code with that prefix. Codes not listed are fatal: never hammer the login.
 #[rustfmt::skip]
-static LOGIN_CODES: &[(&str, LoginKind, &str)] = &[
-    ("LOGIN_BLOCKED_TEMPORARILY", LoginKind::Fatal, "the login is blocked for a while: another attempt prolongs the block"),
-    ("LOGIN_BLOCKED_INVALID_IPRANGE", LoginKind::Fatal, "logins from this IP address are not allowed"),
-    ("PASSWORD_*", LoginKind::Fatal, "the password is locked out or expired: reset it"),
-    ("ACCOUNT_SUSPENDED", LoginKind::Fatal, "the account is suspended"),
-    ("WS_ARG_DISABLED", LoginKind::Fatal, "the API login is disabled: open an SR if it persists"),
-    ("INVALID_USER_NAME_PASSWORD", LoginKind::Fatal, "bad user name or password"),
-    ("API_BLOCKED", LoginKind::Fatal, "the user is blocked from this function"),
-    ("INVALID_PARAMETER", LoginKind::Fatal, "the login request is invalid"),
-    ("API_LIMIT_EXCEEDED", LoginKind::Transient, "the login's per-minute limit: try again in the next minute"),
-    ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", LoginKind::Transient, "account capacity exhausted (counters reset every 10 min)"),
-    ("SERVICE_UNAVAILABLE", LoginKind::Transient, "the service is down or in maintenance"),
-    ("UNRECOVERABLE_EXCEPTION", LoginKind::Transient, "server error"),
+static LOGIN_CODES: &[(&str, LoginKind, Then, &str)] = &[
+    ("LOGIN_BLOCKED_TEMPORARILY", LoginKind::Fatal, Then::Backoff, "the login is blocked for a while: another attempt prolongs the block"),
+    ("LOGIN_BLOCKED_INVALID_IPRANGE", LoginKind::Fatal, Then::Backoff, "logins from this IP address are not allowed"),
+    ("PASSWORD_*", LoginKind::Fatal, Then::Backoff, "the password is locked out or expired: reset it"),
+    ("ACCOUNT_SUSPENDED", LoginKind::Fatal, Then::Backoff, "the account is suspended"),
+    ("WS_ARG_DISABLED", LoginKind::Fatal, Then::Backoff, "the API login is disabled: open an SR if it persists"),
+    ("INVALID_USER_NAME_PASSWORD", LoginKind::Fatal, Then::Backoff, "bad user name or password"),
+    ("API_BLOCKED", LoginKind::Fatal, Then::Backoff, "the user is blocked from this function"),
+    ("INVALID_PARAMETER", LoginKind::Fatal, Then::Backoff, "the login request is invalid"),
+    // "Please try again in a minute."
+    ("API_LIMIT_EXCEEDED", LoginKind::Transient, Then::Wait(API_LIMIT_DELAY), "the login's per-minute limit: try again in the next minute"),
+    ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", LoginKind::Transient, Then::Wait(CAPACITY_MIN_DELAY), "account capacity exhausted (counters reset every 10 min)"),
+    ("SERVICE_UNAVAILABLE", LoginKind::Transient, Then::Backoff, "the service is down or in maintenance"),
+    // "Wait about 30 seconds and then resubmit the request only once" (the AFTM seed page).
+    ("UNRECOVERABLE_EXCEPTION", LoginKind::Transient, Then::Once(UNRECOVERABLE_RESUBMIT_DELAY), "server error"),
 ];
 
-fn login_code(code: &str) -> (LoginKind, &'static str) {
+fn login_code(code: &str) -> (LoginKind, Then, &'static str) {
     let code = code.trim();
     let matches = |pattern: &str| match pattern.strip_suffix('*') {
         Some(prefix) => {
@@ -747,12 +761,10 @@ fn login_code(code: &str) -> (LoginKind, &'static str) {
         }
         None => pattern.eq_ignore_ascii_case(code),
     };
-    LOGIN_CODES
-        .iter()
-        .find(|(pattern, _, _)| matches(pattern))
-        .map_or((LoginKind::Fatal, "not a retryable login code: never hammer the login"), |&(_, kind, what)| {
-            (kind, what)
-        })
+    LOGIN_CODES.iter().find(|(pattern, ..)| matches(pattern)).map_or(
+        (LoginKind::Fatal, Then::Backoff, "not a retryable login code: never hammer the login"),
+        |&(_, kind, then, what)| (kind, then, what),
+    )
 }
 
 /// An `endPoint` requests can be sent to: an absolute http(s) URI.
@@ -783,22 +795,14 @@ impl redial_core::auth::Login for PasswordLogin {
             Err(why) => return Err(answer.by_status(Some(why))),
         };
         if let Some((e, _)) = envelope(&doc) {
-            let (kind, what) = login_code(&e.error_code);
+            let (kind, then, what) = login_code(&e.error_code);
             let detail = e.detail.as_deref().or(e.title.as_deref());
             let refused = answer.refused(kind, &e.error_code, what, detail);
             // A throttled login waits for the limit's window, and an unrecoverable exception the
             // documented 30 s, not the login backoff's first second.
-            let code = e.error_code.trim();
-            let wait = [
-                ("API_LIMIT_EXCEEDED", API_LIMIT_DELAY),
-                ("INTERNAL_CAPACITY_LIMIT_EXCEEDED", CAPACITY_MIN_DELAY),
-                ("UNRECOVERABLE_EXCEPTION", UNRECOVERABLE_RESUBMIT_DELAY),
-            ]
-            .into_iter()
-            .find_map(|(c, wait)| c.eq_ignore_ascii_case(code).then_some(wait));
-            return Err(match wait {
-                Some(wait) => refused.with_retry_after(wait),
-                None => refused,
+            return Err(match then {
+                Then::Wait(wait) | Then::Once(wait) => refused.with_retry_after(wait),
+                Then::Backoff => refused,
             });
         }
         let Some(map) = doc.as_object().filter(|_| status.is_success()) else {
@@ -837,6 +841,31 @@ impl redial_core::auth::Login for PasswordLogin {
     /// longest backoff (2 min at least), so that the API login is not disabled.
     fn no_response_retries(&self) -> Option<u32> {
         Some(NO_RESPONSE_RETRIES as u32)
+    }
+
+    /// A code the vendor allows one resubmission for (`UNRECOVERABLE_EXCEPTION`: "wait about
+    /// 30 seconds and then resubmit the request only once"), answered to that resubmission
+    /// too, is fatal: no login for the token source's longest backoff. Until another answer
+    /// comes, each later login answered so is the resubmission's again.
+    fn failed_again(
+        &self,
+        previous: &redial_core::auth::LoginError,
+        failure: redial_core::auth::LoginError,
+    ) -> redial_core::auth::LoginError {
+        let (Some(before), Some(now)) = (previous.code(), failure.code()) else { return failure };
+        match login_code(now) {
+            (_, Then::Once(wait), _) if before.trim().eq_ignore_ascii_case(now.trim()) => {
+                let said = failure.message();
+                let said = said.strip_prefix("responsys login: ").unwrap_or(said);
+                let message = format!(
+                    "responsys login: {now} to the resubmitted login too: Oracle says to wait about {} seconds \
+                     and then resubmit only once ({said})",
+                    wait.as_secs()
+                );
+                failure.into_fatal(message)
+            }
+            _ => failure,
+        }
     }
 }
 

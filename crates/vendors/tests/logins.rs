@@ -564,6 +564,35 @@ fn responsys_transient() {
     assert_eq!(e.code(), None);
 }
 
+/// The AFTM seed page: `UNRECOVERABLE_EXCEPTION` → "wait about 30 seconds and then resubmit
+/// the request only once". The resubmitted login answered so too is fatal, saying why, with
+/// everything the vendor answered kept; any other row of answers is left as it came.
+#[test]
+fn responsys_unrecoverable_exception_to_the_resubmitted_login_is_fatal() {
+    let login = responsys();
+    let answer = |code: &str| assert_transient(parse(&login, 500, &responsys_error(code)));
+    let again = login.failed_again(&answer("UNRECOVERABLE_EXCEPTION"), answer("UNRECOVERABLE_EXCEPTION"));
+    let again = assert_fatal(Err(again), Some("UNRECOVERABLE_EXCEPTION"));
+    assert!(again.message().contains("resubmit only once"), "{again}");
+    assert!(again.message().contains("Detail of UNRECOVERABLE_EXCEPTION"), "{again}");
+    assert_eq!(again.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(again.body(), &responsys_error("UNRECOVERABLE_EXCEPTION").into_bytes()[..]);
+    assert_eq!(again.retry_after(), Some(Duration::from_secs(30)));
+    for (before, now) in [
+        ("UNRECOVERABLE_EXCEPTION", "SERVICE_UNAVAILABLE"),
+        ("SERVICE_UNAVAILABLE", "UNRECOVERABLE_EXCEPTION"),
+        ("API_LIMIT_EXCEEDED", "API_LIMIT_EXCEEDED"),
+        ("SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"),
+    ] {
+        assert_eq!(login.failed_again(&answer(before), answer(now)), answer(now), "{before} then {now}");
+    }
+    // No other login has such a rule.
+    for (name, other) in all_logins().into_iter().filter(|(name, _)| *name != "responsys") {
+        let e = assert_transient(parse(&*other, 500, &responsys_error("UNRECOVERABLE_EXCEPTION")));
+        assert_eq!(other.failed_again(&e, e.clone()), e, "{name}");
+    }
+}
+
 /// A token endpoint that throttles and says when to come back: the login error carries the wait.
 #[test]
 fn oauth2_a_throttled_token_endpoint_names_its_wait() {
