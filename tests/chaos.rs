@@ -806,6 +806,9 @@ async fn a_login_endpoint_that_hangs_fails_requests_at_their_deadline_while_a_lo
         let err = r.unwrap().unwrap_err();
         assert!(err.is_deadline(), "{err}");
         assert!(err.login_error().is_none(), "{err}");
+        // What kept it waiting is the error's source: the logins before that one timed out.
+        let why = std::error::Error::source(&err).expect("the failed login before it");
+        assert!(why.to_string().contains("longer than"), "{why}");
         assert_eq!(started.elapsed(), 100 * S, "every caller fails at the deadline");
     }
     // The logins' failures are the token source's to tell.

@@ -119,7 +119,9 @@ impl Error {
 
     /// The deadline stopped the request (a wait or an attempt would have passed it, or it came
     /// while the request waited for a login still running: see
-    /// [`is_auth_failed`](Error::is_auth_failed) for a login that failed).
+    /// [`is_auth_failed`](Error::is_auth_failed) for a login that failed). When the running
+    /// login follows one that failed, that failure is the error's
+    /// [`source`](std::error::Error::source).
     pub fn is_deadline(&self) -> bool {
         matches!(
             self.reason(),

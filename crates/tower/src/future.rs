@@ -771,17 +771,30 @@ where
                         return Poll::Pending;
                     }
                     // The deadline passed while waiting for a credential: a failed login is why
-                    // only if no login is running (an older failure is not this request's).
+                    // only if no login is running (an older failure is not this request's). A
+                    // login still running after one that failed: the deadline is why, and the
+                    // failed login is its source (what kept the request waiting).
                     this.state.set(State::Done);
                     let source = eng.host().auth.clone();
-                    let kind = match source.and_then(|s| s.standing_error()) {
+                    let (standing, earlier) = match &source {
+                        Some(s) => match s.standing_error() {
+                            Some(e) => (Some(e), None),
+                            None => (None, s.last_error()),
+                        },
+                        None => (None, None),
+                    };
+                    let kind = match standing {
                         Some(e) => ErrorKind::AuthFailed(e),
                         None => ErrorKind::Decided(FailReason::DeadlineExceeded {
                             wait: Duration::ZERO,
                             remaining: Duration::ZERO,
                         }),
                     };
-                    return Poll::Ready(Err(eng.error(kind)));
+                    let mut err = eng.error(kind);
+                    if let Some(e) = earlier {
+                        err = err.with_source(Box::new(e));
+                    }
+                    return Poll::Ready(Err(err));
                 }
                 StateProj::Acquire { wait } => {
                     if let Poll::Ready(permit) = wait.as_mut().poll(cx) {
