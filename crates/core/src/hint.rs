@@ -31,9 +31,13 @@ pub struct ServerHint {
 }
 
 /// Parse one `Retry-After` value: `delay-seconds` or an HTTP-date in any of the three formats
-/// of RFC 9110 §5.6.7 (IMF-fixdate, RFC 850, asctime). A date in the past is a zero delay.
-/// Anything else (negative, fractional, empty, garbage) is `None`. A `delay-seconds` too large
-/// for a `u64` saturates, so it is still caught by any cap.
+/// of RFC 9110 §5.6.7 (IMF-fixdate, RFC 850, asctime). A date in the past is a zero delay,
+/// dates before 1970 included. Anything else (negative, fractional, empty, garbage, a date
+/// whose weekday is not its date's) is `None`. A `delay-seconds` too large for a `u64`
+/// saturates, so it is still caught by any cap.
+///
+/// Dates are read by `httpdate`, after the normalisations it does not make (the private
+/// `parse_http_date` says why): a year before 1970.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +48,7 @@ pub struct ServerHint {
 /// assert_eq!(parse_retry_after(b"Sunday, 06-Nov-94 08:49:47 GMT", now), Some(Duration::from_secs(10)));
 /// assert_eq!(parse_retry_after(b"Sun Nov  6 08:49:47 1994", now), Some(Duration::from_secs(10)));
 /// assert_eq!(parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+/// assert_eq!(parse_retry_after(b"Wed, 31 Dec 1969 23:59:59 GMT", now), Some(Duration::ZERO));
 /// assert_eq!(parse_retry_after(b"-1", now), None);
 /// assert_eq!(parse_retry_after(b"soon", now), None);
 /// ```
@@ -56,8 +61,64 @@ pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
         return Some(Duration::from_secs(parse_digits_saturating(value)));
     }
     let text = std::str::from_utf8(value).ok()?;
-    let at = httpdate::parse_http_date(text).ok()?;
+    let at = parse_http_date(text)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// 400 Gregorian years (146,097 days, exactly 20,871 weeks), in seconds: the calendar repeats
+/// with this period, leap days and weekdays included.
+const GREGORIAN_CYCLE_SECS: u64 = 146_097 * 86_400;
+
+/// The years `httpdate` reads (its `HttpDate` holds 1970 to 9999).
+const HTTPDATE_YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
+
+/// Where an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, 29 bytes) and an asctime date
+/// (`Sun Nov  6 08:49:37 1994`, 24 bytes) hold their year. No other text of either length is
+/// a date `httpdate` reads (an RFC 850 date has 30 to 33 bytes).
+fn year_at(len: usize) -> Option<usize> {
+    match len {
+        29 => Some(12),
+        24 => Some(20),
+        _ => None,
+    }
+}
+
+/// An HTTP-date (RFC 9110 §5.6.7), read by `httpdate` 1.0 after normalising what it does not
+/// read as RFC 9110 says. The normalisation only puts digits where digits were, so `httpdate`
+/// still checks everything else: the format, the ranges, the day of the month, and that the
+/// weekday is the date's.
+///
+/// - **A year before 1970** (`httpdate` refuses it: its dates start at the epoch). The date is
+///   read 400·k years later, inside 1970–2369, and moved back by as many 400-year cycles:
+///   the Gregorian calendar, weekdays included, repeats every 400 years, so the weekday and
+///   leap-day checks are those of the real year. The result is a time before the epoch,
+///   which is in the past of any real clock (a delay of zero, RFC 9110 §10.2.3) and is still
+///   measured correctly against a clock set before 1970.
+///
+/// An RFC 850 date (30 to 33 bytes) goes to `httpdate` as it is.
+fn parse_http_date(text: &str) -> Option<SystemTime> {
+    // As httpdate trims.
+    let text = text.trim();
+    let Some(year_at) = year_at(text.len()) else {
+        return httpdate::parse_http_date(text).ok();
+    };
+    let mut date = text.as_bytes().to_vec();
+    let year = ascii_number(&date[year_at..year_at + 4])?;
+    let cycles = if HTTPDATE_YEARS.contains(&year) { 0 } else { (year - 1970).div_euclid(400) };
+    let year_read = year - 400 * cycles;
+    date[year_at..year_at + 4].copy_from_slice(format!("{year_read:04}").as_bytes());
+    let at = httpdate::parse_http_date(std::str::from_utf8(&date).ok()?).ok()?;
+    let shift = Duration::from_secs(cycles.unsigned_abs().checked_mul(GREGORIAN_CYCLE_SECS)?);
+    if cycles < 0 {
+        at.checked_sub(shift)
+    } else {
+        at.checked_add(shift)
+    }
+}
+
+/// The value of a field of ASCII digits (four here: it cannot overflow).
+fn ascii_number(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
 }
 
 /// The `Retry-After` of a response. A field that appears more than once (or as a
@@ -223,6 +284,14 @@ mod tests {
             (b"Thu, 01 Jan 1970 00:00:00 GMT", secs(0)),
             // far future dates are long delays, left for the cap to judge
             (b"Fri, 31 Dec 9999 23:59:59 GMT", Some(Duration::from_secs(253_402_300_799 - 784_111_777))),
+            // before 1970 is in the past too (httpdate refuses years before 1970), in every
+            // format; the weekday and the day of the month are still checked
+            (b"Wed, 31 Dec 1969 23:59:59 GMT", secs(0)),
+            (b"Mon Jan  1 00:00:00 1900", secs(0)),
+            (b"Mon, 01 Jan 0001 00:00:00 GMT", secs(0)),
+            (b"Thu, 31 Dec 1969 23:59:59 GMT", None),
+            (b"Mon, 29 Feb 1900 00:00:00 GMT", None),
+            (b"Sat, 29 Feb 1964 00:00:00 GMT", secs(0)),
             // huge delay-seconds saturate instead of wrapping or failing
             (b"99999999999", secs(99_999_999_999)),
             (b"99999999999999999999999999", secs(u64::MAX)),
@@ -240,6 +309,20 @@ mod tests {
         ];
         for (value, want) in table {
             assert_eq!(parse_retry_after(value, now()), *want, "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    /// Dates read at other clocks.
+    #[test]
+    fn retry_after_dates_at_other_clocks() {
+        let eve = UNIX_EPOCH - Duration::from_secs(86_400); // Wed, 31 Dec 1969 00:00:00
+        let table: &[(SystemTime, &[u8], Option<Duration>)] = &[
+            // before the epoch, a date before 1970 may be ahead
+            (eve, b"Wed, 31 Dec 1969 23:59:59 GMT", secs(86_399)),
+            (eve, b"Tue, 30 Dec 1969 23:59:59 GMT", secs(0)),
+        ];
+        for (now, value, want) in table {
+            assert_eq!(parse_retry_after(value, *now), *want, "{:?} at {now:?}", String::from_utf8_lossy(value));
         }
     }
 
