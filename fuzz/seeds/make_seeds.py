@@ -107,6 +107,7 @@ SEEDS = {
         'asctime': 'Sun Nov  6 08:49:47 1994',
         'far_future': 'Fri, 31 Dec 9999 23:59:59 GMT',
         'before_1970': 'Wed, 31 Dec 1969 23:59:59 GMT',
+        'leap_second': 'Sun Nov  6 23:59:60 1994',
         'saturating': '99999999999999999999999999',
         'garbage': '-5',
         'list': 'retry-after: 5, 30 ,2\n',

@@ -37,7 +37,8 @@ pub struct ServerHint {
 /// saturates, so it is still caught by any cap.
 ///
 /// Dates are read by `httpdate`, after the normalisations it does not make (the private
-/// `parse_http_date` says why): a year before 1970.
+/// `parse_http_date` says why, for each): a year before 1970, and a leap second
+/// (`23:59:60`, read as the next minute's first second).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,18 +74,18 @@ const GREGORIAN_CYCLE_SECS: u64 = 146_097 * 86_400;
 const HTTPDATE_YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
 
 /// Where an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, 29 bytes) and an asctime date
-/// (`Sun Nov  6 08:49:37 1994`, 24 bytes) hold their year. No other text of either length is
-/// a date `httpdate` reads (an RFC 850 date has 30 to 33 bytes).
-fn year_at(len: usize) -> Option<usize> {
+/// (`Sun Nov  6 08:49:37 1994`, 24 bytes) hold their year and their time of day. No other
+/// text of either length is a date `httpdate` reads (an RFC 850 date has 30 to 33 bytes).
+fn year_and_time_at(len: usize) -> Option<(usize, usize)> {
     match len {
-        29 => Some(12),
-        24 => Some(20),
+        29 => Some((12, 17)),
+        24 => Some((20, 11)),
         _ => None,
     }
 }
 
 /// An HTTP-date (RFC 9110 §5.6.7), read by `httpdate` 1.0 after normalising what it does not
-/// read as RFC 9110 says. The normalisation only puts digits where digits were, so `httpdate`
+/// read as RFC 9110 says. Each normalisation only puts digits where digits were, so `httpdate`
 /// still checks everything else: the format, the ranges, the day of the month, and that the
 /// weekday is the date's.
 ///
@@ -94,12 +95,19 @@ fn year_at(len: usize) -> Option<usize> {
 ///   leap-day checks are those of the real year. The result is a time before the epoch,
 ///   which is in the past of any real clock (a delay of zero, RFC 9110 §10.2.3) and is still
 ///   measured correctly against a clock set before 1970.
+/// - **A leap second**, `23:59:60` (RFC 9110's grammar allows a second of 60: "00:00:00 -
+///   23:59:60 (leap second)"; `httpdate` requires a second below 60). It is read as the first
+///   second of the next minute, `23:59:59` plus one second: that is what POSIX time (and so
+///   `SystemTime`) gives a second of 60 (`timegm` counts it as 60 seconds into the minute),
+///   and it is the later of the two readings, so a retry never comes before the moment the
+///   server named (at `:59` the leap second has not begun). A second of 60 in any other
+///   minute is not a leap second (they are inserted at 23:59:60 UTC only) and stays invalid.
 ///
 /// An RFC 850 date (30 to 33 bytes) goes to `httpdate` as it is.
 fn parse_http_date(text: &str) -> Option<SystemTime> {
     // As httpdate trims.
     let text = text.trim();
-    let Some(year_at) = year_at(text.len()) else {
+    let Some((year_at, time_at)) = year_and_time_at(text.len()) else {
         return httpdate::parse_http_date(text).ok();
     };
     let mut date = text.as_bytes().to_vec();
@@ -107,7 +115,12 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     let cycles = if HTTPDATE_YEARS.contains(&year) { 0 } else { (year - 1970).div_euclid(400) };
     let year_read = year - 400 * cycles;
     date[year_at..year_at + 4].copy_from_slice(format!("{year_read:04}").as_bytes());
+    let leap_second = &date[time_at..time_at + 8] == b"23:59:60";
+    if leap_second {
+        date[time_at + 6..time_at + 8].copy_from_slice(b"59");
+    }
     let at = httpdate::parse_http_date(std::str::from_utf8(&date).ok()?).ok()?;
+    let at = at.checked_add(Duration::from_secs(u64::from(leap_second)))?;
     let shift = Duration::from_secs(cycles.unsigned_abs().checked_mul(GREGORIAN_CYCLE_SECS)?);
     if cycles < 0 {
         at.checked_sub(shift)
@@ -292,6 +305,13 @@ mod tests {
             (b"Thu, 31 Dec 1969 23:59:59 GMT", None),
             (b"Mon, 29 Feb 1900 00:00:00 GMT", None),
             (b"Sat, 29 Feb 1964 00:00:00 GMT", secs(0)),
+            // a leap second, 23:59:60, is the next minute's first second (not :59), in every
+            // format; 60 elsewhere is no leap second
+            (b"Sun, 06 Nov 1994 23:59:60 GMT", secs(54_623)),
+            (b"Sun Nov  6 23:59:60 1994", secs(54_623)),
+            (b"Fri, 31 Dec 9999 23:59:60 GMT", Some(Duration::from_secs(253_402_300_800 - 784_111_777))),
+            (b"Sun, 06 Nov 1994 08:49:60 GMT", None),
+            (b"Sun, 06 Nov 1994 23:59:61 GMT", None),
             // huge delay-seconds saturate instead of wrapping or failing
             (b"99999999999", secs(99_999_999_999)),
             (b"99999999999999999999999999", secs(u64::MAX)),
