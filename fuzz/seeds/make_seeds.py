@@ -108,6 +108,7 @@ SEEDS = {
         'far_future': 'Fri, 31 Dec 9999 23:59:59 GMT',
         'before_1970': 'Wed, 31 Dec 1969 23:59:59 GMT',
         'leap_second': 'Sun Nov  6 23:59:60 1994',
+        'rfc850_1950': 'Monday, 06-Nov-50 08:49:47 GMT',
         'saturating': '99999999999999999999999999',
         'garbage': '-5',
         'list': 'retry-after: 5, 30 ,2\n',

@@ -45,6 +45,17 @@ fn nows() -> [SystemTime; 5] {
     ]
 }
 
+/// 50 years and a day.
+const RFC850_AHEAD_MAX: Duration = Duration::from_secs((50 * 366 + 1) * 86_400);
+
+/// Whether a value has the shape of an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`).
+fn is_rfc850(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    text.trim().split_once(", ").is_some_and(|(day, rest)| {
+        day.len() > 3 && day.ends_with("day") && rest.as_bytes().get(2) == Some(&b'-')
+    })
+}
+
 fn trim_ows(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -84,12 +95,21 @@ fn header_lines(text: &[u8], mut bare: Option<&HeaderName>, request: Option<&mut
 pub fn retry_after(data: &[u8]) {
     let nows = nows();
     let mut previous: Option<Option<Duration>> = None;
+    // An RFC 850 date's two-digit year is read relative to the clock (RFC 9110 §5.6.7): its
+    // meaning, and whether its weekday fits, change from one clock to another, but at a clock
+    // httpdate writes (1970 to 9999) it is never read as more than 50 years ahead.
+    let rfc850 = is_rfc850(data);
     for now in nows {
         let d = parse_retry_after(data, now);
         let digits = trim_ows(data);
         if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
             // delay-seconds do not depend on the clock.
             assert!(d.is_some(), "delay-seconds not parsed");
+        }
+        if rfc850 {
+            let writable = now.duration_since(UNIX_EPOCH).is_ok_and(|s| s.as_secs() < 253_402_300_800);
+            assert!(!writable || d.is_none_or(|d| d <= RFC850_AHEAD_MAX), "RFC 850 date read {d:?} ahead");
+            continue;
         }
         if let Some(Some(before)) = previous {
             // A later clock never makes the wait longer; validity does not depend on it.

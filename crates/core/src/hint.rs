@@ -5,7 +5,7 @@
 //! ([`FailReason::HintExceedsLimit`](crate::FailReason::HintExceedsLimit)), so that a hint
 //! beyond the cap reaches the caller instead of being silently shortened.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
 
@@ -37,8 +37,10 @@ pub struct ServerHint {
 /// saturates, so it is still caught by any cap.
 ///
 /// Dates are read by `httpdate`, after the normalisations it does not make (the private
-/// `parse_http_date` says why, for each): a year before 1970, and a leap second
-/// (`23:59:60`, read as the next minute's first second).
+/// `parse_http_date` says why, for each): a year before 1970, a leap second
+/// (`23:59:60`, read as the next minute's first second), and the two-digit year of an RFC 850
+/// date, read as RFC 9110 says (never more than 50 years ahead of `now`), so that an RFC 850
+/// value's meaning depends on the clock it is read at.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,6 +52,8 @@ pub struct ServerHint {
 /// assert_eq!(parse_retry_after(b"Sun Nov  6 08:49:47 1994", now), Some(Duration::from_secs(10)));
 /// assert_eq!(parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
 /// assert_eq!(parse_retry_after(b"Wed, 31 Dec 1969 23:59:59 GMT", now), Some(Duration::ZERO));
+/// // 06-Nov-50 is 1950 here (2050 would be more than 50 years ahead), a Monday.
+/// assert_eq!(parse_retry_after(b"Monday, 06-Nov-50 08:49:47 GMT", now), Some(Duration::ZERO));
 /// assert_eq!(parse_retry_after(b"-1", now), None);
 /// assert_eq!(parse_retry_after(b"soon", now), None);
 /// ```
@@ -62,7 +66,7 @@ pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
         return Some(Duration::from_secs(parse_digits_saturating(value)));
     }
     let text = std::str::from_utf8(value).ok()?;
-    let at = parse_http_date(text)?;
+    let at = parse_http_date(text, now)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -85,9 +89,9 @@ fn year_and_time_at(len: usize) -> Option<(usize, usize)> {
 }
 
 /// An HTTP-date (RFC 9110 §5.6.7), read by `httpdate` 1.0 after normalising what it does not
-/// read as RFC 9110 says. Each normalisation only puts digits where digits were, so `httpdate`
-/// still checks everything else: the format, the ranges, the day of the month, and that the
-/// weekday is the date's.
+/// read as RFC 9110 says. Each normalisation only puts digits where digits were (or rewrites
+/// an RFC 850 date as the IMF-fixdate it names), so `httpdate` still checks everything else:
+/// the format, the ranges, the day of the month, and that the weekday is the date's.
 ///
 /// - **A year before 1970** (`httpdate` refuses it: its dates start at the epoch). The date is
 ///   read 400·k years later, inside 1970–2369, and moved back by as many 400-year cycles:
@@ -102,16 +106,29 @@ fn year_and_time_at(len: usize) -> Option<(usize, usize)> {
 ///   and it is the later of the two readings, so a retry never comes before the moment the
 ///   server named (at `:59` the leap second has not begun). A second of 60 in any other
 ///   minute is not a leap second (they are inserted at 23:59:60 UTC only) and stays invalid.
-///
-/// An RFC 850 date (30 to 33 bytes) goes to `httpdate` as it is.
-fn parse_http_date(text: &str) -> Option<SystemTime> {
+/// - **An RFC 850 two-digit year.** `httpdate` reads `00`–`69` as 2000–2069 and `70`–`99` as
+///   1970–1999, whatever the clock. RFC 9110 §5.6.7: a recipient "MUST interpret a timestamp
+///   that appears to be more than 50 years in the future as representing the most recent
+///   year in the past that had the same last two digits". The year used is the latest one
+///   ending in those digits whose date is not more than 50 years after `now` (same month,
+///   day and time 50 calendar years on): a date read in 2070 as `01-Jan-70` is 2070, not
+///   1970, and one read in 1994 as `06-Nov-50` is 1950, not 2050. A clock outside the years
+///   `httpdate` writes (before 1970, after 9999) is no server's: `httpdate`'s own reading is
+///   used then.
+fn parse_http_date(text: &str, now: SystemTime) -> Option<SystemTime> {
     // As httpdate trims.
     let text = text.trim();
-    let Some((year_at, time_at)) = year_and_time_at(text.len()) else {
-        return httpdate::parse_http_date(text).ok();
+    let (mut date, year) = match rfc850_as_imf(text, now) {
+        Some(imf) => imf,
+        None => {
+            let Some((year_at, _)) = year_and_time_at(text.len()) else {
+                return httpdate::parse_http_date(text).ok();
+            };
+            let year = ascii_number(&text.as_bytes()[year_at..year_at + 4])?;
+            (text.as_bytes().to_vec(), year)
+        }
     };
-    let mut date = text.as_bytes().to_vec();
-    let year = ascii_number(&date[year_at..year_at + 4])?;
+    let (year_at, time_at) = year_and_time_at(date.len())?;
     let cycles = if HTTPDATE_YEARS.contains(&year) { 0 } else { (year - 1970).div_euclid(400) };
     let year_read = year - 400 * cycles;
     date[year_at..year_at + 4].copy_from_slice(format!("{year_read:04}").as_bytes());
@@ -129,7 +146,43 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     }
 }
 
-/// The value of a field of ASCII digits (four here: it cannot overflow).
+/// An RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`) as the IMF-fixdate it names
+/// (`Sun, 06 Nov 0000 08:49:37 GMT`, its year field left for the caller), with the year
+/// RFC 9110 gives its two digits at `now` (see [`parse_http_date`]). `None` when `text` does
+/// not have the shape of an RFC 850 date, or `now` is not a time `httpdate` writes.
+fn rfc850_as_imf(text: &str, now: SystemTime) -> Option<(Vec<u8>, i64)> {
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let (day_name, rest) = text.split_once(", ")?;
+    let day_name = DAYS.iter().find(|d| **d == day_name)?;
+    // "06-Nov-94 08:49:37 GMT"
+    let d = rest.as_bytes();
+    if d.len() != 22 || d[2] != b'-' || d[6] != b'-' {
+        return None;
+    }
+    let yy = ascii_number(&d[7..9])?;
+    if now.duration_since(UNIX_EPOCH).ok()?.as_secs() >= 253_402_300_800 {
+        return None;
+    }
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let today = httpdate::fmt_http_date(now);
+    let t = today.as_bytes();
+    let limit = ascii_number(&t[12..16])? + 50;
+    let mut year = limit - (limit - yy).rem_euclid(100);
+    // In the 50th year, a date later in the year than today is more than 50 years ahead.
+    let month = |m: &[u8]| MONTHS.chunks(3).position(|name| name == m);
+    if year == limit && (month(&d[3..6])?, &d[0..2], &d[10..18]) > (month(&t[8..11])?, &t[5..7], &t[17..25]) {
+        year -= 100;
+    }
+    let mut imf = Vec::with_capacity(29);
+    for part in [&day_name.as_bytes()[..3], b", ", &d[0..2], b" ", &d[3..6], b" 0000", &d[9..]] {
+        imf.extend_from_slice(part);
+    }
+    Some((imf, year))
+}
+
+const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
+
+/// The value of a field of ASCII digits (two or four here: it cannot overflow).
 fn ascii_number(digits: &[u8]) -> Option<i64> {
     digits.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
 }
@@ -308,10 +361,16 @@ mod tests {
             // a leap second, 23:59:60, is the next minute's first second (not :59), in every
             // format; 60 elsewhere is no leap second
             (b"Sun, 06 Nov 1994 23:59:60 GMT", secs(54_623)),
+            (b"Sunday, 06-Nov-94 23:59:60 GMT", secs(54_623)),
             (b"Sun Nov  6 23:59:60 1994", secs(54_623)),
             (b"Fri, 31 Dec 9999 23:59:60 GMT", Some(Duration::from_secs(253_402_300_800 - 784_111_777))),
             (b"Sun, 06 Nov 1994 08:49:60 GMT", None),
             (b"Sun, 06 Nov 1994 23:59:61 GMT", None),
+            // RFC 850: a two-digit year is never read as more than 50 years ahead (in 1994,
+            // "50" is 1950, not httpdate's 2050), and its weekday is checked in the year read
+            (b"Monday, 06-Nov-50 08:49:47 GMT", secs(0)),
+            (b"Sunday, 06-Nov-50 08:49:47 GMT", None),
+            (b"Friday, 06-Nov-43 08:49:47 GMT", Some(Duration::from_secs(2_330_412_587 - 784_111_777))),
             // huge delay-seconds saturate instead of wrapping or failing
             (b"99999999999", secs(99_999_999_999)),
             (b"99999999999999999999999999", secs(u64::MAX)),
@@ -332,14 +391,31 @@ mod tests {
         }
     }
 
-    /// Dates read at other clocks.
+    /// Dates read at other clocks. An RFC 850 date's year is the latest one ending in its two
+    /// digits whose date is not more than 50 years after the clock (RFC 9110 §5.6.7).
     #[test]
     fn retry_after_dates_at_other_clocks() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        // Mon, 15 Jan 2024 15:30:00; Thu, 01 Jan 2070 00:00:00; Thu, 31 Dec 2099 23:59:50.
+        let (y2024, y2070, y2099) = (at(1_705_332_600), at(3_155_760_000), at(4_102_444_790));
         let eve = UNIX_EPOCH - Duration::from_secs(86_400); // Wed, 31 Dec 1969 00:00:00
         let table: &[(SystemTime, &[u8], Option<Duration>)] = &[
             // before the epoch, a date before 1970 may be ahead
             (eve, b"Wed, 31 Dec 1969 23:59:59 GMT", secs(86_399)),
             (eve, b"Tue, 30 Dec 1969 23:59:59 GMT", secs(0)),
+            (y2024, b"Monday, 15-Jan-24 15:30:10 GMT", secs(10)),
+            // exactly 50 years ahead is read as ahead (2074, a Monday)...
+            (y2024, b"Monday, 15-Jan-74 15:30:00 GMT", secs(1_577_923_200)),
+            // ...one second more is the past (1974, a Tuesday)
+            (y2024, b"Tuesday, 15-Jan-74 15:30:01 GMT", secs(0)),
+            (y2024, b"Monday, 15-Jan-74 15:30:01 GMT", None),
+            // from 2070, "70" is 2070 (a Wednesday), not 1970 (a Thursday)
+            (y2070, b"Wednesday, 01-Jan-70 00:00:10 GMT", secs(10)),
+            (y2070, b"Thursday, 01-Jan-70 00:00:10 GMT", None),
+            // and "00" on the last day of 2099 is 2100
+            (y2099, b"Friday, 01-Jan-00 00:00:00 GMT", secs(10)),
+            // a clock httpdate cannot write: httpdate's own reading (94 is 1994)
+            (eve, b"Sunday, 06-Nov-94 08:49:47 GMT", secs(784_111_787 + 86_400)),
         ];
         for (now, value, want) in table {
             assert_eq!(parse_retry_after(value, *now), *want, "{:?} at {now:?}", String::from_utf8_lossy(value));

@@ -142,6 +142,23 @@ fn retry_after_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Whether a value has the shape of an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`). Its
+/// two-digit year is read relative to the clock (RFC 9110 §5.6.7: never more than 50 years
+/// ahead), so what it means, and whether its weekday fits, depends on `now`.
+fn is_rfc850(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    text.trim()
+        .split_once(", ")
+        .is_some_and(|(day, rest)| day.len() > 3 && day.ends_with("day") && rest.as_bytes().get(2) == Some(&b'-'))
+}
+
+/// 49 years of 365 days: a date this close to the clock has one reading, whatever its format.
+const NEAR: Duration = Duration::from_secs(49 * 365 * 86_400);
+
+/// 50 years and a day: no RFC 850 date is read as further ahead than this (at a clock httpdate
+/// writes, 1970 to 9999).
+const RFC850_AHEAD_MAX: Duration = Duration::from_secs((50 * 366 + 1) * 86_400);
+
 /// The generated dates are the RFC's own examples, so the date properties are not vacuous.
 #[test]
 fn generated_dates_are_the_three_formats() {
@@ -194,7 +211,8 @@ proptest! {
     #![proptest_config(cases())]
 
     /// `parse_retry_after` never panics; delay-seconds always parse, whatever the clock; a later
-    /// clock never lengthens a wait, nor changes whether a value is valid.
+    /// clock never lengthens a wait, nor changes whether a value is valid, except for an RFC
+    /// 850 date, whose century follows the clock (see the next property but one).
     #[test]
     fn retry_after_value_never_panics(value in retry_after_value(), now in any_time(), later in 0u64..10_000_000) {
         let trimmed = String::from_utf8_lossy(&value).trim_matches([' ', '\t']).to_owned();
@@ -204,17 +222,43 @@ proptest! {
             prop_assert_eq!(d, Some(Duration::from_secs(want)));
         }
         let d_later = parse_retry_after(&value, now + Duration::from_secs(later));
-        prop_assert_eq!(d.is_some(), d_later.is_some());
-        prop_assert!(d_later <= d, "{:?} then {:?}", d, d_later);
+        if !is_rfc850(&value) {
+            prop_assert_eq!(d.is_some(), d_later.is_some());
+            prop_assert!(d_later <= d, "{:?} then {:?}", d, d_later);
+        }
     }
 
-    /// An HTTP-date in any of the three formats gives the time until that date (zero if past).
+    /// An HTTP-date in any of the three formats gives the time until that date (zero if past),
+    /// as httpdate reads it; for an RFC 850 date, when httpdate's fixed reading of the
+    /// two-digit year (1970 to 2069) is within 49 years of the clock, where RFC 9110 agrees.
     #[test]
     fn retry_after_dates_measure_from_now(value in retry_after_value(), now in any_time()) {
         if let Ok(at) = httpdate::parse_http_date(&String::from_utf8_lossy(&value)) {
-            if std::str::from_utf8(&value).is_ok() {
+            let distance = at.duration_since(now).unwrap_or_else(|e| e.duration());
+            if std::str::from_utf8(&value).is_ok() && (!is_rfc850(&value) || distance < NEAR) {
                 let want = at.duration_since(now).unwrap_or(Duration::ZERO);
                 prop_assert_eq!(parse_retry_after(&value, now), Some(want));
+            }
+        }
+    }
+
+    /// An RFC 850 date within 49 years of the clock, either way, reads as that date, in every
+    /// century (RFC 9110 §5.6.7); no RFC 850 value is read as more than 50 years ahead.
+    #[test]
+    fn rfc850_years_are_read_near_the_clock(
+        now in 0u64..253_402_300_800,
+        ahead in any::<bool>(),
+        offset in 0..NEAR.as_secs(),
+        value in retry_after_value(),
+    ) {
+        let clock = UNIX_EPOCH + Duration::from_secs(now);
+        let secs = if ahead { now.saturating_add(offset).min(253_402_300_799) } else { now.saturating_sub(offset) };
+        let date = http_date(secs, 1);
+        let want = (UNIX_EPOCH + Duration::from_secs(secs)).duration_since(clock).unwrap_or(Duration::ZERO);
+        prop_assert_eq!(parse_retry_after(date.as_bytes(), clock), Some(want), "{}", date);
+        if is_rfc850(&value) {
+            if let Some(d) = parse_retry_after(&value, clock) {
+                prop_assert!(d <= RFC850_AHEAD_MAX, "{:?} read as {:?} ahead", String::from_utf8_lossy(&value), d);
             }
         }
     }
