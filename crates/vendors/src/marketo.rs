@@ -214,6 +214,20 @@ fn throttle(wait: Wait) -> Throttle {
     }
 }
 
+/// The least wait before the next login after the identity endpoint answered a retryable
+/// code (the login's column of the table; `None`: the token source's login backoff, from 1 s
+/// doubling). A request's 606 retry waits inside the 20 s window and the host limiter holds it
+/// until the window has room; a login is sent past the limiter (straight to the inner
+/// service), so after a 606 it waits the whole window. A 615 clears as calls end, which the
+/// login backoff already waits for; 604/608/611/614/713/719/502 are the backoff's own case;
+/// 1016/1019/1022/1029 are bulk-job codes the identity service has no reason to send.
+fn login_wait(wait: Wait) -> Option<Duration> {
+    match wait {
+        Wait::RateWindow => Some(RATE_WINDOW),
+        Wait::Policy | Wait::Concurrency | Wait::Queue => None,
+    }
+}
+
 fn retry_rule(name: &'static str, wait: Wait, any_method: bool) -> RetryRule {
     let rule = RetryRule::new(name);
     let rule = if any_method { rule.any_method() } else { rule };
@@ -1102,7 +1116,8 @@ pub const IDENTITY_TOKEN_PATH: &str = "/oauth/token";
 /// | answer | kind |
 /// |---|---|
 /// | HTTP 401 (bad client id or secret), `{"error":"invalid_client","error_description":"Bad client credentials"}` and the other RFC 6749 §5.2 codes | fatal |
-/// | `errors[]` with a retryable Marketo code (604, 606, 608, 611, 615, …, see the [module table](self)) | transient |
+/// | `errors[]` with 606 (100 calls / 20 s) | transient; the next login comes [`RATE_WINDOW`] (20 s) later at the earliest: a request's 606 retry is held by the host limiter until the window has room, a login is not, so it waits the window out |
+/// | `errors[]` with another retryable Marketo code (604, 608, 611, 615, 713, …, see the [module table](self)) | transient (the token source's login backoff) |
 /// | `errors[]` with any other Marketo code | fatal |
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
 ///
@@ -1194,17 +1209,25 @@ impl redial_core::auth::Login for IdentityLogin {
 }
 
 /// A Marketo envelope (`errors[]`) in the identity's answer: the most forbidding code decides;
-/// the retryable ones of [`CODES`] are transient, every other code fatal.
+/// the retryable ones of [`CODES`] are transient, with their [`login_wait`], every other code
+/// fatal.
 fn identity_envelope(map: &Map<String, Value>) -> Option<crate::oauth2::Refusal> {
     use redial_core::auth::LoginFailureKind;
     let errors = entries(map.get("errors"));
     let (entry, row) = errors.iter().map(|e| (e, lookup(&e.code))).min_by_key(|(_, row)| severity(row))?;
-    let kind = match row.kind {
-        Kind::Transient | Kind::Throttled => LoginFailureKind::Transient,
-        _ => LoginFailureKind::Fatal,
+    let (kind, retry_after) = match (row.kind, row.then) {
+        (Kind::Transient | Kind::Throttled, Then::Retry(wait, _)) => (LoginFailureKind::Transient, login_wait(wait)),
+        (Kind::Transient | Kind::Throttled, _) => (LoginFailureKind::Transient, None),
+        _ => (LoginFailureKind::Fatal, None),
     };
     let code = if entry.code.is_empty() { "unknown" } else { &entry.code };
-    Some(crate::oauth2::Refusal { code: code.to_owned(), kind, what: row.what, detail: entry.message.clone() })
+    Some(crate::oauth2::Refusal {
+        code: code.to_owned(),
+        kind,
+        what: row.what,
+        detail: entry.message.clone(),
+        retry_after,
+    })
 }
 
 #[cfg(test)]

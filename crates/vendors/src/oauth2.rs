@@ -217,6 +217,9 @@ pub(crate) struct Refusal {
     pub(crate) kind: LoginFailureKind,
     pub(crate) what: &'static str,
     pub(crate) detail: Option<String>,
+    /// The least wait before the next login that the vendor's rule for this code names (a
+    /// throttled login waits for its limit's window), whatever the token source's backoff.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// A vendor's reading of its own error envelope, for the answers that have no `error`.
@@ -377,7 +380,11 @@ pub(crate) fn read_token(
         });
     }
     if let Some(r) = envelope.and_then(|read| read(&map)) {
-        return Err(answer.refused(r.kind, &r.code, r.what, r.detail.as_deref()));
+        let refused = answer.refused(r.kind, &r.code, r.what, r.detail.as_deref());
+        return Err(match r.retry_after {
+            Some(wait) => refused.with_retry_after(wait),
+            None => refused,
+        });
     }
     if !answer.status.is_success() {
         return Err(answer.by_status(None));
@@ -592,9 +599,13 @@ impl Login for ClientCredentials {
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
         let answer = Answer { who: self.who, status, body, secrets: &[self.client_secret.expose()] };
         read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer)).map_err(|e| {
-            // A token endpoint that throttles (429, 503) may say when to come back.
+            // A token endpoint that throttles (429, 503) may say when to come back; with a
+            // wait of the vendor's rule too, the longer one holds.
             match redial_core::hint::retry_after(headers, std::time::SystemTime::now()) {
-                Some(wait) if !e.is_fatal() => e.with_retry_after(wait),
+                Some(wait) if !e.is_fatal() => {
+                    let wait = e.retry_after().map_or(wait, |rule| rule.max(wait));
+                    e.with_retry_after(wait)
+                }
                 _ => e,
             }
         })

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use proptest::prelude::*;
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
 use redial_vendors::adobe::{ImsLogin, IMS_TOKEN_URL};
-use redial_vendors::marketo::IdentityLogin;
+use redial_vendors::marketo::{self, IdentityLogin};
 use redial_vendors::oauth2::{form_urlencode, AuthStyle, ClientCredentials};
 use redial_vendors::responsys::{PasswordLogin, TOKEN_LIFETIME};
 
@@ -530,10 +530,31 @@ fn oauth_transient_codes() {
 
 #[test]
 fn marketo_transient_envelope() {
-    for code in ["604", "606", "608", "611", "615", "713"] {
+    // (code, the least wait before the next login)
+    let table: &[(&str, Option<Duration>)] = &[
+        ("604", None),
+        // 100 calls / 20 s: the login waits the window out, as a request's 606 retry does (the
+        // host limiter holds that one until the window has room; nothing holds a login).
+        ("606", Some(marketo::RATE_WINDOW)),
+        ("608", None),
+        ("611", None),
+        ("615", None),
+        ("713", None),
+    ];
+    for &(code, wait) in table {
         let body = format!(r#"{{"requestId":"1","success":false,"errors":[{{"code":{code},"message":"m"}}]}}"#);
         let e = assert_transient(parse(&marketo(), 200, &body));
         assert_eq!(e.code(), Some(code));
+        assert_eq!(e.retry_after(), wait, "{code}");
+    }
+    // A Retry-After on the answer holds when it is longer than the rule's wait, not when shorter.
+    let body =
+        r#"{"success":false,"errors":[{"code":"606","message":"Max rate limit '100' exceeded with in '20' secs"}]}"#;
+    for (header, want) in [("5", 20), ("45", 45)] {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", header.parse().unwrap());
+        let e = parse_with(&marketo(), 200, &headers, body.as_bytes()).unwrap_err();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(want)), "Retry-After: {header}");
     }
     // The most forbidding code decides.
     let body = r#"{"success":false,"errors":[{"code":"606"},{"code":"603"}]}"#;
