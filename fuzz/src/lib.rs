@@ -51,9 +51,9 @@ const RFC850_AHEAD_MAX: Duration = Duration::from_secs((50 * 366 + 1) * 86_400);
 /// Whether a value has the shape of an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`).
 fn is_rfc850(value: &[u8]) -> bool {
     let text = String::from_utf8_lossy(value);
-    text.trim().split_once(", ").is_some_and(|(day, rest)| {
-        day.len() > 3 && day.ends_with("day") && rest.as_bytes().get(2) == Some(&b'-')
-    })
+    text.trim()
+        .split_once(", ")
+        .is_some_and(|(day, rest)| day.len() > 3 && day.ends_with("day") && rest.as_bytes().get(2) == Some(&b'-'))
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -259,7 +259,8 @@ pub fn logins(data: &[u8]) {
 
 /// One login's answer: no panic, a credential can always be attached, and no secret shows.
 pub fn login_parse(login: &dyn Login, status: StatusCode, body: &[u8]) {
-    match login.parse(status, &HeaderMap::new(), body) {
+    // A fixed clock: the same input reads the same way on every run.
+    match login.parse(&ResponseHead::new(status, &HeaderMap::new(), UNIX_EPOCH + Duration::from_secs(RFC_NOW)), body) {
         Ok(c) => {
             let mut h = HeaderMap::new();
             assert!(login.attach().apply(&mut h, &c.token), "a parsed token cannot be attached");

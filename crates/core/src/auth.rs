@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Request, StatusCode, Uri};
 
+use crate::ResponseHead;
+
 /// A secret string (a password, a client secret, an access token). Its `Debug` and `Display`
 /// print `***`; [`expose`](Secret::expose) is the one way to read it.
 ///
@@ -365,8 +367,9 @@ impl std::error::Error for LoginError {
 /// ```
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use http::{HeaderMap, Request, StatusCode};
+/// use http::{Request, StatusCode};
 /// use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+/// use redial_core::ResponseHead;
 ///
 /// #[derive(Debug)]
 /// struct ApiKeyExchange { key: Secret }
@@ -378,8 +381,8 @@ impl std::error::Error for LoginError {
 ///             .body(Bytes::new())
 ///             .unwrap()
 ///     }
-///     fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-///         match status.as_u16() {
+///     fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+///         match res.status.as_u16() {
 ///             200 => Ok(Credential::new(String::from_utf8_lossy(body).into_owned(), Some(Duration::from_secs(3600)))),
 ///             401 | 403 => Err(LoginError::new(LoginFailureKind::Fatal, "bad API key")),
 ///             _ => Err(LoginError::new(LoginFailureKind::Transient, "token endpoint unavailable")),
@@ -392,8 +395,10 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// The login request.
     fn request(&self) -> Request<Bytes>;
 
-    /// Read the login's answer. Must not panic on any input.
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError>;
+    /// Read the login's answer: its head (`res.received_at` is when it came, against which a
+    /// `Retry-After` date is measured: the caller's clock, not one read here) and its body.
+    /// Must not panic on any input.
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError>;
 
     /// How the credential is put on requests (default `Authorization: Bearer`).
     fn attach(&self) -> Attach {
@@ -432,9 +437,11 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// then resubmit the request only once").
     ///
     /// ```
+    /// use std::time::SystemTime;
     /// use bytes::Bytes;
     /// use http::{HeaderMap, Request, StatusCode};
     /// use redial_core::auth::{Credential, Login, LoginError, LoginFailureKind};
+    /// use redial_core::ResponseHead;
     ///
     /// /// A vendor whose `BUSY` login answer may be retried once.
     /// #[derive(Debug)]
@@ -444,8 +451,8 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     ///     fn request(&self) -> Request<Bytes> {
     ///         Request::post("https://auth.example.com/token").body(Bytes::new()).unwrap()
     ///     }
-    ///     fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-    ///         match status.as_u16() {
+    ///     fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+    ///         match res.status.as_u16() {
     ///             200 => Ok(Credential::new(String::from_utf8_lossy(body).into_owned(), None)),
     ///             _ => Err(LoginError::new(LoginFailureKind::Transient, "busy").with_code("BUSY")),
     ///         }
@@ -460,7 +467,11 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// }
     ///
     /// let login = OneRetryWhenBusy;
-    /// let busy = || login.parse(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"").unwrap_err();
+    /// let headers = HeaderMap::new();
+    /// let busy = || {
+    ///     let res = ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE, &headers, SystemTime::now());
+    ///     login.parse(&res, b"").unwrap_err()
+    /// };
     /// assert!(!busy().is_fatal());
     /// assert!(login.failed_again(&busy(), busy()).is_fatal());
     /// let other = LoginError::new(LoginFailureKind::Transient, "timeout");

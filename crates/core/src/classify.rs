@@ -39,6 +39,13 @@ pub struct ResponseHead<'a> {
     pub received_at: SystemTime,
 }
 
+impl<'a> ResponseHead<'a> {
+    /// A head with `status` and `headers`, received at `received_at`.
+    pub const fn new(status: StatusCode, headers: &'a HeaderMap, received_at: SystemTime) -> Self {
+        ResponseHead { status, headers, received_at }
+    }
+}
+
 /// What was read of a response body.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -380,7 +380,9 @@ async fn send_login(
     match send(req).await {
         Ok(res) => {
             let (head, body) = res.into_parts();
-            let parsed = login.parse(head.status, &head.headers, &body).map_err(|e| {
+            // Read against the time it came: the login's own code reads no clock.
+            let answer = redial_core::ResponseHead::new(head.status, &head.headers, SystemTime::now());
+            let parsed = login.parse(&answer, &body).map_err(|e| {
                 // A refused login's body says why; a 2xx one may hold the token the parse
                 // could not read, and is never kept.
                 if e.status().is_some() {

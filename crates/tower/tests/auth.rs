@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind};
 use redial_core::generic::Generic;
@@ -46,8 +46,8 @@ impl Login for TestLogin {
     fn request(&self) -> Request<Bytes> {
         Request::post("http://vendor.test/login").body(Bytes::from_static(b"secret=hunter2")).unwrap()
     }
-    fn parse(&self, status: StatusCode, _: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        match status.as_u16() {
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        match res.status.as_u16() {
             200 => {
                 let text = std::str::from_utf8(body).unwrap();
                 let (token, life) = text.split_once(':').unwrap();
@@ -373,7 +373,7 @@ impl Login for Unreadable {
     fn request(&self) -> Request<Bytes> {
         TestLogin.request()
     }
-    fn parse(&self, _: StatusCode, _: &HeaderMap, _: &[u8]) -> Result<Credential, LoginError> {
+    fn parse(&self, _: &ResponseHead<'_>, _: &[u8]) -> Result<Credential, LoginError> {
         Err(LoginError::new(LoginFailureKind::Fatal, "unreadable login answer"))
     }
 }
@@ -579,8 +579,8 @@ impl Login for SilentVendorLogin {
     fn request(&self) -> Request<Bytes> {
         TestLogin.request()
     }
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        TestLogin.parse(status, headers, body)
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(res, body)
     }
     fn no_response_wait(&self) -> Option<Duration> {
         Some(120 * S)
@@ -731,8 +731,8 @@ impl Login for PanicsOnce {
         }
         TestLogin.request()
     }
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        TestLogin.parse(status, headers, body)
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(res, body)
     }
     fn no_response_wait(&self) -> Option<Duration> {
         SilentVendorLogin.no_response_wait()
@@ -883,9 +883,9 @@ impl Login for HookPanicsOnce {
     fn request(&self) -> Request<Bytes> {
         TestLogin.request()
     }
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
         self.maybe_panic("parse");
-        TestLogin.parse(status, headers, body)
+        TestLogin.parse(res, body)
     }
     fn no_response_wait(&self) -> Option<Duration> {
         self.maybe_panic("no_response_wait");
@@ -925,8 +925,8 @@ impl Login for AlwaysPanics {
     fn request(&self) -> Request<Bytes> {
         TestLogin.request()
     }
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        TestLogin.parse(status, headers, body)
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(res, body)
     }
     fn no_response_retries(&self) -> Option<u32> {
         panic!("a custom login with a bug")
@@ -1056,8 +1056,8 @@ impl Login for OneRetryWhenBusy {
     fn request(&self) -> Request<Bytes> {
         TestLogin.request()
     }
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        TestLogin.parse(status, headers, body).map_err(|e| if status == 503 { e.with_code("BUSY") } else { e })
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(res, body).map_err(|e| if res.status == 503 { e.with_code("BUSY") } else { e })
     }
     fn failed_again(&self, previous: &LoginError, failure: LoginError) -> LoginError {
         if previous.code() == Some("BUSY") && failure.code() == Some("BUSY") {

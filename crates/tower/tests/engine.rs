@@ -285,7 +285,7 @@ impl redial_core::auth::Login for PlainLogin {
     fn request(&self) -> Request<Bytes> {
         Request::post("http://vendor.test/login").body(Bytes::new()).unwrap()
     }
-    fn parse(&self, _: StatusCode, _: &http::HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
+    fn parse(&self, _: &redial_core::ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
         let text = std::str::from_utf8(body).map_err(|_| LoginError::new(LoginFailureKind::Fatal, "not text"))?;
         Ok(Credential::new(text, Some(3600 * S)))
     }

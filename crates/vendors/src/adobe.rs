@@ -455,8 +455,10 @@ pub const IMS_TOKEN_URL: &str = "https://ims-na1.adobelogin.com/ims/token/v3";
 /// client secret; neither does any [`LoginError`](redial_core::auth::LoginError).
 ///
 /// ```
+/// use std::time::SystemTime;
 /// use http::{HeaderMap, StatusCode};
 /// use redial_core::auth::Login;
+/// use redial_core::ResponseHead;
 /// use redial_vendors::adobe::ImsLogin;
 ///
 /// let login = ImsLogin::new("my-client-id", "p8e-my-client-secret", ["openid", "AdobeID", "read_organizations"]);
@@ -468,7 +470,7 @@ pub const IMS_TOKEN_URL: &str = "https://ims-na1.adobelogin.com/ims/token/v3";
 /// );
 ///
 /// let body = br#"{"access_token":"eyJhbGciOiJSUzI1NiJ9.e30.c2ln","token_type":"bearer","expires_in":86399}"#;
-/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// let credential = login.parse(&ResponseHead::new(StatusCode::OK, &HeaderMap::new(), SystemTime::now()), body)?;
 /// assert_eq!(credential.lifetime, Some(std::time::Duration::from_secs(86399)));
 ///
 /// let test = login.clone().token_url("http://127.0.0.1:8080/ims/token/v3")?;
@@ -534,11 +536,10 @@ impl redial_core::auth::Login for ImsLogin {
 
     fn parse(
         &self,
-        status: StatusCode,
-        headers: &HeaderMap,
+        res: &ResponseHead<'_>,
         body: &[u8],
     ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
-        self.inner.parse(status, headers, body)
+        self.inner.parse(res, body)
     }
 
     fn attach(&self) -> redial_core::auth::Attach {

@@ -1125,8 +1125,10 @@ pub const IDENTITY_TOKEN_PATH: &str = "/oauth/token";
 /// client secret; neither does any [`LoginError`](redial_core::auth::LoginError).
 ///
 /// ```
+/// use std::time::SystemTime;
 /// use http::{header, HeaderMap, StatusCode};
 /// use redial_core::auth::{Attach, Login};
+/// use redial_core::ResponseHead;
 /// use redial_vendors::marketo::IdentityLogin;
 ///
 /// let login = IdentityLogin::new("https://123-ABC-456.mktorest.com/identity", "my-client-id", "my-client-secret")?;
@@ -1137,11 +1139,11 @@ pub const IDENTITY_TOKEN_PATH: &str = "/oauth/token";
 /// assert_eq!(login.attach(), Attach::Bearer);
 ///
 /// let body = br#"{"access_token":"cdf01657-110d-4155-99a7-f986b2ff13a0:int","token_type":"bearer","expires_in":3599,"scope":"apis@acmeinc.com"}"#;
-/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// let credential = login.parse(&ResponseHead::new(StatusCode::OK, &HeaderMap::new(), SystemTime::now()), body)?;
 /// assert_eq!(credential.lifetime, Some(std::time::Duration::from_secs(3599)));
 ///
 /// let bad = br#"{"error":"invalid_client","error_description":"Bad client credentials"}"#;
-/// let err = login.parse(StatusCode::UNAUTHORIZED, &HeaderMap::new(), bad).unwrap_err();
+/// let err = login.parse(&ResponseHead::new(StatusCode::UNAUTHORIZED, &HeaderMap::new(), SystemTime::now()), bad).unwrap_err();
 /// assert!(err.is_fatal());
 /// assert_eq!(err.code(), Some("invalid_client"));
 /// assert!(!format!("{login:?} {err} {err:?}").contains("my-client-secret"));
@@ -1196,11 +1198,10 @@ impl redial_core::auth::Login for IdentityLogin {
 
     fn parse(
         &self,
-        status: http::StatusCode,
-        headers: &HeaderMap,
+        res: &ResponseHead<'_>,
         body: &[u8],
     ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
-        self.inner.parse(status, headers, body)
+        self.inner.parse(res, body)
     }
 
     fn attach(&self) -> redial_core::auth::Attach {

@@ -34,8 +34,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+use redial_core::ResponseHead;
 use serde_json::{Map, Value};
 
 use LoginFailureKind::{Fatal, Transient};
@@ -425,8 +426,10 @@ const RESERVED: [&str; 4] = ["grant_type", "scope", "client_id", "client_secret"
 /// parameters, never the secret or the parameters' values.
 ///
 /// ```
+/// use std::time::SystemTime;
 /// use http::{header, HeaderMap, Method, StatusCode};
 /// use redial_core::auth::Login;
+/// use redial_core::ResponseHead;
 /// use redial_vendors::oauth2::{AuthStyle, ClientCredentials};
 ///
 /// let login = ClientCredentials::new("https://auth.example.com/oauth2/token", "s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw")?
@@ -440,14 +443,14 @@ const RESERVED: [&str; 4] = ["grant_type", "scope", "client_id", "client_secret"
 /// assert!(!format!("{login:?}").contains("7Fjfp0ZBr1KtDRbnfVdmIw"));
 ///
 /// let body = br#"{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"Bearer","expires_in":3600}"#;
-/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// let credential = login.parse(&ResponseHead::new(StatusCode::OK, &HeaderMap::new(), SystemTime::now()), body)?;
 /// assert_eq!(credential.token.expose(), "2YotnFZFEjr1zCsicMWpAA");
 /// assert_eq!(credential.lifetime, Some(std::time::Duration::from_secs(3600)));
 ///
 /// let refused = login
 ///     .clone()
 ///     .auth_style(AuthStyle::Post)
-///     .parse(StatusCode::BAD_REQUEST, &HeaderMap::new(), br#"{"error":"invalid_client"}"#)
+///     .parse(&ResponseHead::new(StatusCode::BAD_REQUEST, &HeaderMap::new(), SystemTime::now()), br#"{"error":"invalid_client"}"#)
 ///     .unwrap_err();
 /// assert!(refused.is_fatal());
 /// assert_eq!(refused.code(), Some("invalid_client"));
@@ -596,12 +599,12 @@ impl Login for ClientCredentials {
         req
     }
 
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-        let answer = Answer { who: self.who, status, body, secrets: &[self.client_secret.expose()] };
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        let answer = Answer { who: self.who, status: res.status, body, secrets: &[self.client_secret.expose()] };
         read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer)).map_err(|e| {
             // A token endpoint that throttles (429, 503) may say when to come back; with a
             // wait of the vendor's rule too, the longer one holds.
-            match redial_core::hint::retry_after(headers, std::time::SystemTime::now()) {
+            match redial_core::hint::retry_after(res.headers, res.received_at) {
                 Some(wait) if !e.is_fatal() => {
                     let wait = e.retry_after().map_or(wait, |rule| rule.max(wait));
                     e.with_retry_after(wait)

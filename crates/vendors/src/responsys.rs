@@ -642,8 +642,10 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// password; neither does any [`LoginError`](redial_core::auth::LoginError).
 ///
 /// ```
+/// use std::time::SystemTime;
 /// use http::{header, HeaderMap, StatusCode};
 /// use redial_core::auth::{Attach, Login};
+/// use redial_core::ResponseHead;
 /// use redial_vendors::responsys::{PasswordLogin, TOKEN_LIFETIME};
 ///
 /// let login = PasswordLogin::new("https://login2.responsys.net", "api_user", "pa ss&word")?;
@@ -654,13 +656,13 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// assert_eq!(login.attach(), Attach::Raw);
 ///
 /// let body = br#"{"authToken":"bPBY3l9Ha9C7uyDO","issuedAt":1427325074342,"endPoint":"https://rest-pod1.responsys.net"}"#;
-/// let credential = login.parse(StatusCode::OK, &HeaderMap::new(), body)?;
+/// let credential = login.parse(&ResponseHead::new(StatusCode::OK, &HeaderMap::new(), SystemTime::now()), body)?;
 /// assert_eq!(credential.token.expose(), "bPBY3l9Ha9C7uyDO");
 /// assert_eq!(credential.lifetime, Some(TOKEN_LIFETIME));
 /// assert_eq!(credential.endpoint.unwrap().host(), Some("rest-pod1.responsys.net"));
 ///
 /// let locked = br#"{"type":"","title":"Login failed","errorCode":"PASSWORD_LOCKOUT","detail":"Locked","errorDetails":[]}"#;
-/// let err = login.parse(StatusCode::UNAUTHORIZED, &HeaderMap::new(), locked).unwrap_err();
+/// let err = login.parse(&ResponseHead::new(StatusCode::UNAUTHORIZED, &HeaderMap::new(), SystemTime::now()), locked).unwrap_err();
 /// assert!(err.is_fatal());
 /// assert_eq!(err.code(), Some("PASSWORD_LOCKOUT"));
 /// assert!(!format!("{login:?} {err} {err:?}").contains("pa ss&word"));
@@ -807,10 +809,10 @@ impl redial_core::auth::Login for PasswordLogin {
 
     fn parse(
         &self,
-        status: http::StatusCode,
-        _headers: &http::HeaderMap,
+        res: &ResponseHead<'_>,
         body: &[u8],
     ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
+        let status = res.status;
         let answer = crate::oauth2::Answer { who: "responsys login", status, body, secrets: &[self.password.expose()] };
         let doc = match crate::oauth2::read_json(body) {
             Ok(map) => Value::Object(map),

@@ -2,12 +2,13 @@
 //! client credentials. Their requests, the parse of their answers, the fatal/transient tables,
 //! tolerance, and that no secret ever shows.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use proptest::prelude::*;
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+use redial_core::ResponseHead;
 use redial_vendors::adobe::{ImsLogin, IMS_TOKEN_URL};
 use redial_vendors::marketo::{self, IdentityLogin};
 use redial_vendors::oauth2::{form_urlencode, AuthStyle, ClientCredentials};
@@ -55,7 +56,7 @@ fn parse(login: &dyn Login, status: u16, body: &str) -> Result<Credential, Login
 }
 
 fn parse_with(login: &dyn Login, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<Credential, LoginError> {
-    login.parse(StatusCode::from_u16(status).unwrap(), headers, body)
+    login.parse(&ResponseHead::new(StatusCode::from_u16(status).unwrap(), headers, SystemTime::now()), body)
 }
 
 fn json_headers(content_type: &str) -> HeaderMap {
@@ -634,16 +635,30 @@ fn responsys_unrecoverable_exception_to_the_resubmitted_login_is_fatal() {
     }
 }
 
+/// A `Retry-After` date on a login's answer is measured from when the answer came (the time
+/// the caller gives), not from a clock the login reads itself.
+#[test]
+fn oauth2_a_retry_after_date_is_read_against_the_time_the_answer_came() {
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", "Sun, 06 Nov 1994 08:50:07 GMT".parse().unwrap());
+    let came = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 08:49:37 that day
+    let e = oauth().parse(&ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE, &headers, came), b"").unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(30)), "{e}");
+    // Today that date is long past: a wait of zero, so the token source's backoff decides.
+    let e = oauth().parse(&ResponseHead::new(StatusCode::SERVICE_UNAVAILABLE, &headers, SystemTime::now()), b"");
+    assert_eq!(e.unwrap_err().retry_after(), Some(Duration::ZERO));
+}
+
 /// A token endpoint that throttles and says when to come back: the login error carries the wait.
 #[test]
 fn oauth2_a_throttled_token_endpoint_names_its_wait() {
     let mut headers = HeaderMap::new();
     headers.insert("retry-after", "30".parse().unwrap());
-    let e = oauth().parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"").unwrap_err();
+    let e = parse_with(&oauth(), 429, &headers, b"").unwrap_err();
     assert!(!e.is_fatal(), "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
     // Without the header, the token source's own backoff decides.
-    let e = oauth().parse(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"").unwrap_err();
+    let e = parse(&oauth(), 429, "").unwrap_err();
     assert_eq!(e.retry_after(), None);
 }
 
@@ -728,7 +743,7 @@ fn expires_in_as_string_and_other_shapes() {
 fn extra_fields_charset_and_bom() {
     let body = r#"{"access_token":"abc","token_type":"bearer","expires_in":3599,"scope":"x","refresh_token":null,"nested":{"a":[1,2]},"jti":"j"}"#;
     for (_, login) in all_logins() {
-        let _ = login.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes());
+        let _ = parse(&*login, 200, body);
     }
     for ct in ["application/json;charset=UTF-8", "application/json; charset=utf-8", "text/plain", "text/html"] {
         let h = json_headers(ct);
@@ -916,7 +931,7 @@ proptest! {
     fn parse_never_panics(status in 100u16..=999, body in body_strategy()) {
         let status = StatusCode::from_u16(status).unwrap();
         for (_, login) in all_logins() {
-            match login.parse(status, &HeaderMap::new(), &body) {
+            match login.parse(&ResponseHead::new(status, &HeaderMap::new(), SystemTime::now()), &body) {
                 Ok(c) => {
                     prop_assert!(!c.token.expose().is_empty());
                     prop_assert!(status.is_success());

@@ -399,7 +399,7 @@ proptest! {
         };
         let status = StatusCode::from_u16(status).unwrap();
         for login in all_logins() {
-            match login.parse(status, &HeaderMap::new(), &body) {
+            match login.parse(&ResponseHead::new(status, &HeaderMap::new(), SystemTime::now()), &body) {
                 Ok(c) => prop_assert!(login.attach().apply(&mut HeaderMap::new(), &c.token)),
                 Err(e) => {
                     let shown = format!("{e} {e:?} {}", e.code().unwrap_or(""));
