@@ -306,6 +306,23 @@ async fn create_sub_campaign_that_timed_out_after_taking_effect_is_reconciled_no
     assert!(String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).contains("RUNNING"));
 }
 
+/// A gateway's 504 in front of Genesys is a timeout: the create may have taken effect, so it is
+/// reconciled like one (not failed as a POST that got a 504, nor sent again).
+#[tokio::test(start_paused = true)]
+async fn create_sub_campaign_whose_gateway_timed_out_after_it_took_effect_is_reconciled_not_duplicated() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    vendor.gateway_timeout_after_effect(1);
+    let res = common::client(&genesys_layer(&sim, true)).oneshot(common::create_sub_campaign(&sim)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert!(report.reconciled);
+    assert_eq!(report.attempts[0].status, Some(StatusCode::GATEWAY_TIMEOUT));
+    assert_eq!(report.attempts[0].action, redial::core::Action::Reconcile);
+    assert_eq!(vendor.count_creates(), 1, "the create was never sent again");
+    assert_eq!(vendor.sub_campaigns().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn create_sub_campaign_not_applied_is_retried_once() {
     let sim = Sim::start().await.unwrap();

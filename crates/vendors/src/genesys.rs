@@ -8,7 +8,7 @@
 //!
 //! | signal | kind | action |
 //! |---|---|---|
-//! | `INTERNAL_ERROR`, or no response (timeout, reset, connection failure) | transient | re-invoke once after 30 s, any method |
+//! | `INTERNAL_ERROR`, or no response (timeout, reset, connection failure), or a gateway's 504 without a Genesys error | transient | re-invoke once after 30 s, any method |
 //! | the same, on a reconcile operation (default `createSubCampaign`) | transient | reconcile: the user's hook checks `showSubCampaignState` (a connection that failed before sending is simply retried) |
 //! | `NO_SESSION` | auth_expired | refresh_auth (re-establish the session), replay once **\[I\]** |
 //! | `SYSTEM_LIMIT_EXCEEDED` | throttled | fail, kept distinct so that users can alert (it may be the call-rate limit) |
@@ -46,6 +46,7 @@ use quick_xml::events::{BytesRef, Event};
 use quick_xml::Reader;
 use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
+use redial_core::hint::server_hint;
 use redial_core::{
     Advice, Body, BodyUse, Classification, Failure, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead,
     RetryRule, VendorError,
@@ -615,10 +616,25 @@ impl GenesysEngage {
     }
 }
 
-fn fallback(head: &ResponseHead<'_>, body: BodyUse, why: &str) -> Classification {
-    let mut c = Generic::classify_status(head).with_body(body);
-    c.reason = format!("genesys: {why}; {}", c.reason).into();
-    c
+/// The statuses that are a timeout in Genesys's sense when no Genesys error comes with them:
+/// a gateway in front of the Service API gave up waiting for it (the call may have taken
+/// effect). "With the exception of a timeout or an INTERNAL_ERROR all errors should be
+/// considered final": a timeout is re-invoked once, or reconciled first.
+const TIMEOUT_STATUSES: &[http::StatusCode] = &[http::StatusCode::GATEWAY_TIMEOUT];
+
+impl GenesysEngage {
+    /// A response that carries no Genesys error: a gateway's timeout is the vendor's timeout
+    /// rule; anything else, the generic status rules.
+    fn fallback(&self, req: &RequestHead<'_>, head: &ResponseHead<'_>, body: BodyUse, why: &str) -> Classification {
+        let mut c = if TIMEOUT_STATUSES.contains(&head.status) {
+            self.classify_failure(req, Failure::Timeout).with_hint(server_hint(head.headers, head.received_at))
+        } else {
+            Generic::classify_status(head)
+        }
+        .with_body(body);
+        c.reason = format!("genesys: {why}; HTTP {}: {}", head.status.as_u16(), c.reason).into();
+        c
+    }
 }
 
 fn is_xml(content_type: &str) -> bool {
@@ -653,13 +669,20 @@ impl Profile for GenesysEngage {
         };
         let bytes = match body {
             Body::NotRead => return Generic::classify_status(head),
-            Body::Prefix(_) => return fallback(head, BodyUse::TooLarge, "the body is longer than the inspect limit"),
+            Body::Prefix(_) => {
+                return self.fallback(req, head, BodyUse::TooLarge, "the body is longer than the inspect limit")
+            }
             Body::Complete(bytes) => bytes,
             // Read in a way this profile does not know yet: the status rules.
             _ => return Generic::classify_status(head),
         };
         let Some(scan) = scan(bytes) else {
-            return fallback(head, BodyUse::Fallback, "the body is not well-formed UTF-8 XML without a DOCTYPE");
+            return self.fallback(
+                req,
+                head,
+                BodyUse::Fallback,
+                "the body is not well-formed UTF-8 XML without a DOCTYPE",
+            );
         };
         let fault = scan.fault;
         if let Some(c) = self.classify_errors(req, &fault.errors) {
@@ -671,7 +694,7 @@ impl Profile for GenesysEngage {
             let code = fault.code.unwrap_or_else(|| "Fault".to_owned());
             let c = match code.rsplit(':').next().and_then(lookup) {
                 Some(row) => self.apply(req, row, &code),
-                None => fallback(head, BodyUse::Parsed, "a SOAP fault without Genesys errors"),
+                None => self.fallback(req, head, BodyUse::Parsed, "a SOAP fault without Genesys errors"),
             };
             let error = VendorError::new(code, fault.reason.unwrap_or_default());
             return c.with_errors([error]).with_body(BodyUse::Parsed);
@@ -679,6 +702,6 @@ impl Profile for GenesysEngage {
         if head.status.is_success() {
             return Classification::success("genesys: success").with_body(BodyUse::Parsed);
         }
-        fallback(head, BodyUse::Fallback, "no SOAP fault or Genesys error in the body")
+        self.fallback(req, head, BodyUse::Fallback, "no SOAP fault or Genesys error in the body")
     }
 }

@@ -111,6 +111,8 @@ fn the_vendors_md_table() {
     enum Signal {
         Fault(&'static str),
         NoResponse(Failure),
+        /// A status with a body that is no SOAP (a gateway's page).
+        Gateway(u16),
     }
     let other = Req::op("createCampaign");
     let sub = Req::op("createSubCampaign");
@@ -133,6 +135,15 @@ fn the_vendors_md_table() {
         let on_sub = if f == Failure::Connect { (Retry, Retry) } else { (Reconcile, Reconcile) };
         rows.push((Signal::NoResponse(f), &sub, Kind::Transient, on_sub, min_delay_for(on_sub)));
     }
+    // A gateway's 504 is a timeout: the call may have taken effect. Re-invoke once after ~30 s,
+    // or reconcile createSubCampaign first.
+    rows.push((Signal::Gateway(504), &other, Kind::Transient, (Retry, Retry), Some(30 * S)));
+    rows.push((Signal::Gateway(504), &sub, Kind::Transient, (Reconcile, Reconcile), None));
+    // Other gateway errors are not a Genesys timeout: the generic status rules (a 502 re-sends
+    // only what is idempotent, a 503 anything).
+    rows.push((Signal::Gateway(502), &other, Kind::Transient, (Retry, Fail), Some(Duration::ZERO)));
+    rows.push((Signal::Gateway(502), &sub, Kind::Transient, (Retry, Fail), Some(Duration::ZERO)));
+    rows.push((Signal::Gateway(503), &sub, Kind::Transient, (Retry, Retry), Some(Duration::ZERO)));
     // Stopped on this side before it was sent: no vendor rule applies, final.
     rows.push((Signal::NoResponse(Failure::Local), &other, Kind::Fatal, (Fail, Fail), None));
     rows.push((Signal::NoResponse(Failure::Local), &sub, Kind::Fatal, (Fail, Fail), None));
@@ -162,6 +173,10 @@ fn the_vendors_md_table() {
         let c = match signal {
             Signal::Fault(code) => classify(req, 500, &fault11(&[code])),
             Signal::NoResponse(f) => classify_failure(req, *f),
+            Signal::Gateway(status) => {
+                let page = b"<html><body><h1>Gateway Timeout</h1></body></html>";
+                classify_with(&GenesysEngage::default(), req, *status, Some("text/html"), Body::Complete(page))
+            }
         };
         let what = format!("row {i}: {}", c.reason);
         assert_eq!(c.kind, *kind, "{what}");
@@ -487,7 +502,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
         (500, &cut.as_bytes()[..cut.len() / 2]),
         (500, b"<a><b></a></b>"),
         (500, b"\xff\xfe<\x00E\x00"), // UTF-16: not guessed
-        (504, b"<a/><b/>"),
+        (502, b"<a/><b/>"),
     ];
     for (status, body) in cases {
         let c =

@@ -53,6 +53,7 @@ struct State {
     next_internal_id: u64,
     creates: usize,
     timeout_after_effect: u32,
+    gateway_timeout_after_effect: u32,
     internal_error_after_effect: u32,
     internal_error_before_effect: u32,
     fail_next: u32,
@@ -96,6 +97,12 @@ impl GenesysHandle {
     /// attempt timeout fires).
     pub fn timeout_after_effect(&self, n: u32) {
         lock(&self.state).timeout_after_effect = n;
+    }
+
+    /// The next `n` creates that would succeed take effect, then the gateway in front of the
+    /// service gives up on them: HTTP 504 with the gateway's HTML page, no SOAP.
+    pub fn gateway_timeout_after_effect(&self, n: u32) {
+        lock(&self.state).gateway_timeout_after_effect = n;
     }
 
     /// The next `n` creates that would succeed take effect, then answer fault `INTERNAL_ERROR`.
@@ -215,6 +222,9 @@ impl State {
         if take_one(&mut self.timeout_after_effect) {
             return Outcome::Hang;
         }
+        if take_one(&mut self.gateway_timeout_after_effect) {
+            return Outcome::Answer(gateway_timeout());
+        }
         if take_one(&mut self.internal_error_after_effect) {
             return Outcome::Answer(fault("INTERNAL_ERROR", "Internal error."));
         }
@@ -248,6 +258,13 @@ fn envelope(body: &str) -> Reply {
 
 /// The arguments of the sub-campaign methods, in order: an `ARG_*` error's `argumentIndex`.
 const ARGUMENTS: [&str; 2] = ["campaign", "externalId"];
+
+/// What a gateway in front of the service answers when the service takes too long.
+fn gateway_timeout() -> Reply {
+    Reply::status(504)
+        .header("content-type", "text/html")
+        .body("<html><head><title>504 Gateway Time-out</title></head><body><h1>504 Gateway Time-out</h1></body></html>")
+}
 
 /// A 500 SOAP fault carrying one error.
 fn fault(code: &str, message: &str) -> Reply {
