@@ -157,6 +157,9 @@ SEEDS = {
         'entities_cdata': GENESYS_ENTITIES,
         'request_envelope': GENESYS_REQUEST,
         'billion_laughs': billion_laughs(),
+        # XML tells its own encoding: UTF-16 by its byte order mark, ISO-8859-1 by its declaration.
+        'utf16le_internal_error': b'\xff\xfe' + SOAP11_INTERNAL.replace('UTF-8', 'UTF-16').encode('utf-16-le'),
+        'latin1_internal_error': SOAP11_INTERNAL.replace('UTF-8', 'ISO-8859-1').replace('</message>', ' r\u00e9essayez</message>').encode('latin-1'),
     },
     'logins': {
         'marketo_token': login(200, '{"access_token":"cdf01657-110d-4155-99a7-f986b2ff13a0:int","token_type":"bearer","expires_in":3599,"scope":"apis@acmeinc.com"}'),

@@ -150,7 +150,7 @@ pub struct SoapFault {
 /// namespace prefixes. Errors are elements named `error`, `Error` or `errors` with a `code`
 /// child, wherever they sit (in the fault's `detail`, or in an ordinary body).
 ///
-/// `None` when the body is not well-formed UTF-8 XML, declares a `DOCTYPE`, nests deeper than
+/// `None` when the body is not well-formed XML (UTF-8, UTF-16 with its byte order mark, or ISO-8859-1 by its declaration), declares a `DOCTYPE`, nests deeper than
 /// [`MAX_DEPTH`], or holds neither a fault nor an error.
 pub fn parse_fault(body: &[u8]) -> Option<SoapFault> {
     let scan = scan(body)?;
@@ -205,13 +205,45 @@ impl Partial {
     }
 }
 
-fn utf8(body: &[u8]) -> Option<&str> {
-    std::str::from_utf8(redial_core::without_bom(body)).ok()
+/// The body as text, by the XML rules for telling an entity's encoding (XML 1.0 §4.3.3 and
+/// Appendix F): UTF-16 when it starts with a byte order mark (UTF-16 must); ISO-8859-1 when its
+/// declaration names it; else UTF-8, with or without its byte order mark. `None` for any other
+/// encoding, or bytes that are not what the encoding says: the status rules then decide, and
+/// nothing is guessed. The text is at most twice the (inspect-limited) body.
+fn text(body: &[u8]) -> Option<Cow<'_, str>> {
+    match body {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes).map(Cow::Owned),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes).map(Cow::Owned),
+        _ if declares_latin1(body) => Some(Cow::Owned(body.iter().copied().map(char::from).collect())),
+        _ => std::str::from_utf8(redial_core::without_bom(body)).ok().map(Cow::Borrowed),
+    }
 }
 
-/// A reader over a UTF-8 body (`None` for other encodings: we never guess).
-fn reader(body: &[u8]) -> Option<Reader<&[u8]>> {
-    Some(Reader::from_str(utf8(body)?))
+fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    char::decode_utf16(bytes.chunks_exact(2).map(|c| unit([c[0], c[1]]))).collect::<Result<String, _>>().ok()
+}
+
+/// Whether the XML declaration (`<?xml version="1.0" encoding="ISO-8859-1"?>`, ASCII in any
+/// ASCII-compatible encoding) names ISO-8859-1 (Latin-1): each byte is then the character of
+/// that number.
+fn declares_latin1(body: &[u8]) -> bool {
+    let Some(decl) = body.strip_prefix(b"<?xml") else { return false };
+    // A declaration is short: one longer than this is not looked into.
+    let decl = &decl[..decl.len().min(256)];
+    let Some(end) = decl.windows(2).position(|w| w == b"?>") else { return false };
+    let decl = &decl[..end];
+    let Some(at) = decl.windows(8).position(|w| w == b"encoding") else { return false };
+    let rest = decl[at + 8..].trim_ascii_start();
+    let Some(rest) = rest.strip_prefix(b"=") else { return false };
+    let rest = rest.trim_ascii_start();
+    let Some((&quote, rest)) = rest.split_first().filter(|(q, _)| **q == b'"' || **q == b'\'') else { return false };
+    let name = rest.split(|&b| b == quote).next().unwrap_or_default();
+    ["ISO-8859-1", "ISO_8859-1", "latin1", "l1", "ISO-IR-100", "CP819", "IBM819"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 fn push_ref(out: &mut String, r: &BytesRef<'_>) {
@@ -235,7 +267,8 @@ fn push_ref(out: &mut String, r: &BytesRef<'_>) {
 }
 
 fn scan(body: &[u8]) -> Option<Scan> {
-    let mut reader = reader(body)?;
+    let text = text(body)?;
+    let mut reader = Reader::from_str(&text);
     let mut path: Vec<String> = Vec::new();
     let mut open: Vec<Partial> = Vec::new();
     let mut capture: Option<(usize, Field, String)> = None;
@@ -393,7 +426,8 @@ fn last_segment(action: &str) -> Option<String> {
 }
 
 fn body_operation(body: &[u8]) -> Option<String> {
-    let mut reader = reader(body)?;
+    let text = text(body)?;
+    let mut reader = Reader::from_str(&text);
     let mut path: Vec<bool> = Vec::new(); // whether each open element is a `Body`
     loop {
         let (name, empty) = match reader.read_event().ok()? {
@@ -681,7 +715,7 @@ impl Profile for GenesysEngage {
                 req,
                 head,
                 BodyUse::Fallback,
-                "the body is not well-formed UTF-8 XML without a DOCTYPE",
+                "the body is not well-formed XML (UTF-8, UTF-16 or ISO-8859-1) without a DOCTYPE",
             );
         };
         let fault = scan.fault;

@@ -501,7 +501,7 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
         (500, b""),
         (500, &cut.as_bytes()[..cut.len() / 2]),
         (500, b"<a><b></a></b>"),
-        (500, b"\xff\xfe<\x00E\x00"), // UTF-16: not guessed
+        (500, b"\xff\xfe<\x00E\x00"), // UTF-16, cut short: not well-formed
         (502, b"<a/><b/>"),
     ];
     for (status, body) in cases {
@@ -516,6 +516,51 @@ fn bodies_that_do_not_parse_fall_back_to_the_status() {
         assert_eq!(c.body, BodyUse::Fallback, "{shown}");
         assert_eq!((c.kind, c.advice.action()), (generic.kind, generic.advice.action()), "{shown}");
         assert!(c.reason.starts_with("genesys: "), "{}", c.reason);
+    }
+}
+
+/// XML tells its own encoding (XML 1.0 §4.3.3): a UTF-16 fault starts with a byte order mark,
+/// an ISO-8859-1 one names it in its declaration. Both are read (a .NET or Java service may
+/// answer so); any other encoding, or bytes that are not what it says, falls back to the status.
+#[test]
+fn faults_in_utf_16_and_iso_8859_1_are_read_by_code() {
+    let xml = fault11(&["INTERNAL_ERROR"]).replace("localised text", "Erreur interne, réessayez");
+    let utf16 = |bom: [u8; 2], unit: fn(u16) -> [u8; 2]| -> Vec<u8> {
+        let xml = xml.replace(r#"encoding="UTF-8""#, r#"encoding="UTF-16""#);
+        bom.into_iter().chain(xml.encode_utf16().flat_map(unit)).collect()
+    };
+    let latin1 = |name: &str| -> Vec<u8> {
+        let xml = xml.replace(r#"encoding="UTF-8""#, &format!("encoding='{name}'"));
+        xml.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect()
+    };
+    for (what, body) in [
+        ("UTF-16LE", utf16([0xFF, 0xFE], u16::to_le_bytes)),
+        ("UTF-16BE", utf16([0xFE, 0xFF], u16::to_be_bytes)),
+        ("ISO-8859-1", latin1("ISO-8859-1")),
+        ("latin1", latin1("latin1")),
+    ] {
+        let c = classify_with(&GenesysEngage::default(), &Req::plain(), 500, Some(SOAP11), Body::Complete(&body));
+        assert_eq!(c.body, BodyUse::Parsed, "{what}: {}", c.reason);
+        assert_eq!((c.kind, c.code()), (Kind::Transient, Some("INTERNAL_ERROR")), "{what}");
+        assert_eq!(c.errors[0].message.as_deref(), Some("Erreur interne, réessayez"), "{what}");
+        assert_eq!(parse_fault(&body).unwrap().errors[0].code, "INTERNAL_ERROR", "{what}");
+    }
+    // Not what they say they are, or an encoding not read: the status rules.
+    let mut odd = utf16([0xFF, 0xFE], u16::to_le_bytes);
+    odd.push(b'>');
+    let lone_surrogate: Vec<u8> = [0xFF, 0xFE, 0x00, 0xD8, b'<', 0].to_vec();
+    let mut cp1252 = latin1("windows-1252");
+    cp1252.push(0x80);
+    let no_bom = xml.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
+    for (what, body) in [
+        ("odd length", odd),
+        ("lone surrogate", lone_surrogate),
+        ("windows-1252", cp1252),
+        ("UTF-16 without BOM", no_bom),
+    ] {
+        let c = classify_with(&GenesysEngage::default(), &Req::plain(), 500, Some(SOAP11), Body::Complete(&body));
+        assert_eq!(c.body, BodyUse::Fallback, "{what}: {}", c.reason);
+        assert!(parse_fault(&body).is_none(), "{what}");
     }
 }
 
