@@ -323,6 +323,55 @@ async fn create_sub_campaign_whose_gateway_timed_out_after_it_took_effect_is_rec
     assert_eq!(vendor.sub_campaigns().len(), 1);
 }
 
+/// VENDORS.md, Genesys: `NO_SESSION` → re-establish the session, replay once [I]. The session
+/// comes from the user's own login (`TokenSource::from_fn`), attached as a header; redial asks
+/// it for a new one and replays the call with it, once.
+#[tokio::test(start_paused = true)]
+async fn no_session_re_establishes_the_session_and_replays_the_call_once() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_genesys::install(&sim, sim_genesys::GenesysConfig::default());
+    let sessions = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let opened = sessions.clone();
+    let session = TokenSource::from_fn(
+        redial::core::auth::Attach::Header(http::HeaderName::from_static("x-engage-session")),
+        move || {
+            let n = opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move { Ok(redial::core::auth::Credential::new(format!("session-{n}"), None)) }
+        },
+    );
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::GenesysEngage.profile(), Vendor::GenesysEngage.policy())
+        .unwrap()
+        .reconcile("127.0.0.1", genesys_hook(sim.url(sim_genesys::SERVICE_PATH)))
+        .unwrap()
+        .auth("127.0.0.1", session.clone())
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+
+    // The session expires at the vendor: the next call is told NO_SESSION.
+    vendor.fail_next(1, "NO_SESSION");
+    let res = svc.clone().oneshot(common::create_sub_campaign(&sim)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<redial::Report>().unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].code.as_deref(), Some("NO_SESSION"));
+    assert_eq!(report.attempts[0].action, redial::core::Action::RefreshAuth);
+    assert_eq!(session.logins(), 2, "the first session, then one new one");
+    let sent: Vec<_> = sim.requests().iter().map(|r| r.headers["x-engage-session"].clone()).collect();
+    assert_eq!(sent, ["session-1", "session-2"], "the replay carries the new session");
+    assert_eq!(vendor.count_creates(), 2, "the call and its replay");
+    assert_eq!(vendor.sub_campaigns().len(), 1, "NO_SESSION had no effect: one object, made by the replay");
+
+    // Replayed once: a vendor that says NO_SESSION again to the new session is not asked a third time.
+    vendor.fail_next(2, "NO_SESSION");
+    let err = svc.oneshot(common::create_sub_campaign(&sim)).await.unwrap_err();
+    assert_eq!(err.vendor_errors().last().unwrap().code, "NO_SESSION");
+    assert_eq!(err.report().attempt_count(), 2);
+    assert!(err.is_auth(), "{err}");
+    assert_eq!(session.logins(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn create_sub_campaign_not_applied_is_retried_once() {
     let sim = Sim::start().await.unwrap();
