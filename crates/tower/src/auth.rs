@@ -62,9 +62,10 @@ impl fmt::Debug for Token {
     }
 }
 
-/// Sends a login request and returns its response, read into memory. The engine builds one
-/// from its inner service.
-pub(crate) type Transport = Box<dyn FnOnce(Request<Bytes>) -> BoxFuture<Result<Response<Bytes>, BoxError>> + Send>;
+/// Sends a login request and returns its response, read into memory, with the time its head
+/// came by the layer's wall clock. The engine builds one from its inner service.
+pub(crate) type Transport =
+    Box<dyn FnOnce(Request<Bytes>) -> BoxFuture<Result<(Response<Bytes>, SystemTime), BoxError>> + Send>;
 
 enum Fetch {
     Login(Arc<dyn Login>),
@@ -378,10 +379,11 @@ async fn send_login(
     let detached = if renewal { crate::Detached::Renewal } else { crate::Detached::Login };
     req.extensions_mut().insert(detached);
     match send(req).await {
-        Ok(res) => {
+        Ok((res, received_at)) => {
             let (head, body) = res.into_parts();
-            // Read against the time it came: the login's own code reads no clock.
-            let answer = redial_core::ResponseHead::new(head.status, &head.headers, SystemTime::now());
+            // Read against the time it came, by the layer's wall clock: the login's own code
+            // reads no clock.
+            let answer = redial_core::ResponseHead::new(head.status, &head.headers, received_at);
             let parsed = login.parse(&answer, &body).map_err(|e| {
                 // A refused login's body says why; a 2xx one may hold the token the parse
                 // could not read, and is never kept.
@@ -657,8 +659,9 @@ impl std::error::Error for NotSent {
 
 /// Build the login transport from an inner service: the login request goes through the same
 /// client as everything else, and its response is read up to 64 KiB. An inner service that
-/// fails to get ready sent nothing ([`NotSent`]).
-pub(crate) fn transport<S, B, RB>(svc: S) -> Transport
+/// fails to get ready sent nothing ([`NotSent`]). `wall_clock` (the layer's) says when the
+/// answer came, as it does for every other response.
+pub(crate) fn transport<S, B, RB>(svc: S, wall_clock: fn() -> SystemTime) -> Transport
 where
     S: tower_service::Service<Request<RetryBody<B>>, Response = Response<RB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -678,10 +681,11 @@ where
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(|e| NotSent(e.into()))?;
             let res = svc.call(req).await.map_err(Into::into)?;
+            let received_at = wall_clock();
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);
             let bytes = http_body_util::BodyExt::collect(limited).await.map_err(BodyUnread)?.to_bytes();
-            Ok(Response::from_parts(head, bytes))
+            Ok((Response::from_parts(head, bytes), received_at))
         })
     })
 }

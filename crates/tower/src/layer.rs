@@ -243,8 +243,8 @@ impl RetryLayerBuilder {
         self
     }
 
-    /// The wall clock against which `Retry-After` HTTP-dates are measured (default
-    /// [`SystemTime::now`]).
+    /// The wall clock against which `Retry-After` HTTP-dates are measured, a login's answer's
+    /// included (default [`SystemTime::now`]).
     pub fn wall_clock(mut self, now: fn() -> SystemTime) -> Self {
         self.wall_clock = now;
         self

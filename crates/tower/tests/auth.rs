@@ -1111,3 +1111,62 @@ async fn a_vendors_rule_for_a_row_of_failed_login_answers_skips_logins_that_got_
     assert!(!login.is_fatal(), "a success ended the row: {login}");
     assert!(script.lock().unwrap().is_empty());
 }
+
+/// A login that honours a `Retry-After` on a refused answer, measured from the time the
+/// answer came (`ResponseHead::received_at`), as the built-in OAuth2 logins do.
+#[derive(Debug)]
+struct RetryAfterLogin;
+
+impl Login for RetryAfterLogin {
+    fn request(&self) -> Request<Bytes> {
+        TestLogin.request()
+    }
+    fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+        TestLogin.parse(res, body).map_err(|e| match redial_core::hint::retry_after(res.headers, res.received_at) {
+            Some(wait) => e.with_retry_after(wait),
+            None => e,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_answer_is_read_against_the_layers_wall_clock() {
+    // The layer's wall clock says Sun, 06 Nov 1994 08:49:37 GMT. The login is refused with a
+    // Retry-After date one minute after that: the next login waits that minute, as a request's
+    // own Retry-After date would be measured (not against the machine's clock, by which the
+    // date is long past and the login backoff's 1 s decides).
+    fn clock() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+    let logins = Arc::new(AtomicUsize::new(0));
+    let count = logins.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let count = count.clone();
+        async move {
+            if req.uri().path() == "/login" {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let busy = Response::builder()
+                        .status(503)
+                        .header("retry-after", "Sun, 06 Nov 1994 08:50:37 GMT")
+                        .body(Full::<Bytes>::from("busy"))
+                        .unwrap();
+                    return Ok::<_, Infallible>(busy);
+                }
+                return Ok(Response::new(Full::from("tok:3600")));
+            }
+            Ok(Response::new(Full::from("ok")))
+        }
+    });
+    let source = TokenSource::login(RetryAfterLogin).login_backoff(S, 300 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(300 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .wall_clock(clock)
+        .build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    assert_eq!(started.elapsed(), 60 * S, "the second login came when the vendor said, by the layer's clock");
+}
