@@ -121,7 +121,9 @@ impl Error {
     /// while the request waited for a login still running: see
     /// [`is_auth_failed`](Error::is_auth_failed) for a login that failed). When the running
     /// login follows one that failed, that failure is the error's
-    /// [`source`](std::error::Error::source).
+    /// [`source`](std::error::Error::source), unless the last attempt got no response: its
+    /// transport error stays the source then (the login's failure is the token source's
+    /// [`last_error`](crate::TokenSource::last_error)).
     pub fn is_deadline(&self) -> bool {
         matches!(
             self.reason(),

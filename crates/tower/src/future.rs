@@ -791,7 +791,10 @@ where
                         }),
                     };
                     let mut err = eng.error(kind);
-                    if let Some(e) = earlier {
+                    // What the last attempt got comes first: its transport error, if it got
+                    // no response, stays the source (the failed login is the token source's
+                    // last_error()).
+                    if let Some(e) = earlier.filter(|_| std::error::Error::source(&err).is_none()) {
                         err = err.with_source(Box::new(e));
                     }
                     return Poll::Ready(Err(err));

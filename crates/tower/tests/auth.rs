@@ -1170,3 +1170,39 @@ async fn a_login_answer_is_read_against_the_layers_wall_clock() {
     assert_eq!(logins.load(Ordering::SeqCst), 2);
     assert_eq!(started.elapsed(), 60 * S, "the second login came when the vendor said, by the layer's clock");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_in_a_login_after_a_failed_one_keeps_the_last_attempts_transport_error() {
+    // The first attempt goes with a 2 s token and its connection is reset; the retry, 3 s
+    // later, needs a new token: that login is refused (503), and the next one is still
+    // running at the deadline. The request fails on its deadline; its error still owns what
+    // its last attempt got (the reset, as its source), whatever the logins did.
+    let logins = Arc::new(AtomicUsize::new(0));
+    let count = logins.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let count = count.clone();
+        async move {
+            if req.uri().path() == "/login" {
+                return match count.fetch_add(1, Ordering::SeqCst) {
+                    0 => Ok(Response::new(Full::from("tok:2"))),
+                    1 => Ok(Response::builder().status(503).body(Full::<Bytes>::from("busy")).unwrap()),
+                    _ => std::future::pending().await,
+                };
+            }
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer"))
+        }
+    });
+    let source = TokenSource::login(TestLogin).login_backoff(S, 60 * S);
+    let policy =
+        Policy::builder().deadline(10 * S).backoff(redial_core::backoff::Backoff::schedule([3 * S])).build().unwrap();
+    let layer = RetryLayer::builder().default_host(Vendor, policy).auth("*", source.clone()).unwrap().build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    let err = svc.oneshot(api()).await.unwrap_err();
+    assert_eq!(logins.load(Ordering::SeqCst), 3, "{err}");
+    assert!(source.login_in_flight());
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(err.report().attempt_count(), 1, "{err}");
+    assert!(err.is_transport(), "{err}");
+    let io = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionReset), "{err:?}");
+}
