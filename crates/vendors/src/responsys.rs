@@ -627,9 +627,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 ///
 /// | answer | kind |
 /// |---|---|
-/// | `LOGIN_BLOCKED_TEMPORARILY` (another attempt prolongs the block), `PASSWORD_*` (`PASSWORD_LOCKOUT`, `PASSWORD_EXPIRED`, …), `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `INVALID_USER_NAME_PASSWORD`, `API_BLOCKED`, `INVALID_PARAMETER`, whatever the status | fatal |
-/// | any other code under HTTP 5xx | transient (a server-side failure, by the generic rules): the token source's login backoff; the code and message are kept |
-/// | any other code under any other status | fatal |
+/// | `LOGIN_BLOCKED_TEMPORARILY` (another attempt prolongs the block), `PASSWORD_*` (`PASSWORD_LOCKOUT`, `PASSWORD_EXPIRED`, …), `ACCOUNT_SUSPENDED`, `LOGIN_BLOCKED_INVALID_IPRANGE`, `WS_ARG_DISABLED`, `INVALID_USER_NAME_PASSWORD`, `API_BLOCKED`, `INVALID_PARAMETER`, any other code | fatal |
 /// | `API_LIMIT_EXCEEDED`, `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | transient; the next login comes 60 s later at the earliest |
 /// | `UNRECOVERABLE_EXCEPTION` | transient; the next login comes [`UNRECOVERABLE_RESUBMIT_DELAY`] (30 s) later at the earliest, and is the only one: answered `UNRECOVERABLE_EXCEPTION` too, it is fatal ([`failed_again`](redial_core::auth::Login::failed_again); no login for the token source's longest backoff) |
 /// | `SERVICE_UNAVAILABLE` | transient |
@@ -738,8 +736,7 @@ enum Then {
 }
 
 /// What each `errorCode` means at the login, and what comes after it. A code ending in `*`
-/// matches every code with that prefix. Codes not listed are judged by the status:
-/// [`LOGIN_UNLISTED`].
+/// matches every code with that prefix. Codes not listed are fatal: never hammer the login.
 #[rustfmt::skip]
 static LOGIN_CODES: &[(&str, LoginKind, Then, &str)] = &[
     ("LOGIN_BLOCKED_TEMPORARILY", LoginKind::Fatal, Then::Backoff, "the login is blocked for a while: another attempt prolongs the block"),
@@ -758,21 +755,7 @@ static LOGIN_CODES: &[(&str, LoginKind, Then, &str)] = &[
     ("UNRECOVERABLE_EXCEPTION", LoginKind::Transient, Then::Once(UNRECOVERABLE_RESUBMIT_DELAY), "server error"),
 ];
 
-/// A code [`LOGIN_CODES`] does not list, by the answer's status class: under a 5xx it is a
-/// server-side failure, transient by the generic rules (the next login comes after the token
-/// source's login backoff, doubling up to its longest, as for any transient login failure);
-/// under any other status it is fatal ([`LOGIN_OTHER`]): an unknown code may be a refusal
-/// (a lockout, a block) that another attempt makes worse, so the login is not hammered.
-#[rustfmt::skip]
-static LOGIN_UNLISTED: &[(std::ops::RangeInclusive<u16>, LoginKind, Then, &str)] = &[
-    (500..=599, LoginKind::Transient, Then::Backoff, "a server-side failure (HTTP 5xx) with a code the login table does not list"),
-];
-
-/// A code neither table knows.
-const LOGIN_OTHER: (LoginKind, Then, &str) =
-    (LoginKind::Fatal, Then::Backoff, "not a retryable login code: never hammer the login");
-
-fn login_code(code: &str, status: http::StatusCode) -> (LoginKind, Then, &'static str) {
+fn login_code(code: &str) -> (LoginKind, Then, &'static str) {
     let code = code.trim();
     let matches = |pattern: &str| match pattern.strip_suffix('*') {
         Some(prefix) => {
@@ -780,15 +763,10 @@ fn login_code(code: &str, status: http::StatusCode) -> (LoginKind, Then, &'stati
         }
         None => pattern.eq_ignore_ascii_case(code),
     };
-    let listed =
-        LOGIN_CODES.iter().find(|(pattern, ..)| matches(pattern)).map(|&(_, kind, then, what)| (kind, then, what));
-    let unlisted = || {
-        LOGIN_UNLISTED
-            .iter()
-            .find(|(statuses, ..)| statuses.contains(&status.as_u16()))
-            .map(|&(_, kind, then, what)| (kind, then, what))
-    };
-    listed.or_else(unlisted).unwrap_or(LOGIN_OTHER)
+    LOGIN_CODES.iter().find(|(pattern, ..)| matches(pattern)).map_or(
+        (LoginKind::Fatal, Then::Backoff, "not a retryable login code: never hammer the login"),
+        |&(_, kind, then, what)| (kind, then, what),
+    )
 }
 
 /// An `endPoint` requests can be sent to: an absolute http(s) URI.
@@ -819,7 +797,7 @@ impl redial_core::auth::Login for PasswordLogin {
             Err(why) => return Err(answer.by_status(Some(why))),
         };
         if let Some((e, _)) = envelope(&doc) {
-            let (kind, then, what) = login_code(&e.error_code, status);
+            let (kind, then, what) = login_code(&e.error_code);
             let detail = e.detail.as_deref().or(e.title.as_deref());
             let refused = answer.refused(kind, &e.error_code, what, detail);
             // A throttled login waits for the limit's window, and an unrecoverable exception the
@@ -877,8 +855,7 @@ impl redial_core::auth::Login for PasswordLogin {
         failure: redial_core::auth::LoginError,
     ) -> redial_core::auth::LoginError {
         let (Some(before), Some(now)) = (previous.code(), failure.code()) else { return failure };
-        // A listed code decides whatever the status.
-        match login_code(now, failure.status().unwrap_or_default()) {
+        match login_code(now) {
             (_, Then::Once(wait), _) if before.trim().eq_ignore_ascii_case(now.trim()) => {
                 let said = failure.message();
                 let said = said.strip_prefix("responsys login: ").unwrap_or(said);
