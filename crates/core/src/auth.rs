@@ -358,9 +358,11 @@ impl std::error::Error for LoginError {
 ///
 /// The request carries secrets: implementations build it on demand and never log it.
 ///
-/// A panic in any of these methods (a bug) fails the login it was called for, as a transient
-/// failure: redial-tower's token cell wakes every request waiting on that login at once, and
-/// the next login, after the token source's backoff, serves those whose deadlines allow.
+/// A panic in any of these methods but [`attach`](Login::attach) (a bug) fails the login it
+/// was called for, as a transient failure: redial-tower's token cell wakes every request
+/// waiting on that login at once, and the next login, after the token source's backoff, serves
+/// those whose deadlines allow. `attach` is read once, when the token source is made, and a
+/// panic there reaches its maker.
 ///
 /// # Example
 ///

@@ -660,13 +660,23 @@ impl GenesysEngage {
     /// A response that carries no Genesys error: a gateway's timeout is the vendor's timeout
     /// rule; anything else, the generic status rules.
     fn fallback(&self, req: &RequestHead<'_>, head: &ResponseHead<'_>, body: BodyUse, why: &str) -> Classification {
-        let mut c = if TIMEOUT_STATUSES.contains(&head.status) {
-            self.classify_failure(req, Failure::Timeout).with_hint(server_hint(head.headers, head.received_at))
-        } else {
-            Generic::classify_status(head)
+        if TIMEOUT_STATUSES.contains(&head.status) {
+            let mut c =
+                self.classify_failure(req, Failure::Timeout).with_hint(server_hint(head.headers, head.received_at));
+            let then = if c.advice == Advice::Reconcile {
+                "reconcile before re-invoking"
+            } else {
+                "re-invoke once after about 30 s"
+            };
+            c.reason = format!(
+                "genesys: {why}; HTTP {}, a gateway's timeout (the call may have taken effect): {then}",
+                head.status.as_u16()
+            )
+            .into();
+            return c.with_body(body);
         }
-        .with_body(body);
-        c.reason = format!("genesys: {why}; HTTP {}: {}", head.status.as_u16(), c.reason).into();
+        let mut c = Generic::classify_status(head).with_body(body);
+        c.reason = format!("genesys: {why}; {}", c.reason).into();
         c
     }
 }

@@ -184,6 +184,9 @@ fn the_vendors_md_table() {
         let not_idem = decide_at(&c, 1, &[], false, true);
         assert_eq!((idem.action(), not_idem.action()), *actions, "{what}");
         assert_eq!(min_delay(&idem), *delay, "{what}");
+        if let Signal::Gateway(504) = signal {
+            assert!(c.reason.contains("a gateway's timeout (the call may have taken effect)"), "{what}");
+        }
         if let Signal::Fault(code) = signal {
             assert_eq!(c.code(), Some(*code), "{what}");
             assert_eq!(c.body, BodyUse::Parsed, "{what}");
