@@ -397,24 +397,28 @@ async fn send_login(
             });
             (parsed, Some(false))
         }
-        // Nothing went out: neither an answer nor the vendor's silence.
-        Err(e) if e.is::<NotSent>() => {
-            let e = e.downcast::<NotSent>().map_or_else(|e| e, |not_sent| not_sent.0);
-            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
-            let message = format!("the login was not sent: the inner service failed to get ready for it: {why}");
-            (Err(LoginError::new(LoginFailureKind::Transient, message).with_source(e)), None)
-        }
         Err(e) => {
-            let e_answered = e.is::<BodyUnread>();
+            let at = e.downcast_ref::<Stopped>().map(|s| s.at);
             // A transport error names the URL it failed on; its query may hold the credential
             // (Marketo documents client_secret there).
             let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
-            let e = LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
-            // A body that could not be read came with an answer (its head).
-            if e_answered {
-                (Err(e), Some(false))
-            } else {
-                (Err(no_response(e)), Some(true))
+            match at {
+                // Nothing went out: neither an answer nor the vendor's silence.
+                Some(StoppedAt::NotSent) => {
+                    let e = e.downcast::<Stopped>().map_or_else(|e| e, |s| s.error);
+                    let message =
+                        format!("the login was not sent: the inner service failed to get ready for it: {why}");
+                    (Err(LoginError::new(LoginFailureKind::Transient, message).with_source(e)), None)
+                }
+                // A body that could not be read came with an answer (its head).
+                Some(StoppedAt::BodyUnread) => (
+                    Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"))),
+                    Some(false),
+                ),
+                None => {
+                    let e = LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"));
+                    (Err(no_response(e)), Some(true))
+                }
             }
         }
     }
@@ -625,41 +629,37 @@ impl fmt::Debug for TokenSource {
 /// The longest wait before a login that a vendor's answer can impose.
 const MAX_LOGIN_WAIT: Duration = Duration::from_secs(3600);
 
-/// The login's answer came (its head), but its body could not be read (too long, broken).
+/// A login transport error that is not the vendor's silence: how far the login got, and the
+/// error (shown as itself).
 #[derive(Debug)]
-struct BodyUnread(BoxError);
+struct Stopped {
+    at: StoppedAt,
+    error: BoxError,
+}
 
-impl fmt::Display for BodyUnread {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoppedAt {
+    /// The inner service failed to get ready for the login: nothing was sent.
+    NotSent,
+    /// The answer came (its head), but its body could not be read (too long, broken).
+    BodyUnread,
+}
+
+impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.error, f)
     }
 }
 
-impl std::error::Error for BodyUnread {
+impl std::error::Error for Stopped {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-/// The inner service failed to get ready for the login: nothing was sent.
-#[derive(Debug)]
-struct NotSent(BoxError);
-
-impl fmt::Display for NotSent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for NotSent {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        self.error.source()
     }
 }
 
 /// Build the login transport from an inner service: the login request goes through the same
 /// client as everything else, and its response is read up to 64 KiB. An inner service that
-/// fails to get ready sent nothing ([`NotSent`]). `wall_clock` (the layer's) says when the
+/// fails to get ready sent nothing ([`StoppedAt::NotSent`]). `wall_clock` (the layer's) says when the
 /// answer came, as it does for every other response.
 pub(crate) fn transport<S, B, RB>(svc: S, wall_clock: fn() -> SystemTime) -> Transport
 where
@@ -679,12 +679,17 @@ where
                 parts.extensions.insert(crate::Detached::Login);
             }
             let req = Request::from_parts(parts, RetryBody::buffered(body, None));
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(|e| NotSent(e.into()))?;
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(|e| Stopped { at: StoppedAt::NotSent, error: e.into() })?;
             let res = svc.call(req).await.map_err(Into::into)?;
             let received_at = wall_clock();
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);
-            let bytes = http_body_util::BodyExt::collect(limited).await.map_err(BodyUnread)?.to_bytes();
+            let bytes = http_body_util::BodyExt::collect(limited)
+                .await
+                .map_err(|error| Stopped { at: StoppedAt::BodyUnread, error })?
+                .to_bytes();
             Ok((Response::from_parts(head, bytes), received_at))
         })
     })
