@@ -60,6 +60,11 @@ impl http_body::Body for StalledBody {
 
 /// Everything `tracing` prints on this thread, at every level, while the guard of
 /// [`Capture::install`] lives.
+///
+/// One global subscriber, set once, writes each event to the capture of the thread it happens
+/// on (and nowhere when there is none). A subscriber set per thread (`set_default`) is not
+/// enough: a callsite first reached by another test's thread while this one installs its
+/// subscriber may cache "no one is interested", and this thread's capture then misses it.
 #[derive(Clone, Default)]
 pub(crate) struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -73,16 +78,45 @@ impl std::io::Write for Capture {
     }
 }
 
+thread_local! {
+    static CAPTURING: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The global subscriber's writer: this thread's capture, if one is installed.
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURING.with(|c| c.borrow_mut().as_mut().map_or(Ok(buf.len()), |c| c.write(buf)))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// This thread's capture ends when it is dropped.
+pub(crate) struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURING.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Capture {
-    pub(crate) fn install() -> (Capture, tracing::subscriber::DefaultGuard) {
+    pub(crate) fn install() -> (Capture, CaptureGuard) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(|| ThisThread)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        });
         let capture = Capture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        (capture, tracing::subscriber::set_default(subscriber))
+        CAPTURING.with(|c| *c.borrow_mut() = Some(capture.clone()));
+        (capture, CaptureGuard(()))
     }
 
     /// What was printed so far.
