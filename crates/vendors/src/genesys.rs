@@ -230,20 +230,15 @@ fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
 /// ASCII-compatible encoding) names ISO-8859-1 (Latin-1): each byte is then the character of
 /// that number.
 fn declares_latin1(body: &[u8]) -> bool {
-    let Some(decl) = body.strip_prefix(b"<?xml") else { return false };
-    // A declaration is short: one longer than this is not looked into.
-    let decl = &decl[..decl.len().min(256)];
-    let Some(end) = decl.windows(2).position(|w| w == b"?>") else { return false };
-    let decl = &decl[..end];
-    let Some(at) = decl.windows(8).position(|w| w == b"encoding") else { return false };
-    let rest = decl[at + 8..].trim_ascii_start();
-    let Some(rest) = rest.strip_prefix(b"=") else { return false };
-    let rest = rest.trim_ascii_start();
-    let Some((&quote, rest)) = rest.split_first().filter(|(q, _)| **q == b'"' || **q == b'\'') else { return false };
-    let name = rest.split(|&b| b == quote).next().unwrap_or_default();
-    ["ISO-8859-1", "ISO_8859-1", "latin1", "l1", "ISO-IR-100", "CP819", "IBM819"]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    if !body.starts_with(b"<?xml") {
+        return false;
+    }
+    let Ok(Event::Decl(decl)) = Reader::from_reader(body).read_event() else { return false };
+    decl.encoding().and_then(Result::ok).is_some_and(|name| {
+        ["ISO-8859-1", "ISO_8859-1", "latin1", "l1", "ISO-IR-100", "CP819", "IBM819"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    })
 }
 
 fn push_ref(out: &mut String, r: &BytesRef<'_>) {
