@@ -206,16 +206,21 @@ impl Partial {
 }
 
 /// The body as text, by the XML rules for telling an entity's encoding (XML 1.0 §4.3.3 and
-/// Appendix F): UTF-16 when it starts with a byte order mark (UTF-16 must); ISO-8859-1 when its
-/// declaration names it; else UTF-8, with or without its byte order mark. `None` for any other
+/// Appendix F): UTF-16 when it starts with a byte order mark (UTF-16 must); else UTF-8, with or
+/// without its byte order mark; else ISO-8859-1 when its declaration names it. `None` for any other
 /// encoding, or bytes that are not what the encoding says: the status rules then decide, and
 /// nothing is guessed. The text is at most twice the (inspect-limited) body.
 fn text(body: &[u8]) -> Option<Cow<'_, str>> {
     match body {
         [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes).map(Cow::Owned),
         [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes).map(Cow::Owned),
-        _ if declares_latin1(body) => Some(Cow::Owned(body.iter().copied().map(char::from).collect())),
-        _ => std::str::from_utf8(redial_core::without_bom(body)).ok().map(Cow::Borrowed),
+        // UTF-8 first: the declaration is only read for a body that is not (an ASCII-only
+        // ISO-8859-1 body reads the same either way).
+        _ => match std::str::from_utf8(redial_core::without_bom(body)) {
+            Ok(text) => Some(Cow::Borrowed(text)),
+            Err(_) if declares_latin1(body) => Some(Cow::Owned(body.iter().copied().map(char::from).collect())),
+            Err(_) => None,
+        },
     }
 }
 
