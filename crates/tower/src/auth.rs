@@ -590,17 +590,12 @@ impl TokenSource {
         self.cell.lock().last_error.clone()
     }
 
-    /// What a request still waiting for a token when its deadline comes fails with: the last
-    /// login's error, if that login failed and none is running now. A login in flight (it may
-    /// be answering at this very instant) or one that succeeded makes it a deadline error:
-    /// an older login's failure is not why this request ran out of time.
-    pub(crate) fn standing_error(&self) -> Option<LoginError> {
+    /// Whether a login is running, and the last login's failure (none once one succeeded),
+    /// read together: what a request still waiting for a token when its deadline comes fails
+    /// with.
+    pub(crate) fn login_state(&self) -> (bool, Option<LoginError>) {
         let st = self.cell.lock();
-        if st.in_flight {
-            None
-        } else {
-            st.last_error.clone()
-        }
+        (st.in_flight, st.last_error.clone())
     }
 
     /// Whether a login is running now.

@@ -775,28 +775,22 @@ where
                     // login still running after one that failed: the deadline is why, and the
                     // failed login is its source (what kept the request waiting).
                     this.state.set(State::Done);
-                    let source = eng.host().auth.clone();
-                    let (standing, earlier) = match &source {
-                        Some(s) => match s.standing_error() {
-                            Some(e) => (Some(e), None),
-                            None => (None, s.last_error()),
-                        },
-                        None => (None, None),
+                    let (running, last) = eng.host().auth.as_ref().map_or((false, None), |s| s.login_state());
+                    let err = match last {
+                        Some(e) if !running => eng.error(ErrorKind::AuthFailed(e)),
+                        earlier => {
+                            let reason =
+                                FailReason::DeadlineExceeded { wait: Duration::ZERO, remaining: Duration::ZERO };
+                            let err = eng.error(ErrorKind::Decided(reason));
+                            // What the last attempt got comes first: its transport error, if it
+                            // got no response, stays the source (the failed login is the token
+                            // source's last_error()).
+                            match earlier {
+                                Some(e) if std::error::Error::source(&err).is_none() => err.with_source(Box::new(e)),
+                                _ => err,
+                            }
+                        }
                     };
-                    let kind = match standing {
-                        Some(e) => ErrorKind::AuthFailed(e),
-                        None => ErrorKind::Decided(FailReason::DeadlineExceeded {
-                            wait: Duration::ZERO,
-                            remaining: Duration::ZERO,
-                        }),
-                    };
-                    let mut err = eng.error(kind);
-                    // What the last attempt got comes first: its transport error, if it got
-                    // no response, stays the source (the failed login is the token source's
-                    // last_error()).
-                    if let Some(e) = earlier.filter(|_| std::error::Error::source(&err).is_none()) {
-                        err = err.with_source(Box::new(e));
-                    }
                     return Poll::Ready(Err(err));
                 }
                 StateProj::Acquire { wait } => {
