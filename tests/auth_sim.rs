@@ -9,7 +9,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use redial::vendors::{marketo, responsys};
-use redial::{Policy, RetryBody, RetryLayer, TokenSource, Vendor};
+use redial::{Policy, RequestLimits, RetryBody, RetryLayer, TokenSource, Vendor};
 use redial_sim::vendors::{marketo as sim_marketo, responsys as sim_responsys, TokenState};
 use redial_sim::Sim;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -364,4 +364,35 @@ async fn a_responsys_login_answered_unrecoverable_exception_is_resubmitted_only_
     tokio::time::sleep(300 * S).await;
     assert!(svc.oneshot(lists()).await.unwrap().status().is_success());
     assert_eq!(vendor.login_times().len(), 3);
+}
+
+/// "Resubmit the request only once" is about the resubmission, 30 s later: a login long after
+/// an `UNRECOVERABLE_EXCEPTION` that was never resubmitted (its request gave up first, and no
+/// request came for an hour) is a new request's login. Answered so too, it is resubmitted once
+/// in its turn; it is not fatal at once for an answer an hour old.
+#[tokio::test(start_paused = true)]
+async fn a_responsys_login_long_after_an_unrecoverable_exception_is_not_its_resubmission() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", PASSWORD));
+    vendor.set_login_error(Some("UNRECOVERABLE_EXCEPTION"));
+    let svc = client_through(responsys_layer(&responsys_source(&sim)));
+    // A request with 5 s to live: it cannot wait for the resubmission, due 30 s later, which
+    // is never sent.
+    let mut hurried = lists();
+    hurried.extensions_mut().insert(RequestLimits::new().deadline(5 * S));
+    let err = svc.clone().oneshot(hurried).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(!err.login_error().unwrap().is_fatal(), "{err}");
+    assert_eq!(vendor.login_times().len(), 1);
+
+    tokio::time::sleep(3600 * S).await;
+    let started = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(lists()).await.unwrap_err();
+    let login = err.login_error().unwrap();
+    assert!(login.is_fatal(), "{login}");
+    assert!(login.message().contains("only once"), "{login}");
+    let times = vendor.login_times();
+    assert_eq!(times.len(), 3, "the new login and its own resubmission: {times:?}");
+    assert!(times[2] - times[1] >= 30 * S, "{times:?}");
+    assert!(started.elapsed() >= 30 * S, "{:?}", started.elapsed());
 }

@@ -432,8 +432,10 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// itself (the default), or, when the vendor allows no more tries after such a row, a
     /// fatal one ([`LoginError::into_fatal`]), so that no login is tried for the token
     /// source's longest backoff. Logins in between that got no answer or were never sent
-    /// neither count nor end the row; a success ends it. Called in the login's task, for
-    /// logins sent through the inner service.
+    /// neither count nor end the row; a success ends it, and so does time: a login that starts
+    /// later than the token source's longest backoff after `previous`'s backoff window opened
+    /// is a new row's first (a new request's login, not a resubmission). Called in the login's
+    /// task, for logins sent through the inner service.
     ///
     /// Responsys: a second `UNRECOVERABLE_EXCEPTION` in a row ("wait about 30 seconds and
     /// then resubmit the request only once").

@@ -120,8 +120,10 @@ struct State {
     /// The last login error; for a fatal one, requests fail with it until `not_before`.
     last_error: Option<LoginError>,
     /// The failure the last login that got an answer was answered with (`None` once one
-    /// succeeds): the `previous` of [`Login::failed_again`].
-    last_answer: Option<LoginError>,
+    /// succeeds), and until when it is the `previous` of [`Login::failed_again`]: the next
+    /// login is its row's only while it starts within the token source's longest backoff of
+    /// the backoff window opening. Later, it is a new request's login, not a resubmission.
+    last_answer: Option<(LoginError, Instant)>,
     logins: u64,
     version: u64,
     rng: Option<SplitMix64>,
@@ -249,7 +251,7 @@ impl TokenSource {
                 _ => {
                     st.in_flight = true;
                     st.logins += 1;
-                    let previous = st.last_answer.clone();
+                    let previous = st.last_answer.as_ref().filter(|(_, until)| now <= *until).map(|(e, _)| e.clone());
                     drop(st);
                     // From here the login is in flight, and whatever happens it ends: its
                     // waiters are woken and the next one may start.
@@ -492,12 +494,16 @@ impl Cell {
             Some(false) => st.unanswered = 0,
             None => {}
         }
-        // Only an answer moves the row of answers Login::failed_again reads.
-        match (&result, unanswered) {
-            (Ok(_), _) => st.last_answer = None,
-            (Err(e), Some(false)) => st.last_answer = Some(e.clone()),
-            (Err(_), _) => {}
-        }
+        // Only an answer moves the row of answers Login::failed_again reads (kept below, once
+        // its backoff window is known).
+        let answered = match (&result, unanswered) {
+            (Ok(_), _) => {
+                st.last_answer = None;
+                None
+            }
+            (Err(e), Some(false)) => Some(e.clone()),
+            (Err(_), _) => None,
+        };
         // Past the retries the vendor allows a login without an answer, the silence is taken
         // as fatal: no login for the longest backoff (Responsys disables the login otherwise).
         let result = match result {
@@ -576,6 +582,10 @@ impl Cell {
                     "login failed"
                 );
                 st.last_error = Some(e);
+                if let Some(answer) = answered {
+                    let opens = st.not_before.unwrap_or(now);
+                    st.last_answer = Some((answer, opens.checked_add(self.backoff_max).unwrap_or(opens)));
+                }
                 // Keep a still-valid token: a failed proactive refresh must not stop traffic.
             }
         }

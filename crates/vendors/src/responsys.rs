@@ -848,7 +848,9 @@ impl redial_core::auth::Login for PasswordLogin {
     /// A code the vendor allows one resubmission for (`UNRECOVERABLE_EXCEPTION`: "wait about
     /// 30 seconds and then resubmit the request only once"), answered to that resubmission
     /// too, is fatal: no login for the token source's longest backoff. Until another answer
-    /// comes, each later login answered so is the resubmission's again.
+    /// comes, each later login answered so is the resubmission's again, unless it starts over
+    /// the longest backoff after the window opened (a new request's login after a quiet spell:
+    /// it is resubmitted once in its turn).
     fn failed_again(
         &self,
         previous: &redial_core::auth::LoginError,
