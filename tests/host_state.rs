@@ -636,6 +636,75 @@ async fn two_hosts_in_one_layer_keep_separate_retry_budgets() {
     }
 }
 
+/// A limiter that counts what the engine tells it, in front of the in-memory one.
+#[derive(Debug)]
+struct Counting {
+    inner: redial::core::rate::SlidingWindow,
+    throttles: std::sync::atomic::AtomicU32,
+}
+
+impl redial::core::rate::RateLimiter for Counting {
+    fn reserve(&self, now: std::time::Instant) -> std::time::Instant {
+        self.inner.reserve(now)
+    }
+    fn release(&self, at: std::time::Instant) {
+        self.inner.release(at)
+    }
+    fn throttled(&self, now: std::time::Instant, pause: Duration) {
+        self.throttles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.throttled(now, pause)
+    }
+    fn current_limit(&self) -> u32 {
+        self.inner.current_limit()
+    }
+}
+
+/// A vendor's limit is the account's: one limiter given to two hosts paces them as one (the
+/// third call in the window waits for the first to leave it, whichever host it is for), and
+/// hears a throttle from either; the policy's own rate limit is not used beside it.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limiter_given_to_two_hosts_paces_them_as_one_account() {
+    let sim = Sim::start().await.unwrap();
+    let port = sim.addr().port();
+    sim.set_fallback("/x", redial_sim::Reply::json(200, "{}"));
+    let limiter = std::sync::Arc::new(Counting {
+        inner: redial::core::rate::SlidingWindow::new(2, 10 * S),
+        throttles: Default::default(),
+    });
+    let shared: std::sync::Arc<dyn redial::core::rate::RateLimiter> = limiter.clone();
+    // The policy's limit, far looser, is replaced by the shared one.
+    let policy = Policy::builder().rate_limit(1000, S).build().unwrap();
+    let generic = || redial::core::generic::Generic;
+    let layer = RetryLayer::builder()
+        .host("eu.example.test", generic(), policy.clone())
+        .unwrap()
+        .rate_limiter("eu.example.test", shared.clone())
+        .unwrap()
+        .host("us.example.test", generic(), policy)
+        .unwrap()
+        .rate_limiter("us.example.test", shared)
+        .unwrap()
+        .build();
+    assert_eq!(layer.current_rate_limit("eu.example.test"), Some(2));
+    let svc = common::client(&layer);
+    let get = |host: &str| Request::get(format!("http://{host}:{port}/x")).body(Full::default()).unwrap();
+    let started = Instant::now();
+    for host in ["eu.example.test", "us.example.test"] {
+        assert_eq!(svc.clone().oneshot(get(host)).await.unwrap().status(), StatusCode::OK);
+    }
+    assert!(Instant::now() - started < S, "two calls fit the window");
+    assert_eq!(svc.clone().oneshot(get("us.example.test")).await.unwrap().status(), StatusCode::OK);
+    assert!(Instant::now() - started >= 10 * S, "the third waited for the window: {:?}", Instant::now() - started);
+    assert_eq!(sim.count("/x"), 3);
+
+    // A throttle on one host reaches the shared limiter: it learns, and the call is retried.
+    sim.enqueue("/x", redial_sim::Reply::status(429).header("retry-after", "1"));
+    let res = svc.clone().oneshot(get("eu.example.test")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(limiter.throttles.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(layer.current_rate_limit("us.example.test"), Some(1), "the limit both hosts now share");
+}
+
 /// Responsys retries "no response" three times, any method. A POST answered 200 whose body then
 /// breaks did get a response: the vendor had it, and it is not sent again.
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 //! - [`Profile`]: a vendor's knowledge of its errors: which bodies to read, what they mean.
 //! - [`Classification`]: [`Kind`] + [`Advice`] + every [`VendorError`] + the server's hint.
 //! - [`decide()`]: the advice weighed against [`Policy`], history, deadline and budget → [`Decision`].
-//! - [`backoff`], [`hint`], [`budget`]: the arithmetic of waiting.
+//! - [`backoff`], [`hint`], [`budget`], [`rate`]: the arithmetic of waiting.
 //! - [`generic`]: plain HTTP rules and RFC 9457 problem details.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -21,6 +21,7 @@ pub mod hint;
 mod kind;
 mod policy;
 mod problem;
+pub mod rate;
 mod report;
 mod vendor_error;
 

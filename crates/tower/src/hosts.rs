@@ -1,6 +1,6 @@
 //! Which profile and policy serve a request: exact hosts, then `*.suffix` patterns, then the
-//! default. Each host has its own shared state (the retry budget), shared by every clone of the
-//! service.
+//! default. Each host has its own shared state (the retry budget, the rate and concurrency
+//! limits, the token source, the failover mode), shared by every clone of the service.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +22,8 @@ pub(crate) struct Host {
     pub(crate) budget: Option<Arc<dyn RetryBudget>>,
     /// Whether `budget` was given by the user (kept when the pattern is registered again).
     pub(crate) budget_given: bool,
+    /// Whether the rate limiter in `limits` was given by the user (kept likewise).
+    pub(crate) rate_given: bool,
     pub(crate) auth: Option<TokenSource>,
     pub(crate) limits: Limits,
     pub(crate) failover: Failover,
@@ -38,6 +40,7 @@ impl Host {
             policy,
             budget,
             budget_given: false,
+            rate_given: false,
             auth: None,
             limits,
             failover: Failover::default(),
@@ -54,6 +57,10 @@ impl Host {
         if old.budget_given && !self.budget_given {
             self.budget = old.budget.take();
             self.budget_given = true;
+        }
+        if old.rate_given && !self.rate_given {
+            self.limits.rate = old.limits.rate.take();
+            self.rate_given = true;
         }
         if old.failover.probe.is_some() && self.failover.probe.is_none() {
             self.failover = std::mem::take(&mut old.failover);

@@ -10,6 +10,7 @@ use http_body::Body;
 use redial_core::backoff::SplitMix64;
 use redial_core::budget::RetryBudget;
 use redial_core::generic::Generic;
+use redial_core::rate::RateLimiter;
 use redial_core::{Failure, Policy, Profile};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -212,6 +213,38 @@ impl RetryLayerBuilder {
         let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
         host.budget = Some(budget);
         host.budget_given = true;
+        Ok(self)
+    }
+
+    /// Pace the sends to the host registered under `pattern` with `limiter` instead of the
+    /// in-memory [`SlidingWindow`](redial_core::rate::SlidingWindow) its policy describes: a
+    /// store shared by a fleet, say, since a vendor's limit is the account's (Marketo's 100
+    /// calls per 20 s are shared by every client of the instance). The policy's
+    /// [`rate_limit`](redial_core::PolicyBuilder::rate_limit) setting is then not used for
+    /// this host; its concurrency limit still is.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use redial_core::rate::{RateLimiter, SlidingWindow};
+    /// use redial_tower::{Policy, RetryLayer};
+    ///
+    /// // One limiter for two hosts that count against the same account.
+    /// let shared: Arc<dyn RateLimiter> = Arc::new(SlidingWindow::new(100, Duration::from_secs(20)));
+    /// let generic = || redial_core::generic::Generic;
+    /// let layer = RetryLayer::builder()
+    ///     .host("eu.api.example.com", generic(), Policy::default())?
+    ///     .rate_limiter("eu.api.example.com", shared.clone())?
+    ///     .host("us.api.example.com", generic(), Policy::default())?
+    ///     .rate_limiter("us.api.example.com", shared)?
+    ///     .build();
+    /// assert_eq!(layer.current_rate_limit("us.api.example.com"), Some(100));
+    /// # Ok::<(), redial_tower::InvalidHost>(())
+    /// ```
+    pub fn rate_limiter(mut self, pattern: &str, limiter: Arc<dyn RateLimiter>) -> Result<Self, InvalidHost> {
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
+        host.limits.rate = Some(limiter);
+        host.rate_given = true;
         Ok(self)
     }
 

@@ -2,40 +2,27 @@
 //! sliding window) and a concurrency limit, applied before sending so that a well-configured
 //! client never meets the vendor's own limit.
 //!
-//! # Why a sliding log and not a token bucket
+//! The rate limit is a [`RateLimiter`] (the in-memory [`SlidingWindow`] unless the user gave
+//! one: see `redial_core::rate` for how it paces, learns and recovers); the concurrency limit
+//! is a tokio semaphore, below.
 //!
-//! A vendor like Marketo counts calls in a *sliding* window: 100 in any 20 s. A token bucket
-//! (or GCRA) with a burst of 100 lets 100 go at once and then refills, so it admits up to 199
-//! calls in some 20 s span. The sliding log admits a call only when the call `N` places back
-//! left at least a window ago, which is exactly the vendor's rule. Each waiting request
-//! *reserves* its own slot, so waiters do not stampede when a slot frees.
+//! # Reacting to a concurrency refusal
 //!
-//! # Sent is not received
-//!
-//! The log spaces call `k + N` a window after call `k` was *sent*, but the vendor counts calls
-//! when they *arrive*: a first call slowed by its connection's handshake lands later than the
-//! call a window after it, and the vendor sees `N + 1` in its window. The log therefore keeps
-//! each call a little longer than the window: a tenth of it, at most 100 ms.
-//!
-//! # Reacting to a throttled answer
-//!
-//! If the vendor throttles anyway (the limit is shared with other clients, or misconfigured),
-//! the host's limit drops to what the vendor evidently accepted: the calls sent in the last
-//! window, less the refused one (halved instead if that would not lower it). Admission pauses
-//! for the wait the decision chose, and each quiet window gives back 1 % of the configured
-//! limit: additive increase, multiplicative decrease, around a learned ceiling.
+//! When the vendor refuses a call for having too many in flight, the host's limit drops to the
+//! calls it was serving alongside (halved if that would not lower it), and grows back by one
+//! for each quiet [`CONCURRENCY_RECOVERY`].
 
-use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redial_core::rate::{RateLimiter, SlidingWindow};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Limits {
-    pub(crate) rate: Option<Mutex<SlidingLog>>,
+    pub(crate) rate: Option<Arc<dyn RateLimiter>>,
     pub(crate) concurrency: Option<Concurrency>,
     /// Bumped by every throttle: a slot reserved before it was reserved under a rate (and
     /// without a pause) that no longer holds.
@@ -45,7 +32,7 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn new(rate: Option<(u32, Duration)>, concurrency: Option<u32>) -> Self {
         Limits {
-            rate: rate.map(|(n, window)| Mutex::new(SlidingLog::new(n, window))),
+            rate: rate.map(|(n, window)| Arc::new(SlidingWindow::new(n, window)) as Arc<dyn RateLimiter>),
             concurrency: concurrency.map(Concurrency::new),
             generation: AtomicU64::new(0),
         }
@@ -55,10 +42,9 @@ impl Limits {
     /// clock is read only for a host with a rate limit), and the throttle generation it was
     /// reserved under.
     pub(crate) fn reserve(&self) -> Option<(Instant, Instant, u64)> {
-        self.rate.as_ref().map(|log| {
+        self.rate.as_ref().map(|rate| {
             let now = Instant::now();
-            let mut log = lock(log);
-            let at = log.reserve(now);
+            let at = Instant::from_std(rate.reserve(now.into_std()));
             (at, now, self.generation.load(Ordering::Acquire))
         })
     }
@@ -72,23 +58,27 @@ impl Limits {
     /// Give back a reserved slot that was not used (its request was dropped or refused, or its
     /// service was not ready): whether or not its time has come, no call was sent in it.
     pub(crate) fn release(&self, at: Instant) {
-        if let Some(log) = &self.rate {
-            lock(log).release(at);
+        if let Some(rate) = &self.rate {
+            rate.release(at.into_std());
         }
     }
 
     /// The vendor throttled a call: slow the host down.
     pub(crate) fn throttled(&self, now: Instant, pause: Duration) {
-        if let Some(log) = &self.rate {
-            let mut log = lock(log);
-            log.throttled(now, pause);
+        if let Some(rate) = &self.rate {
+            let before = rate.current_limit();
+            rate.throttled(now.into_std(), pause);
             self.generation.fetch_add(1, Ordering::AcqRel);
+            let after = rate.current_limit();
+            if after < before {
+                tracing::info!(was_allowed = before, now_allowed = after, "vendor throttled: host rate limit lowered");
+            }
         }
     }
 
     /// The effective rate limit now (for observability).
     pub(crate) fn effective_rate(&self) -> Option<u32> {
-        self.rate.as_ref().map(|log| lock(log).effective)
+        self.rate.as_ref().map(|rate| rate.current_limit())
     }
 }
 
@@ -249,135 +239,6 @@ impl Concurrency {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct SlidingLog {
-    limit: u32,
-    effective: u32,
-    window: Duration,
-    /// Send times, ascending (some may be reservations in the future).
-    sends: VecDeque<Instant>,
-    paused_until: Option<Instant>,
-    /// When the limit was last lowered, or last given back.
-    changed_at: Option<Instant>,
-}
-
-impl SlidingLog {
-    fn new(limit: u32, window: Duration) -> Self {
-        SlidingLog {
-            limit,
-            effective: limit,
-            window: window + (window / 10).min(Duration::from_millis(100)),
-            // Grown as needed: a policy may name a limit no host reaches (u32::MAX).
-            sends: VecDeque::with_capacity((limit as usize).min(1024)),
-            paused_until: None,
-            changed_at: None,
-        }
-    }
-
-    fn reserve(&mut self, now: Instant) -> Instant {
-        // Give back 1 % of the limit for every quiet window since it was lowered (all of them,
-        // however long the host was idle).
-        if self.effective < self.limit {
-            if let Some(at) = self.changed_at {
-                let windows = now.saturating_duration_since(at).as_nanos() / self.window.as_nanos().max(1);
-                if windows > 0 {
-                    let steps = u32::try_from(windows).unwrap_or(u32::MAX);
-                    let step = (self.limit / 100).max(1);
-                    self.effective = self.effective.saturating_add(step.saturating_mul(steps)).min(self.limit);
-                    self.changed_at = Some(now);
-                }
-            }
-        }
-        while self.sends.front().is_some_and(|t| *t + self.window <= now) {
-            self.sends.pop_front();
-        }
-        let mut at = now.max(self.paused_until.unwrap_or(now));
-        let n = self.effective as usize;
-        if self.sends.len() >= n {
-            at = at.max(self.sends[self.sends.len() - n] + self.window);
-        }
-        if let Some(last) = self.sends.back() {
-            at = at.max(*last);
-        }
-        // Sends older than the window were dropped above; what is left is this window's sends
-        // and the reservations of requests waiting now, all needed if one is given back.
-        self.sends.push_back(at);
-        at
-    }
-
-    fn release(&mut self, at: Instant) {
-        // Reservations at the same instant are alike: any one of them goes.
-        if let Some(i) = self.sends.iter().rposition(|t| *t == at) {
-            self.sends.remove(i);
-        }
-    }
-
-    fn throttled(&mut self, now: Instant, pause: Duration) {
-        let sent = self.sends.iter().filter(|t| **t <= now && now < **t + self.window).count() as u32;
-        // Evidence of the vendor's limit: the calls it accepted in the window (all but this one).
-        let accepted = (sent > 1).then(|| sent - 1).filter(|a| *a < self.effective);
-        let lowered = accepted.unwrap_or((self.effective / 2).max(1));
-        let recently = self.changed_at.is_some_and(|at| now < at + self.window) && self.effective < self.limit;
-        if lowered < self.effective && (!recently || accepted.is_some()) {
-            self.effective = lowered;
-            tracing::info!(
-                limit = self.limit,
-                now_allowed = self.effective,
-                "vendor throttled: host rate limit lowered"
-            );
-        }
-        self.changed_at = Some(now);
-        // Saturating: a hint can be as long as u64::MAX seconds.
-        let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
-        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn never_more_than_n_in_any_window() {
-        let start = Instant::now();
-        let mut log = SlidingLog::new(100, 20 * S);
-        let slots: Vec<Instant> = (0..1000).map(|_| log.reserve(start)).collect();
-        for (i, t) in slots.iter().enumerate() {
-            let in_window = slots.iter().filter(|u| **u <= *t && *t < **u + 20 * S).count();
-            assert!(in_window <= 100, "slot {i} sees {in_window}");
-        }
-        // 1,000 calls take 9 full windows after the first burst, each kept 100 ms longer than
-        // the vendor's 20 s (sent is not received).
-        assert_eq!(*slots.last().unwrap() - start, 9 * (20 * S + Duration::from_millis(100)));
-    }
-
-    #[test]
-    fn throttled_halves_once_per_window_pauses_and_recovers() {
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(100, 20 * S);
-        // Nothing sent: no evidence of the vendor's limit, so halve (once per window).
-        log.throttled(t0, 5 * S);
-        log.throttled(t0 + S, 5 * S);
-        assert_eq!(log.effective, 50);
-        assert_eq!(log.reserve(t0 + S), t0 + 6 * S);
-        let _ = log.reserve(t0 + 22 * S);
-        assert_eq!(log.effective, 51);
-    }
-
-    #[test]
-    fn throttled_learns_the_vendors_limit_from_what_was_sent() {
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(200, 20 * S);
-        for _ in 0..101 {
-            log.reserve(t0);
-        }
-        log.throttled(t0 + S, 2 * S);
-        assert_eq!(log.effective, 100);
-    }
-}
-
 #[cfg(test)]
 mod concurrency_tests {
     use super::*;
@@ -458,63 +319,8 @@ mod concurrency_tests {
 }
 
 #[cfg(test)]
-mod release_tests {
-    use super::*;
-
-    #[test]
-    fn a_released_reservation_is_reused_not_skipped() {
-        let s = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(1, 60 * s);
-        assert_eq!(log.reserve(t0), t0);
-        let slot = log.reserve(t0 + s);
-        assert_eq!(slot, t0 + 60 * s + Duration::from_millis(100));
-        log.release(slot);
-        assert_eq!(log.reserve(t0 + 6 * s), slot, "the next request takes the same slot");
-    }
-
-    #[test]
-    fn a_slot_whose_time_came_and_went_unused_is_given_back() {
-        let s = Duration::from_secs(1);
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(1, 60 * s);
-        let unused = log.reserve(t0);
-        assert_eq!(unused, t0);
-        // Its request did not go (its service was not ready); the next one may go at once.
-        log.release(unused);
-        assert_eq!(log.reserve(t0 + 5 * s), t0 + 5 * s);
-    }
-}
-
-#[cfg(test)]
 mod recovery_tests {
     use super::*;
-
-    const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn a_rate_limit_comes_back_one_percent_for_every_quiet_window() {
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(100, 20 * S);
-        log.throttled(t0, Duration::ZERO);
-        assert_eq!(log.effective, 50);
-        // Ten quiet windows (each kept 100 ms longer than the vendor's 20 s), then one call.
-        let _ = log.reserve(t0 + 10 * (20 * S + Duration::from_millis(100)));
-        assert_eq!(log.effective, 60);
-        // A quiet night: all the way back, and no further.
-        let _ = log.reserve(t0 + 12 * 3600 * S);
-        assert_eq!(log.effective, 100);
-    }
-
-    #[test]
-    fn a_limit_no_host_reaches_costs_nothing_up_front_and_never_overflows() {
-        let t0 = Instant::now();
-        let mut log = SlidingLog::new(u32::MAX, 20 * S);
-        assert!(log.sends.capacity() <= 1024);
-        log.throttled(t0, Duration::ZERO);
-        let _ = log.reserve(t0 + 365 * 24 * 3600 * S);
-        assert_eq!(log.effective, u32::MAX);
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_concurrency_limit_comes_back_one_for_every_quiet_interval() {

@@ -1,0 +1,299 @@
+//! Client-side rate limits per host: N calls per sliding window, applied before sending so
+//! that a well-configured client never meets the vendor's own limit.
+//!
+//! [`RateLimiter`] is what the engine asks for a send slot; [`SlidingWindow`] is the in-memory
+//! default a policy's [`rate_limit`](crate::PolicyBuilder::rate_limit) makes. A vendor's limit
+//! belongs to the account, not to one process (Marketo's 100 calls per 20 s are shared by every
+//! client of the instance): implement the trait over a store the fleet shares and give it to a
+//! host with `RetryLayerBuilder::rate_limiter` (redial-tower).
+//!
+//! # Why a sliding log and not a token bucket
+//!
+//! A vendor like Marketo counts calls in a *sliding* window: 100 in any 20 s. A token bucket
+//! (or GCRA) with a burst of 100 lets 100 go at once and then refills, so it admits up to 199
+//! calls in some 20 s span. The sliding log admits a call only when the call `N` places back
+//! left at least a window ago, which is exactly the vendor's rule. Each waiting request
+//! *reserves* its own slot, so waiters do not stampede when a slot frees.
+//!
+//! # Sent is not received
+//!
+//! The log spaces call `k + N` a window after call `k` was *sent*, but the vendor counts calls
+//! when they *arrive*: a first call slowed by its connection's handshake lands later than the
+//! call a window after it, and the vendor sees `N + 1` in its window. The log therefore keeps
+//! each call a little longer than the window: a tenth of it, at most 100 ms.
+//!
+//! # Reacting to a throttled answer
+//!
+//! If the vendor throttles anyway (the limit is shared with other clients, or misconfigured),
+//! the limit drops to what the vendor evidently accepted: the calls sent in the last window,
+//! less the refused one (halved instead if that would not lower it). Admission pauses for the
+//! wait the decision chose, and each quiet window gives back 1 % of the configured limit:
+//! additive increase, multiplicative decrease, around a learned ceiling.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A host's send pacing, shared by every request to it.
+///
+/// The engine reserves a slot before each attempt and sends the attempt at the slot's time; a
+/// slot whose request ends first (dropped, refused locally, its service never ready) is given
+/// back. The instants are this process's clock as the engine reads it (tokio's, so paused in
+/// tests): an implementation over a store shared by a fleet keeps that store in its own clock
+/// and answers in offsets from `now`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use redial_core::rate::{RateLimiter, SlidingWindow};
+///
+/// let limiter = SlidingWindow::new(2, Duration::from_secs(10));
+/// let t0 = Instant::now();
+/// assert_eq!(limiter.reserve(t0), t0);
+/// assert_eq!(limiter.reserve(t0), t0);
+/// // The third call waits for the first to leave the window (kept 100 ms longer: sent is
+/// // not received).
+/// assert_eq!(limiter.reserve(t0), t0 + Duration::from_millis(10_100));
+/// ```
+pub trait RateLimiter: Send + Sync + fmt::Debug {
+    /// A call is asked for at `now`: the instant it may be sent (`now`, or later), reserved
+    /// for it.
+    fn reserve(&self, now: Instant) -> Instant;
+    /// Give back a slot `reserve` answered `at` that was not used: no call was sent in it,
+    /// whether or not its time has come.
+    fn release(&self, at: Instant);
+    /// The vendor throttled a call at `now`: send nothing for `pause`, and lower the limit.
+    fn throttled(&self, now: Instant, pause: Duration);
+    /// The calls per window allowed now (for observability): lower than the configured limit
+    /// after the vendor throttled.
+    fn current_limit(&self) -> u32;
+}
+
+/// The in-memory [`RateLimiter`]: `limit` calls in any sliding `window`, learned down when
+/// the vendor throttles and given back as the host stays quiet (see the [module](self) docs).
+pub struct SlidingWindow {
+    log: Mutex<Log>,
+}
+
+#[derive(Debug)]
+struct Log {
+    limit: u32,
+    effective: u32,
+    window: Duration,
+    /// Send times, ascending (some may be reservations in the future).
+    sends: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+    /// When the limit was last lowered, or last given back.
+    changed_at: Option<Instant>,
+}
+
+impl SlidingWindow {
+    /// `limit` calls in any `window` (each call kept a tenth of the window longer, at most
+    /// 100 ms: sent is not received).
+    pub fn new(limit: u32, window: Duration) -> Self {
+        SlidingWindow {
+            log: Mutex::new(Log {
+                limit,
+                effective: limit,
+                window: window + (window / 10).min(Duration::from_millis(100)),
+                // Grown as needed: a policy may name a limit no host reaches (u32::MAX).
+                sends: VecDeque::with_capacity((limit as usize).min(1024)),
+                paused_until: None,
+                changed_at: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        // Plain data, consistent after every statement.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for SlidingWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = self.lock();
+        f.debug_struct("SlidingWindow")
+            .field("limit", &log.limit)
+            .field("effective", &log.effective)
+            .field("window", &log.window)
+            .field("in_window", &log.sends.len())
+            .finish()
+    }
+}
+
+impl RateLimiter for SlidingWindow {
+    fn reserve(&self, now: Instant) -> Instant {
+        self.lock().reserve(now)
+    }
+
+    fn release(&self, at: Instant) {
+        self.lock().release(at);
+    }
+
+    fn throttled(&self, now: Instant, pause: Duration) {
+        self.lock().throttled(now, pause);
+    }
+
+    fn current_limit(&self) -> u32 {
+        self.lock().effective
+    }
+}
+
+impl Log {
+    fn reserve(&mut self, now: Instant) -> Instant {
+        // Give back 1 % of the limit for every quiet window since it was lowered (all of them,
+        // however long the host was idle).
+        if self.effective < self.limit {
+            if let Some(at) = self.changed_at {
+                let windows = now.saturating_duration_since(at).as_nanos() / self.window.as_nanos().max(1);
+                if windows > 0 {
+                    let steps = u32::try_from(windows).unwrap_or(u32::MAX);
+                    let step = (self.limit / 100).max(1);
+                    self.effective = self.effective.saturating_add(step.saturating_mul(steps)).min(self.limit);
+                    self.changed_at = Some(now);
+                }
+            }
+        }
+        while self.sends.front().is_some_and(|t| *t + self.window <= now) {
+            self.sends.pop_front();
+        }
+        let mut at = now.max(self.paused_until.unwrap_or(now));
+        let n = self.effective as usize;
+        if self.sends.len() >= n {
+            at = at.max(self.sends[self.sends.len() - n] + self.window);
+        }
+        if let Some(last) = self.sends.back() {
+            at = at.max(*last);
+        }
+        // Sends older than the window were dropped above; what is left is this window's sends
+        // and the reservations of requests waiting now, all needed if one is given back.
+        self.sends.push_back(at);
+        at
+    }
+
+    fn release(&mut self, at: Instant) {
+        // Reservations at the same instant are alike: any one of them goes.
+        if let Some(i) = self.sends.iter().rposition(|t| *t == at) {
+            self.sends.remove(i);
+        }
+    }
+
+    fn throttled(&mut self, now: Instant, pause: Duration) {
+        let sent = self.sends.iter().filter(|t| **t <= now && now < **t + self.window).count() as u32;
+        // Evidence of the vendor's limit: the calls it accepted in the window (all but this one).
+        let accepted = (sent > 1).then(|| sent - 1).filter(|a| *a < self.effective);
+        let lowered = accepted.unwrap_or((self.effective / 2).max(1));
+        let recently = self.changed_at.is_some_and(|at| now < at + self.window) && self.effective < self.limit;
+        if lowered < self.effective && (!recently || accepted.is_some()) {
+            self.effective = lowered;
+        }
+        self.changed_at = Some(now);
+        // Saturating: a hint can be as long as u64::MAX seconds.
+        let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn effective(w: &SlidingWindow) -> u32 {
+        w.current_limit()
+    }
+
+    #[test]
+    fn never_more_than_n_in_any_window() {
+        let start = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        let slots: Vec<Instant> = (0..1000).map(|_| log.reserve(start)).collect();
+        for (i, t) in slots.iter().enumerate() {
+            let in_window = slots.iter().filter(|u| **u <= *t && *t < **u + 20 * S).count();
+            assert!(in_window <= 100, "slot {i} sees {in_window}");
+        }
+        // 1,000 calls take 9 full windows after the first burst, each kept 100 ms longer than
+        // the vendor's 20 s (sent is not received).
+        assert_eq!(*slots.last().unwrap() - start, 9 * (20 * S + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn throttled_halves_once_per_window_pauses_and_recovers() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        // Nothing sent: no evidence of the vendor's limit, so halve (once per window).
+        log.throttled(t0, 5 * S);
+        log.throttled(t0 + S, 5 * S);
+        assert_eq!(effective(&log), 50);
+        assert_eq!(log.reserve(t0 + S), t0 + 6 * S);
+        let _ = log.reserve(t0 + 22 * S);
+        assert_eq!(effective(&log), 51);
+    }
+
+    #[test]
+    fn throttled_learns_the_vendors_limit_from_what_was_sent() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(200, 20 * S);
+        for _ in 0..101 {
+            log.reserve(t0);
+        }
+        log.throttled(t0 + S, 2 * S);
+        assert_eq!(effective(&log), 100);
+    }
+
+    #[test]
+    fn a_released_reservation_is_reused_not_skipped() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(1, 60 * S);
+        assert_eq!(log.reserve(t0), t0);
+        let slot = log.reserve(t0 + S);
+        assert_eq!(slot, t0 + 60 * S + Duration::from_millis(100));
+        log.release(slot);
+        assert_eq!(log.reserve(t0 + 6 * S), slot, "the next request takes the same slot");
+    }
+
+    #[test]
+    fn a_slot_whose_time_came_and_went_unused_is_given_back() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(1, 60 * S);
+        let unused = log.reserve(t0);
+        assert_eq!(unused, t0);
+        // Its request did not go (its service was not ready); the next one may go at once.
+        log.release(unused);
+        assert_eq!(log.reserve(t0 + 5 * S), t0 + 5 * S);
+    }
+
+    #[test]
+    fn a_rate_limit_comes_back_one_percent_for_every_quiet_window() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(effective(&log), 50);
+        // Ten quiet windows (each kept 100 ms longer than the vendor's 20 s), then one call.
+        let _ = log.reserve(t0 + 10 * (20 * S + Duration::from_millis(100)));
+        assert_eq!(effective(&log), 60);
+        // A quiet night: all the way back, and no further.
+        let _ = log.reserve(t0 + 12 * 3600 * S);
+        assert_eq!(effective(&log), 100);
+    }
+
+    #[test]
+    fn a_limit_no_host_reaches_costs_nothing_up_front_and_never_overflows() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(u32::MAX, 20 * S);
+        assert!(log.lock().sends.capacity() <= 1024);
+        log.throttled(t0, Duration::ZERO);
+        let _ = log.reserve(t0 + 365 * 24 * 3600 * S);
+        assert_eq!(effective(&log), u32::MAX);
+    }
+
+    #[test]
+    fn debug_shows_the_limits_not_the_log() {
+        let log = SlidingWindow::new(100, 20 * S);
+        let _ = log.reserve(Instant::now());
+        let shown = format!("{log:?}");
+        assert!(shown.contains("limit: 100") && shown.contains("in_window: 1"), "{shown}");
+    }
+}
