@@ -740,6 +740,24 @@ async fn responsys_a_post_refused_with_a_503_whose_body_breaks_is_still_retried(
     assert_eq!(sim.count(path), 2);
 }
 
+/// A gateway's 502 is no refusal: the call may have gone on upstream. Read whole, its body
+/// makes it final for a POST; one that breaks must not turn it into "no response", which
+/// Responsys re-sends three times, any method.
+#[tokio::test(start_paused = true)]
+async fn responsys_a_post_answered_502_whose_body_breaks_is_not_sent_again() {
+    let sim = Sim::start().await.unwrap();
+    let path = "/rest/api/v1.3/campaigns/welcome/email";
+    let gateway =
+        r#"{"type":"","title":"Bad gateway","errorCode":"BAD_GATEWAY","detail":"upstream","errorDetails":[]}"#;
+    sim.set_fallback(path, redial_sim::Reply::json(502, gateway).fault(redial_sim::Fault::TruncatedBody { sent: 10 }));
+    let layer = RetryLayer::builder().vendor_at(Vendor::Responsys, "127.0.0.1").unwrap().build();
+    let req = Request::post(sim.url(path)).body(Full::from("{\"recipientData\":[]}")).unwrap();
+    let err = common::client(&layer).oneshot(req).await.unwrap_err();
+    assert_eq!(sim.count(path), 1, "a POST a gateway answered was sent again");
+    assert!(err.is_not_idempotent(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY), "the answer's head is kept");
+}
+
 #[test]
 fn host_state_is_read_by_pattern_or_by_a_host_name_it_serves() {
     let layer = redial::builder().build();

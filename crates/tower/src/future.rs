@@ -23,8 +23,8 @@ use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
 use redial_core::{
     decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
-    NotReplayable, Outcome, Policy, Report, RequestHead, RequestLimits, ResponseHead, RetrySafe, Rewrite, Throttle,
-    VendorError,
+    NotReplayable, Outcome, Policy, Report, RequestHead, RequestLimits, ResponseHead, RetrySafe, Rewrite, Safety,
+    Throttle, VendorError,
 };
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -732,15 +732,22 @@ where
                     match end {
                         ReadEnd::Failed(failure, source) => {
                             // The vendor answered: it had the request. A rule for "no response"
-                            // that re-sends any method does not apply to a body that broke.
+                            // that re-sends any method applies to a body that broke only behind
+                            // a head the profile itself re-sends for any method (a refusal:
+                            // Responsys's 503); behind any other (a 2xx carried out, a gateway's
+                            // 502 that may have passed the call on) it is for idempotent ones.
                             let mut broken = eng.classify_failure(failure);
-                            if r.head.status.is_success() {
-                                if let Advice::Retry(rule) = &mut broken.advice {
+                            let bytes = r.bytes();
+                            if let Advice::Retry(rule) = &mut broken.advice {
+                                let view = BodyView::Prefix(&bytes[..bytes.len().min(limit)]);
+                                let answer = eng.classify_response(r.head.status, &r.head.headers, r.received_at, view);
+                                let refusal =
+                                    matches!(&answer.advice, Advice::Retry(a) if a.safety() == Safety::AnyMethod);
+                                if !refusal {
                                     *rule = rule.clone().idempotent_only();
                                 }
                             }
                             c = broken;
-                            let bytes = r.bytes();
                             Got::Broken { head: r.head, bytes, failure, source }
                         }
                         ReadEnd::Complete | ReadEnd::Limit => {
