@@ -731,23 +731,24 @@ where
                     let mut r = *r;
                     match end {
                         ReadEnd::Failed(failure, source) => {
-                            // The vendor answered: it had the request. A rule for "no response"
-                            // that re-sends any method applies to a body that broke only behind
-                            // a head the profile itself re-sends for any method (a refusal:
-                            // Responsys's 503); behind any other (a 2xx carried out, a gateway's
-                            // 502 that may have passed the call on) it is for idempotent ones.
-                            let mut broken = eng.classify_failure(failure);
+                            // The vendor answered: it had the request, and its head says what it
+                            // made of it. A refusal the profile re-sends for any method (a 429,
+                            // Responsys's 503) is the outcome whatever became of its body: its
+                            // wait, its throttle. Behind any other head (a 2xx carried out, a
+                            // gateway's 502 that may have passed the call on) a rule for "no
+                            // response" that re-sends any method is for idempotent ones only.
                             let bytes = r.bytes();
-                            if let Advice::Retry(rule) = &mut broken.advice {
-                                let view = BodyView::Prefix(&bytes[..bytes.len().min(limit)]);
-                                let answer = eng.classify_response(r.head.status, &r.head.headers, r.received_at, view);
-                                let refusal =
-                                    matches!(&answer.advice, Advice::Retry(a) if a.safety() == Safety::AnyMethod);
-                                if !refusal {
+                            let view = BodyView::Prefix(&bytes[..bytes.len().min(limit)]);
+                            let answer = eng.classify_response(r.head.status, &r.head.headers, r.received_at, view);
+                            c = if matches!(&answer.advice, Advice::Retry(a) if a.safety() == Safety::AnyMethod) {
+                                answer
+                            } else {
+                                let mut broken = eng.classify_failure(failure);
+                                if let Advice::Retry(rule) = &mut broken.advice {
                                     *rule = rule.clone().idempotent_only();
                                 }
-                            }
-                            c = broken;
+                                broken
+                            };
                             Got::Broken { head: r.head, bytes, failure, source }
                         }
                         ReadEnd::Complete | ReadEnd::Limit => {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use redial_core::auth::{Attach, Credential, LoginError, LoginFailureKind};
 use redial_core::backoff::Backoff;
 use redial_core::generic::Generic;
@@ -177,6 +177,35 @@ async fn a_response_whose_body_breaks_keeps_its_status_headers_and_bytes() {
     assert_eq!(err.report().attempts[0].status, Some(StatusCode::BAD_GATEWAY));
     let source = std::error::Error::source(&err).expect("the body's error is the source");
     assert!(source.to_string().contains("connection reset"), "{source}");
+}
+
+/// A 429 is the vendor's refusal, whole in its head: its `Retry-After` and its throttle hold
+/// whatever then becomes of its body.
+#[tokio::test(start_paused = true)]
+async fn a_throttle_whose_body_breaks_still_waits_its_retry_after_and_slows_the_host() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let vendor = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            Ok::<_, Infallible>(if first {
+                Response::builder().status(429).header("retry-after", "10").body(Either::Left(Breaks(false))).unwrap()
+            } else {
+                Response::new(Either::Right(Full::default()))
+            })
+        }
+    });
+    let policy = Policy::builder().rate_limit(100, 20 * S).build().unwrap();
+    let layer = RetryLayer::new(Generic, policy);
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let res = ServiceBuilder::new().layer(layer.clone()).service(vendor).oneshot(req).await.unwrap();
+
+    let report = res.extensions().get::<redial_tower::Report>().unwrap();
+    let first = &report.attempts[0];
+    assert_eq!((first.status, first.failure), (Some(StatusCode::TOO_MANY_REQUESTS), Some(Failure::BodyRead)));
+    assert_eq!(first.kind, Kind::Throttled);
+    assert_eq!(first.delay, Some(10 * S), "the server's Retry-After, not the policy's backoff");
+    assert_eq!(layer.current_rate_limit("*"), Some(50), "the host slowed down");
 }
 
 #[tokio::test(start_paused = true)]
