@@ -200,6 +200,36 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
     assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
 }
 
+/// A probe whose request (the user's closure) panics ends, and the host is not left failed
+/// over with nothing to find out: it takes a trial request each minute, as without a probe.
+#[tokio::test(start_paused = true)]
+async fn a_failover_probe_that_panics_leaves_the_host_to_trial_requests() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
+    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+    let layer = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", TokenSource::login(login))
+        .unwrap()
+        .failover_probe("127.0.0.1", Probe::new(30 * S, || panic!("the probe's request could not be made")))
+        .unwrap()
+        .build();
+    let svc = common::client(&layer);
+    let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
+
+    vendor.set_secondary(true);
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover());
+    // The probe's first turn, at 30 s, panics; the vendor comes back meanwhile.
+    tokio::time::sleep(31 * S).await;
+    vendor.set_secondary(false);
+    assert!(svc.clone().oneshot(lists()).await.unwrap_err().is_failover_local());
+    // A minute after failover began, one request goes, is served, and the host is back.
+    tokio::time::sleep(30 * S).await;
+    assert_eq!(svc.clone().oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+}
+
 #[tokio::test(start_paused = true)]
 async fn responsys_failover_without_a_probe_lets_one_request_find_out_each_minute() {
     let sim = Sim::start().await.unwrap();

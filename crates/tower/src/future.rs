@@ -445,7 +445,7 @@ where
                             }
                             Err(frame) => {
                                 if let Ok(t) = frame.into_trailers() {
-                                    trailers.get_or_insert_with(Default::default).extend(t);
+                                    add_trailers(trailers, t);
                                 }
                             }
                         },
@@ -712,7 +712,7 @@ where
                                 Ok(mut data) => r.push(data.copy_to_bytes(data.remaining()), limit),
                                 Err(frame) => {
                                     if let Ok(t) = frame.into_trailers() {
-                                        r.trailers.get_or_insert_with(Default::default).extend(t);
+                                        add_trailers(&mut r.trailers, t);
                                     }
                                 }
                             },
@@ -1407,31 +1407,75 @@ impl<RB> Got<RB> {
     }
 }
 
+/// Trailer fields kept at most, from every trailers frame of one body together.
+const MAX_TRAILER_FIELDS: usize = 1024;
+
+/// Keep a body's trailers. A body sends one trailers frame, bounded by its client's header
+/// limits; one that breaks that contract, frame after frame, must grow no memory without
+/// bound (nor reach `HeaderMap`'s own limit, where `extend` panics): past
+/// [`MAX_TRAILER_FIELDS`], the rest are dropped.
+fn add_trailers(into: &mut Option<Box<HeaderMap>>, trailers: HeaderMap) {
+    match into {
+        None if trailers.len() <= MAX_TRAILER_FIELDS => *into = Some(Box::new(trailers)),
+        _ => {
+            let kept = into.get_or_insert_with(Default::default);
+            let mut name = None;
+            for (next, value) in trailers {
+                if kept.len() >= MAX_TRAILER_FIELDS {
+                    break;
+                }
+                // A name is given once for all its values.
+                name = next.or(name);
+                if let Some(name) = &name {
+                    let _ = kept.try_append(name.clone(), value);
+                }
+            }
+        }
+    }
+}
+
 /// While a host is in failover mode, send its probe on the probe's interval; the first success
 /// returns the host to primary.
 ///
 /// `svc` is `D`'s service, whose bounds (`'static`, `Send`, `Clone`) the spawned task needs.
 fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId) {
-    tokio::spawn(async move {
-        loop {
-            let h = shared.hosts.get(host);
-            let Some(probe) = h.failover.probe.clone() else { return };
-            if h.failover.mode() == FailoverMode::Primary {
-                return;
-            }
-            tokio::time::sleep(probe.interval).await;
-            let mut req = (probe.request)();
-            req.extensions_mut().insert(crate::Detached::Probe);
-            let fut = ResponseFuture::<_, D::Body, D::ResponseBody>::probe(svc.clone(), Inner, shared.clone(), req);
-            // A response redial gave up on (`final_responses_as_ok`) is no success, whatever its status.
-            let ok = fut.await.is_ok_and(|res| {
-                res.status().is_success() && res.extensions().get::<Report>().is_none_or(|r| r.gave_up.is_none())
-            });
-            tracing::info!(host = &*h.pattern, ok, "failover probe");
-            if ok {
-                h.failover.recovered(&h.pattern);
-                return;
+    /// Ends the probe if its task ends otherwise than by returning: the probe's request
+    /// closure (the user's) panicked, or the task was dropped. The host then takes trials
+    /// instead, as without a probe: it is never left failed over with nothing to find out.
+    struct Running(Option<(Arc<Shared>, HostId)>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some((shared, host)) = self.0.take() {
+                shared.hosts.get(host).failover.probe_ended();
             }
         }
+    }
+    tokio::spawn(async move {
+        let mut running = Running(Some((shared.clone(), host)));
+        let probing = async move {
+            loop {
+                let h = shared.hosts.get(host);
+                let Some(probe) = h.failover.probe.clone() else { return };
+                if h.failover.mode() == FailoverMode::Primary {
+                    return;
+                }
+                tokio::time::sleep(probe.interval).await;
+                let mut req = (probe.request)();
+                req.extensions_mut().insert(crate::Detached::Probe);
+                let fut = ResponseFuture::<_, D::Body, D::ResponseBody>::probe(svc.clone(), Inner, shared.clone(), req);
+                // A response redial gave up on (`final_responses_as_ok`) is no success, whatever its status.
+                let ok = fut.await.is_ok_and(|res| {
+                    res.status().is_success() && res.extensions().get::<Report>().is_none_or(|r| r.gave_up.is_none())
+                });
+                tracing::info!(host = &*h.pattern, ok, "failover probe");
+                if ok {
+                    h.failover.recovered(&h.pattern);
+                    return;
+                }
+            }
+        };
+        probing.await;
+        // Ended as it should: the host is back to primary, or has no probe to send.
+        running.0 = None;
     });
 }

@@ -208,6 +208,50 @@ async fn a_throttle_whose_body_breaks_still_waits_its_retry_after_and_slows_the_
     assert_eq!(layer.current_rate_limit("*"), Some(50), "the host slowed down");
 }
 
+/// A body that breaks the contract of one trailers frame: 100 of them, of 1,000 fields each.
+#[derive(Debug)]
+struct EndlessTrailers(u32);
+
+impl Body for EndlessTrailers {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.0 == 100 {
+            return Poll::Ready(None);
+        }
+        self.0 += 1;
+        let mut trailers = http::HeaderMap::new();
+        for i in 0..1000 {
+            let name = http::HeaderName::try_from(format!("x-t{}-{i}", self.0)).unwrap();
+            trailers.insert(name, http::HeaderValue::from_static("v"));
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(0)
+    }
+}
+
+/// 100,000 trailer fields, past what a `HeaderMap` can hold, on a request body kept for replay
+/// and on a response body read for inspection: kept up to a bound, no panic, the request goes
+/// on as it would.
+#[tokio::test(start_paused = true)]
+async fn bodies_that_send_trailers_frame_after_frame_are_kept_bounded_not_a_panic() {
+    let vendor = tower::service_fn(|req: Request<RetryBody<EndlessTrailers>>| async move {
+        let trailers = req.into_body().collect().await.unwrap().trailers().map_or(0, http::HeaderMap::len);
+        assert!((1..=1024).contains(&trailers), "{trailers} request trailers replayed");
+        let problem = "application/problem+json";
+        Ok::<_, Infallible>(
+            Response::builder().status(502).header("content-type", problem).body(EndlessTrailers(0)).unwrap(),
+        )
+    });
+    let layer = RetryLayer::new(Generic, Policy::builder().max_attempts(2).build().unwrap());
+    let req = Request::put("http://vendor.test/things").body(EndlessTrailers(0)).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY), "{err}");
+    assert_eq!(err.report().attempts.len(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_profile_that_calls_a_failure_a_success_gets_an_error_not_a_panic() {
     let vendor = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
