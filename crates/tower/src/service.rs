@@ -15,6 +15,12 @@ use crate::layer::Shared;
 use crate::{BoxError, ResponseBody, RetryBody};
 
 /// Retries requests to `S` by the rules of each host's vendor profile. Made by [`RetryLayer`](crate::RetryLayer).
+///
+/// A request's deadline runs from its future's first poll: the wait for `S` to be ready before
+/// the first attempt ([`poll_ready`](Service::poll_ready), as `ServiceExt::oneshot` does it) is
+/// the caller's, as with any tower service; readiness before each retry is within the deadline.
+/// To bound the first wait too, bound the whole call (`tokio::time::timeout` around
+/// `oneshot`): tower's `Timeout` layer times the response future, not readiness.
 #[derive(Clone)]
 pub struct Retry<S> {
     inner: S,
