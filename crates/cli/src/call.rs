@@ -118,6 +118,10 @@ pub fn token_source(args: &CallArgs) -> Result<Option<TokenSource>, UsageError> 
 /// source attached to it.
 pub fn layer(args: &CallArgs, source: Option<&TokenSource>) -> Result<RetryLayer, UsageError> {
     let host = args.url.host().ok_or_else(|| UsageError::new("the URL has no host"))?;
+    // `localhost.` is `localhost` fully qualified, and the engine looks a request's host up
+    // without its trailing dot: registered with it, the host would never be matched, and the
+    // overrides and the login would serve nothing.
+    let host = host.strip_suffix('.').unwrap_or(host);
     let invalid = |e: redial_tower::InvalidHost| UsageError::new(format!("the URL's host: {e}"));
     let mut b = RetryLayer::builder().host(host, args.vendor.profile(), policy(args)?).map_err(invalid)?;
     if let Some(source) = source {
@@ -618,6 +622,39 @@ mod tests {
             layer(&a, Some(&source)).unwrap();
         }
         assert!(token_source(&call(&["http://127.0.0.1:1/x"])).unwrap().is_none());
+    }
+
+    /// A server that always answers 503, counting the requests it gets.
+    #[derive(Clone)]
+    struct Unavailable(Arc<AtomicU32>);
+
+    impl<B> Service<Request<B>> for Unavailable {
+        type Response = Response<Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Ok(Response::builder().status(503).body(Full::default()).unwrap()))
+        }
+    }
+
+    /// `http://localhost.:8080/` names the same host as `http://localhost:8080/` (a fully
+    /// qualified name), and the engine looks requests up without the dot: the overrides serve it.
+    #[tokio::test(start_paused = true)]
+    async fn the_overrides_serve_a_host_written_with_a_trailing_dot() {
+        for url in ["http://localhost:8080/x", "http://localhost.:8080/x", "http://LOCALHOST.:8080/x"] {
+            let a = call(&["--max-attempts", "1", url]);
+            let sent = Arc::new(AtomicU32::new(0));
+            let mut svc = layer(&a, None).unwrap().layer(Unavailable(sent.clone()));
+            let req = Request::get(url).body(Full::<Bytes>::default()).unwrap();
+            std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut svc, cx)).await.unwrap();
+            let err = svc.call(req).await.unwrap_err();
+            assert_eq!(err.report().attempt_count(), 1, "{url}: {err}");
+            assert_eq!(sent.load(Ordering::Relaxed), 1, "{url}");
+        }
     }
 
     #[test]
