@@ -504,9 +504,9 @@ impl Run {
                     self.out.out(lines.as_bytes());
                 }
                 Mode::Curl => self.out.err_line(&message),
-                Mode::Quiet => self.show_failure(i, &message),
+                Mode::Quiet => {}
             }
-            self.tally().failure("body_read", attempts);
+            self.count_failure(i, "body_read", attempts, &message);
             return;
         }
         if self.mode == Mode::Json {
@@ -547,17 +547,25 @@ impl Run {
                     self.out.err_line("only the first bytes of the body were kept (the policy's inspect limit)");
                 }
             }
-            Mode::Quiet => self.show_failure(i, &message),
+            Mode::Quiet => {}
         }
-        self.tally().failure(&key, u64::from(e.report().attempt_count()));
+        self.count_failure(i, &key, u64::from(e.report().attempt_count()), &message);
     }
 
-    /// Describe one of the first failures on stderr.
-    fn show_failure(&self, i: u32, message: &str) {
-        let shown = self.tally().failed();
-        if shown < FAILURES_SHOWN {
+    /// Count a failure; with `--repeat` and without `--json`, describe it on stderr if it is one
+    /// of the first. Counted and described under the tally's lock: requests failing at once on
+    /// other threads must not both take the same place (11 described, and the line saying that
+    /// the rest are not printed twice or never).
+    fn count_failure(&self, i: u32, key: &str, attempts: u64, message: &str) {
+        let mut tally = self.tally();
+        let earlier = tally.failed();
+        tally.failure(key, attempts);
+        if self.mode != Mode::Quiet {
+            return;
+        }
+        if earlier < FAILURES_SHOWN {
             self.out.err_line(&format!("request {i}: {message}"));
-        } else if shown == FAILURES_SHOWN {
+        } else if earlier == FAILURES_SHOWN {
             self.out.err_line("more failures: only the first ones are shown");
         }
     }

@@ -210,6 +210,40 @@ fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 }
 
+/// With --repeat and without --json, the first 10 failures are described, then one line says
+/// that the others are not, however many requests fail at once (here 200 concurrent requests
+/// fail together on one refused login).
+#[test]
+fn repeat_describes_the_first_ten_failures_then_says_once_that_more_are_not_shown() {
+    let v = Vendor::marketo(None);
+    let (login, url) = (v.url("/identity"), v.url("/rest/v1/leads.json"));
+    let args = [
+        "call",
+        "--vendor",
+        "marketo",
+        "--login-url",
+        &login,
+        "--client-id",
+        "sim-client-id",
+        "--repeat",
+        "200",
+        "--concurrency",
+        "200",
+        &url,
+    ];
+    // Bounded: a race in the counting shows within a few runs.
+    for _ in 0..10 {
+        let r = redial(&args, &[("REDIAL_CLIENT_SECRET", "not-the-secret")]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        let shown = lines.iter().filter(|l| l.starts_with("redial: request ")).count();
+        let more: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("more failures")).collect();
+        assert_eq!((shown, more.len()), (10, 1), "{}", r.stderr);
+        assert_eq!(more[0], 10, "after the 10 described: {}", r.stderr);
+        assert!(lines.last().is_some_and(|l| l.contains("0 succeeded, 200 failed")), "{}", r.stderr);
+    }
+}
+
 #[test]
 fn data_from_a_file_headers_and_the_method_are_sent() {
     let v = Vendor::start();
