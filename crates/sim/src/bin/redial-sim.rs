@@ -222,7 +222,8 @@ fn seconds(s: &str, flag: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(invalid());
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| invalid())
+    // A value such as 1e-10 is more than 0 but rounds to 0 ns.
+    Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(invalid)
 }
 
 fn rate_limit(s: &str) -> Result<(u32, Duration), String> {
@@ -567,6 +568,10 @@ mod tests {
             (&["--vendor"][..], "needs a value"),
             (&["--vendor", "marketo", "--client-id", "--port", "80"][..], "--client-id needs a value (the next"),
             (&["--vendor", "marketo", "--client-secret", "--s3cret"][..], "--client-secret needs a value"),
+            // Greater than 0 as a duration: not a value that rounds to 0 ns (a token expired when
+            // issued, a window that limits nothing).
+            (&["--vendor", "marketo", "--token-lifetime", "0.0000000001"][..], "greater than 0"),
+            (&["--vendor", "marketo", "--rate-limit", "5/1e-10"][..], "greater than 0"),
         ] {
             let err = run(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
