@@ -936,7 +936,8 @@ pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err(invalid());
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| invalid())
+    // A value such as 0.0000000001 is more than 0 but rounds to 0 ns.
+    Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(invalid)
 }
 
 /// Parse `--rate-limit N/SECONDS`: at most N calls in any window of SECONDS.
@@ -1251,9 +1252,13 @@ mod tests {
     fn call_values() {
         assert_eq!(parse_rate_limit("100/20").unwrap(), (100, Duration::from_secs(20)));
         assert_eq!(parse_rate_limit("5/0.25").unwrap(), (5, Duration::from_millis(250)));
-        for bad in ["100", "0/20", "10/0", "10/-1", "x/2", "10/2/3", "10/inf", "10/1e3"] {
+        for bad in ["100", "0/20", "10/0", "10/-1", "x/2", "10/2/3", "10/inf", "10/1e3", "10/0.0000000001"] {
             assert!(parse_rate_limit(bad).is_err(), "{bad}");
         }
+        // More than 0, but 0 ns as a duration: refused with the flag's name.
+        let err = parse_seconds("0.0000000001", "--deadline").unwrap_err();
+        assert!(err.message().contains("invalid --deadline"), "{err}");
+        assert_eq!(parse_seconds("0.000000001", "--deadline").unwrap(), Duration::from_nanos(1));
         assert!(parse_http_url("https://h/", "URL").unwrap_err().message().contains("no TLS"));
         assert!(parse_http_url("HTTP://h/", "URL").is_ok());
         assert!(parse_http_url("http:///x", "URL").is_err());
