@@ -153,6 +153,20 @@ fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
     assert!(stderr.contains("stopped after 3 requests"), "{stderr}");
 }
 
+/// `--verbose` writes a line per request on stderr: a reader of it that goes away (`2>&1 |
+/// head`, a log collector restarted) must neither stop the sim nor make it panic.
+#[test]
+fn verbose_serves_on_and_stops_cleanly_when_nobody_reads_stderr() {
+    let mut sim = Running::start(&["--vendor", "marketo", "--verbose"]);
+    drop(sim.child.stderr.take());
+    let (status, body) = send(Request::get(format!("{}/rest/v1/leads.json", sim.url)).body(Full::default()).unwrap());
+    assert_eq!((status, &body["errors"][0]["code"]), (200, &Value::from("601")), "{body}");
+    // Stopping prints the requests left in the log and a last line: to a closed pipe.
+    drop(sim.child.stdin.take());
+    let status = exit_of(&mut sim.child, "stdin closed");
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn every_vendor_starts_and_prints_what_it_accepts() {
     for (vendor, accepts) in [

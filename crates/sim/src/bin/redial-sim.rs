@@ -263,13 +263,22 @@ fn main() -> ExitCode {
     code
 }
 
+/// `eprintln!` for the sim while it serves: whoever read its stderr may be gone (`2>&1 | head`,
+/// a log collector restarted), and a write that fails is dropped: `eprintln!` would panic,
+/// and stop the sim under the application that uses it.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 async fn serve(args: Args) -> ExitCode {
     let vendor = args.vendor.expect("checked by parse");
     let addr = SocketAddr::new(args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), args.port);
     let sim = match Sim::start_on(addr).await {
         Ok(sim) => sim,
         Err(e) => {
-            eprintln!("redial-sim: cannot listen on {addr}: {e}");
+            log!("redial-sim: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -279,7 +288,7 @@ async fn serve(args: Args) -> ExitCode {
     let interrupted = std::future::poll_fn(|cx| Poll::Ready(ctrl_c.as_mut().poll(cx))).await;
     if let Poll::Ready(r) = interrupted {
         if let Err(e) = r {
-            eprintln!("redial-sim: cannot listen for Ctrl-C: {e}");
+            log!("redial-sim: cannot listen for Ctrl-C: {e}");
             return ExitCode::FAILURE;
         }
         return ExitCode::SUCCESS;
@@ -289,7 +298,7 @@ async fn serve(args: Args) -> ExitCode {
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(signal) => Some(signal),
         Err(e) => {
-            eprintln!("redial-sim: cannot listen for SIGTERM ({e}); it will end the sim at once");
+            log!("redial-sim: cannot listen for SIGTERM ({e}); it will end the sim at once");
             None
         }
     };
@@ -331,7 +340,7 @@ async fn serve(args: Args) -> ExitCode {
         tokio::select! {
             r = &mut ctrl_c => {
                 if let Err(e) = r {
-                    eprintln!("redial-sim: cannot listen for Ctrl-C ({e}); stopping");
+                    log!("redial-sim: cannot listen for Ctrl-C ({e}); stopping");
                 }
                 break;
             }
@@ -342,7 +351,7 @@ async fn serve(args: Args) -> ExitCode {
                 for req in sim.take_requests() {
                     served += 1;
                     if args.verbose {
-                        eprintln!("{}", describe(served, &req));
+                        log!("{}", describe(served, &req));
                     }
                 }
             }
@@ -352,9 +361,9 @@ async fn serve(args: Args) -> ExitCode {
     if args.verbose {
         for req in sim.take_requests() {
             served += 1;
-            eprintln!("{}", describe(served, &req));
+            log!("{}", describe(served, &req));
         }
-        eprintln!("redial-sim: stopped after {served} requests");
+        log!("redial-sim: stopped after {served} requests");
     }
     ExitCode::SUCCESS
 }
