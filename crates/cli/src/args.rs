@@ -315,16 +315,17 @@ where
             None => Ok(Command::Help(USAGE)),
             Some("explain") => Ok(Command::Help(EXPLAIN_USAGE)),
             Some("call") => Ok(Command::Help(CALL_USAGE)),
-            Some(other) => {
-                Err(UsageError::new(format!("no help for unknown command {other:?} (commands: explain, call)")))
-            }
+            Some(other) => Err(UsageError::new(format!(
+                "no help for unknown command {} (commands: explain, call)",
+                shown_value(other)
+            ))),
         },
         "explain" => parse_explain(args),
         "call" => parse_call(args, &env),
         flag if flag.starts_with('-') => {
-            Err(UsageError::new(format!("unknown flag {flag} before the command (try `redial --help`)")))
+            Err(UsageError::new(format!("unknown flag {} before the command (try `redial --help`)", shown_flag(flag))))
         }
-        other => Err(UsageError::new(format!("unknown command {other:?} (commands: explain, call)"))),
+        other => Err(UsageError::new(format!("unknown command {} (commands: explain, call)", shown_value(other)))),
     }
 }
 
@@ -397,11 +398,15 @@ fn parse_explain(mut args: impl Iterator<Item = OsString>) -> Result<Command, Us
                 raw.no_login = true;
             }
             flag if flag.starts_with('-') && flag != "-" => {
-                return Err(UsageError::new(format!("unknown flag {flag} for explain (see `redial explain --help`)")))
+                return Err(UsageError::new(format!(
+                    "unknown flag {} for explain (see `redial explain --help`)",
+                    shown_flag(flag)
+                )))
             }
             other => {
                 return Err(UsageError::new(format!(
-                    "unexpected argument {other:?} for explain (see `redial explain --help`)"
+                    "unexpected argument {} for explain (see `redial explain --help`)",
+                    shown_value(other)
                 )))
             }
         }
@@ -435,8 +440,9 @@ fn split_flag(arg: OsString, command: &str) -> Result<(String, Option<OsString>)
 
 fn check(raw: Raw) -> Result<ExplainArgs, UsageError> {
     let vendor_name = raw.vendor.ok_or_else(|| UsageError::new(format!("missing --vendor ({})", vendor_names())))?;
-    let vendor = Vendor::from_name(&vendor_name)
-        .ok_or_else(|| UsageError::new(format!("unknown vendor {vendor_name:?} (valid: {})", vendor_names())))?;
+    let vendor = Vendor::from_name(&vendor_name).ok_or_else(|| {
+        UsageError::new(format!("unknown vendor {} (valid: {})", shown_value(&vendor_name), vendor_names()))
+    })?;
 
     let observed = match (raw.status, raw.failure) {
         (Some(_), Some(_)) => {
@@ -692,13 +698,16 @@ fn parse_call(
                 set_url(&mut raw.url, utf8(url)?)?;
                 if let Some(extra) = args.next() {
                     return Err(UsageError::new(format!(
-                        "unexpected argument {:?} after the URL",
-                        extra.to_string_lossy()
+                        "unexpected argument {} after the URL",
+                        shown_value(&extra.to_string_lossy())
                     )));
                 }
             }
             flag if flag.starts_with('-') => {
-                return Err(UsageError::new(format!("unknown flag {flag} for call (see `redial call --help`)")))
+                return Err(UsageError::new(format!(
+                    "unknown flag {} for call (see `redial call --help`)",
+                    shown_flag(flag)
+                )))
             }
             _ => set_url(&mut raw.url, name)?,
         }
@@ -727,6 +736,28 @@ pub(crate) fn shown_url(s: &str) -> String {
     format!("{:?}", format!("{}{more}", redial_core::auth::redact_urls(cut)))
 }
 
+/// A flag's value as a message may show it: quoted, but a URL as [`shown_url`] shows it. When
+/// a flag's own value is forgotten, the next argument (the URL, perhaps with a token in its
+/// query or userinfo) is taken for it.
+pub(crate) fn shown_value(s: &str) -> String {
+    if s.contains("://") {
+        shown_url(s)
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// An unknown flag as a message may show it: a long flag's name; a short one's first letter,
+/// as an attached value may be a credential (curl's `-uuser:password`).
+fn shown_flag(flag: &str) -> String {
+    match flag.strip_prefix('-') {
+        Some(rest) if !rest.starts_with('-') && rest.chars().count() > 1 => {
+            format!("-{}…", rest.chars().next().unwrap_or_default())
+        }
+        _ => flag.to_owned(),
+    }
+}
+
 fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
     if let Some(first) = slot {
         // The second "URL" may be a value meant for a flag (a secret, after a flag that was
@@ -742,8 +773,9 @@ fn set_url(slot: &mut Option<String>, url: String) -> Result<(), UsageError> {
 
 fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<CallArgs, UsageError> {
     let vendor = match raw.vendor {
-        Some(name) => Vendor::from_name(&name)
-            .ok_or_else(|| UsageError::new(format!("unknown vendor {name:?} (valid: {})", vendor_names())))?,
+        Some(name) => Vendor::from_name(&name).ok_or_else(|| {
+            UsageError::new(format!("unknown vendor {} (valid: {})", shown_value(&name), vendor_names()))
+        })?,
         None => Vendor::Generic,
     };
     let url = raw.url.ok_or_else(|| UsageError::new("missing URL (see `redial call --help`)"))?;
@@ -766,7 +798,7 @@ fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Ca
     }
     args.method = match raw.method {
         Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| UsageError::new(format!("invalid -X/--request {m:?}")))?,
+            .map_err(|_| UsageError::new(format!("invalid -X/--request {}", shown_value(&m))))?,
         None if args.data.is_some() => Method::POST,
         None => Method::GET,
     };
@@ -921,14 +953,18 @@ pub fn parse_count(s: &str, flag: &str, max: u32) -> Result<u32, UsageError> {
     s.parse::<u32>()
         .ok()
         .filter(|n| (1..=max).contains(n) && s.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| UsageError::new(format!("invalid {flag} {s:?}: expected 1 to {max}")))
+        .ok_or_else(|| UsageError::new(format!("invalid {flag} {}: expected 1 to {max}", shown_value(s))))
 }
 
 /// Parse a duration in seconds, fractions allowed (`30`, `1.5`), greater than zero and at
 /// most a day.
 pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
-    let invalid =
-        || UsageError::new(format!("invalid {flag} {s:?}: expected seconds, greater than 0 and at most 86400"));
+    let invalid = || {
+        UsageError::new(format!(
+            "invalid {flag} {}: expected seconds, greater than 0 and at most 86400",
+            shown_value(s)
+        ))
+    };
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(invalid());
     }
@@ -943,7 +979,10 @@ pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
 /// Parse `--rate-limit N/SECONDS`: at most N calls in any window of SECONDS.
 pub fn parse_rate_limit(s: &str) -> Result<(u32, Duration), UsageError> {
     let Some((n, secs)) = s.split_once('/') else {
-        return Err(UsageError::new(format!("invalid --rate-limit {s:?}: expected N/SECONDS, e.g. 100/20")));
+        return Err(UsageError::new(format!(
+            "invalid --rate-limit {}: expected N/SECONDS, e.g. 100/20",
+            shown_value(s)
+        )));
     };
     let n = parse_count(n, "--rate-limit calls", 1_000_000)?;
     let window = parse_seconds(secs, "--rate-limit window")?;
@@ -952,7 +991,7 @@ pub fn parse_rate_limit(s: &str) -> Result<(u32, Duration), UsageError> {
 
 /// Parse `--status`: a number from 100 to 999.
 pub fn parse_status(s: &str) -> Result<StatusCode, UsageError> {
-    let invalid = || UsageError::new(format!("invalid --status {s:?}: expected 100 to 999"));
+    let invalid = || UsageError::new(format!("invalid --status {}: expected 100 to 999", shown_value(s)));
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
@@ -967,14 +1006,17 @@ pub fn parse_failure(s: &str) -> Result<Failure, UsageError> {
         "timeout" => Ok(Failure::Timeout),
         "io" => Ok(Failure::Io),
         "body_read" | "body-read" => Ok(Failure::BodyRead),
-        _ => Err(UsageError::new(format!("invalid --failure {s:?}: expected connect, timeout, io or body_read"))),
+        _ => Err(UsageError::new(format!(
+            "invalid --failure {}: expected connect, timeout, io or body_read",
+            shown_value(s)
+        ))),
     }
 }
 
 /// Parse `--method`, case-insensitively (`post` is `POST`).
 pub fn parse_method(s: &str) -> Result<Method, UsageError> {
     Method::from_bytes(s.to_ascii_uppercase().as_bytes())
-        .map_err(|_| UsageError::new(format!("invalid --method {s:?}")))
+        .map_err(|_| UsageError::new(format!("invalid --method {}", shown_value(s))))
 }
 
 /// Parse `--url`: an absolute URL with a scheme and a host.
@@ -994,7 +1036,7 @@ pub fn parse_attempt(s: &str) -> Result<u32, UsageError> {
     s.parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_ATTEMPT).contains(n) && s.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| UsageError::new(format!("invalid --attempt {s:?}: expected 1 to {MAX_ATTEMPT}")))
+        .ok_or_else(|| UsageError::new(format!("invalid --attempt {}: expected 1 to {MAX_ATTEMPT}", shown_value(s))))
 }
 
 /// Parse one `Name: value` header, as given to `flag`. The value's surrounding spaces and tabs

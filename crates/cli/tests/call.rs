@@ -454,7 +454,7 @@ fn a_refused_connection_is_a_failure_counted_by_kind() {
 #[test]
 fn usage_errors_never_echo_a_credential() {
     let url = "http://127.0.0.1:1/rest/v1/leads.json";
-    let mistakes: [&[&str]; 5] = [
+    let mistakes: [&[&str]; 13] = [
         // A header without its colon, and one whose value is not a valid header value.
         &["call", "-H", "Authorization Bearer TOKEN-S3CRET", url],
         &["call", "-H", "Authorization: Bearer TOKEN-S3CRET\r", url],
@@ -473,6 +473,16 @@ fn usage_errors_never_echo_a_credential() {
         &["call", "--vendor", "responsys", "--login-url", "http://h", "--user", "--password", "TOKEN-S3CRET", url],
         // A login URL with the secret in its query.
         &["call", "--vendor", "marketo", "--login-url", "https://h/identity?client_secret=TOKEN-S3CRET", url],
+        // A flag's value forgotten: the URL, with a token in its query or userinfo, is taken for it.
+        &["call", "--vendor", "http://x.mktorest.com/rest/v1/leads.json?access_token=TOKEN-S3CRET"],
+        &["call", "--concurrency", "http://h/x?access_token=TOKEN-S3CRET", url],
+        &["call", "--deadline", "http://u:TOKEN-S3CRET@h/x", url],
+        &["call", "-X", "GET", "--rate-limit", "http://h/x?access_token=TOKEN-S3CRET", url],
+        &["explain", "--vendor", "http://h/x?access_token=TOKEN-S3CRET", "--status", "200"],
+        &["explain", "--vendor", "generic", "--status", "http://h/x?access_token=TOKEN-S3CRET"],
+        &["explain", "--vendor", "generic", "--status", "200", "http://h/x?access_token=TOKEN-S3CRET"],
+        // curl's `-u user:password`, attached: not a flag of redial.
+        &["call", "-uadmin:TOKEN-S3CRET", url],
     ];
     for args in mistakes {
         let r = redial(args, &[]);
