@@ -25,8 +25,8 @@ use redial_core::backoff::SplitMix64;
 use redial_core::budget::{BudgetConfig, RatioBudget, RetryBudget};
 use redial_core::hint::{self, parse_retry_after, rate_limit_reset, server_hint};
 use redial_core::{
-    decide, Advice, Attempt, Body, Classification, Context, Decision, Failure, NotReplayable, Outcome, Problem,
-    RequestHead, ResponseHead,
+    decide, Advice, Attempt, Body, Classification, Context, Decision, FailReason, Failure, NotReplayable, Outcome,
+    Problem, RequestHead, ResponseHead,
 };
 use redial_vendors::{adobe, genesys, marketo, responsys, Vendor};
 
@@ -376,6 +376,8 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
         _ => Err(NotReplayable::TooLarge { limit: policy.replay_limit() }),
     };
     let can_reconcile = k.flags & 1 != 0;
+    // Set by default: the seeds were written before the bit meant anything.
+    let can_refresh_auth = k.flags & 32 == 0;
     let budget =
         (k.flags & 2 != 0).then(|| RatioBudget::new(policy.budget().cloned().unwrap_or_else(BudgetConfig::default)));
     let budget = budget.as_ref().map(|b| b as &dyn RetryBudget);
@@ -397,6 +399,7 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
             replayable,
             elapsed,
             can_reconcile,
+            can_refresh_auth,
         };
         let d = decide(&c, &ctx, budget, now, &mut rng);
         let (status, failure) = match earlier {
@@ -422,11 +425,13 @@ pub fn run_classify_decide(data: &[u8]) -> Option<(Vendor, StatusCode, Classific
         replayable,
         elapsed,
         can_reconcile,
+        can_refresh_auth,
     };
     let d = decide(&c, &ctx, budget, now, &mut rng);
     match (&c.advice, &d) {
         (Advice::Return, d) => assert_eq!(*d, Decision::Return),
         (Advice::Fail, d) => assert!(matches!(d, Decision::Fail(_)), "{d:?}"),
+        (Advice::RefreshAuth, d) if !can_refresh_auth => assert_eq!(*d, Decision::Fail(FailReason::NoTokenSource)),
         _ => {}
     }
     match &d {

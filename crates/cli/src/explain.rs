@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redial_core::backoff::SplitMix64;
 use redial_core::{
-    decide, Action, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, Kind, NotReplayable, Outcome,
+    decide, Advice, Attempt, Body, Classification, Context, Decision, ErrorScope, Kind, NotReplayable, Outcome,
     Problem, RequestHead, ResponseHead, VendorError,
 };
 use serde_json::{json, Map, Value};
@@ -118,24 +118,25 @@ pub fn explain(
             replayable,
             elapsed,
             can_reconcile: args.reconcile_hook,
+            can_refresh_auth: args.login,
         };
         decide(&c, &ctx, None, instant, &mut rng)
     };
     for n in 1..args.attempt {
         let d = decide_at(n, &history, elapsed);
         // An attempt that ends the request has no attempt after it to explain.
-        if let Some(why) = ends(&d, args.login) {
-            return Err(NotReached { attempt: args.attempt, ended_at: n, action: action(&d, args.login), why });
+        if let Some(why) = ends(&d) {
+            return Err(NotReached { attempt: args.attempt, ended_at: n, action: d.action().as_str(), why });
         }
         history.push(Attempt::new(n, status, failure, &c, &d, elapsed));
         if let Decision::Retry { after, .. } = d {
             elapsed = elapsed.saturating_add(after);
         }
-        earlier.push(history_entry(n, &c, &d, args.login));
+        earlier.push(history_entry(n, &c, &d));
     }
     let decision = decide_at(args.attempt, &history, elapsed);
 
-    let fail_reason = match ends(&decision, args.login) {
+    let fail_reason = match ends(&decision) {
         Some(why) if decision != Decision::Return => Some(why),
         _ => None,
     };
@@ -165,7 +166,7 @@ pub fn explain(
         // Which host limit a throttled answer lowers (rate, concurrency) or none (request).
         "throttle": (c.kind == Kind::Throttled).then(|| c.throttle.as_str()),
         "advice": c.advice.action().as_str(),
-        "action": action(&decision, args.login),
+        "action": decision.action().as_str(),
         "rule": rule(&c),
         "code": first.map(|e| e.code.as_str()),
         "message": first.and_then(|e| e.message.as_deref()),
@@ -198,39 +199,26 @@ fn rule(c: &Classification) -> Option<&'static str> {
 }
 
 /// An earlier attempt in the history; it did not end the request (or it would be the last).
-fn history_entry(n: u32, c: &Classification, d: &Decision, login: bool) -> Value {
+fn history_entry(n: u32, c: &Classification, d: &Decision) -> Value {
     let (rule, after) = match d {
         Decision::Retry { after, .. } => (rule(c), Some(millis(*after))),
         _ => (None, None),
     };
     json!({
         "attempt": n,
-        "action": action(d, login),
+        "action": d.action().as_str(),
         "rule": rule,
         "after_ms": after,
         "fail_reason": Value::Null,
     })
 }
 
-/// The driver's failure for a refresh the vendor asks for when the host has no login.
-const NO_LOGIN: &str = "the vendor asked for a new credential and no token source is configured";
-
-/// Whether `d` ends the request (it is returned, or it fails), and then why: the driver fails a
-/// token refresh for a host without a login.
-fn ends(d: &Decision, login: bool) -> Option<String> {
+/// Whether `d` ends the request (it is returned, or it fails), and then why.
+fn ends(d: &Decision) -> Option<String> {
     match d {
         Decision::Return => Some("the response is returned".to_owned()),
         Decision::Fail(why) => Some(why.to_string()),
-        Decision::RefreshAuth if !login => Some(NO_LOGIN.to_owned()),
         _ => None,
-    }
-}
-
-/// What the driver does with `d`.
-fn action(d: &Decision, login: bool) -> &'static str {
-    match d {
-        Decision::RefreshAuth if !login => Action::Fail.as_str(),
-        d => d.action().as_str(),
     }
 }
 
@@ -301,7 +289,7 @@ mod tests {
     use super::*;
     use crate::args::Observed;
     use http::{HeaderValue, Method, StatusCode};
-    use redial_core::Failure;
+    use redial_core::{FailReason, Failure};
     use redial_vendors::Vendor;
 
     fn args(vendor: Vendor, status: u16) -> ExplainArgs {
@@ -362,10 +350,11 @@ mod tests {
         let out = explain(&a, body, None, SystemTime::now()).unwrap();
         assert_eq!(out["action"], "fail");
         assert_eq!(out["advice"], "refresh_auth");
-        assert_eq!(out["fail_reason"], NO_LOGIN);
-        assert!(out["reason"].as_str().unwrap().ends_with(NO_LOGIN));
+        let no_login = FailReason::NoTokenSource.to_string();
+        assert_eq!(out["fail_reason"], no_login);
+        assert!(out["reason"].as_str().unwrap().ends_with(&no_login));
         a.attempt = 2;
-        assert_eq!(explain(&a, body, None, SystemTime::now()).unwrap_err().why, NO_LOGIN);
+        assert_eq!(explain(&a, body, None, SystemTime::now()).unwrap_err().why, no_login);
     }
 
     #[test]

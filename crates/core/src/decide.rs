@@ -141,6 +141,8 @@ pub enum FailReason {
     RewriteExhausted,
     /// A rule asks for reconciliation and no hook is registered for this request.
     NoReconcileHook,
+    /// The vendor asks for a new credential and no token source can give this request one.
+    NoTokenSource,
 }
 
 impl fmt::Display for FailReason {
@@ -174,6 +176,9 @@ impl fmt::Display for FailReason {
                 write!(f, "the credential was already refreshed {max} times")
             }
             FailReason::RewriteExhausted => f.write_str("the request was already rewritten once"),
+            FailReason::NoTokenSource => {
+                f.write_str("the vendor asked for a new credential and no token source is configured")
+            }
             FailReason::NoReconcileHook => {
                 f.write_str("not retried: the rule asks to reconcile and no reconcile hook is registered")
             }
@@ -236,6 +241,9 @@ pub struct Context<'a> {
     pub elapsed: Duration,
     /// Whether a reconcile hook is registered for this request.
     pub can_reconcile: bool,
+    /// Whether a token source can give this request a new credential: one serves its host,
+    /// and the attempt carried its token.
+    pub can_refresh_auth: bool,
 }
 
 /// Decide what to do with a classified outcome.
@@ -255,7 +263,7 @@ pub struct Context<'a> {
 /// let c = Classification::retry(Kind::Transient, RetryRule::new("generic.502"), "bad gateway");
 /// let ctx = Context {
 ///     attempt: 1, history: &[], policy: &policy, idempotent: true, replayable: Ok(()),
-///     elapsed: Duration::ZERO, can_reconcile: false,
+///     elapsed: Duration::ZERO, can_reconcile: false, can_refresh_auth: false,
 /// };
 /// let d = decide(&c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(1));
 /// assert_eq!(d.action(), Action::Retry);
@@ -282,6 +290,9 @@ pub fn decide(
         Advice::Fail => Decision::Fail(FailReason::Final),
         Advice::Retry(rule) => retry(c, rule, ctx, budget, now, rng),
         Advice::RefreshAuth => {
+            if !ctx.can_refresh_auth {
+                return Decision::Fail(FailReason::NoTokenSource);
+            }
             if let Err(why) = ctx.replayable {
                 return Decision::Fail(FailReason::NotReplayable(why));
             }

@@ -19,6 +19,7 @@ fn ctx<'a>(policy: &'a Policy, history: &'a [Attempt], elapsed: Duration) -> Con
         replayable: Ok(()),
         elapsed,
         can_reconcile: false,
+        can_refresh_auth: true,
     }
 }
 

@@ -22,6 +22,7 @@ fn decide_for(method: &Method, outcome: Outcome<'_>) -> (Classification, Decisio
         replayable: Ok(()),
         elapsed: Duration::ZERO,
         can_reconcile: false,
+        can_refresh_auth: true,
     };
     let d = decide(&c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(3));
     (c, d)

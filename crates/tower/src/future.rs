@@ -950,6 +950,7 @@ where
                             this.timer.set(None);
                             this.state.set(State::Ready);
                         }
+                        // Decided as a failure (`can_refresh_auth`): never reached.
                         _ => {
                             this.state.set(State::Done);
                             return Poll::Ready(Err(eng.fail(ErrorKind::NoTokenSource, c, got)));
@@ -959,6 +960,11 @@ where
                 Decision::Fail(reason) => {
                     eng.record(&c, &Decision::Fail(reason.clone()), status, failure);
                     this.state.set(State::Done);
+                    // A configuration the vendor's answer found wanting: an error, whatever the
+                    // response.
+                    if reason == FailReason::NoTokenSource {
+                        return Poll::Ready(Err(eng.fail(ErrorKind::NoTokenSource, c, got)));
+                    }
                     if eng.shared.final_responses_as_ok && got.is_response() {
                         let mut report = eng.take_report();
                         report.gave_up = Some(reason);
@@ -1207,6 +1213,7 @@ impl<B> Engine<B> {
             replayable: self.replay.as_ref().map(|_| ()).map_err(|e| *e),
             elapsed: now.duration_since(self.start()),
             can_reconcile: host.reconcile.is_some(),
+            can_refresh_auth: host.auth.is_some() && self.used_token.is_some(),
         };
         let budget = if host_only { None } else { host.budget.as_deref() };
         let rng = self.rng.get_or_insert_with(|| shared.rng());

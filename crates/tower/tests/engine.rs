@@ -141,6 +141,23 @@ async fn a_login_refused_after_a_token_refresh_keeps_the_401_that_asked_for_it()
     assert_eq!(actions, [Action::Retry, Action::RefreshAuth]);
 }
 
+/// A vendor that asks for a new credential, on a host with no token source: the request fails
+/// at once, an auth error owning the 401, and the report says what happened (the attempt was
+/// failed), not what the vendor advised (a refresh that never came).
+#[tokio::test(start_paused = true)]
+async fn a_refresh_asked_for_without_a_token_source_is_recorded_as_the_failure_it_is() {
+    let vendor =
+        tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async { Ok::<_, Infallible>(reply(401, "who?")) });
+    let layer = RetryLayer::new(Steps, Policy::default());
+    let req = Request::get("http://vendor.test/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert!(err.is_auth() && !err.is_auth_failed(), "{err}");
+    assert!(err.to_string().contains("no token source is configured"), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
+    let actions: Vec<_> = err.report().attempts.iter().map(|a| a.action).collect();
+    assert_eq!(actions, [Action::Fail]);
+}
+
 /// A response body that breaks after its first bytes.
 #[derive(Debug)]
 struct Breaks(bool);

@@ -62,6 +62,7 @@ fn decide_with(c: &Classification, method: &Method, history: &[Attempt]) -> Deci
         replayable: Ok(()),
         elapsed: Duration::ZERO,
         can_reconcile: false,
+        can_refresh_auth: true,
     };
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(7))
 }

@@ -94,6 +94,7 @@ fn decide_at(c: &Classification, attempt: u32, history: &[Attempt], idempotent: 
         replayable: Ok(()),
         elapsed: S * attempt,
         can_reconcile,
+        can_refresh_auth: true,
     };
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(3))
 }

@@ -79,6 +79,7 @@ fn first_decision(c: &Classification, method: &Method) -> Decision {
         replayable: Ok(()),
         elapsed: Duration::ZERO,
         can_reconcile: false,
+        can_refresh_auth: true,
     };
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(7))
 }
@@ -302,6 +303,7 @@ fn marketo_414_on_a_get_is_rewritten_once() {
         replayable: Ok(()),
         elapsed: Duration::ZERO,
         can_reconcile: false,
+        can_refresh_auth: true,
     };
     let d = decide(&c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(1));
     assert_eq!(d, Decision::Fail(FailReason::RewriteExhausted));

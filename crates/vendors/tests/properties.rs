@@ -540,6 +540,7 @@ fn classify_decide(vendor: Vendor, case: &Case) -> Result<Decision, TestCaseErro
             replayable,
             elapsed,
             can_reconcile,
+            can_refresh_auth: true,
         };
         let d = decide(&c, &ctx, budget, now, &mut rng);
         let status = matches!(outcome, Outcome::Response(..)).then_some(head.status);
@@ -559,6 +560,7 @@ fn classify_decide(vendor: Vendor, case: &Case) -> Result<Decision, TestCaseErro
         replayable,
         elapsed,
         can_reconcile,
+        can_refresh_auth: true,
     };
     let d = decide(&c, &ctx, budget, now, &mut rng);
     match &c.advice {

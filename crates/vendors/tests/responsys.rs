@@ -51,8 +51,16 @@ fn classify_failure(f: Failure) -> Classification {
 
 fn decide_at(c: &Classification, attempt: u32, history: &[Attempt], idempotent: bool, elapsed: Duration) -> Decision {
     let policy = policy();
-    let ctx =
-        Context { attempt, history, policy: &policy, idempotent, replayable: Ok(()), elapsed, can_reconcile: false };
+    let ctx = Context {
+        attempt,
+        history,
+        policy: &policy,
+        idempotent,
+        replayable: Ok(()),
+        elapsed,
+        can_reconcile: false,
+        can_refresh_auth: true,
+    };
     decide(c, &ctx, None, Instant::now(), &mut SplitMix64::seeded(7))
 }
 
