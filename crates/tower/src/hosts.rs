@@ -111,7 +111,7 @@ impl fmt::Display for InvalidHost {
         } else {
             write!(
                 f,
-                "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`, without a port",
+                "invalid host pattern {:?}: expected `host.example.com` or `*.example.com`, without a port or a trailing dot",
                 self.pattern
             )
         }
@@ -188,7 +188,9 @@ impl Hosts {
                 false
             }
             None => {
-                if lower.is_empty() || lower.contains(['*', '/', ' ']) {
+                // A host written with its root's dot (`localhost.`) is looked up without it: a
+                // pattern with one would never match.
+                if lower.is_empty() || lower.ends_with('.') || lower.contains(['*', '/', ' ']) {
                     return Err(invalid());
                 }
                 key = lower.into();
@@ -285,7 +287,7 @@ mod tests {
     #[test]
     fn patterns_are_validated() {
         let mut hosts = Hosts::new(host("default"));
-        for bad in ["", "*", "*.", "*example.com", "a.*.com", "**.x.com", "*..com", "a/b"] {
+        for bad in ["", "*", "*.", "*example.com", "a.*.com", "**.x.com", "*..com", "a/b", "localhost.", "x.com."] {
             assert!(hosts.insert(bad, host(bad)).is_err(), "{bad:?}");
         }
         for bad in ["x.com:8443", "*.x.com:443", "127.0.0.1:80", "::1"] {
