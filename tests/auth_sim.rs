@@ -51,6 +51,25 @@ fn leads(sim: &Sim) -> Request<Full<Bytes>> {
     Request::get(sim.url("/rest/v1/leads.json?filterType=id&filterValues=1")).body(Full::default()).unwrap()
 }
 
+/// A login that cannot connect says why, all the way down ("client error (Connect)" alone
+/// does not), and never with the secret its URL carries.
+#[tokio::test(start_paused = true)]
+async fn a_login_that_cannot_connect_says_why_without_its_secret() {
+    let sim = Sim::start().await.unwrap();
+    sim_marketo::install(&sim, marketo_config());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{closed}/identity");
+    let source = TokenSource::login(marketo::IdentityLogin::new(&url, "sim-client-id", SECRET).unwrap());
+    let svc = client_through(marketo_layer(Vendor::Marketo.policy(), &source));
+    let mut req = leads(&sim);
+    req.extensions_mut().insert(RequestLimits::new().deadline(3 * S));
+    let err = svc.oneshot(req).await.unwrap_err();
+    let login = err.login_error().unwrap_or_else(|| panic!("{err}"));
+    let said = login.to_string();
+    assert!(said.to_ascii_lowercase().contains("refused"), "{said}");
+    assert!(!said.contains(SECRET) && !err.to_string().contains(SECRET), "{said}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_requests_with_an_expired_token_cause_exactly_one_login() {
     let sim = Sim::start().await.unwrap();

@@ -402,8 +402,19 @@ async fn send_login(
         Err(e) => {
             let at = e.downcast_ref::<Stopped>().map(|s| s.at);
             // A transport error names the URL it failed on; its query may hold the credential
-            // (Marketo documents client_secret there).
-            let why = redial_core::auth::redact_urls(&e.to_string()).into_owned();
+            // (Marketo documents client_secret there). So the error is not kept as the source:
+            // its causes are told, redacted (`client error (Connect)` says nothing without
+            // the `Connection refused` under it).
+            let why = {
+                let mut why = e.to_string();
+                let mut next = e.source();
+                while let Some(cause) = next {
+                    why.push_str(": ");
+                    why.push_str(&cause.to_string());
+                    next = cause.source();
+                }
+                redial_core::auth::redact_urls(&why).into_owned()
+            };
             match at {
                 // Nothing went out: neither an answer nor the vendor's silence.
                 Some(StoppedAt::NotSent) => {
