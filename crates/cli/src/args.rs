@@ -216,9 +216,10 @@ pub enum Observed {
     Failure(Failure),
 }
 
-/// The arguments of `redial explain`.
+/// The arguments of `redial explain`. `Debug` shows the URL without its query or userinfo and
+/// the header names without their values: any of them may carry a credential.
 #[non_exhaustive]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExplainArgs {
     /// The vendor whose profile and default policy apply.
     pub vendor: Vendor,
@@ -243,6 +244,24 @@ pub struct ExplainArgs {
     /// Whether the host is taken to have a login (a token source): without one, a token
     /// refresh the vendor asks for fails the request, as in the driver.
     pub login: bool,
+}
+
+impl fmt::Debug for ExplainArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExplainArgs")
+            .field("vendor", &self.vendor)
+            .field("method", &self.method)
+            .field("url", &redial_core::auth::redact_urls(&self.url.to_string()))
+            .field("request_headers", &self.request_headers.keys().collect::<Vec<_>>())
+            .field("request_body", &self.request_body)
+            .field("attempt", &self.attempt)
+            .field("observed", &self.observed)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &self.body)
+            .field("reconcile_hook", &self.reconcile_hook)
+            .field("login", &self.login)
+            .finish()
+    }
 }
 
 impl ExplainArgs {
@@ -548,9 +567,10 @@ pub enum LoginArgs {
     },
 }
 
-/// The arguments of `redial call`.
+/// The arguments of `redial call`. `Debug` shows the URL without its query or userinfo, the
+/// header names without their values and the body's size: any of them may carry a credential.
 #[non_exhaustive]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallArgs {
     /// The vendor whose profile and policy serve the URL's host.
     pub vendor: Vendor,
@@ -578,6 +598,30 @@ pub struct CallArgs {
     pub deadline: Option<Duration>,
     /// `--json`: JSON lines instead of the response.
     pub json: bool,
+}
+
+impl fmt::Debug for CallArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.data.as_ref().map(|data| match data {
+            Data::Text(text) => format!("{} bytes", text.len()),
+            Data::Read(input) => format!("{input:?}"),
+        });
+        f.debug_struct("CallArgs")
+            .field("vendor", &self.vendor)
+            .field("method", &self.method)
+            .field("url", &redial_core::auth::redact_urls(&self.url.to_string()))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("data", &data)
+            .field("login", &self.login)
+            .field("repeat", &self.repeat)
+            .field("concurrency", &self.concurrency)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("deadline", &self.deadline)
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 impl CallArgs {
@@ -1074,6 +1118,35 @@ mod tests {
             Command::Explain(a) => Ok(*a),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Any of the URL's query and userinfo, a header's value and the body may carry a
+    /// credential: `Debug` shows none of them.
+    #[test]
+    fn debug_shows_no_credential_of_the_request() {
+        let call = std::iter::once("call").chain([
+            "-H",
+            "Authorization: Bearer TOPSECRET-1",
+            "-d",
+            "password=TOPSECRET-2",
+            "http://user:TOPSECRET-3@api.example.com/x?access_token=TOPSECRET-4",
+        ]);
+        let shown = format!("{:?}", parse(call).unwrap());
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        assert!(shown.contains("authorization") && shown.contains("api.example.com"), "{shown}");
+        let explain = explain(&[
+            "--vendor",
+            "generic",
+            "--status",
+            "500",
+            "--url",
+            "https://api.example.com/p?access_token=TOPSECRET-5",
+            "--request-header",
+            "Authorization: Bearer TOPSECRET-6",
+        ]);
+        let shown = format!("{:?}", explain.unwrap());
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        assert!(shown.contains("authorization"), "{shown}");
     }
 
     #[test]
