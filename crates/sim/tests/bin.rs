@@ -153,6 +153,17 @@ fn marketo_on_an_ephemeral_port_logs_in_answers_and_stops_when_stdin_closes() {
     assert!(stderr.contains("stopped after 3 requests"), "{stderr}");
 }
 
+/// An instance with other limits than Marketo's: the command the banner suggests gives the
+/// client those limits, so that it does not start at 100 per 20 s and learn them from 606s.
+#[test]
+fn the_suggested_command_carries_the_instances_own_limits() {
+    let sim = Running::start(&["--vendor", "marketo", "--rate-limit", "10/2", "--max-concurrency", "3"]);
+    assert!(sim.banner_has("--rate-limit 10/2 --max-concurrency 3 http://"), "{:?}", sim.banner);
+    drop(sim);
+    let sim = Running::start(&["--vendor", "marketo"]);
+    assert!(!sim.banner_has("--rate-limit") && !sim.banner_has("--max-concurrency"), "{:?}", sim.banner);
+}
+
 /// `--verbose` writes a line per request on stderr: a reader of it that goes away (`2>&1 |
 /// head`, a log collector restarted) must neither stop the sim nor make it panic.
 #[test]

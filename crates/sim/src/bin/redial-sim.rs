@@ -445,9 +445,19 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                 c.max_concurrency.map_or("no concurrency limit".to_owned(), |n| format!("{n} at once")),
                 c.latency.as_millis()
             ));
+            // A client keeps Marketo's limits unless told this instance's (tighter ones: it
+            // would learn them from the 606s and 615s, slowly): the command says them.
+            let marketo = MarketoConfig::default();
+            let mut limits = String::new();
+            if let Some((n, w)) = c.rate_limit.filter(|_| c.rate_limit != marketo.rate_limit) {
+                limits.push_str(&format!("--rate-limit {n}/{} ", w.as_secs_f64()));
+            }
+            if let Some(n) = c.max_concurrency.filter(|_| c.max_concurrency != marketo.max_concurrency) {
+                limits.push_str(&format!("--max-concurrency {n} "));
+            }
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor marketo --login-url {base}/identity \
-                 --client-id {} {base}/rest/v1/leads.json",
+                 --client-id {} {limits}{base}/rest/v1/leads.json",
                 secret.in_env, c.client_id
             ));
             let _ = marketo::install(sim, c);
