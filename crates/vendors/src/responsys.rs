@@ -238,23 +238,24 @@ fn envelope(doc: &Value) -> Option<(ResponsysError, Vec<(&'static str, String)>)
 
 /// The record errors of a successful batch response: an array (at the top level, or under
 /// `response` of a poll) of `{"success":false,"errorMessage":"CODE: text","recipientId":…}`.
-fn record_errors(doc: &Value) -> Vec<VendorError> {
+/// How many records failed, and the errors of the first [`MAX_ERRORS`](crate::MAX_ERRORS).
+fn record_errors(doc: &Value) -> (usize, Vec<VendorError>) {
     let records = match doc {
         Value::Array(items) => items,
         Value::Object(obj) => match obj.get("response") {
             Some(Value::Array(items)) => items,
-            _ => return Vec::new(),
+            _ => return (0, Vec::new()),
         },
-        _ => return Vec::new(),
+        _ => return (0, Vec::new()),
     };
-    records
+    fn failed(record: &Value) -> Option<&Map<String, Value>> {
+        record.as_object().filter(|r| r.get("success") == Some(&Value::Bool(false)))
+    }
+    let errors = records
         .iter()
         .enumerate()
         .filter_map(|(i, record)| {
-            let record = record.as_object()?;
-            if record.get("success") != Some(&Value::Bool(false)) {
-                return None;
-            }
+            let record = failed(record)?;
             let message = match record.get("errorMessage") {
                 Some(Value::String(s)) => s.trim(),
                 _ => "",
@@ -271,7 +272,9 @@ fn record_errors(doc: &Value) -> Vec<VendorError> {
             }
             Some(e)
         })
-        .collect()
+        .take(crate::MAX_ERRORS)
+        .collect();
+    (records.iter().filter_map(failed).count(), errors)
 }
 
 fn is_code(s: &str) -> bool {
@@ -579,16 +582,12 @@ impl Profile for Responsys {
                 .with_body(BodyUse::Parsed);
         }
         if head.status.is_success() {
-            let records = record_errors(&doc);
-            let c = if records.is_empty() {
+            let (failed, records) = record_errors(&doc);
+            let c = if failed == 0 {
                 Classification::success("responsys: success")
             } else {
-                Classification::new(
-                    Kind::Partial,
-                    Advice::Return,
-                    format!("responsys: {} record(s) failed", records.len()),
-                )
-                .with_errors(records)
+                Classification::new(Kind::Partial, Advice::Return, format!("responsys: {failed} record(s) failed"))
+                    .with_errors(records)
             };
             return c.with_body(BodyUse::Parsed);
         }

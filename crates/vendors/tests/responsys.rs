@@ -351,6 +351,21 @@ fn record_failures_in_a_2xx_batch_are_partial() {
     assert_eq!(ok.kind, Kind::Success);
 }
 
+/// At most `MAX_ERRORS` vendor errors are kept from one response, as for every vendor: a
+/// batch with more failed records keeps the first ones, and the reason counts them all.
+#[test]
+fn record_failures_are_kept_up_to_the_cap() {
+    let max = redial_vendors::MAX_ERRORS;
+    let record = r#"{"errorMessage":"RECIPIENT_STATUS_UNDELIVERABLE: bad","success":false,"recipientId":7}"#;
+    for n in [max - 1, max, max + 1, max + 500] {
+        let body = format!("[{}]", vec![record; n].join(","));
+        let c = classify(200, Some(JSON), &body);
+        assert_eq!((c.kind, c.errors.len()), (Kind::Partial, n.min(max)), "{n} failed records");
+        assert_eq!(c.errors.last().map(|e| e.scope), Some(ErrorScope::Record(n.min(max) - 1)), "{n}");
+        assert!(c.reason.contains(&format!("{n} record(s) failed")), "{n}: {}", c.reason);
+    }
+}
+
 #[test]
 fn aftm_allow_list() {
     let r = Responsys::default();
