@@ -330,6 +330,19 @@ impl Answer<'_> {
     }
 }
 
+/// A failed login's error with the wait the answer's `Retry-After` names, unless it is fatal: a
+/// login endpoint that throttles (429, 503) may say when to come back; with a wait of the
+/// vendor's rule too, the longer one holds.
+pub(crate) fn with_server_wait(e: LoginError, res: &ResponseHead<'_>) -> LoginError {
+    match redial_core::hint::retry_after(res.headers, res.received_at) {
+        Some(wait) if !e.is_fatal() => {
+            let wait = e.retry_after().map_or(wait, |rule| rule.max(wait));
+            e.with_retry_after(wait)
+        }
+        _ => e,
+    }
+}
+
 /// RFC 6749 §5.2 error codes (and those of §4.1.2.1 and RFC 8628 that token endpoints also
 /// send), with their kind. Other codes are judged by the status.
 #[rustfmt::skip]
@@ -601,17 +614,7 @@ impl Login for ClientCredentials {
 
     fn parse(&self, res: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
         let answer = Answer { who: self.who, status: res.status, body, secrets: &[self.client_secret.expose()] };
-        read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer)).map_err(|e| {
-            // A token endpoint that throttles (429, 503) may say when to come back; with a
-            // wait of the vendor's rule too, the longer one holds.
-            match redial_core::hint::retry_after(res.headers, res.received_at) {
-                Some(wait) if !e.is_fatal() => {
-                    let wait = e.retry_after().map_or(wait, |rule| rule.max(wait));
-                    e.with_retry_after(wait)
-                }
-                _ => e,
-            }
-        })
+        read_token(&answer, self.envelope, matches!(self.attach, Attach::Bearer)).map_err(|e| with_server_wait(e, res))
     }
 
     fn attach(&self) -> Attach {

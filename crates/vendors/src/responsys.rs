@@ -634,6 +634,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
 /// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest; after [`NO_RESPONSE_RETRIES`] (3) such retries in a row, the next one without an answer is fatal (no login for the token source's longest backoff, 2 min at least). A login the client never sent (its inner service failed to get ready) is not one of them |
 /// | 2xx whose `endPoint` is not an absolute http(s) URI | transient ("login answered without a usable endPoint") |
+/// | any transient answer with a `Retry-After` (a gateway's, in a maintenance window) | the next login comes that much later at the earliest, or the code's own wait if longer |
 ///
 /// The other status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
 /// password; neither does any [`LoginError`](redial_core::auth::LoginError).
@@ -774,17 +775,9 @@ fn endpoint(map: &Map<String, Value>) -> Option<http::Uri> {
     crate::oauth2::absolute_url(raw.trim_end_matches('/')).ok()
 }
 
-impl redial_core::auth::Login for PasswordLogin {
-    fn request(&self) -> http::Request<bytes::Bytes> {
-        let body = crate::oauth2::form([
-            ("user_name", self.user_name.as_str()),
-            ("password", self.password.expose()),
-            ("auth_type", "password"),
-        ]);
-        crate::oauth2::form_request(&self.token_url, body)
-    }
-
-    fn parse(
+impl PasswordLogin {
+    /// The answer, by the table of [`PasswordLogin`], before the answer's `Retry-After`.
+    fn read(
         &self,
         res: &ResponseHead<'_>,
         body: &[u8],
@@ -824,6 +817,27 @@ impl redial_core::auth::Login for PasswordLogin {
             return Err(answer.fail(LoginKind::Fatal, "the login named an endPoint that is not https"));
         }
         Ok(redial_core::auth::Credential::new(token, Some(self.lifetime)).with_endpoint(endpoint))
+    }
+}
+
+impl redial_core::auth::Login for PasswordLogin {
+    fn request(&self) -> http::Request<bytes::Bytes> {
+        let body = crate::oauth2::form([
+            ("user_name", self.user_name.as_str()),
+            ("password", self.password.expose()),
+            ("auth_type", "password"),
+        ]);
+        crate::oauth2::form_request(&self.token_url, body)
+    }
+
+    /// The answer as [`PasswordLogin`]'s table reads it; a failure that is not fatal waits at
+    /// least the answer's `Retry-After`, when it has one.
+    fn parse(
+        &self,
+        res: &ResponseHead<'_>,
+        body: &[u8],
+    ) -> Result<redial_core::auth::Credential, redial_core::auth::LoginError> {
+        self.read(res, body).map_err(|e| crate::oauth2::with_server_wait(e, res))
     }
 
     fn attach(&self) -> redial_core::auth::Attach {

@@ -591,6 +591,33 @@ fn responsys_transient() {
     assert_eq!(e.code(), None);
 }
 
+/// VENDORS.md, "Retry-After and other server hints (every vendor)": a Responsys login answered
+/// with a wait (a gateway in front of the login during a maintenance window) is not sent again
+/// before it, as the OAuth 2 logins' are not; with a wait of the code's own, the longer holds.
+/// A fatal answer stays fatal, whatever the header says.
+#[test]
+fn responsys_a_login_answered_with_retry_after_waits_it() {
+    let gateway = "Transport error: 503 Error: Service Temporarily Unavailable";
+    for (status, body, header, want) in [
+        (503, gateway.to_owned(), "300", Some(300)),
+        (503, responsys_error("SERVICE_UNAVAILABLE"), "120", Some(120)),
+        (429, String::new(), "Sun, 06 Nov 1994 08:49:37 GMT", Some(0)),
+        (400, responsys_error("API_LIMIT_EXCEEDED"), "90", Some(90)),
+        (400, responsys_error("API_LIMIT_EXCEEDED"), "10", Some(60)),
+        (500, responsys_error("UNRECOVERABLE_EXCEPTION"), "5", Some(30)),
+        (503, gateway.to_owned(), "soon", None),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", header.parse().unwrap());
+        let e = assert_transient(parse_with(&responsys(), status, &headers, body.as_bytes()));
+        assert_eq!(e.retry_after(), want.map(Duration::from_secs), "{status} {body:?}, Retry-After: {header}");
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", "300".parse().unwrap());
+    let e = parse_with(&responsys(), 401, &headers, responsys_error("ACCOUNT_SUSPENDED").as_bytes());
+    assert_eq!(assert_fatal(e, Some("ACCOUNT_SUSPENDED")).retry_after(), None);
+}
+
 /// The AFTM seed page: `UNRECOVERABLE_EXCEPTION` → "wait about 30 seconds and then resubmit
 /// the request only once". The resubmitted login answered so too is fatal, saying why, with
 /// everything the vendor answered kept; any other row of answers is left as it came.
