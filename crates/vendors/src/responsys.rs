@@ -14,7 +14,7 @@
 //! | no response (connect, timeout, reset, broken body) | transient | retry up to 3 times, 2 min apart, any method |
 //! | `API_LIMIT_EXCEEDED` | throttled | retry in the next minute window (60–120 s), any method **\[I\]** |
 //! | `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | throttled | retry with a long backoff, 60 s up to 10 min, any method **\[I\]** |
-//! | `SERVICE_UNAVAILABLE`, or a non-JSON 503 | transient | retry with the policy's backoff, any method |
+//! | `SERVICE_UNAVAILABLE`, or a non-JSON 503 | transient | retry with a backoff of 10 s up to 2 min **\[I\]** within the deadline, any method |
 //! | `UNABLE_TO_SUBMIT_ASYNC_REQUEST` (async queue full) | throttled | retry with a backoff of 30 s up to 2 min, any method **\[I\]** |
 //! | `PROCESSING_REQUEST` (polling: still in progress) | transient | return: the caller's polling loop polls again **\[I\]** |
 //! | `ASYNC_REQUEST_EXPIRED` (polling) | fatal | fail: resubmitting is a new async call, after checking for a duplicate send **\[I\]** |
