@@ -490,9 +490,11 @@ fn reinvoke() -> Advice {
     Advice::Retry(reinvoke_rule())
 }
 /// "`INTERNAL_ERROR`, or a timeout: re-invoke once": one rule for both, so that a timeout and
-/// then an `INTERNAL_ERROR` (or the other way round) re-invoke once in all, not once each.
+/// then an `INTERNAL_ERROR` (or the other way round) re-invoke once in all, not once each. A
+/// gateway's `Retry-After` may lengthen the back-off period, never shorten it: the call may
+/// have taken effect, and is re-invoked once only.
 fn reinvoke_rule() -> RetryRule {
-    RetryRule::new(REINVOKE_RULE).backoff(Backoff::schedule([REINVOKE_DELAY])).any_method()
+    RetryRule::new(REINVOKE_RULE).backoff(Backoff::schedule([REINVOKE_DELAY])).min_delay(REINVOKE_DELAY).any_method()
 }
 
 /// The name of the rule that re-invokes a call once after an `INTERNAL_ERROR` or a timeout.

@@ -199,6 +199,23 @@ fn min_delay_for(actions: (Action, Action)) -> Option<Duration> {
     (actions.0 == Action::Retry).then_some(30 * S)
 }
 
+/// "Ideally after a reasonable back off period (for instance, 30 seconds)": a gateway's 504
+/// that says `Retry-After: 0` does not make the one re-invocation immediate; a longer wait it
+/// names is kept.
+#[test]
+fn a_gateway_timeouts_retry_after_lengthens_the_back_off_never_shortens_it() {
+    let req = Req::op("createCampaign");
+    let page = b"<html><body><h1>Gateway Timeout</h1></body></html>";
+    for (retry_after, wait) in [("0", 30 * S), ("5", 30 * S), ("45", 45 * S)] {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        headers.insert("retry-after", HeaderValue::from_str(retry_after).unwrap());
+        let head = ResponseHead::new(StatusCode::GATEWAY_TIMEOUT, &headers, SystemTime::now());
+        let c = GenesysEngage::default().classify(&req.head(), &Outcome::Response(head, Body::Complete(page)));
+        assert_eq!(min_delay(&decide_at(&c, 1, &[], false, false)), Some(wait), "Retry-After: {retry_after}");
+    }
+}
+
 #[test]
 fn faults_are_classified_by_code_whatever_the_status() {
     for status in [200, 400, 500, 503] {
