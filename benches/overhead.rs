@@ -7,7 +7,7 @@
 //! variant, redial without a retry budget or a deadline (which tower::retry's trivial policy
 //! does not have either), shows what the engine itself costs.
 
-// The counting allocator is the only unsafe code in the project: it forwards to `System`.
+// The counting allocator is the only unsafe code here: it forwards to `System`.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
