@@ -759,7 +759,6 @@ fn parse_call(
     check_call(raw, env).map(|a| Command::Call(Box::new(a)))
 }
 
-/// A URL as an error shows it: without its query and fragment (they may carry a credential).
 /// A URL as a message may show it: without its query (cut at the first `?` or `#`, whatever
 /// follows) and its userinfo (`user:password@`), either of which may carry a credential. A
 /// text that does not begin as a URL (`scheme://`: a flag's value taken for the URL, a
