@@ -226,8 +226,6 @@ impl Failover {
         self.lock().probing = false;
     }
 
-    /// Without a probe: whether a request that failover mode refuses goes instead, as the one
-    /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last trial.
     /// The trial's number when a request that failover mode refuses goes instead, as the one
     /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last
     /// trial: without a probe, or with one that is not running (it could not start).
