@@ -82,7 +82,8 @@ impl fmt::Debug for Host {
 
 /// A host pattern was not of the form `host.example.com` or `*.example.com` (a host name or
 /// an IP address, without a port: patterns match the URI's host alone), or nothing was
-/// registered under the pattern a token source, a reconcile hook or a probe was given for.
+/// registered under the pattern a token source, a retry budget, a rate limiter, a reconcile
+/// hook or a probe was given for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidHost {
     pattern: String,
@@ -159,7 +160,8 @@ impl Hosts {
     }
 
     /// Register `host` under `pattern`. A pattern registered before is served by `host` from
-    /// now on, and keeps what was attached to it (a token source, a reconcile hook, a probe).
+    /// now on, and keeps what was attached to it (a token source, a retry budget or rate
+    /// limiter given by the user, a reconcile hook, a probe).
     pub(crate) fn insert(&mut self, pattern: &str, host: Host) -> Result<(), InvalidHost> {
         let invalid = || InvalidHost::malformed(pattern);
         // A port never matches (the URI's host has none); an IPv6 literal keeps its colons

@@ -187,7 +187,8 @@ impl RetryLayerBuilder {
     /// Serve `pattern` (`api.example.com`, or `*.example.com` for every subdomain; no port)
     /// with this profile and policy. Exact hosts win over patterns, longer patterns over
     /// shorter ones. Registering a pattern again replaces its profile and policy and keeps what
-    /// was attached to it ([`auth`](Self::auth), [`reconcile`](Self::reconcile),
+    /// was attached to it ([`auth`](Self::auth), [`retry_budget`](Self::retry_budget),
+    /// [`rate_limiter`](Self::rate_limiter), [`reconcile`](Self::reconcile),
     /// [`failover_probe`](Self::failover_probe)).
     pub fn host(mut self, pattern: &str, profile: impl Profile, policy: Policy) -> Result<Self, InvalidHost> {
         self.hosts.insert(pattern, Host::new(pattern, Arc::new(profile), policy))?;
