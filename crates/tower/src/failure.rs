@@ -9,7 +9,8 @@ use redial_core::Failure;
 use crate::BoxError;
 
 /// The default [`FailureClassifier`](crate::FailureClassifier): walks the error's sources for an
-/// `io::Error` that proves the request never left (`ConnectionRefused`) or that timed out.
+/// `io::Error` that proves the request never left (`ConnectionRefused`, `AddrNotAvailable`) or
+/// that timed out.
 /// Anything else may have reached the server.
 ///
 /// hyper-util's and reqwest's connect errors wrap the `io::Error` of the failed connect, so
