@@ -15,6 +15,7 @@
 //! | answer | kind |
 //! |---|---|
 //! | 2xx with a usable `access_token` | success |
+//! | 2xx whose `token_type` is not `bearer`, for a token sent as `Authorization: Bearer` (the default) | fatal |
 //! | `error`: `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `access_denied` | fatal |
 //! | `error`: `server_error`, `temporarily_unavailable`, `slow_down` | transient |
 //! | `error`: any other code | by the status, as below |
