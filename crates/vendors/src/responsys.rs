@@ -11,7 +11,7 @@
 //! | `UNEXPECTED_EXCEPTION` "Not a valid authentication token" (the bad-token answer of `/rest/api/ratelimit`) | auth_expired | refresh_auth, replay once |
 //! | `API_NOT_ALLOWED_IN_SECONDARY` | failover | fail (only AFTM endpoints work now: see [`Responsys::is_aftm_path`]) |
 //! | `UNRECOVERABLE_EXCEPTION` | transient | retry once after 30 s, any method |
-//! | no response (connect, timeout, reset, broken body) | transient | retry up to 3 times, 2 min apart, any method |
+//! | no response (connect, timeout, reset, broken body) | transient | retry up to 3 times, 2 min apart, any method; a body that broke behind a head the vendor sent is a response: the head's own rule holds if it re-sends any method (a 503), else the request is retried only if idempotent (the engine's rule for every vendor) |
 //! | `API_LIMIT_EXCEEDED` | throttled | retry in the next minute window (60–120 s), any method **\[I\]** |
 //! | `INTERNAL_CAPACITY_LIMIT_EXCEEDED` | throttled | retry with a long backoff, 60 s up to 10 min, any method **\[I\]** |
 //! | `SERVICE_UNAVAILABLE`, or a non-JSON 503 | transient | retry with a backoff of 10 s up to 2 min **\[I\]** within the deadline, any method |
