@@ -24,6 +24,12 @@ const BODY: &str = r#"{"requestId":"e42b#14272d07d78","success":true,"result":[{
 const CONCURRENCY: usize = 32;
 const PER_ROUND: usize = 2000;
 const ROUNDS: usize = 21;
+/// Connections each client's pool is given before the rounds: more than the concurrent loops,
+/// so that no variant's pool runs out of idle connections at every checkout (hyper-util then
+/// drops and re-creates its idle list on each request, about a thousand instructions), which
+/// happens or not by how the warm-up's connects raced.
+const POOL: usize = 2 * CONCURRENCY;
+const WARM_PATH: &str = "/warm";
 
 /// A middleware that only calls the rest of the chain: reqwest-middleware's own cost.
 struct PassThrough;
@@ -49,7 +55,11 @@ async fn server() -> SocketAddr {
                 continue;
             };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    // The warm-up's requests are held a moment, so that each opens a connection.
+                    if req.uri().path() == WARM_PATH {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                     Ok::<_, Infallible>(
                         http::Response::builder()
                             .header("content-type", "application/json")
@@ -126,7 +136,7 @@ fn main() {
         let policy = redial::Vendor::Marketo.policy().to_builder().no_rate_limit().no_max_concurrency().build().unwrap();
         let layer = redial::builder().host("127.0.0.1", redial::Vendor::Marketo.profile(), policy).unwrap().build();
 
-        let reqwest_bare = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+        let reqwest_bare = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(POOL).build().unwrap();
         let reqwest_redial = reqwest_middleware::ClientBuilder::new(reqwest_bare.clone())
             .with(RedialMiddleware::new(layer.clone()).with_client(reqwest_bare.clone()))
             .build();
@@ -161,6 +171,27 @@ fn main() {
             .map(|n| (n, Vec::new()))
             .collect();
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); results.len()];
+        // Every pool gets `POOL` connections, the same for each variant. The reqwest ones share
+        // `reqwest_bare`'s pool; each hyper-util client has its own.
+        // Only the pools of the variants that run (a profiler counts the rest too).
+        let warm_url = format!("http://{addr}{WARM_PATH}");
+        let runs = |variants: &[usize]| only.as_ref().is_none_or(|o| variants.iter().any(|v| o.contains(v)));
+        if runs(&[0, 1, 2, 5, 7, 8]) {
+            warm(|| {
+                let (c, u) = (reqwest_bare.clone(), warm_url.clone());
+                async move { c.get(u).send().await.unwrap().bytes().await.unwrap().len() }
+            })
+            .await;
+        }
+        if runs(&[3]) {
+            warm(|| tower_get(hyper_bare.clone(), warm_url.clone())).await;
+        }
+        if runs(&[4]) {
+            warm(|| tower_get(hyper_redial.clone(), warm_url.clone())).await;
+        }
+        if runs(&[6]) {
+            warm(|| tower_get(hyper_generic.clone(), warm_url.clone())).await;
+        }
         for round in 0..=ROUNDS {
             let mut r = Vec::new();
             let mut i = 0usize;
@@ -246,6 +277,21 @@ where
     let req = http::Request::get(url).body(Full::default()).unwrap();
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     res.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+/// `POOL` requests at once, each held by the server a moment: as many connections in the pool.
+async fn warm<F, Fut>(send: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..POOL {
+        tasks.spawn(send());
+    }
+    while let Some(n) = tasks.join_next().await {
+        n.unwrap();
+    }
 }
 
 /// Whether the next variant runs (all do unless `REDIAL_LOOPBACK_ONLY` names some).
