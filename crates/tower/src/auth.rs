@@ -22,7 +22,10 @@
 //!   (not even the one whose poll started the login) and none waits for its deadline: every
 //!   waiter is woken at once, and the next login, a backoff later, serves those whose
 //!   deadlines allow; the others fail with [`is_auth_failed`](crate::Error::is_auth_failed),
-//!   their [`login_error`](crate::Error::login_error) saying the login panicked.
+//!   their [`login_error`](crate::Error::login_error) saying the login panicked;
+//! - **one login for a fleet**, with a [`CredentialStore`] ([`TokenSource::store`]): before it
+//!   logs in, the cell takes a credential another process (or another source) stored, if it is
+//!   still good and is not the one the vendor just refused; after a login, it stores what it got.
 
 use std::fmt;
 use std::future::Future;
@@ -43,6 +46,92 @@ use crate::{BoxError, RetryBody};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A credential as a [`CredentialStore`] keeps it: by the wall clock, the one clock the
+/// processes of a fleet share. `Debug` never shows the token.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct StoredCredential {
+    /// The token.
+    pub token: Secret,
+    /// When it expires (`None`: the vendor did not say; it is used until the vendor refuses it).
+    pub expires_at: Option<SystemTime>,
+    /// Where later requests must go (Responsys's `endPoint`).
+    pub endpoint: Option<Uri>,
+}
+
+impl StoredCredential {
+    /// A token that expires at `expires_at`.
+    pub fn new(token: impl Into<Secret>, expires_at: Option<SystemTime>) -> Self {
+        StoredCredential { token: token.into(), expires_at, endpoint: None }
+    }
+
+    /// Set the endpoint later requests go to.
+    pub fn with_endpoint(mut self, endpoint: Uri) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+}
+
+impl fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("expires_at", &self.expires_at)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`TokenSource`] keeps its credential besides its own memory, so that the processes
+/// of a fleet (or several sources of one process) share one login: a vendor's login belongs to
+/// the account, and some vendors limit or lock it (Responsys disables a login that keeps
+/// failing). Give it with [`TokenSource::store`]; [`InMemoryStore`] is the one-process kind.
+///
+/// Neither call is on a request's path. `load` runs in the login's task, for at most a quarter
+/// of the source's [`login_timeout`](TokenSource::login_timeout): past it, or answered `None`,
+/// the login goes on without it. `save` runs in a task of its own, for at most the login
+/// timeout, while the waiters go on with the new token. A store's errors are its own to log.
+pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
+    /// The credential stored, if any.
+    fn load(&self) -> Pin<Box<dyn Future<Output = Option<StoredCredential>> + Send + '_>>;
+    /// Keep `credential`, which a login has just obtained, in place of the one stored.
+    fn save(&self, credential: StoredCredential) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// A [`CredentialStore`] in this process's memory: share one with several token sources (two
+/// layers, say) for one login between them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use redial_tower::auth::{InMemoryStore, TokenSource};
+/// # use redial_core::auth::{Attach, Credential};
+///
+/// let store = Arc::new(InMemoryStore::default());
+/// # let login = || TokenSource::from_fn(Attach::Bearer, || async { Ok(Credential::new("t", None)) });
+/// let (a, b) = (login().store(store.clone()), login().store(store));
+/// # let _ = (a, b);
+/// ```
+#[derive(Default)]
+pub struct InMemoryStore(Mutex<Option<StoredCredential>>);
+
+impl fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stored = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("InMemoryStore").field("stored", &*stored).finish()
+    }
+}
+
+impl CredentialStore for InMemoryStore {
+    fn load(&self) -> Pin<Box<dyn Future<Output = Option<StoredCredential>> + Send + '_>> {
+        let stored = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Box::pin(std::future::ready(stored))
+    }
+
+    fn save(&self, credential: StoredCredential) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(credential);
+        Box::pin(std::future::ready(()))
+    }
+}
 
 /// The most bytes of a login response that are read.
 const LOGIN_BODY_LIMIT: usize = 64 * 1024;
@@ -103,6 +192,7 @@ struct Cell {
     backoff_min: Duration,
     backoff_max: Duration,
     login_timeout: Duration,
+    store: Option<Arc<dyn CredentialStore>>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
 }
@@ -126,6 +216,8 @@ struct State {
     last_answer: Option<(LoginError, Instant)>,
     logins: u64,
     version: u64,
+    /// The token the vendor last refused: not to be taken back from the store.
+    refused: Option<Secret>,
     rng: Option<SplitMix64>,
 }
 
@@ -169,6 +261,7 @@ impl TokenSource {
                 backoff_min: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(300),
                 login_timeout: Duration::from_secs(30),
+                store: None,
                 state: Mutex::new(State::default()),
                 changed: watch::channel(0).0,
             }),
@@ -213,6 +306,14 @@ impl TokenSource {
         self.configure(|c| c.login_timeout = timeout.clamp(Duration::from_millis(1), MAX_DURATION))
     }
 
+    /// Share the credential through `store` (see [`CredentialStore`]): a login first takes a
+    /// stored credential that is still good (more than the [`skew`](Self::skew) from expiry by
+    /// the layer's wall clock) and is not the one the vendor just refused, and stores what a
+    /// login obtains.
+    pub fn store(self, store: Arc<dyn CredentialStore>) -> Self {
+        self.configure(|c| c.store = Some(store))
+    }
+
     /// How the token is put on requests.
     pub fn attach(&self) -> &Attach {
         &self.cell.attach
@@ -225,7 +326,12 @@ impl TokenSource {
 
     /// A token for a request, starting a login when there is none to give. `stale` is the
     /// version a previous attempt of this request was refused with: only a newer one will do.
-    pub(crate) fn lease(&self, stale: Option<u64>, transport: impl FnOnce() -> Option<Transport>) -> Lease {
+    pub(crate) fn lease(
+        &self,
+        stale: Option<u64>,
+        wall: fn() -> SystemTime,
+        transport: impl FnOnce() -> Option<Transport>,
+    ) -> Lease {
         let now = Instant::now();
         let mut st = self.cell.lock();
         let usable = st
@@ -262,7 +368,7 @@ impl TokenSource {
                     // panic in its `Clone` (or a `Detach`'s) fails the login, nothing sent, and
                     // not the request that happened to start it.
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(transport)) {
-                        Ok(transport) => self.spawn_login(ending, transport, renewal, previous),
+                        Ok(transport) => self.spawn_login(ending, transport, renewal, previous, wall),
                         Err(_) => ending.finish(
                             Err(LoginError::new(
                                 LoginFailureKind::Transient,
@@ -283,7 +389,7 @@ impl TokenSource {
     pub(crate) fn invalidate(&self, version: u64) {
         let mut st = self.cell.lock();
         if st.current.as_ref().is_some_and(|c| c.token.version == version) {
-            st.current = None;
+            st.refused = st.current.take().map(|c| c.token.secret.clone());
         }
     }
 
@@ -292,10 +398,11 @@ impl TokenSource {
     pub(crate) fn lease_or_wait(
         &self,
         stale: Option<u64>,
+        wall: fn() -> SystemTime,
         transport: impl FnOnce() -> Option<Transport>,
     ) -> (Lease, Option<BoxFuture<()>>) {
         let mut rx = self.cell.changed.subscribe();
-        match self.lease(stale, transport) {
+        match self.lease(stale, wall, transport) {
             Lease::Wait(wake) => {
                 let wait: BoxFuture<()> = Box::pin(async move {
                     let mut changed = std::pin::pin!(rx.changed());
@@ -321,7 +428,15 @@ impl TokenSource {
     }
 
     /// `previous`: the failure the last answered login got, if it failed.
-    fn spawn_login(&self, ending: Ending, transport: Option<Transport>, renewal: bool, previous: Option<LoginError>) {
+    /// `wall`: the layer's wall clock, that a stored credential's expiry is read by.
+    fn spawn_login(
+        &self,
+        ending: Ending,
+        transport: Option<Transport>,
+        renewal: bool,
+        previous: Option<LoginError>,
+        wall: fn() -> SystemTime,
+    ) {
         let cell = self.cell.clone();
         // Everything the user wrote (the closure, the Login's methods) runs in the login's
         // task, under `ending`: a panic there fails the login, not the request that started it.
@@ -339,7 +454,32 @@ impl TokenSource {
             };
             // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
             let fetch = async {
-                match (&cell.fetch, transport) {
+                // Another process's login, stored: taken if still good and not the one refused.
+                if let Some(store) = &cell.store {
+                    let refused = cell.lock().refused.clone();
+                    // A store that hangs costs a quarter of the login's time, not the login.
+                    let load = tokio::time::timeout(cell.login_timeout / 4, store.load());
+                    if let Ok(Some(stored)) = load.await {
+                        let now = wall();
+                        let left = stored.expires_at.map(|at| at.duration_since(now).unwrap_or_default());
+                        let good = left.is_none_or(|left| left > cell.skew);
+                        if good && refused.as_ref() != Some(&stored.token) {
+                            tracing::debug!(
+                                expires_in_s = left.map(|l| l.as_secs()),
+                                "login: a stored credential is taken"
+                            );
+                            let cred = Credential::new(stored.token, left);
+                            let cred = match stored.endpoint {
+                                Some(endpoint) => cred.with_endpoint(endpoint),
+                                None => cred,
+                            };
+                            // Nothing was sent: the count of logins without an answer stands.
+                            return (Ok(cred), None);
+                        }
+                    }
+                }
+                let sent = wall();
+                let (result, unanswered) = match (&cell.fetch, transport) {
                     (Fetch::Closure(f), _) => (f().await, Some(false)),
                     (Fetch::Login(login), Some(send)) => {
                         let (result, unanswered) = send_login(&**login, send, renewal, no_response).await;
@@ -354,7 +494,18 @@ impl TokenSource {
                     (Fetch::Login(_), None) => {
                         (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), None)
                     }
+                };
+                // Stored in a task of its own: the waiters have their token meanwhile.
+                if let (Some(store), Ok(cred)) = (&cell.store, &result) {
+                    let expires_at = cred.lifetime.and_then(|l| sent.checked_add(l));
+                    let stored =
+                        StoredCredential { token: cred.token.clone(), expires_at, endpoint: cred.endpoint.clone() };
+                    let (store, within) = (store.clone(), cell.login_timeout);
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(within, store.save(stored)).await;
+                    });
                 }
+                (result, unanswered)
             };
             let timeout = cell.login_timeout;
             let (result, unanswered) = match tokio::time::timeout(timeout, fetch).await {

@@ -485,8 +485,9 @@ where
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
                             let (svc, detach, clock) = (&*this.svc, &*this.detach, eng.shared.wall_clock);
-                            let (lease, wait) = source
-                                .lease_or_wait(eng.stale, || detach.detach(svc).map(|svc| auth::transport(svc, clock)));
+                            let (lease, wait) = source.lease_or_wait(eng.stale, clock, || {
+                                detach.detach(svc).map(|svc| auth::transport(svc, clock))
+                            });
                             match lease {
                                 Lease::Ready(token) => {
                                     if let Err(e) = eng.check_endpoint(&token) {

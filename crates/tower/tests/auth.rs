@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind};
 use redial_core::generic::Generic;
 use redial_core::{Advice, Classification, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead};
+use redial_tower::auth::{CredentialStore, InMemoryStore, StoredCredential};
 use redial_tower::{RetryBody, RetryLayer, TokenSource};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -1205,4 +1206,73 @@ async fn a_deadline_in_a_login_after_a_failed_one_keeps_the_last_attempts_transp
     assert!(err.is_transport(), "{err}");
     let io = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
     assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionReset), "{err:?}");
+}
+
+/// Two processes of a fleet (here two layers, each with its own token source) share one
+/// credential through a store: the second takes the first's login instead of logging in.
+#[tokio::test(start_paused = true)]
+async fn token_sources_sharing_a_store_log_in_once_between_them() {
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(InMemoryStore::default());
+    let a = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    tokio::task::yield_now().await; // the login's task stores what it got
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 1, "the second source took the stored token");
+    let shown = format!("{store:?}");
+    assert!(shown.contains("expires_at") && !shown.contains("tok0"), "{shown}");
+}
+
+/// The token the vendor refused is not taken back from the store: the source logs in, and
+/// stores the new one for the others.
+#[tokio::test(start_paused = true)]
+async fn a_stored_token_the_vendor_refused_is_not_taken_back() {
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(InMemoryStore::default());
+    let a = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    assert_eq!(a.clone().oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    vendor.expire_all();
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2, "the refused token was not reused");
+    tokio::task::yield_now().await;
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store), Policy::default());
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2, "the new token was stored and taken");
+}
+
+/// A stored credential that expires within the source's skew (renewal time), or has expired,
+/// is not taken: the source logs in.
+#[tokio::test(start_paused = true)]
+async fn a_stored_credential_near_its_expiry_is_not_taken() {
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(InMemoryStore::default());
+    let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+    store.save(StoredCredential::new("stale-token", Some(soon))).await;
+    let a = service(&vendor, TokenSource::login(TestLogin).store(store), Policy::default());
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 1);
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0, "the stale token was never sent");
+}
+
+/// A store that never answers costs a quarter of the login timeout, then the login goes on.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
+    #[derive(Debug)]
+    struct Hangs;
+    impl CredentialStore for Hangs {
+        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::login(TestLogin).login_timeout(8 * S).store(Arc::new(Hangs));
+    let started = Instant::now();
+    let a = service(&vendor, source, Policy::default());
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), 2 * S, "a quarter of the login timeout");
+    assert_eq!(vendor.logins().len(), 1);
 }
