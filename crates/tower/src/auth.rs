@@ -319,7 +319,7 @@ impl TokenSource {
         &self.cell.attach
     }
 
-    /// How many logins have been started.
+    /// How many logins have been started (one served from a [`CredentialStore`] too).
     pub fn logins(&self) -> u64 {
         self.cell.lock().logins
     }
