@@ -88,8 +88,8 @@ impl fmt::Debug for StoredCredential {
 /// failing). Give it with [`TokenSource::store`]; [`InMemoryStore`] is the one-process kind.
 ///
 /// Neither call is on a request's path. `load` runs in the login's task, for at most a quarter
-/// of the source's [`login_timeout`](TokenSource::login_timeout): past it, or answered `None`,
-/// the login goes on without it. `save` runs in a task of its own, for at most the login
+/// of the source's [`login_timeout`](TokenSource::login_timeout), before the login's own
+/// timeout starts: past it, answered `None`, or panicking, the login goes on without it. `save` runs in a task of its own, for at most the login
 /// timeout, while the waiters go on with the new token. A store's errors are its own to log.
 pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     /// The credential stored, if any.
@@ -452,32 +452,34 @@ impl TokenSource {
                 Some(wait) => e.with_retry_after(wait),
                 None => e,
             };
-            // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
-            let fetch = async {
-                // Another process's login, stored: taken if still good and not the one refused.
-                if let Some(store) = &cell.store {
+            // Another process's login, stored: taken if still good and not the one refused.
+            // Read before the login's own time starts: a store that hangs costs a quarter of
+            // the login timeout, not the login (whose request keeps the whole of it), and one
+            // whose `load` panics is a store without a credential, not a failed login.
+            let stored = match &cell.store {
+                Some(store) => {
                     let refused = cell.lock().refused.clone();
-                    // A store that hangs costs a quarter of the login's time, not the login.
-                    let load = tokio::time::timeout(cell.login_timeout / 4, store.load());
-                    if let Ok(Some(stored)) = load.await {
+                    load_stored(&**store, cell.login_timeout / 4).await.and_then(|stored| {
                         let now = wall();
                         let left = stored.expires_at.map(|at| at.duration_since(now).unwrap_or_default());
                         let good = left.is_none_or(|left| left > cell.skew);
-                        if good && refused.as_ref() != Some(&stored.token) {
-                            tracing::debug!(
-                                expires_in_s = left.map(|l| l.as_secs()),
-                                "login: a stored credential is taken"
-                            );
-                            let cred = Credential::new(stored.token, left);
-                            let cred = match stored.endpoint {
-                                Some(endpoint) => cred.with_endpoint(endpoint),
-                                None => cred,
-                            };
-                            // Nothing was sent: the count of logins without an answer stands.
-                            return (Ok(cred), None);
-                        }
-                    }
+                        (good && refused.as_ref() != Some(&stored.token)).then_some((stored, left))
+                    })
                 }
+                None => None,
+            };
+            if let Some((stored, left)) = stored {
+                tracing::debug!(expires_in_s = left.map(|l| l.as_secs()), "login: a stored credential is taken");
+                let cred = Credential::new(stored.token, left);
+                let cred = match stored.endpoint {
+                    Some(endpoint) => cred.with_endpoint(endpoint),
+                    None => cred,
+                };
+                // Nothing was sent: the count of logins without an answer stands.
+                return ending.finish(Ok(cred), None, limit);
+            }
+            // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
+            let fetch = async {
                 let sent = wall();
                 let (result, unanswered) = match (&cell.fetch, transport) {
                     (Fetch::Closure(f), _) => (f().await, Some(false)),
@@ -518,6 +520,17 @@ impl TokenSource {
             ending.finish(result, unanswered, limit);
         });
     }
+}
+
+/// The credential `store` holds, if it answers within `within`; a `load` that panics (in the
+/// call or in its future) answers nothing.
+async fn load_stored(store: &dyn CredentialStore, within: Duration) -> Option<StoredCredential> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut load = catch_unwind(AssertUnwindSafe(|| store.load())).ok()?;
+    let load = std::future::poll_fn(move |cx| {
+        catch_unwind(AssertUnwindSafe(|| load.as_mut().poll(cx))).unwrap_or(std::task::Poll::Ready(None))
+    });
+    tokio::time::timeout(within, load).await.ok().flatten()
 }
 
 /// Send `login`'s request and read its answer: the outcome, and whether the login got no

@@ -1276,3 +1276,65 @@ async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
     assert_eq!(started.elapsed(), 2 * S, "a quarter of the login timeout");
     assert_eq!(vendor.logins().len(), 1);
 }
+
+/// A store that never answers costs a quarter of the login timeout, and the login that follows
+/// still has the whole of it: a vendor taking 7 s to answer a login with an 8 s timeout is a
+/// login answered, not one timed out (and counted as unanswered) for the store's hang.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_hangs_leaves_the_login_its_whole_timeout() {
+    #[derive(Debug)]
+    struct Hangs;
+    impl CredentialStore for Hangs {
+        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(7000, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin).login_timeout(8 * S).store(Arc::new(Hangs));
+    let started = Instant::now();
+    let a = service(&vendor, source.clone(), Policy::default());
+    let res = a.oneshot(api()).await;
+    assert_eq!(res.map(|r| r.status()).ok(), Some(StatusCode::OK), "{:?}", source.last_error());
+    assert_eq!(started.elapsed(), 9 * S, "2 s for the store, 7 s for the login");
+    assert_eq!(vendor.logins().len(), 1);
+}
+
+/// A store whose `load` panics (a bug in the store) is a store without a credential: the login
+/// goes on, as it does past a store that hangs; it is not failed, and so every later one too.
+#[tokio::test(start_paused = true)]
+async fn a_store_whose_load_panics_is_passed_by_and_the_login_goes_on() {
+    #[derive(Debug)]
+    struct Panics;
+    impl CredentialStore for Panics {
+        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+            Box::pin(async { panic!("the store's load panicked") })
+        }
+        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+    #[derive(Debug)]
+    struct PanicsBeforeItsFuture;
+    impl CredentialStore for PanicsBeforeItsFuture {
+        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+            panic!("the store's load panicked before its future")
+        }
+        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+    let stores: [Arc<dyn CredentialStore>; 2] = [Arc::new(Panics), Arc::new(PanicsBeforeItsFuture)];
+    for store in stores {
+        let vendor = FakeVendor::new(3600);
+        let source = TokenSource::login(TestLogin).store(store);
+        let a = service(&vendor, source.clone(), Policy::default());
+        let res = a.clone().oneshot(api()).await;
+        assert_eq!(res.map(|r| r.status()).ok(), Some(StatusCode::OK), "{:?}", source.last_error());
+        assert_eq!(vendor.logins().len(), 1);
+        assert!(source.last_error().is_none());
+    }
+}
