@@ -89,8 +89,9 @@ impl fmt::Debug for StoredCredential {
 ///
 /// Neither call is on a request's path. `load` runs in the login's task, for at most a quarter
 /// of the source's [`login_timeout`](TokenSource::login_timeout), before the login's own
-/// timeout starts: past it, answered `None`, or panicking, the login goes on without it. `save` runs in a task of its own, for at most the login
-/// timeout, while the waiters go on with the new token. A store's errors are its own to log.
+/// timeout starts: past it, answered `None`, or panicking, the login goes on without it.
+/// `save` runs in a task of its own, for at most the login timeout, while the waiters go on
+/// with the new token. A store's errors are its own to log.
 pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     /// The credential stored, if any.
     fn load(&self) -> Pin<Box<dyn Future<Output = Option<StoredCredential>> + Send + '_>>;
