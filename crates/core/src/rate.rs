@@ -26,7 +26,7 @@
 //!
 //! If the vendor throttles anyway (the limit is shared with other clients, or misconfigured),
 //! the limit drops to what the vendor evidently accepted: the calls sent in the last window,
-//! less the refused one (halved instead if that would not lower it). Admission pauses for the
+//! less the ones it refused in it (halved instead if that would not lower it). Admission pauses for the
 //! wait the decision chose, and each quiet window gives back 1 % of the configured limit:
 //! additive increase, multiplicative decrease, around a learned ceiling.
 
@@ -85,6 +85,9 @@ struct Log {
     paused_until: Option<Instant>,
     /// When the limit was last lowered, or last given back.
     changed_at: Option<Instant>,
+    /// When the vendor refused calls, within the last window (ascending): a burst of refusals
+    /// is that many calls the vendor did not accept.
+    refusals: VecDeque<Instant>,
 }
 
 impl SlidingWindow {
@@ -100,6 +103,7 @@ impl SlidingWindow {
                 sends: VecDeque::with_capacity((limit as usize).min(1024)),
                 paused_until: None,
                 changed_at: None,
+                refusals: VecDeque::new(),
             }),
         }
     }
@@ -181,8 +185,17 @@ impl Log {
 
     fn throttled(&mut self, now: Instant, pause: Duration) {
         let sent = self.sends.iter().filter(|t| **t <= now && now < **t + self.window).count() as u32;
-        // Evidence of the vendor's limit: the calls it accepted in the window (all but this one).
-        let accepted = (sent > 1).then(|| sent - 1).filter(|a| *a < self.effective);
+        while self.refusals.front().is_some_and(|t| *t + self.window <= now) {
+            self.refusals.pop_front();
+        }
+        // At most one per call in the window: a refusal is of a call that was sent.
+        if self.refusals.len() < (sent as usize).max(1) {
+            self.refusals.push_back(now);
+        }
+        let refused = self.refusals.len() as u32;
+        // Evidence of the vendor's limit: the calls it accepted in the window (all but the ones
+        // it refused, this one included).
+        let accepted = (sent > refused).then(|| sent - refused).filter(|a| *a < self.effective);
         let lowered = accepted.unwrap_or((self.effective / 2).max(1));
         let recently = self.changed_at.is_some_and(|at| now < at + self.window) && self.effective < self.limit;
         if lowered < self.effective && (!recently || accepted.is_some()) {
@@ -241,6 +254,22 @@ mod tests {
         }
         log.throttled(t0 + S, 2 * S);
         assert_eq!(effective(&log), 100);
+    }
+
+    /// A burst past the vendor's limit is refused call by call: the limit learned is what the
+    /// vendor accepted of the burst, not the burst less one refusal.
+    #[test]
+    fn a_burst_of_refusals_teaches_what_the_vendor_accepted() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        for _ in 0..20 {
+            log.reserve(t0);
+        }
+        // The vendor took 10 of the 20 and refuses the other 10 as they come back.
+        for i in 0..10 {
+            log.throttled(t0 + Duration::from_millis(10 * i), 20 * S);
+        }
+        assert_eq!(effective(&log), 10);
     }
 
     #[test]
