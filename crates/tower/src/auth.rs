@@ -219,6 +219,8 @@ struct State {
     version: u64,
     /// The token the vendor last refused: not to be taken back from the store.
     refused: Option<Secret>,
+    /// The last save to the store, which the next one waits for.
+    saving: Option<tokio::task::JoinHandle<()>>,
     rng: Option<SplitMix64>,
 }
 
@@ -498,15 +500,27 @@ impl TokenSource {
                         (Err(LoginError::new(LoginFailureKind::Fatal, "no transport for the login request")), None)
                     }
                 };
-                // Stored in a task of its own: the waiters have their token meanwhile.
+                // Stored in a task of its own: the waiters have their token meanwhile. Saves go
+                // in the order of the logins (each waits for the one before), and one that a
+                // later login's token has overtaken is not made: the store never ends up holding
+                // an older token than the cell's.
                 if let (Some(store), Ok(cred)) = (&cell.store, &result) {
                     let expires_at = cred.lifetime.and_then(|l| sent.checked_add(l));
                     let stored =
                         StoredCredential { token: cred.token.clone(), expires_at, endpoint: cred.endpoint.clone() };
-                    let (store, within) = (store.clone(), cell.login_timeout);
-                    tokio::spawn(async move {
+                    let (store, within, owner) = (store.clone(), cell.login_timeout, cell.clone());
+                    let mut st = cell.lock();
+                    let (before, version) = (st.saving.take(), st.version);
+                    st.saving = Some(tokio::spawn(async move {
+                        if let Some(before) = before {
+                            let _ = before.await;
+                        }
+                        // This login's own success makes the version one more; a later one, more.
+                        if owner.lock().version > version + 1 {
+                            return;
+                        }
                         let _ = tokio::time::timeout(within, store.save(stored)).await;
-                    });
+                    }));
                 }
                 (result, unanswered)
             };

@@ -1338,3 +1338,40 @@ async fn a_store_whose_load_panics_is_passed_by_and_the_login_goes_on() {
         assert!(source.last_error().is_none());
     }
 }
+
+/// Saves to the store go in the order of the logins: a slow save of an older token does not
+/// land after the newer one, which would leave the store holding a token the vendor refused.
+#[tokio::test(start_paused = true)]
+async fn a_slow_save_of_an_older_token_does_not_overwrite_a_newer_one() {
+    #[derive(Debug, Default)]
+    struct SlowFirst {
+        inner: InMemoryStore,
+        saves: AtomicUsize,
+    }
+    impl CredentialStore for SlowFirst {
+        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+            self.inner.load()
+        }
+        fn save(&self, c: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            let first = self.saves.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    tokio::time::sleep(5 * S).await;
+                }
+                self.inner.save(c).await;
+            })
+        }
+    }
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(SlowFirst::default());
+    let a = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    assert_eq!(a.clone().oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    vendor.expire_all();
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2);
+    tokio::time::sleep(10 * S).await;
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store), Policy::default());
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2, "the store holds the newer token, and b took it");
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 1, "only a's own refused call");
+}
