@@ -182,3 +182,42 @@ async fn a_password_in_the_url_never_shows_in_the_error() {
     }
     assert!(!shown.contains("TOPSECRET"), "{shown}");
 }
+
+/// A chunked 200 (no Content-Length) from a bare socket on loopback.
+async fn chunked_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+                          2\r\n{}\r\n0\r\n\r\n",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    format!("http://{addr}/x")
+}
+
+/// A body whose length the wire did not tell (chunked) has no `content_length` without redial;
+/// read by the engine to classify it, it must not come back with one.
+#[tokio::test(start_paused = true)]
+async fn a_chunked_body_the_engine_read_keeps_its_unknown_length() {
+    let url = chunked_server().await;
+    let bare = ClientBuilder::new(plain()).build();
+    let res = bare.get(&url).send().await.unwrap();
+    assert_eq!(res.content_length(), None);
+    let layer = RetryLayer::builder().default_host(InspectEverything, Policy::default()).build();
+    let client = ClientBuilder::new(plain()).with(RedialMiddleware::new(layer)).build();
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.content_length(), None, "the length the wire did not tell");
+    assert_eq!(res.bytes().await.unwrap(), "{}");
+}

@@ -240,10 +240,13 @@ pub(crate) fn response_to_http(mut res: reqwest::Response) -> http::Response<Inb
 /// `Report`, the remote address) as they came, the final URL, and a body that is the bytes the
 /// engine read followed by the untouched rest. A response the engine did not read is the
 /// `reqwest::Response` that came, its head put back; one it read is rebuilt, with `final_url`
-/// (the attempt's, when reqwest followed a redirect) or else the caller's URL.
+/// (the attempt's, when reqwest followed a redirect) or else the caller's URL. Unless
+/// `length_known` (reqwest knew the exact length of the body that came), it shows no exact
+/// length, as it would not have without redial.
 pub(crate) fn response_from_http(
     res: http::Response<ResponseBody<Inbound>>,
     final_url: Option<Box<reqwest::Url>>,
+    length_known: bool,
     caller_url: &reqwest::Url,
 ) -> reqwest::Response {
     let (mut parts, body) = res.into_parts();
@@ -254,7 +257,8 @@ pub(crate) fn response_from_http(
             return res;
         }
         Ok(inbound) => reqwest::Body::wrap(inbound),
-        Err(body) => reqwest::Body::wrap(body),
+        Err(body) if length_known => reqwest::Body::wrap(body),
+        Err(body) => reqwest::Body::wrap(LengthUnknown(body)),
     };
     let url = final_url.map_or_else(|| caller_url.clone(), |url| *url);
     let mut with_url = http::response::Builder::new().url(url);
@@ -262,6 +266,29 @@ pub(crate) fn response_from_http(
         parts.extensions.extend(std::mem::take(ext));
     }
     reqwest::Response::from(http::Response::from_parts(parts, body))
+}
+
+/// A body read by the engine whose length the wire did not tell (chunked, or up to the close):
+/// what was read makes its length exact, and reqwest's `content_length` would show it.
+struct LengthUnknown<B>(B);
+
+impl<B: Body + Unpin> Body for LengthUnknown<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = SizeHint::new();
+        hint.set_lower(self.0.size_hint().lower());
+        hint
+    }
 }
 
 #[cfg(test)]

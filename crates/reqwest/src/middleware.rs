@@ -138,15 +138,15 @@ impl RedialMiddleware {
             let engine = Box::pin(self.layer.drive(direct, detach, req));
             drive(engine, &detached, extensions, next).await
         };
-        let final_url = match last.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Answered { extensions: ext, final_url }) => {
+        let (final_url, length_known) = match last.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Answered { extensions: ext, final_url, length_known }) => {
                 *extensions = ext;
-                final_url
+                (final_url, length_known)
             }
-            None => None,
+            None => (None, true),
         };
         match out {
-            Ok(res) => Ok(response_from_http(res, final_url, template.url())),
+            Ok(res) => Ok(response_from_http(res, final_url, length_known, template.url())),
             Err(e) => Err(reqwest_middleware::Error::Middleware(e.into())),
         }
     }

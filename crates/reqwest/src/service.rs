@@ -335,6 +335,9 @@ pub(crate) struct Answered {
     /// The response's URL, when it is not the caller's (reqwest followed a redirect, or the
     /// attempt went to another endpoint). Boxed: it is rare, and the call's future holds it.
     pub(crate) final_url: Option<Box<reqwest::Url>>,
+    /// Whether reqwest knew the response body's exact length (`content_length`): a body read
+    /// by the engine knows it once read, and must not show one the caller would not have had.
+    pub(crate) length_known: bool,
 }
 
 /// The future of one of the call's own attempts.
@@ -360,7 +363,8 @@ impl<'a> Service<http::Request<RetryBody<RequestBody>>> for Direct<'a> {
             // Not the caller's URL: redirected, or sent to another endpoint.
             let final_url =
                 res.as_ref().ok().filter(|res| res.url() != template.url()).map(|res| Box::new(res.url().clone()));
-            *lock(last) = Some(Answered { extensions, final_url });
+            let length_known = res.as_ref().is_ok_and(|res| res.content_length().is_some());
+            *lock(last) = Some(Answered { extensions, final_url, length_known });
             match res {
                 Ok(res) => Ok(response_to_http(res)),
                 Err(e) => Err(unwrap_error(e)),
