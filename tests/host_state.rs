@@ -150,21 +150,28 @@ async fn marketo_615_lowers_the_concurrency_limit_and_not_the_rate() {
     assert_eq!(vendor.count_code("606"), 0);
 }
 
+/// Responsys on the sim's host with its shipped profile and policy, logging in as `api-user`,
+/// with `probe` for failover mode if given.
+fn responsys_failover_layer(sim: &Sim, probe: Option<Probe>) -> RetryLayer {
+    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+    let builder = RetryLayer::builder()
+        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+        .unwrap()
+        .auth("127.0.0.1", TokenSource::login(login))
+        .unwrap();
+    match probe {
+        Some(probe) => builder.failover_probe("127.0.0.1", probe).unwrap().build(),
+        None => builder.build(),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_brings_it_back() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
-    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
-    let base = sim.url("");
-    let probe_url = format!("{base}/rest/api/v1.3/lists");
-    let layer = RetryLayer::builder()
-        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
-        .unwrap()
-        .auth("127.0.0.1", TokenSource::login(login))
-        .unwrap()
-        .failover_probe("127.0.0.1", Probe::new(30 * S, move || Request::get(&probe_url).body(Bytes::new()).unwrap()))
-        .unwrap()
-        .build();
+    let probe_url = sim.url("/rest/api/v1.3/lists");
+    let probe = Probe::new(30 * S, move || Request::get(&probe_url).body(Bytes::new()).unwrap());
+    let layer = responsys_failover_layer(&sim, Some(probe));
     let svc = common::client(&layer);
     let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
     let aftm = || {
@@ -206,15 +213,8 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
 async fn a_failover_probe_that_panics_leaves_the_host_to_trial_requests() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
-    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
-    let layer = RetryLayer::builder()
-        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
-        .unwrap()
-        .auth("127.0.0.1", TokenSource::login(login))
-        .unwrap()
-        .failover_probe("127.0.0.1", Probe::new(30 * S, || panic!("the probe's request could not be made")))
-        .unwrap()
-        .build();
+    let probe = Probe::new(30 * S, || panic!("the probe's request could not be made"));
+    let layer = responsys_failover_layer(&sim, Some(probe));
     let svc = common::client(&layer);
     let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
 
@@ -234,13 +234,7 @@ async fn a_failover_probe_that_panics_leaves_the_host_to_trial_requests() {
 async fn responsys_failover_without_a_probe_lets_one_request_find_out_each_minute() {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
-    let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
-    let layer = RetryLayer::builder()
-        .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
-        .unwrap()
-        .auth("127.0.0.1", TokenSource::login(login))
-        .unwrap()
-        .build();
+    let layer = responsys_failover_layer(&sim, None);
     let svc = common::client(&layer);
     let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
     let secondary = || matches!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. }));

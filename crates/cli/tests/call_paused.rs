@@ -37,8 +37,9 @@ impl Captured {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
+/// `redial call --json --repeat 200 --concurrency 20` (and `flags`) against a Marketo sim with
+/// a quota of 10 calls per 2 s and 10 at once: what it printed, parsed, and the sim.
+async fn two_hundred_against_a_quota_of_10_per_2_s(flags: &[&str]) -> (Vec<Value>, marketo::MarketoHandle) {
     let sim = Sim::start().await.unwrap();
     let mut config = MarketoConfig::new("sim-client-id", SECRET);
     config.rate_limit = Some((10, Duration::from_secs(2)));
@@ -46,23 +47,9 @@ async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_
     config.latency = Duration::from_millis(5);
     let vendor = marketo::install(&sim, config);
     let (login, url) = (sim.url("/identity"), sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"));
-    let argv = [
-        "call",
-        "--vendor",
-        "marketo",
-        "--login-url",
-        &login,
-        "--client-id",
-        "sim-client-id",
-        "--rate-limit",
-        "10/2",
-        "--json",
-        "--repeat",
-        "200",
-        "--concurrency",
-        "20",
-        &url,
-    ];
+    let mut argv = vec!["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"];
+    argv.extend_from_slice(flags);
+    argv.extend_from_slice(&["--json", "--repeat", "200", "--concurrency", "20", &url]);
     let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
     let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
         panic!("not a call")
@@ -78,10 +65,16 @@ async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_
     assert_eq!(finished.tally.failed(), 0, "{stderr}");
     let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let s = &lines.last().expect("a summary line")["summary"];
-    assert_eq!(s["requests"], 200, "{s}");
-    assert_eq!(s["successes"], 200, "{s}");
+    assert_eq!((&s["requests"], &s["successes"], &s["logins"]), (&200.into(), &200.into(), &1.into()), "{s}");
     assert_eq!(s["failures"], serde_json::json!({}), "{s}");
-    assert_eq!(s["logins"], 1, "{s}");
+    assert_eq!(vendor.logins(), 1);
+    (lines, vendor)
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_a_606() {
+    let (lines, vendor) = two_hundred_against_a_quota_of_10_per_2_s(&["--rate-limit", "10/2"]).await;
+    let s = &lines.last().unwrap()["summary"];
     // 200 calls at 10 per 2 s: the last window opens after 38 s at the earliest.
     assert!(s["elapsed_ms"].as_u64().unwrap() >= 38_000, "{s}");
     let attempts = &lines[..lines.len() - 1];
@@ -93,7 +86,6 @@ async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_
 
     assert_eq!(vendor.count_code("606"), 0, "the sim refused calls for the rate");
     assert_eq!(vendor.count_code("615"), 0);
-    assert_eq!(vendor.logins(), 1);
     assert_eq!(vendor.api_calls().iter().filter(|c| c.outcome_code.is_none()).count(), 200);
 }
 
@@ -102,43 +94,8 @@ async fn two_hundred_requests_against_a_quota_of_10_per_2_s_all_succeed_without_
 /// instance accepted. Slower (its window is Marketo's 20 s), and still no failure.
 #[tokio::test(start_paused = true)]
 async fn the_same_without_the_instances_rate_limit_learns_it_from_the_606s_and_fails_nothing() {
-    let sim = Sim::start().await.unwrap();
-    let mut config = MarketoConfig::new("sim-client-id", SECRET);
-    config.rate_limit = Some((10, Duration::from_secs(2)));
-    config.max_concurrency = Some(10);
-    config.latency = Duration::from_millis(5);
-    let vendor = marketo::install(&sim, config);
-    let (login, url) = (sim.url("/identity"), sim.url("/rest/v1/leads.json?filterType=id&filterValues=1"));
-    let argv = [
-        "call",
-        "--vendor",
-        "marketo",
-        "--login-url",
-        &login,
-        "--client-id",
-        "sim-client-id",
-        "--json",
-        "--repeat",
-        "200",
-        "--concurrency",
-        "20",
-        &url,
-    ];
-    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
-    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
-        panic!("not a call")
-    };
-    let source = call::token_source(&a).unwrap();
-    let layer = call::layer(&a, source.as_ref()).unwrap();
-    let (out, err) = (Captured::default(), Captured::default());
-    let finished =
-        call::run(*a, Bytes::new(), call::stack(&layer), source, Arc::new(Output::new(out.clone(), err.clone()))).await;
-
-    let stdout = out.text();
-    assert_eq!(finished.tally.failed(), 0, "{}", err.text());
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let s = &lines.last().expect("a summary line")["summary"];
-    assert_eq!((&s["requests"], &s["successes"], &s["logins"]), (&200.into(), &200.into(), &1.into()), "{s}");
+    let (lines, vendor) = two_hundred_against_a_quota_of_10_per_2_s(&[]).await;
+    let s = &lines.last().unwrap()["summary"];
     let refused = vendor.count_code("606");
     assert!(refused > 0, "the instance's limit is below Marketo's: it refuses the first burst");
     assert_eq!(s["attempts"].as_u64().unwrap(), 200 + refused as u64, "each 606 retried once: {s}");

@@ -82,6 +82,9 @@ impl fmt::Debug for StoredCredential {
     }
 }
 
+/// What a [`CredentialStore`] answers with: a boxed future that may borrow the store.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Where a [`TokenSource`] keeps its credential besides its own memory, so that the processes
 /// of a fleet (or several sources of one process) share one login: a vendor's login belongs to
 /// the account, and some vendors limit or lock it (Responsys disables a login that keeps
@@ -94,9 +97,9 @@ impl fmt::Debug for StoredCredential {
 /// with the new token. A store's errors are its own to log.
 pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     /// The credential stored, if any.
-    fn load(&self) -> Pin<Box<dyn Future<Output = Option<StoredCredential>> + Send + '_>>;
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>>;
     /// Keep `credential`, which a login has just obtained, in place of the one stored.
-    fn save(&self, credential: StoredCredential) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()>;
 }
 
 /// A [`CredentialStore`] in this process's memory: share one with several token sources (two
@@ -123,12 +126,12 @@ impl fmt::Debug for InMemoryStore {
 }
 
 impl CredentialStore for InMemoryStore {
-    fn load(&self) -> Pin<Box<dyn Future<Output = Option<StoredCredential>> + Send + '_>> {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
         let stored = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Box::pin(std::future::ready(stored))
     }
 
-    fn save(&self, credential: StoredCredential) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(credential);
         Box::pin(std::future::ready(()))
     }

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind};
 use redial_core::generic::Generic;
 use redial_core::{Advice, Classification, Kind, Outcome, Policy, Profile, RequestHead, ResponseHead};
-use redial_tower::auth::{CredentialStore, InMemoryStore, StoredCredential};
+use redial_tower::auth::{CredentialStore, InMemoryStore, StoreFuture, StoredCredential};
 use redial_tower::{RetryBody, RetryLayer, TokenSource};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -1261,10 +1261,10 @@ async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
     #[derive(Debug)]
     struct Hangs;
     impl CredentialStore for Hangs {
-        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
             Box::pin(std::future::pending())
         }
-        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
             Box::pin(std::future::pending())
         }
     }
@@ -1285,10 +1285,10 @@ async fn a_store_that_hangs_leaves_the_login_its_whole_timeout() {
     #[derive(Debug)]
     struct Hangs;
     impl CredentialStore for Hangs {
-        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
             Box::pin(std::future::pending())
         }
-        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
             Box::pin(std::future::pending())
         }
     }
@@ -1310,20 +1310,20 @@ async fn a_store_whose_load_panics_is_passed_by_and_the_login_goes_on() {
     #[derive(Debug)]
     struct Panics;
     impl CredentialStore for Panics {
-        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
             Box::pin(async { panic!("the store's load panicked") })
         }
-        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
             Box::pin(std::future::ready(()))
         }
     }
     #[derive(Debug)]
     struct PanicsBeforeItsFuture;
     impl CredentialStore for PanicsBeforeItsFuture {
-        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
             panic!("the store's load panicked before its future")
         }
-        fn save(&self, _: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
             Box::pin(std::future::ready(()))
         }
     }
@@ -1349,10 +1349,10 @@ async fn a_slow_save_of_an_older_token_does_not_overwrite_a_newer_one() {
         saves: AtomicUsize,
     }
     impl CredentialStore for SlowFirst {
-        fn load(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StoredCredential>> + Send + '_>> {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
             self.inner.load()
         }
-        fn save(&self, c: StoredCredential) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        fn save(&self, c: StoredCredential) -> StoreFuture<'_, ()> {
             let first = self.saves.fetch_add(1, Ordering::SeqCst) == 0;
             Box::pin(async move {
                 if first {
