@@ -36,7 +36,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::Body;
-use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
+/// What a token source is made of, from [`redial_core::auth`], so that one `use` of this module
+/// is enough to write a [`TokenSource::from_fn`] or a [`Login`] of your own.
+pub use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
 use redial_core::backoff::{Rng, SplitMix64};
 use redial_core::MAX_DURATION;
 use tokio::sync::watch;
@@ -250,6 +252,21 @@ impl TokenSource {
     }
 
     /// Obtain the credential with your own async function.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redial_tower::auth::{Attach, Credential, LoginError, LoginFailureKind, TokenSource};
+    ///
+    /// let source = TokenSource::from_fn(Attach::Bearer, || async {
+    ///     // Ask your own token service; a refusal that retrying cannot fix is `Fatal`.
+    ///     let token: Option<String> = Some("t0ken".into());
+    ///     match token {
+    ///         Some(t) => Ok(Credential::new(t, Some(Duration::from_secs(3600)))),
+    ///         None => Err(LoginError::new(LoginFailureKind::Fatal, "the token service refused us")),
+    ///     }
+    /// });
+    /// assert!(!format!("{source:?}").contains("t0ken"));
+    /// ```
     pub fn from_fn<F, Fut>(attach: Attach, f: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
