@@ -3,8 +3,9 @@
 
 #[doc(inline)]
 pub use redial_tower::{
-    classify_error, BoxError, Error, FailureClassifier, InvalidHost, Policy, Report, RequestLimits, ResponseBody,
-    ResponseFuture, Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe, TokenSource,
+    classify_error, AttemptError, BoxError, Detach, Detached, Error, FailureClassifier, Inner, InvalidHost, Policy,
+    Report, RequestLimits, ResponseBody, ResponseFuture, Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
+    TokenSource,
 };
 
 /// Token sources and the single-flight token cell.
