@@ -30,7 +30,8 @@ pub struct Attempt {
     pub action: Action,
     /// The retry rule that matched, if the action was a retry.
     pub rule: Option<&'static str>,
-    /// The wait before the next attempt, if there was one.
+    /// The wait decided before the next attempt, if there was one; the host's limiter or a
+    /// login can make the next attempt start later (see [`elapsed`](Self::elapsed)).
     pub delay: Option<Duration>,
     /// Time since the logical request started when this attempt's outcome was known.
     pub elapsed: Duration,

@@ -37,7 +37,11 @@ impl Report {
         self.attempts.len() as u32
     }
 
-    /// The total time slept between attempts.
+    /// The total of the waits decided between attempts (backoff, `Retry-After`, a vendor's
+    /// hint). Time spent otherwise is not in it: waiting for the host's rate or concurrency
+    /// limiter to admit an attempt (after a 606 it may hold a retry to the end of the window)
+    /// or for a login. The whole time up to the last outcome is the last attempt's
+    /// [`elapsed`](crate::Attempt::elapsed).
     pub fn total_delay(&self) -> Duration {
         self.attempts.iter().filter_map(|a| a.delay).sum()
     }
