@@ -603,13 +603,17 @@ async fn send_login(
             // A transport error names the URL it failed on; its query may hold the credential
             // (Marketo documents client_secret there). So the error is not kept as the source:
             // its causes are told, redacted (`client error (Connect)` says nothing without
-            // the `Connection refused` under it).
+            // the `Connection refused` under it). A wrapper that shows its cause's message as
+            // its own (reqwest-middleware's around reqwest's) is not told twice.
             let why = {
                 let mut why = e.to_string();
                 let mut next = e.source();
                 while let Some(cause) = next {
-                    why.push_str(": ");
-                    why.push_str(&cause.to_string());
+                    let cause_text = cause.to_string();
+                    if !why.ends_with(&cause_text) {
+                        why.push_str(": ");
+                        why.push_str(&cause_text);
+                    }
                     next = cause.source();
                 }
                 redial_core::auth::redact_urls(&why).into_owned()

@@ -472,6 +472,39 @@ async fn a_login_transport_error_that_names_its_url_shows_no_query_or_userinfo()
     assert!(login.message().contains("http://vendor.test/login?…"), "{}", login.message());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_login_transport_error_whose_wrapper_repeats_its_cause_tells_it_once() {
+    // reqwest-middleware's error shows the reqwest error it wraps as its own message, and has it
+    // as its source: the login's message said "error sending request for url (…)" twice.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let inner = tower::service_fn(|req: Request<RetryBody<Full<Bytes>>>| async move {
+        if req.uri().path() == "/login" {
+            let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+            return Err::<Response<Full<Bytes>>, _>(Wrapper(std::io::Error::other(refused)));
+        }
+        Ok(Response::new(Full::from("ok")))
+    });
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(10 * S).build().unwrap())
+        .auth("*", TokenSource::login(TestLogin))
+        .unwrap()
+        .build();
+    let err = ServiceBuilder::new().layer(layer).service(inner).oneshot(api()).await.unwrap_err();
+    let message = err.login_error().expect("the login's error").message().to_owned();
+    assert_eq!(message.matches("connection refused").count(), 1, "{message}");
+}
+
 /// A vendor that answers 200 to anything, boxed.
 type Plain = tower::util::BoxCloneService<Request<RetryBody<Full<Bytes>>>, Response<Full<Bytes>>, Infallible>;
 
