@@ -345,7 +345,8 @@ impl PolicyBuilder {
             || p.rate_limit.is_some_and(|(_, w)| too_long(w))
         {
             return Err(InvalidPolicy(
-                "deadline, attempt_timeout, retry_after_cap and the rate-limit window must be at most a year",
+                "deadline, attempt_timeout, retry_after_cap and the rate-limit window must be at most a year \
+                 (no deadline at all: `no_deadline()`)",
             ));
         }
         Ok(p)
