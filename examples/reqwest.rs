@@ -5,7 +5,7 @@
 //! simulated in full on a paused clock).
 
 use redial::vendors::marketo::IdentityLogin;
-use redial::{RedialMiddleware, Report, TokenSource, Vendor};
+use redial::{RedialMiddleware, Report, TokenSource, Vendor, VendorExt};
 use redial_sim::vendors::marketo::{self as sim_marketo, MarketoConfig};
 use redial_sim::{Reply, Sim};
 
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // example registers Marketo there.
     let login = IdentityLogin::new(&sim.url("/identity"), "my-client-id", "my-client-secret")?;
     let layer = redial::builder()
-        .host("127.0.0.1", Vendor::Marketo.profile(), Vendor::Marketo.policy())?
+        .vendor_at(Vendor::Marketo, "127.0.0.1")?
         .auth("127.0.0.1", TokenSource::login(login))?
         .build();
     let http = reqwest::Client::new();
@@ -41,9 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let res = client.get(&leads).send().await?;
     let report = res.extensions().get::<Report>().cloned().unwrap_or_default();
     println!(
-        "second call: {} after {} attempts, {:?} waited, {} login(s) in all",
+        "second call: {} after {} attempts and {:?} ({:?} of them the retry waits; the rest: the login and the host's \
+         rate limit, lowered by the 606, holding the retry), {} login(s) in all",
         res.status(),
         report.attempt_count(),
+        report.attempts.last().map(|a| a.elapsed).unwrap_or_default(),
         report.total_delay(),
         marketo.logins()
     );
