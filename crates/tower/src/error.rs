@@ -286,6 +286,11 @@ impl fmt::Display for Error {
             ErrorKind::Decided(FailReason::Final) if self.kind() == Some(Kind::Failover) => {
                 f.write_str("the vendor has failed over: this endpoint is not served until it fails back")?
             }
+            // The rule's own words (the profile's, never the vendor's body): which rule, and why.
+            ErrorKind::Decided(r @ FailReason::Final) => match &self.inner.classification {
+                Some(c) if !c.reason.is_empty() => write!(f, "{r}: {}", c.reason)?,
+                _ => write!(f, "{r}")?,
+            },
             ErrorKind::Decided(r) => write!(f, "{r}")?,
             ErrorKind::NotReady => f.write_str("the inner service failed while getting ready for an attempt")?,
             ErrorKind::RequestBody => f.write_str("the request body could not be read")?,

@@ -562,6 +562,20 @@ async fn an_error_says_each_thing_once() {
     assert_eq!(err.to_string(), "gave up after 3 attempts (last status 502, transient)");
 }
 
+/// A final answer names the rule that made it final, in the profile's words: a log line says
+/// why without the `Debug` of the error.
+#[tokio::test(start_paused = true)]
+async fn a_final_error_names_its_rule() {
+    let (vendor, _) = recording(|| Box::pin(async { reply(404, "no such thing") }));
+    let layer = RetryLayer::new(Generic, Policy::default());
+    let req = Request::get("http://api.example.com/things/7").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(vendor).oneshot(req).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the vendor's rule says this is final: generic: 404 is final (1 attempt, last status 404, fatal)"
+    );
+}
+
 #[test]
 fn a_response_future_shows_its_state_not_the_request() {
     let (vendor, _) = recording(|| Box::pin(async { reply(200, "ok") }));
