@@ -14,6 +14,21 @@ pub use redial_tower::auth;
 /// Reconcile hooks and failover probes.
 pub use redial_tower::hooks;
 
+/// The generic HTTP rules (`VENDORS.md`, "Any other host"): the profile to give a host of
+/// your own its own policy.
+///
+/// ```
+/// use std::time::Duration;
+/// use redial::{Generic, Policy, RetryLayer};
+///
+/// let policy = Policy::builder().max_attempts(5).deadline(Duration::from_secs(30)).build()?;
+/// let layer = RetryLayer::builder().host("api.example.com", Generic, policy)?.build();
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(inline)]
+pub use redial_core::generic::Generic;
+
 /// The sans-io core: classification, decision, backoff, Retry-After, budgets.
 pub use redial_core as core;
 
