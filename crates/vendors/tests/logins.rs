@@ -190,6 +190,7 @@ fn marketo_request() {
     );
     assert!(marketo().request().headers().get(AUTHORIZATION).is_none());
     assert_eq!(marketo().attach(), Attach::Bearer);
+    assert_eq!(marketo().client_id(), "mkto-client-id");
 }
 
 #[test]
@@ -432,6 +433,13 @@ fn responsys_fatal_codes() {
             assert!(e.message().contains(&format!("Detail of {code}")), "{e}");
         }
     }
+    // PASSWORD_* is a prefix row: every code under it says what to do about the password.
+    for code in ["PASSWORD_LOCKOUT", "PASSWORD_EXPIRED", "PASSWORD_MUST_CHANGE"] {
+        let e = assert_fatal(parse(&responsys(), 401, &responsys_error(code)), Some(code));
+        assert!(e.message().contains("the password is locked out or expired"), "{code}: {e}");
+    }
+    let e = assert_fatal(parse(&responsys(), 401, &responsys_error("PASSWORD_")), Some("PASSWORD_"));
+    assert!(!e.message().contains("the password is locked out"), "the bare prefix is no code of the row: {e}");
     // Any 401/403 without an envelope.
     for status in [401, 403] {
         assert_fatal(parse(&responsys(), status, ""), None);
@@ -726,6 +734,14 @@ fn responsys_unusable_endpoint() {
         assert!(!format!("{e} {e:?}").contains(TOKEN));
     }
     assert_transient(parse(&responsys(), 200, r#"{"endPoint":"https://h"}"#));
+}
+
+/// The authToken goes raw in the `Authorization` header: one that cannot is not a credential.
+#[test]
+fn responsys_a_token_that_cannot_go_in_a_header_is_refused() {
+    let body = r#"{"authToken":"bPBY3l9H\na9C7uyDO","issuedAt":1,"endPoint":"https://rest-pod1.responsys.net"}"#;
+    let e = assert_transient(parse(&responsys(), 200, body));
+    assert!(e.message().contains("the authToken cannot be sent in a header"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------

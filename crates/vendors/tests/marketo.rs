@@ -193,6 +193,12 @@ fn rule_names_are_marketo_code() {
             other => panic!("{code}: {other:?}"),
         }
     }
+    // HTTP 502 is Marketo's own row too, not the generic one.
+    let (c, _) = run(&Method::GET, 502, Some("text/html"), "<html><h1>502 Bad Gateway</h1></html>");
+    match c.advice {
+        Advice::Retry(rule) => assert_eq!(rule.name(), "marketo.502"),
+        other => panic!("HTTP 502: {other:?}"),
+    }
 }
 
 #[test]
@@ -264,6 +270,19 @@ fn marketo_607_fails_with_its_reset_time() {
     }
 }
 
+/// The reset time belongs to the 607 error: another error of the same response does not carry it.
+#[test]
+fn marketo_607_beside_another_error_puts_the_reset_on_the_607_only() {
+    let h = headers(Some(JSON));
+    let body =
+        r#"{"success":false,"errors":[{"code":"606","message":"a"},{"code":"607","message":"Daily quota reached"}]}"#;
+    let received = "Mon, 15 Jan 2024 15:30:00 GMT";
+    let (c, d) = run_at(&Method::GET, 200, &h, Body::Complete(body.as_bytes()), date(received));
+    assert_eq!((c.kind, d), (Kind::QuotaExhausted, Decision::Fail(FailReason::Final)));
+    let got: Vec<_> = c.errors.iter().map(|e| (e.code.as_str(), e.attribute("resets_at"))).collect();
+    assert_eq!(got, [("606", None), ("607", Some("Tue, 16 Jan 2024 06:00:00 GMT"))]);
+}
+
 #[test]
 fn quota_reset_follows_us_central_daylight_saving() {
     // (received, reset), around the 2024 changes: 10 Mar and 3 Nov.
@@ -285,6 +304,9 @@ fn quota_reset_follows_us_central_daylight_saving() {
         assert_eq!(quota_reset(date(received)), Some(date(reset)), "{received}");
     }
     assert_eq!(quota_reset(at(0)), Some(at(6 * 3600)), "1 Jan 1970 was CST");
+    // "None for times tens of thousands of years away from 1970" (2^40 s is about 34,800 years).
+    assert_eq!(quota_reset(at(1 << 41)), None);
+    assert_eq!(quota_reset(UNIX_EPOCH - Duration::from_secs(1 << 41)), None);
 }
 
 #[test]
@@ -315,7 +337,13 @@ fn marketo_413_is_fatal() {
         let (c, d) = run(&method, 413, Some("text/html"), "<html><body>Request Entity Too Large</body></html>");
         assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
         assert!(c.reason.contains("413"), "{}", c.reason);
+        // Marketo's row, not the generic one: it names the limit and the fix.
+        assert!(c.reason.contains("over 1 MB") && c.reason.contains("split it"), "{}", c.reason);
     }
+    // HTTP 414 on another method than GET is Marketo's row too: the URI is over 8 KB.
+    let (c, d) = run(&Method::POST, 414, Some("text/html"), "<html>414</html>");
+    assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)));
+    assert!(c.reason.starts_with("marketo: HTTP 414") && c.reason.contains("8 KB"), "{}", c.reason);
 }
 
 #[test]
@@ -492,6 +520,13 @@ fn policy_and_hosts() {
     assert_eq!(p.max_attempts(), 4);
     assert!(p.deadline().unwrap() >= marketo::QUEUE_RETRY_MAX * 3);
     assert!(p.replay_limit() >= 1_000_000, "Marketo accepts bodies up to 1 MB");
+    // "Every 2xx JSON body is read": a batch of 300 records (the most a call takes), each
+    // skipped with a reason, is read whole, so its record errors are not lost.
+    let records: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"id":{i},"status":"skipped","reasons":[{{"code":"1004","message":"Lead not found"}}]}}"#))
+        .collect();
+    let batch = format!(r#"{{"requestId":"e42b#14272d07d78","success":true,"result":[{}]}}"#, records.join(","));
+    assert!(batch.len() <= p.inspect_limit(), "{} > {}", batch.len(), p.inspect_limit());
     assert_eq!(marketo::HOSTS, ["*.mktorest.com"]);
 }
 

@@ -330,6 +330,24 @@ fn polling_fixture_with_string_error_details() {
     assert_eq!(v.attribute("requestId"), Some("WGlJSWhsOjoxNTIxMzU5OTI1"));
     assert_eq!(v.attribute("apiName"), Some("asyncMergeTriggerEmail"));
     assert_eq!(v.attribute("status"), Some("ERROR"));
+    // A wrapper field sent as a number is kept as its digits.
+    let numeric = body.replace(r#""WGlJSWhsOjoxNTIxMzU5OTI1""#, "1521359925");
+    let c = classify(200, Some(JSON), &numeric);
+    assert_eq!(c.errors[0].attribute("requestId"), Some("1521359925"));
+}
+
+/// The message is `detail`, else `title`: a blank `detail` is no detail, a blank `title` no title.
+#[test]
+fn a_blank_detail_gives_way_to_the_title() {
+    let body = r#"{"type":"","title":"Invalid request parameters","errorCode":"INVALID_PARAMETER","detail":"  ","errorDetails":[]}"#;
+    let e = ResponsysError::parse(body.as_bytes()).unwrap();
+    assert_eq!((e.title.as_deref(), e.detail.as_deref()), (Some("Invalid request parameters"), None));
+    assert_eq!(e.to_vendor_error().message.as_deref(), Some("Invalid request parameters"));
+    let body =
+        r#"{"type":"","title":" ","errorCode":"INVALID_PARAMETER","detail":"must be Transactional","errorDetails":[]}"#;
+    let e = ResponsysError::parse(body.as_bytes()).unwrap();
+    assert_eq!(e.title, None);
+    assert_eq!(e.to_vendor_error().attribute("title"), None);
 }
 
 #[test]
@@ -349,6 +367,41 @@ fn record_failures_in_a_2xx_batch_are_partial() {
     assert_eq!(c.errors[1].attribute("recipientId"), Some("103"));
     let ok = classify(200, Some(JSON), r#"[{"errorMessage":null,"success":true,"recipientId":101}]"#);
     assert_eq!(ok.kind, Kind::Success);
+}
+
+/// "The code is the leading UPPER_SNAKE word": a message that is a code alone is that code; a
+/// message whose text before the colon is not a code is kept whole under `RECORD_FAILED`.
+#[test]
+fn a_record_error_message_is_split_only_at_a_leading_code() {
+    let body = r#"[{"errorMessage":"RECIPIENT_STATUS_UNDELIVERABLE","success":false,"recipientId":1},
+                   {"errorMessage":"Email address is bad: no MX record","success":false,"recipientId":2}]"#;
+    let c = classify(200, Some(JSON), body);
+    assert_eq!(c.kind, Kind::Partial);
+    let got: Vec<_> = c.errors.iter().map(|e| (e.code.as_str(), e.message.as_deref(), e.scope)).collect();
+    assert_eq!(
+        got,
+        [
+            ("RECIPIENT_STATUS_UNDELIVERABLE", None, ErrorScope::Record(0)),
+            ("RECORD_FAILED", Some("Email address is bad: no MX record"), ErrorScope::Record(1)),
+        ]
+    );
+}
+
+/// A poll's records sit under `response` ("an array, at the top level or under `response` of
+/// a poll"): their failures make the response partial too.
+#[test]
+fn record_failures_under_a_polls_response_are_partial() {
+    let body = r#"{"requestId":"WGlJSWhsOjoxNTIxMzU5OTI1","status":"SUCCESS","response":[
+                   {"errorMessage":null,"success":true,"recipientId":101},
+                   {"errorMessage":"RECIPIENT_STATUS_UNDELIVERABLE: email address is bad","success":false,"recipientId":102}]}"#;
+    let c = classify(200, Some(JSON), body);
+    assert_eq!((c.kind, decide_at(&c, 1, &[], false, Duration::ZERO)), (Kind::Partial, Decision::Return));
+    assert_eq!(c.errors.len(), 1);
+    assert_eq!(
+        (c.errors[0].code.as_str(), c.errors[0].scope),
+        ("RECIPIENT_STATUS_UNDELIVERABLE", ErrorScope::Record(1))
+    );
+    assert_eq!(c.errors[0].attribute("recipientId"), Some("102"));
 }
 
 /// At most `MAX_ERRORS` vendor errors are kept from one response, as for every vendor: a
@@ -384,13 +437,33 @@ fn aftm_allow_list() {
     let only = Responsys::default().with_aftm_paths(["/rest/haApi/*/campaigns/*/email"]);
     assert!(only.is_aftm_path("/rest/haApi/v1.3/campaigns/x/email"));
     assert!(!only.is_aftm_path("/rest/haApi/v1.3/lists/x/members"));
-    assert_eq!(only.aftm_paths().len(), 1);
+    assert_eq!(only.aftm_paths(), ["/rest/haApi/*/campaigns/*/email"]);
+    assert_eq!(Responsys::default().aftm_paths(), responsys::AFTM_PATHS);
+}
+
+/// API_NOT_ALLOWED_IN_SECONDARY: "only AFTM endpoints are sent, others fail fast locally". The
+/// profile's failover gate is the AFTM allow-list.
+#[test]
+fn in_failover_only_aftm_endpoints_are_allowed() {
+    let r = Responsys::default();
+    assert_eq!(r.name(), "responsys");
+    let allowed = |uri: &str| {
+        let (uri, headers): (Uri, _) = (uri.parse().unwrap(), HeaderMap::new());
+        r.allowed_in_failover(&RequestHead { method: &Method::POST, uri: &uri, headers: &headers, body: None })
+    };
+    assert!(allowed("https://acct-aftm.responsys.ocs.oraclecloud.com/rest/haApi/v1.3/campaigns/welcome/email"));
+    assert!(allowed("https://acct-aftm.responsys.ocs.oraclecloud.com/rest/haAsyncApi/v1.3/campaigns/welcome/sms"));
+    assert!(!allowed("https://acct-aftm.responsys.ocs.oraclecloud.com/rest/api/v1.3/campaigns/welcome/email"));
+    assert!(!allowed("https://acct-aftm.responsys.ocs.oraclecloud.com/rest/api/v1.3/lists/master/members"));
 }
 
 #[test]
 fn policy_fits_the_documented_waits() {
     let p = policy();
-    assert!(p.max_attempts() >= 4);
+    // "Retry up to 3 times" without a response, plus the replay after one re-login: 5 in all,
+    // which also bounds how often a 503 is retried.
+    assert_eq!(p.max_attempts(), 1 + responsys::NO_RESPONSE_RETRIES as u32 + 1);
+    assert_eq!(responsys::NO_RESPONSE_RETRIES, 3);
     let deadline = p.deadline().unwrap();
     let attempt = p.attempt_timeout().unwrap();
     assert!(deadline >= 6 * 60 * S + 4 * attempt);
