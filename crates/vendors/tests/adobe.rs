@@ -405,6 +405,15 @@ fn policy_and_hosts() {
     assert_eq!(p.max_auth_refreshes(), 1);
     assert!(p.deadline().unwrap() > adobe::THROTTLE_DEFAULT * 4);
     assert_eq!(adobe::HOSTS, ["server.adobedc.net", "edge.adobedc.net"]);
+    // 2xx bodies are read for their errors and warnings, behind personalization handles that
+    // can be large: a 207 carrying 64 KiB of handle payload is still read whole.
+    let payload = "x".repeat(64 * 1024);
+    let body = FIXTURE_207.replacen(
+        r#""handle":[]"#,
+        &format!(r#""handle":[{{"type":"personalization:decisions","payload":[{{"data":"{payload}"}}]}}]"#),
+        1,
+    );
+    assert!(body.len() > 64 * 1024 && body.len() <= p.inspect_limit(), "{} > {}", body.len(), p.inspect_limit());
 }
 
 proptest! {

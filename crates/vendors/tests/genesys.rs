@@ -271,9 +271,16 @@ fn create_sub_campaign_reconciles() {
     let c =
         classify_with(&none, &requests[0], 500, Some(SOAP11), Body::Complete(fault11(&["INTERNAL_ERROR"]).as_bytes()));
     assert_eq!(c.advice.action(), Action::Retry);
+    assert!(none.reconcile_operations().is_empty());
     let more = GenesysEngage::default().with_reconcile_operation("createCampaign");
+    assert_eq!(more.reconcile_operations(), ["createSubCampaign", "createCampaign"]);
+    assert_eq!(GenesysEngage::default().reconcile_operations(), genesys::RECONCILE_OPERATIONS);
     let c = more.classify(&Req::op("createCampaign").head(), &Outcome::Failure(Failure::Timeout));
     assert_eq!(c.advice.action(), Action::Reconcile);
+    // A gateway's 504 is the timeout rule: on createSubCampaign it says so, and reconciles.
+    let c = classify(&requests[0], 504, "<html><body>504 Gateway Time-out</body></html>");
+    assert_eq!(c.advice.action(), Action::Reconcile);
+    assert!(c.reason.contains("reconcile before re-invoking"), "{}", c.reason);
 }
 
 #[test]
@@ -292,6 +299,34 @@ fn operation_names() {
         ..Req::plain().header("soapaction", "createSubCampaign")
     };
     assert_eq!(operation(&doctype.head()).as_deref(), Some("createSubCampaign"));
+    // Many header elements side by side are not nesting: the operation after them is found.
+    let header = "<wsa:To>x</wsa:To>".repeat(genesys::MAX_DEPTH + 10);
+    let long_header = Req {
+        body: Some(
+            format!("<S:Envelope><S:Header>{header}</S:Header><S:Body><createSubCampaign/></S:Body></S:Envelope>")
+                .into_bytes(),
+        ),
+        ..Req::plain()
+    };
+    assert_eq!(operation(&long_header.head()).as_deref(), Some("createSubCampaign"));
+    // After an empty Body, nothing is the operation.
+    let empty = Req { body: Some(b"<Envelope><Body></Body><trailer/></Envelope>".to_vec()), ..Req::plain() };
+    assert_eq!(operation(&empty.head()), None);
+}
+
+/// `ARG_*` and `ATTRIBUTE_*` are prefix rows: each code under them is final, as that row says.
+#[test]
+fn arg_and_attribute_codes_are_final_by_their_prefix_rows() {
+    let req = Req::op("createCampaign");
+    for (code, why) in [("ARG_NULL", "an argument is in error"), ("ATTRIBUTE_NULL", "an attribute is in error")] {
+        let c = classify(&req, 500, &fault11(&[code]));
+        assert_eq!((c.kind, c.advice.action()), (Kind::Fatal, Action::Fail), "{code}");
+        assert!(c.reason.contains(why), "{code}: {}", c.reason);
+    }
+    // The bare prefix is no code of the row: it is final as every other code.
+    let c = classify(&req, 500, &fault11(&["ARG_"]));
+    assert_eq!(c.kind, Kind::Fatal);
+    assert!(c.reason.contains("every other error is final"), "{}", c.reason);
 }
 
 #[test]
@@ -334,12 +369,14 @@ fn a_fault_with_three_attribute_errors_keeps_them_all() {
 #[test]
 fn the_most_final_error_of_a_set_decides() {
     let req = Req::op("createCampaign");
-    let cases: [(&[&str], Kind, &str); 5] = [
+    let cases: [(&[&str], Kind, &str); 6] = [
         (&["INTERNAL_ERROR", "ARG_NULL"], Kind::Fatal, "ARG_NULL"),
         (&["NO_SESSION", "INTERNAL_ERROR"], Kind::AuthExpired, "NO_SESSION"),
         (&["INTERNAL_ERROR", "SYSTEM_LIMIT_EXCEEDED", "NO_SESSION"], Kind::Throttled, "SYSTEM_LIMIT_EXCEEDED"),
         (&["ATTRIBUTE_NULL", "ARG_NULL"], Kind::Fatal, "ATTRIBUTE_NULL"),
         (&["INTERNAL_ERROR"], Kind::Transient, "INTERNAL_ERROR"),
+        // Any fatal code comes before SYSTEM_LIMIT_EXCEEDED, whichever is first in the set.
+        (&["SYSTEM_LIMIT_EXCEEDED", "ARG_NULL"], Kind::Fatal, "ARG_NULL"),
     ];
     for (codes, kind, decider) in cases {
         let c = classify(&req, 500, &fault11(codes));
@@ -644,6 +681,7 @@ fn policy_and_hosts() {
     assert_eq!(p.max_attempts(), 3);
     assert!(p.deadline().unwrap() >= 30 * S + 3 * p.attempt_timeout().unwrap());
     assert!(HOSTS.is_empty());
+    assert_eq!(GenesysEngage::default().name(), "genesys-engage");
 }
 
 proptest! {
