@@ -56,6 +56,21 @@ fn rule_limit_counts_only_its_own_retries() {
     );
 }
 
+/// Exponential growth follows the retries so far, whatever their rule; a refresh is not one.
+#[test]
+fn exponential_growth_counts_the_retries_so_far() {
+    let p = Policy::builder().max_attempts(10).deadline(S * 3600).build().unwrap();
+    let backoff = Backoff::exponential_with(S, S * 60, backoff::Jitter::None).unwrap();
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r").backoff(backoff), "x");
+    let expired = Classification::new(Kind::AuthExpired, Advice::RefreshAuth, "x");
+    let mut history = retried("other", 1);
+    history.push(Attempt::new(2, None, None, &expired, &Decision::RefreshAuth, S));
+    let retry = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
+    history.push(Attempt::new(3, None, None, &retry, &Decision::Retry { after: S, range: (S, S) }, S * 3));
+    // Two retries so far: 1 s × 2².
+    assert_eq!(run(&c, &ctx(&p, &history, S)), Decision::Retry { after: S * 4, range: (S * 4, S * 4) });
+}
+
 #[test]
 fn schedule_gives_its_delays_then_stops() {
     let p = Policy::builder().max_attempts(10).deadline(S * 3600).build().unwrap();

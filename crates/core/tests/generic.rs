@@ -101,6 +101,64 @@ fn failures_before_and_after_sending() {
             assert_eq!(d.action(), want, "{failure:?} {method}");
         }
     }
+    // Refused on this side before it was sent (a failover gate, a full limiter): nothing to
+    // retry, for any method.
+    for method in [Method::GET, Method::POST] {
+        let (c, d) = decide_for(&method, Outcome::Failure(Failure::Local));
+        assert_eq!((c.kind, d), (Kind::Fatal, Decision::Fail(FailReason::Final)), "{method}");
+    }
+}
+
+/// Each row is its own rule, named after it: a timeout is not counted as a reset.
+#[test]
+fn rule_names_are_generic_row() {
+    let headers = HeaderMap::new();
+    let name = |c: &Classification| match &c.advice {
+        Advice::Retry(rule) => rule.name(),
+        other => panic!("{other:?}"),
+    };
+    for (failure, rule) in [
+        (Failure::Connect, "generic.connect"),
+        (Failure::Timeout, "generic.timeout"),
+        (Failure::Io, "generic.no_response"),
+        (Failure::BodyRead, "generic.no_response"),
+    ] {
+        assert_eq!(name(&decide_for(&Method::GET, Outcome::Failure(failure)).0), rule, "{failure:?}");
+    }
+    for status in [408, 429, 500, 502, 503, 504] {
+        assert_eq!(name(&decide_for(&Method::GET, response(status, &headers)).0), format!("generic.{status}"));
+    }
+    // A final status says which it was.
+    let (c, _) = decide_for(&Method::GET, response(404, &headers));
+    assert_eq!(c.reason, "generic: 404 is final");
+    assert_eq!(Generic.name(), "generic");
+}
+
+/// Only a 4xx/5xx labelled `application/problem+json` is read: a success, or an error body of
+/// another type, is not.
+#[test]
+fn only_problem_bodies_of_error_statuses_are_read() {
+    let uri: Uri = "https://api.example.com/x".parse().unwrap();
+    let req_headers = HeaderMap::new();
+    let req = RequestHead { method: &Method::GET, uri: &uri, headers: &req_headers, body: None };
+    let body =
+        br#"{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","status":404}"#;
+    for (status, ct, read) in [
+        (404, "application/problem+json", true),
+        (503, "application/problem+json", true),
+        (200, "application/problem+json", false),
+        (404, "application/json", false),
+        (404, "text/html", false),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static(ct));
+        let status = StatusCode::from_u16(status).unwrap();
+        let head = ResponseHead { status, headers: &headers, received_at: SystemTime::UNIX_EPOCH };
+        assert_eq!(Generic.inspect(&req, &head), read, "{status} {ct}");
+        let c = Generic.classify(&req, &Outcome::Response(head, Body::Complete(body)));
+        let want = if read { BodyUse::Parsed } else { BodyUse::NotRead };
+        assert_eq!((c.body, c.problem.is_some()), (want, read), "{status} {ct}");
+    }
 }
 
 #[test]
