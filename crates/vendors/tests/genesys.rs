@@ -662,6 +662,9 @@ fn inspects_errors_and_xml_successes() {
         (200, Some(SOAP12), true),
         (200, Some("application/xop+xml; type=\"text/xml\""), true),
         (200, Some("application/json"), false),
+        // Only `xml` or a `+xml` suffix is XML: a long subtype is not, whatever its length.
+        (200, Some("application/octet-stream"), false),
+        (200, Some("text/plain"), false),
         (200, None, false),
         (500, None, true),
         (404, Some("text/html"), true),
