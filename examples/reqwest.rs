@@ -41,12 +41,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let res = client.get(&leads).send().await?;
     let report = res.extensions().get::<Report>().cloned().unwrap_or_default();
     println!(
-        "second call: {} after {} attempts and {:?} ({:?} of them the retry waits; the rest: the login and the host's \
-         rate limit, lowered by the 606, holding the retry), {} login(s) in all",
+        "second call: {} after {} attempts and {:?} ({:?} of them the retry waits, {:?} a login or the host's rate \
+         limit, lowered by the 606, holding an attempt), {} login(s) in all",
         res.status(),
         report.attempt_count(),
         report.attempts.last().map(|a| a.elapsed).unwrap_or_default(),
         report.total_delay(),
+        report.total_held(),
         marketo.logins()
     );
     for a in &report.attempts {

@@ -84,8 +84,8 @@ impl Tour {
             Err(err) => (format!("error: {err}"), err.report().clone(), err.report().attempt_count()),
         };
         let mut notes = HOOK_NOTES.lock().unwrap();
-        for a in &report.attempts {
-            print_attempt(a);
+        for (i, a) in report.attempts.iter().enumerate() {
+            print_attempt(a, i.checked_sub(1).map(|p| &report.attempts[p]));
             // What the reconcile hook found, under the attempt that asked it.
             if a.action == redial::core::Action::Reconcile {
                 if let Some(note) = notes.pop_front() {
@@ -103,7 +103,15 @@ impl Tour {
     }
 }
 
-fn print_attempt(a: &Attempt) {
+fn print_attempt(a: &Attempt, previous: Option<&Attempt>) {
+    // Time the attempt waited beyond its decided delay: a login, or the host's limits.
+    if let Some(held) = a.held(previous).filter(|h| *h >= Duration::from_millis(1)) {
+        println!(
+            "               (attempt {} held {} before it was sent: a login, or the host's limits)",
+            a.number,
+            secs(held)
+        );
+    }
     let what = match (a.status, a.failure) {
         (Some(s), _) => s.as_u16().to_string(),
         (None, Some(f)) => format!("no response ({})", f.as_str()),
@@ -321,16 +329,21 @@ async fn main() {
         calls.spawn(async move {
             match svc.oneshot(req).await {
                 // A first-try success carries no report: one attempt.
-                Ok(r) => (r.status().is_success(), r.extensions().get::<Report>().map_or(1, Report::attempt_count)),
-                Err(e) => (false, e.report().attempt_count()),
+                Ok(r) => {
+                    let report = r.extensions().get::<Report>();
+                    let held = report.map(Report::total_held).unwrap_or_default();
+                    (r.status().is_success(), report.map_or(1, Report::attempt_count), held)
+                }
+                Err(e) => (false, e.report().attempt_count(), e.report().total_held()),
             }
         });
     }
-    let (mut ok, mut attempts) = (0, 0);
+    let (mut ok, mut attempts, mut held) = (0, 0, Duration::ZERO);
     while let Some(r) = calls.join_next().await {
-        let (success, n) = r.expect("the call's task");
+        let (success, n, h) = r.expect("the call's task");
         ok += usize::from(success);
         attempts += n;
+        held += h;
     }
     let storm = started.elapsed();
     println!(
@@ -339,6 +352,7 @@ async fn main() {
         mkto.count_code("606"),
         layer.current_rate_limit("*.mktorest.com").unwrap_or_default()
     );
+    println!("    the retried calls were held {} in all by the host's limits, beyond their backoff", secs(held));
     tour.rows.push((
         "marketo: a 606 storm (60 concurrent calls)".into(),
         format!("{ok}/60 succeeded, {} × 606", mkto.count_code("606")),

@@ -150,8 +150,10 @@ on stdout, like `curl -i` (for a failure, what redial kept of the last response,
 failed on stderr); with --repeat, a summary on stderr.
 With --json, one line per attempt:
   {\"request\",\"attempt\",\"status\",\"failure\",\"code\",\"kind\",\"action\",\"rule\",
-   \"delay_ms\",\"elapsed_ms\"}
-(`request` counts from 0; `elapsed_ms` is from the start of the request), a line
+   \"delay_ms\",\"sent_ms\",\"elapsed_ms\"}
+(`request` counts from 0; `delay_ms` is the wait decided after the attempt; `sent_ms` and
+`elapsed_ms` are from the start of the request to when the attempt was sent, after any wait
+for the host's limits or a login, and to its outcome), a line
 {\"request\",\"error\",\"reason\"} after the attempts of a request that failed, and last:
   {\"summary\":{\"requests\",\"successes\",\"failures\":{KIND:N},\"attempts\",\"logins\",
    \"elapsed_ms\"}}

@@ -143,7 +143,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// The JSON line of one attempt of request `request` (counted from 0):
-/// `{"request","attempt","status","failure","code","kind","action","rule","delay_ms","elapsed_ms"}`.
+/// `{"request","attempt","status","failure","code","kind","action","rule","delay_ms","sent_ms","elapsed_ms"}`.
 pub fn attempt_line(request: u32, a: &Attempt) -> Value {
     json!({
         "request": request,
@@ -155,6 +155,7 @@ pub fn attempt_line(request: u32, a: &Attempt) -> Value {
         "action": a.action.as_str(),
         "rule": a.rule,
         "delay_ms": a.delay.map(millis),
+        "sent_ms": a.sent.map(millis),
         "elapsed_ms": millis(a.elapsed),
     })
 }
@@ -172,6 +173,8 @@ pub fn response_line(request: u32, status: StatusCode, elapsed: Duration) -> Val
         "action": "return",
         "rule": null,
         "delay_ms": null,
+        // Not known: a response with nothing to report carries no report.
+        "sent_ms": null,
         "elapsed_ms": millis(elapsed),
     })
 }

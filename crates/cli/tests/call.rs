@@ -123,9 +123,19 @@ fn repeated_calls_print_a_line_per_attempt_and_a_summary_that_counts_attempts_an
     requests.sort_unstable();
     assert_eq!(requests, (0..20).collect::<Vec<_>>());
     for a in attempts {
-        for field in
-            ["request", "attempt", "status", "failure", "code", "kind", "action", "rule", "delay_ms", "elapsed_ms"]
-        {
+        for field in [
+            "request",
+            "attempt",
+            "status",
+            "failure",
+            "code",
+            "kind",
+            "action",
+            "rule",
+            "delay_ms",
+            "sent_ms",
+            "elapsed_ms",
+        ] {
             assert!(a.get(field).is_some(), "no {field}: {a}");
         }
     }

@@ -33,6 +33,11 @@ pub struct Attempt {
     /// The wait decided before the next attempt, if there was one; the host's limiter or a
     /// login can make the next attempt start later (see [`elapsed`](Self::elapsed)).
     pub delay: Option<Duration>,
+    /// Time since the logical request started when this attempt was sent: after the delay
+    /// decided before it, and after any wait for the host's rate or concurrency limiter, a
+    /// login or the inner service's readiness. `None` for an attempt recorded outside the
+    /// engine ([`Attempt::new`] alone; see [`with_sent`](Self::with_sent)).
+    pub sent: Option<Duration>,
     /// Time since the logical request started when this attempt's outcome was known.
     pub elapsed: Duration,
 }
@@ -62,8 +67,27 @@ impl Attempt {
                 Decision::Retry { after, .. } => Some(*after),
                 _ => None,
             },
+            sent: None,
             elapsed,
         }
+    }
+
+    /// The attempt, sent `sent` after the logical request started.
+    pub fn with_sent(mut self, sent: Duration) -> Self {
+        self.sent = Some(sent);
+        self
+    }
+
+    /// How long this attempt waited to be sent beyond the delay decided before it (`previous`
+    /// is the attempt before it, `None` for the first): the time the host's limiter, a login
+    /// or the inner service's readiness held it. `None` if either was recorded without its
+    /// send time.
+    pub fn held(&self, previous: Option<&Attempt>) -> Option<Duration> {
+        let ready = match previous {
+            Some(p) => p.elapsed + p.delay.unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+        Some(self.sent?.saturating_sub(ready))
     }
 }
 

@@ -40,10 +40,25 @@ impl Report {
     /// The total of the waits decided between attempts (backoff, `Retry-After`, a vendor's
     /// hint). Time spent otherwise is not in it: waiting for the host's rate or concurrency
     /// limiter to admit an attempt (after a 606 it may hold a retry to the end of the window)
-    /// or for a login. The whole time up to the last outcome is the last attempt's
-    /// [`elapsed`](crate::Attempt::elapsed).
+    /// or for a login: that is [`total_held`](Self::total_held). The whole time up to the
+    /// last outcome is the last attempt's [`elapsed`](crate::Attempt::elapsed).
     pub fn total_delay(&self) -> Duration {
         self.attempts.iter().filter_map(|a| a.delay).sum()
+    }
+
+    /// The total of the time attempts waited to be sent beyond their decided delays: held by
+    /// the host's rate or concurrency limiter, a login, or the inner service's readiness
+    /// ([`Attempt::held`](crate::Attempt::held)). Attempts recorded without their send time
+    /// count nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redial_core::Report;
+    /// assert_eq!(Report::new().total_held(), Duration::ZERO);
+    /// ```
+    pub fn total_held(&self) -> Duration {
+        let previous = std::iter::once(None).chain(self.attempts.iter().map(Some));
+        self.attempts.iter().zip(previous).filter_map(|(a, p)| a.held(p)).sum()
     }
 
     /// The kind of the last attempt.

@@ -294,3 +294,25 @@ fn request_limits_only_tighten() {
     assert_eq!(tight.replay_limit(), host.replay_limit());
     assert_eq!(tight.retry_after_cap(), host.retry_after_cap());
 }
+
+/// The time each attempt waited to be sent beyond its decided delay, and their total: a login
+/// held the first 2 s; the second was sent 7 s after its 1 s backoff ended (a rate limiter);
+/// the third went as soon as its wait ended; an attempt without its send time counts nothing.
+#[test]
+fn the_report_tells_the_time_attempts_were_held_apart_from_their_delays() {
+    let c = Classification::retry(Kind::Transient, RetryRule::new("r"), "x");
+    let retry = Decision::Retry { after: S, range: (S, S) };
+    let attempts = vec![
+        Attempt::new(1, None, None, &c, &retry, 3 * S).with_sent(2 * S),
+        Attempt::new(2, None, None, &c, &retry, 12 * S).with_sent(11 * S),
+        Attempt::new(3, None, None, &c, &retry, 14 * S).with_sent(13 * S),
+        Attempt::new(4, None, None, &c, &Decision::Return, 20 * S),
+    ];
+    let held: Vec<_> =
+        attempts.iter().enumerate().map(|(i, a)| a.held(i.checked_sub(1).map(|p| &attempts[p]))).collect();
+    assert_eq!(held, [Some(2 * S), Some(7 * S), Some(Duration::ZERO), None]);
+    let mut report = Report::new();
+    report.attempts = attempts;
+    assert_eq!(report.total_held(), 9 * S);
+    assert_eq!(report.total_delay(), 3 * S);
+}

@@ -186,6 +186,8 @@ struct Engine<B> {
     /// When the request started: its first poll (a future not yet polled has not started,
     /// and its deadline does not run).
     start: Option<Instant>,
+    /// When the attempt in flight (or the last one) was sent, since `start`.
+    sent: Duration,
     idempotent: bool,
     /// Whether `svc` is ready for the next call without polling (true for the first attempt).
     ready: bool,
@@ -321,6 +323,7 @@ where
                 paced: false,
                 slot: None,
                 slot_generation: 0,
+                sent: Duration::ZERO,
                 last: None,
                 probe,
                 trial: None,
@@ -635,9 +638,13 @@ where
                         }
                     }
                     let req = eng.next_request();
+                    // The first attempt of the first poll is sent at the start, read in this
+                    // poll: the clock is not read again for it.
+                    let sent = (!(first_poll && eng.attempt == 1)).then(Instant::now);
+                    eng.sent = sent.map_or(Duration::ZERO, |at| at.duration_since(eng.start()));
                     // Armed lazily: an attempt that completes on its first poll never touches
                     // the timer wheel.
-                    eng.attempt_until = eng.attempt_deadline(first_poll);
+                    eng.attempt_until = eng.attempt_deadline(sent);
                     this.timer.set(None);
                     let fut = this.svc.call(req);
                     this.state.set(State::Call { fut });
@@ -1221,14 +1228,13 @@ impl<B> Engine<B> {
         decide(c, &ctx, budget, now.into_std(), rng)
     }
 
-    /// When the current attempt must end: the attempt timeout or the deadline, whichever first.
-    /// `first_poll`: the first attempt, sent in the future's first poll, is timed from the
-    /// request's start, read in that same poll (the clock is read once per request on the path
-    /// that never waits).
-    fn attempt_deadline(&self, first_poll: bool) -> Option<Instant> {
+    /// When the current attempt, sent at `sent`, must end: the attempt timeout or the deadline,
+    /// whichever first. `None`: the first attempt, sent in the future's first poll, is timed
+    /// from the request's start, read in that same poll (the clock is read once per request on
+    /// the path that never waits).
+    fn attempt_deadline(&self, sent: Option<Instant>) -> Option<Instant> {
         let policy = self.policy();
-        let sent = || if first_poll && self.attempt == 1 { self.start() } else { Instant::now() };
-        let attempt = policy.attempt_timeout().map(|t| sent() + t);
+        let attempt = policy.attempt_timeout().map(|t| sent.unwrap_or_else(|| self.start()) + t);
         let total = policy.deadline().map(|d| self.start() + d);
         match (attempt, total) {
             (Some(a), Some(t)) => Some(a.min(t)),
@@ -1296,7 +1302,7 @@ impl<B> Engine<B> {
 
     fn record(&mut self, c: &Classification, d: &Decision, status: Option<StatusCode>, failure: Option<Failure>) {
         let elapsed = Instant::now().duration_since(self.start());
-        self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed));
+        self.history.push(Attempt::new(self.attempt, status, failure, c, d, elapsed).with_sent(self.sent));
         self.errors.extend(c.errors.iter().cloned().map(|e| (self.attempt, e)));
     }
 

@@ -358,8 +358,17 @@ async fn a_rate_slot_is_taken_when_the_service_is_ready_not_before() {
     let first = tokio::spawn(svc.clone().oneshot(Request::get("http://vendor.test/a").body(Full::default()).unwrap()));
     tokio::time::sleep_until(t0 + 21 * S).await;
     let second = svc.oneshot(Request::get("http://vendor.test/b").body(Full::default()).unwrap()).await.unwrap();
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(second.status(), StatusCode::OK);
+
+    // The report tells the time the retry was held apart from its backoff.
+    let report = first.extensions().get::<redial_core::Report>().expect("a retried response has a report");
+    let [one, two] = &report.attempts[..] else { panic!("{report:?}") };
+    assert_eq!((one.sent, two.sent), (Some(Duration::ZERO), Some(20 * S)), "sent at the start, then when ready");
+    let backoff_ends = one.elapsed + one.delay.expect("a retry's wait");
+    assert_eq!(two.held(Some(one)), Some(20 * S - backoff_ends));
+    assert_eq!(report.total_held(), 20 * S - backoff_ends, "{report:?}");
 
     let calls = calls.lock().unwrap();
     assert_eq!(calls.len(), 3);
