@@ -80,7 +80,7 @@ impl Attempt {
 
     /// How long this attempt waited to be sent beyond the delay decided before it (`previous`
     /// is the attempt before it, `None` for the first): the time the host's limiter, a login,
-    /// a reconcile hook or the inner service's readiness held it. `None` if either was
+    /// a reconcile hook or the inner service's readiness held it. `None` if it was
     /// recorded without its send time.
     pub fn held(&self, previous: Option<&Attempt>) -> Option<Duration> {
         let ready = match previous {
