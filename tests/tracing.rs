@@ -35,6 +35,13 @@ async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
     assert!(attempts[0].contains("attempt=1") && attempts[0].contains("status=503"), "{out}");
     assert!(attempts[0].contains("action=\"retry\"") && attempts[0].contains("delay_ms=1000"), "{out}");
     assert!(attempts[1].contains("attempt=2") && attempts[1].contains("action=\"return\""), "{out}");
+    // When each attempt was sent: the first at the start, the second after its 1 s wait.
+    let sent_ms = |line: &str| -> u64 {
+        let at = line.find("sent_ms=").expect("a sent_ms field") + "sent_ms=".len();
+        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert_eq!(sent_ms(attempts[0]), 0, "{out}");
+    assert!(sent_ms(attempts[1]) >= 1000, "{out}");
     for secret in ["hunter2", "tok-SECRET", "client_secret", "access_token"] {
         assert!(!out.contains(secret), "{secret} leaked into tracing:\n{out}");
     }

@@ -1336,6 +1336,7 @@ impl<B> Engine<B> {
                     kind = c.kind.as_str(),
                     action = d.action().as_str(),
                     delay_ms,
+                    sent_ms = self.sent.as_millis() as u64,
                     reason = %c.reason,
                     "attempt"
                 )
