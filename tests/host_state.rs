@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use redial::hooks::{FailoverMode, Probe, ReconcileRequest, Verdict};
+use redial::hooks::{FailoverMode, FailoverStore, InMemoryFailover, Probe, ReconcileRequest, Verdict};
 use redial::vendors::{adobe, marketo, responsys};
 use redial::{Policy, RetryLayer, TokenSource, Vendor, VendorExt};
 use redial_sim::vendors::{
@@ -205,6 +205,53 @@ async fn responsys_failover_fails_fast_locally_aftm_keeps_working_and_the_probe_
     tokio::time::sleep(31 * S).await;
     assert_eq!(layer.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
     assert_eq!(svc.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+}
+
+/// A vendor fails over an account, not a client. Two clients of one Responsys account share
+/// their failover mode through a store: the one that meets `API_NOT_ALLOWED_IN_SECONDARY`
+/// spares the other its refused calls (refused locally, never sent), and the first to find the
+/// vendor back (the other's trial request, a minute later) brings both back.
+#[tokio::test(start_paused = true)]
+async fn two_clients_of_one_account_share_its_failover_through_a_store() {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_responsys::install(&sim, sim_responsys::ResponsysConfig::new("api-user", "pw"));
+    let account: std::sync::Arc<dyn FailoverStore> = std::sync::Arc::new(InMemoryFailover::default());
+    let client = |store: std::sync::Arc<dyn FailoverStore>| {
+        let login = responsys::PasswordLogin::new(&sim.url(""), "api-user", "pw").unwrap();
+        RetryLayer::builder()
+            .host("127.0.0.1", Vendor::Responsys.profile(), Vendor::Responsys.policy())
+            .unwrap()
+            .auth("127.0.0.1", TokenSource::login(login))
+            .unwrap()
+            .failover_store("127.0.0.1", store)
+            .unwrap()
+            .build()
+    };
+    let (one, other) = (client(account.clone()), client(account.clone()));
+    let (svc_one, svc_other) = (common::client(&one), common::client(&other));
+    let lists = || Request::get(sim.url("/rest/api/v1.3/lists")).body(Full::default()).unwrap();
+    assert_eq!(svc_other.clone().oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+
+    vendor.set_secondary(true);
+    let err = svc_one.clone().oneshot(lists()).await.unwrap_err();
+    assert!(err.is_failover() && !err.is_failover_local(), "{err}");
+    assert!(account.is_failed_over());
+    let before = sim.count("/rest/api/v1.3/lists");
+    for _ in 0..3 {
+        let err = svc_other.clone().oneshot(lists()).await.unwrap_err();
+        assert!(err.is_failover_local(), "the other client learnt it from the store: {err}");
+    }
+    assert_eq!(sim.count("/rest/api/v1.3/lists"), before, "refused locally, never sent");
+    assert!(matches!(other.failover_mode("127.0.0.1"), Some(FailoverMode::Secondary { .. })));
+
+    // The vendor comes back; a minute after it learnt of the failover, the other client lets
+    // one request find out, which is served: both clients are back.
+    vendor.set_secondary(false);
+    tokio::time::sleep(61 * S).await;
+    assert_eq!(svc_other.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
+    assert!(!account.is_failed_over());
+    assert_eq!(one.failover_mode("127.0.0.1"), Some(FailoverMode::Primary));
+    assert_eq!(svc_one.oneshot(lists()).await.unwrap().status(), StatusCode::OK);
 }
 
 /// A probe whose request (the user's closure) panics ends, and the host is not left failed

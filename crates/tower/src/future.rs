@@ -911,12 +911,14 @@ where
                     eng.host().failover.trial_ended(&eng.host().pattern, trial, served);
                 }
             }
-            if c.kind == Kind::Failover && eng.host().failover.enter(&eng.host().pattern) {
+            if let Some(probe) =
+                (c.kind == Kind::Failover).then(|| eng.host().failover.enter(&eng.host().pattern)).flatten()
+            {
                 match this.detach.detach(this.svc) {
-                    Some(svc) => spawn_probe::<S, B, D>(svc, eng.shared.clone(), eng.host),
+                    Some(svc) => spawn_probe::<S, B, D>(svc, eng.shared.clone(), eng.host, probe),
                     None => {
                         tracing::warn!(host = &*eng.host().pattern, "failover: no service to send the probe through");
-                        eng.host().failover.probe_ended();
+                        eng.host().failover.probe_ended(probe);
                     }
                 }
             }
@@ -1453,20 +1455,19 @@ fn add_trailers(into: &mut Option<Box<HeaderMap>>, trailers: HeaderMap) {
 /// returns the host to primary.
 ///
 /// `svc` is `D`'s service, whose bounds (`'static`, `Send`, `Clone`) the spawned task needs.
-fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId) {
-    /// Ends the probe if its task ends otherwise than by returning: the probe's request
-    /// closure (the user's) panicked, or the task was dropped. The host then takes trials
-    /// instead, as without a probe: it is never left failed over with nothing to find out.
-    struct Running(Option<(Arc<Shared>, HostId)>);
+fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId, probe: u64) {
+    /// Ends probe number `.2` however its task ends: by returning, because the probe's request
+    /// closure (the user's) panicked, or because the task was dropped. The host then takes
+    /// trials instead, as without a probe: it is never left failed over with nothing to find
+    /// out.
+    struct Running(Arc<Shared>, HostId, u64);
     impl Drop for Running {
         fn drop(&mut self) {
-            if let Some((shared, host)) = self.0.take() {
-                shared.hosts.get(host).failover.probe_ended();
-            }
+            self.0.hosts.get(self.1).failover.probe_ended(self.2);
         }
     }
     tokio::spawn(async move {
-        let mut running = Running(Some((shared.clone(), host)));
+        let _running = Running(shared.clone(), host, probe);
         let probing = async move {
             loop {
                 let h = shared.hosts.get(host);
@@ -1490,7 +1491,5 @@ fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host
             }
         };
         probing.await;
-        // Ended as it should: the host is back to primary, or has no probe to send.
-        running.0 = None;
     });
 }

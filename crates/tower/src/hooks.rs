@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -141,10 +141,60 @@ impl fmt::Debug for Probe {
 /// `API_NOT_ALLOWED_IN_SECONDARY`), so the trial is safe whatever it is.
 pub const FAILOVER_TRIAL_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Where a host's failover mode is kept. A vendor fails over an account, not a process: every
+/// client of a Responsys account meets `API_NOT_ALLOWED_IN_SECONDARY` once it has. A store
+/// shared by a fleet lets the first client that meets it spare the others their refused calls,
+/// and the first that finds the vendor back bring every one of them back.
+///
+/// Only the mode is kept here. Each layer keeps its own probe and trial schedule: a layer that
+/// learns of a failover from the store finds out whether the vendor is back by one trial
+/// request each [`FAILOVER_TRIAL_INTERVAL`], unless the store says so first. Without a store
+/// ([`RetryLayerBuilder::failover_store`](crate::RetryLayerBuilder::failover_store)) a layer
+/// keeps the mode of each host to itself; [`InMemoryFailover`], given to several layers,
+/// shares it within a process.
+///
+/// ```
+/// use std::sync::Arc;
+/// use redial_tower::hooks::{FailoverStore, InMemoryFailover};
+///
+/// let account: Arc<dyn FailoverStore> = Arc::new(InMemoryFailover::default());
+/// assert!(!account.is_failed_over());
+/// account.set_failed_over(true);
+/// assert!(account.is_failed_over());
+/// ```
+pub trait FailoverStore: Send + Sync + fmt::Debug + 'static {
+    /// Whether the vendor has failed over, as far as the store knows. Read by every request
+    /// to the host: it must answer at once (a store shared by a fleet answers from a copy it
+    /// keeps fresh).
+    fn is_failed_over(&self) -> bool;
+
+    /// A request met the vendor's failover refusal (`true`), or a probe or trial request was
+    /// served as in primary mode (`false`).
+    fn set_failed_over(&self, failed_over: bool);
+}
+
+/// A [`FailoverStore`] in this process's memory: one flag.
+#[derive(Debug, Default)]
+pub struct InMemoryFailover(AtomicBool);
+
+impl FailoverStore for InMemoryFailover {
+    fn is_failed_over(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set_failed_over(&self, failed_over: bool) {
+        self.0.store(failed_over, Ordering::Release);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Failover {
     pub(crate) probe: Option<Probe>,
-    /// Whether the host is in failover mode: read by every request, so not behind the lock.
+    /// The mode, as the account's clients share it, when the user gave a store; without
+    /// one, `secondary` alone keeps it.
+    pub(crate) store: Option<Arc<dyn FailoverStore>>,
+    /// Whether this layer has the host in failover mode: read (and compared with the store)
+    /// by every request, so not behind the lock.
     secondary: AtomicBool,
     state: Mutex<State>,
 }
@@ -154,6 +204,8 @@ struct State {
     mode: FailoverMode,
     /// The probe task is running, or (without a probe) a trial request is in flight.
     probing: bool,
+    /// The number of the last probe task started: the end of an earlier one changes nothing.
+    probe: u64,
     /// Without a probe: when the next trial request may go.
     next_trial: Instant,
     /// Without a probe: when the trial in flight went (one that never ends, with no deadline,
@@ -167,10 +219,12 @@ impl Default for Failover {
     fn default() -> Self {
         Failover {
             probe: None,
+            store: None,
             secondary: AtomicBool::new(false),
             state: Mutex::new(State {
                 mode: FailoverMode::Primary,
                 probing: false,
+                probe: 0,
                 next_trial: Instant::now(),
                 trial_since: None,
                 trial: 0,
@@ -180,37 +234,67 @@ impl Default for Failover {
 }
 
 impl Failover {
-    pub(crate) fn with_probe(probe: Probe) -> Self {
-        Failover { probe: Some(probe), ..Failover::default() }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn mode(&self) -> FailoverMode {
+        if let Some(store) = &self.store {
+            let shared = store.is_failed_over();
+            if shared != self.secondary.load(Ordering::Acquire) {
+                self.adopt(shared);
+            }
+        }
         if !self.secondary.load(Ordering::Acquire) {
             return FailoverMode::Primary;
         }
         self.lock().mode
     }
 
-    /// Enter failover mode; `true` if a probe should be started (none is running).
-    pub(crate) fn enter(&self, host: &str) -> bool {
+    /// Take the store's word, which another layer (another process) changed.
+    fn adopt(&self, failed_over: bool) {
+        let mut st = self.lock();
+        if failed_over {
+            if st.mode == FailoverMode::Primary {
+                st.failed_over(Instant::now());
+                tracing::warn!("failover: the store says the vendor failed over; only failover endpoints are sent");
+            }
+        } else if st.mode != FailoverMode::Primary {
+            // A probe of this layer's still running ends at its next turn; a trial in flight
+            // ends now (its outcome is not needed).
+            st.mode = FailoverMode::Primary;
+            if st.trial_since.take().is_some() {
+                st.probing = false;
+            }
+            tracing::warn!("failover: the store says the vendor is serving again; the host is back to primary");
+        }
+        self.secondary.store(failed_over, Ordering::Release);
+    }
+
+    /// Enter failover mode; the number of the probe to start, if one should be (none is
+    /// running).
+    pub(crate) fn enter(&self, host: &str) -> Option<u64> {
+        if let Some(store) = &self.store {
+            store.set_failed_over(true);
+        }
         let mut st = self.lock();
         if st.mode == FailoverMode::Primary {
-            let now = Instant::now();
-            st.mode = FailoverMode::Secondary { since: now };
-            st.next_trial = now + FAILOVER_TRIAL_INTERVAL;
+            st.failed_over(Instant::now());
             self.secondary.store(true, Ordering::Release);
             tracing::warn!(host, "failover: the vendor failed over; only failover endpoints are sent");
         }
-        let start = self.probe.is_some() && !st.probing;
-        st.probing |= start;
-        start
+        if self.probe.is_none() || st.probing {
+            return None;
+        }
+        st.probing = true;
+        st.probe += 1;
+        Some(st.probe)
     }
 
     pub(crate) fn recovered(&self, host: &str) {
+        if let Some(store) = &self.store {
+            store.set_failed_over(false);
+        }
         let mut st = self.lock();
         if st.mode != FailoverMode::Primary {
             tracing::warn!(host, "failover: the vendor is serving again; the host is back to primary");
@@ -221,14 +305,18 @@ impl Failover {
         self.secondary.store(false, Ordering::Release);
     }
 
-    /// The probe task could not start (or has ended): the next failover starts one again.
-    pub(crate) fn probe_ended(&self) {
-        self.lock().probing = false;
+    /// Probe `probe` could not start, or has ended: the next failover starts one again.
+    pub(crate) fn probe_ended(&self, probe: u64) {
+        let mut st = self.lock();
+        if st.probe == probe {
+            st.probing = false;
+        }
     }
 
     /// The trial's number when a request that failover mode refuses goes instead, as the one
     /// trial in flight, [`FAILOVER_TRIAL_INTERVAL`] after failover began or after the last
-    /// trial: without a probe, or with one that is not running (it could not start).
+    /// trial: without a probe, or with one that is not running (it could not start, or the
+    /// failover was learnt from the store).
     pub(crate) fn take_trial(&self, host: &str) -> Option<u64> {
         let mut st = self.lock();
         let now = Instant::now();
@@ -262,6 +350,13 @@ impl Failover {
     }
 }
 
+impl State {
+    fn failed_over(&mut self, now: Instant) {
+        self.mode = FailoverMode::Secondary { since: now };
+        self.next_trial = now + FAILOVER_TRIAL_INTERVAL;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +367,45 @@ mod tests {
         assert_eq!(probe(Duration::ZERO), MIN_PROBE_INTERVAL);
         assert_eq!(probe(Duration::from_secs(30)), Duration::from_secs(30));
         assert_eq!(probe(Duration::MAX), redial_core::MAX_DURATION);
+    }
+
+    /// The store says the vendor failed back while this layer's trial was in flight, then
+    /// that it failed over again: the next trial still goes, a minute later (the first one's
+    /// outcome, no longer needed, does not hold the host in failover mode for good).
+    #[tokio::test(start_paused = true)]
+    async fn a_failover_learnt_from_the_store_takes_trials_however_the_last_one_ended() {
+        let store = Arc::new(InMemoryFailover::default());
+        let f = Failover { store: Some(store.clone()), ..Failover::default() };
+        store.set_failed_over(true);
+        assert!(matches!(f.mode(), FailoverMode::Secondary { .. }));
+        assert_eq!(f.take_trial("h"), None, "not before an interval");
+        tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
+        let first = f.take_trial("h").expect("a trial after an interval");
+        store.set_failed_over(false);
+        assert_eq!(f.mode(), FailoverMode::Primary);
+        f.trial_ended("h", first, false);
+        store.set_failed_over(true);
+        assert!(matches!(f.mode(), FailoverMode::Secondary { .. }));
+        tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
+        assert!(f.take_trial("h").is_some_and(|t| t > first), "not stuck in failover mode");
+    }
+
+    /// A probe that ends after the host came back and failed over again (with a new probe)
+    /// does not end the new one: the next failover answer starts no third.
+    #[tokio::test(start_paused = true)]
+    async fn an_old_probes_end_leaves_the_new_one_running() {
+        let f = Failover {
+            probe: Some(Probe::new(Duration::from_secs(30), || Request::new(Bytes::new()))),
+            ..Failover::default()
+        };
+        let first = f.enter("h").expect("a probe to start");
+        assert_eq!(f.enter("h"), None, "one probe at a time");
+        f.recovered("h");
+        let second = f.enter("h").expect("a probe for the new failover");
+        f.probe_ended(first);
+        assert_eq!(f.enter("h"), None, "the second probe still runs");
+        f.probe_ended(second);
+        assert!(f.enter("h").is_some_and(|p| p > second));
     }
 
     #[test]

@@ -62,8 +62,11 @@ impl Host {
             self.limits.rate = old.limits.rate.take();
             self.rate_given = true;
         }
-        if old.failover.probe.is_some() && self.failover.probe.is_none() {
-            self.failover = std::mem::take(&mut old.failover);
+        if self.failover.probe.is_none() {
+            self.failover.probe = old.failover.probe.take();
+        }
+        if self.failover.store.is_none() {
+            self.failover.store = old.failover.store.take();
         }
         self
     }
@@ -272,12 +275,16 @@ mod tests {
             Ok::<_, redial_core::auth::LoginError>(redial_core::auth::Credential::new("t", None))
         });
         hosts.by_pattern_mut("*.mktorest.com").unwrap().auth = Some(source);
+        let store: Arc<dyn crate::hooks::FailoverStore> = Arc::new(crate::hooks::InMemoryFailover::default());
+        hosts.by_pattern_mut("*.mktorest.com").unwrap().failover.store = Some(store.clone());
         let stricter = Policy::builder().max_attempts(2).build().unwrap();
         hosts.insert("*.MKTOREST.com", Host::new("*.MKTOREST.com", Arc::new(Generic), stricter)).unwrap();
         let uri: Uri = "https://123-abc-456.mktorest.com/rest".parse().unwrap();
         let served = hosts.get(hosts.lookup(&uri));
         assert_eq!(served.policy.max_attempts(), 2, "the new policy serves");
         assert!(served.auth.is_some(), "the token source stays");
+        store.set_failed_over(true);
+        assert_ne!(served.failover.mode(), crate::hooks::FailoverMode::Primary, "the failover store stays");
         assert_eq!(hosts.all.len(), 2, "replaced, not added");
 
         // The default too.

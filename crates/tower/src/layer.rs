@@ -16,7 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::TokenSource;
-use crate::hooks::{Failover, FailoverMode, Probe, ReconcileHook};
+use crate::hooks::{FailoverMode, FailoverStore, Probe, ReconcileHook};
 use crate::hosts::{Host, Hosts, InvalidHost};
 use crate::{ResponseFuture, Retry, RetryBody};
 
@@ -267,7 +267,38 @@ impl RetryLayerBuilder {
     /// vendor serves it.
     pub fn failover_probe(mut self, pattern: &str, probe: Probe) -> Result<Self, InvalidHost> {
         let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
-        host.failover = Failover::with_probe(probe);
+        host.failover.probe = Some(probe);
+        Ok(self)
+    }
+
+    /// Keep the failover mode of the host registered under `pattern` in `store` as well as in
+    /// this layer: a store shared with the other clients of the vendor
+    /// account (other layers, other processes), since a vendor fails over an account. A
+    /// request that meets the vendor's failover refusal sets it; a probe or trial request the
+    /// vendor serves clears it; every request reads it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use redial_tower::hooks::{FailoverStore, InMemoryFailover};
+    /// use redial_tower::{Policy, RetryLayer};
+    ///
+    /// // Two layers (say, for two services of one process) for one Responsys account.
+    /// let account: Arc<dyn FailoverStore> = Arc::new(InMemoryFailover::default());
+    /// let layer = |store: Arc<dyn FailoverStore>| {
+    ///     RetryLayer::builder()
+    ///         .host("api.example.com", redial_core::generic::Generic, Policy::default())?
+    ///         .failover_store("api.example.com", store)
+    ///         .map(|b| b.build())
+    /// };
+    /// let (a, b) = (layer(account.clone())?, layer(account.clone())?);
+    /// account.set_failed_over(true);
+    /// assert!(b.failover_mode("api.example.com").is_some_and(|m| m != redial_tower::hooks::FailoverMode::Primary));
+    /// # let _ = a;
+    /// # Ok::<(), redial_tower::InvalidHost>(())
+    /// ```
+    pub fn failover_store(mut self, pattern: &str, store: Arc<dyn FailoverStore>) -> Result<Self, InvalidHost> {
+        let host = self.hosts.by_pattern_mut(pattern).ok_or_else(|| InvalidHost::unregistered(pattern))?;
+        host.failover.store = Some(store);
         Ok(self)
     }
 
