@@ -1455,7 +1455,7 @@ fn add_trailers(into: &mut Option<Box<HeaderMap>>, trailers: HeaderMap) {
 /// returns the host to primary.
 ///
 /// `svc` is `D`'s service, whose bounds (`'static`, `Send`, `Clone`) the spawned task needs.
-fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId, probe: u64) {
+fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host: HostId, number: u64) {
     /// Ends probe number `.2` however its task ends: by returning, because the probe's request
     /// closure (the user's) panicked, or because the task was dropped. The host then takes
     /// trials instead, as without a probe: it is never left failed over with nothing to find
@@ -1467,12 +1467,14 @@ fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host
         }
     }
     tokio::spawn(async move {
-        let _running = Running(shared.clone(), host, probe);
+        let _running = Running(shared.clone(), host, number);
         let probing = async move {
             loop {
                 let h = shared.hosts.get(host);
                 let Some(probe) = h.failover.probe.clone() else { return };
-                if h.failover.mode() == FailoverMode::Primary {
+                // Back to primary (a trial, or the failover store, said so), or superseded by
+                // the probe of a failover since.
+                if h.failover.mode() == FailoverMode::Primary || !h.failover.probe_is_current(number) {
                     return;
                 }
                 tokio::time::sleep(probe.interval).await;

@@ -305,6 +305,13 @@ impl Failover {
         self.secondary.store(false, Ordering::Release);
     }
 
+    /// Whether probe `probe` is the one this host runs (a probe that slept through a return
+    /// to primary and a new failover is not: the new failover's probe is).
+    pub(crate) fn probe_is_current(&self, probe: u64) -> bool {
+        let st = self.lock();
+        st.probing && st.probe == probe
+    }
+
     /// Probe `probe` could not start, or has ended: the next failover starts one again.
     pub(crate) fn probe_ended(&self, probe: u64) {
         let mut st = self.lock();
@@ -402,6 +409,7 @@ mod tests {
         assert_eq!(f.enter("h"), None, "one probe at a time");
         f.recovered("h");
         let second = f.enter("h").expect("a probe for the new failover");
+        assert!(!f.probe_is_current(first) && f.probe_is_current(second), "the first ends at its next turn");
         f.probe_ended(first);
         assert_eq!(f.enter("h"), None, "the second probe still runs");
         f.probe_ended(second);
