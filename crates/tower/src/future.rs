@@ -1274,7 +1274,7 @@ impl<B> Engine<B> {
     /// Whether failover mode forbids sending this request.
     fn failover_forbids(&self) -> bool {
         let host = self.host();
-        matches!(host.failover.mode(), FailoverMode::Secondary { .. })
+        matches!(host.failover.mode(&host.pattern), FailoverMode::Secondary { .. })
             && !host.profile.allowed_in_failover(&self.request_head())
     }
 
@@ -1474,7 +1474,7 @@ fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host
                 let Some(probe) = h.failover.probe.clone() else { return };
                 // Back to primary (a trial, or the failover store, said so), or superseded by
                 // the probe of a failover since.
-                if h.failover.mode() == FailoverMode::Primary || !h.failover.probe_is_current(number) {
+                if h.failover.mode(&h.pattern) == FailoverMode::Primary || !h.failover.probe_is_current(number) {
                     return;
                 }
                 tokio::time::sleep(probe.interval).await;

@@ -238,11 +238,11 @@ impl Failover {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn mode(&self) -> FailoverMode {
+    pub(crate) fn mode(&self, host: &str) -> FailoverMode {
         if let Some(store) = &self.store {
             let shared = store.is_failed_over();
             if shared != self.secondary.load(Ordering::Acquire) {
-                self.adopt(shared);
+                self.adopt(host, shared);
             }
         }
         if !self.secondary.load(Ordering::Acquire) {
@@ -252,12 +252,15 @@ impl Failover {
     }
 
     /// Take the store's word, which another layer (another process) changed.
-    fn adopt(&self, failed_over: bool) {
+    fn adopt(&self, host: &str, failed_over: bool) {
         let mut st = self.lock();
         if failed_over {
             if st.mode == FailoverMode::Primary {
                 st.failed_over(Instant::now());
-                tracing::warn!("failover: the store says the vendor failed over; only failover endpoints are sent");
+                tracing::warn!(
+                    host,
+                    "failover: the store says the vendor failed over; only failover endpoints are sent"
+                );
             }
         } else if st.mode != FailoverMode::Primary {
             // A probe of this layer's still running ends at its next turn; a trial in flight
@@ -266,7 +269,7 @@ impl Failover {
             if st.trial_since.take().is_some() {
                 st.probing = false;
             }
-            tracing::warn!("failover: the store says the vendor is serving again; the host is back to primary");
+            tracing::warn!(host, "failover: the store says the vendor is serving again; the host is back to primary");
         }
         self.secondary.store(failed_over, Ordering::Release);
     }
@@ -384,15 +387,15 @@ mod tests {
         let store = Arc::new(InMemoryFailover::default());
         let f = Failover { store: Some(store.clone()), ..Failover::default() };
         store.set_failed_over(true);
-        assert!(matches!(f.mode(), FailoverMode::Secondary { .. }));
+        assert!(matches!(f.mode("h"), FailoverMode::Secondary { .. }));
         assert_eq!(f.take_trial("h"), None, "not before an interval");
         tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
         let first = f.take_trial("h").expect("a trial after an interval");
         store.set_failed_over(false);
-        assert_eq!(f.mode(), FailoverMode::Primary);
+        assert_eq!(f.mode("h"), FailoverMode::Primary);
         f.trial_ended("h", first, false);
         store.set_failed_over(true);
-        assert!(matches!(f.mode(), FailoverMode::Secondary { .. }));
+        assert!(matches!(f.mode("h"), FailoverMode::Secondary { .. }));
         tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
         assert!(f.take_trial("h").is_some_and(|t| t > first), "not stuck in failover mode");
     }

@@ -284,7 +284,11 @@ mod tests {
         assert_eq!(served.policy.max_attempts(), 2, "the new policy serves");
         assert!(served.auth.is_some(), "the token source stays");
         store.set_failed_over(true);
-        assert_ne!(served.failover.mode(), crate::hooks::FailoverMode::Primary, "the failover store stays");
+        assert_ne!(
+            served.failover.mode(&served.pattern),
+            crate::hooks::FailoverMode::Primary,
+            "the failover store stays"
+        );
         assert_eq!(hosts.all.len(), 2, "replaced, not added");
 
         // The default too.

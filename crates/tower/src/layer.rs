@@ -102,7 +102,7 @@ impl RetryLayer {
     /// name finds the host that serves it), for health checks and alerts; the changes are
     /// also `tracing` events.
     pub fn failover_mode(&self, pattern: &str) -> Option<FailoverMode> {
-        self.serving(pattern).map(|h| h.failover.mode())
+        self.serving(pattern).map(|h| h.failover.mode(&h.pattern))
     }
 
     /// The concurrency permits free now for the host registered under `pattern` (or serving
