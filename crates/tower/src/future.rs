@@ -1451,6 +1451,10 @@ fn add_trailers(into: &mut Option<Box<HeaderMap>>, trailers: HeaderMap) {
     }
 }
 
+/// How long a probe request may go without an outcome before it is given up and the probe goes
+/// on to its next turn: as long as a trial in flight blocks the next one.
+const PROBE_GIVEN_UP_AFTER: Duration = crate::hooks::FAILOVER_TRIAL_INTERVAL.saturating_mul(10);
+
 /// While a host is in failover mode, send its probe on the probe's interval; the first success
 /// returns the host to primary.
 ///
@@ -1482,8 +1486,13 @@ fn spawn_probe<S, B, D: Detach<S, B>>(svc: D::Service, shared: Arc<Shared>, host
                 req.extensions_mut().insert(crate::Detached::Probe);
                 let fut = ResponseFuture::<_, D::Body, D::ResponseBody>::probe(svc.clone(), Inner, shared.clone(), req);
                 // A response redial gave up on (`final_responses_as_ok`) is no success, whatever its status.
-                let ok = fut.await.is_ok_and(|res| {
-                    res.status().is_success() && res.extensions().get::<Report>().is_none_or(|r| r.gave_up.is_none())
+                // One that never ends (a host with no deadline nor attempt timeout) is given up
+                // as a trial is: while it runs, no trial goes and no other probe starts.
+                let ok = tokio::time::timeout(PROBE_GIVEN_UP_AFTER, fut).await.is_ok_and(|res| {
+                    res.is_ok_and(|res| {
+                        res.status().is_success()
+                            && res.extensions().get::<Report>().is_none_or(|r| r.gave_up.is_none())
+                    })
                 });
                 tracing::info!(host = &*h.pattern, ok, "failover probe");
                 if ok {

@@ -114,7 +114,9 @@ pub struct Probe {
 impl Probe {
     /// Send `request()` every `interval` while in failover mode (Responsys suggests a standard
     /// read-only call such as "Fetch All Profile Lists"). The interval is at least
-    /// [`MIN_PROBE_INTERVAL`] (a zero one would probe back to back), at most a year.
+    /// [`MIN_PROBE_INTERVAL`] (a zero one would probe back to back), at most a year. A probe
+    /// request with no outcome after ten [`FAILOVER_TRIAL_INTERVAL`]s (a host with no deadline)
+    /// is given up, and the next one goes at its turn.
     pub fn new(interval: Duration, request: impl Fn() -> Request<Bytes> + Send + Sync + 'static) -> Self {
         let interval = interval.clamp(MIN_PROBE_INTERVAL, redial_core::MAX_DURATION);
         Probe { request: std::sync::Arc::new(request), interval }

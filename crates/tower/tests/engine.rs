@@ -849,3 +849,47 @@ async fn limits_that_change_nothing_pause_the_host_as_no_limits_do_when_the_budg
     }
     assert_eq!(seen[0], seen[1], "RequestLimits::new() changed the host's pause: {seen:?}");
 }
+
+/// A probe request that never gets an answer (a host with no deadline and no attempt timeout)
+/// does not hold the host in failover mode for good: while it hangs no trial may go (a probe
+/// is running) and no other probe starts. It is given up after ten trial intervals, as a trial
+/// is, and the next turn's probe finds the vendor back.
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_never_gets_an_answer_does_not_hold_failover_mode_for_good() {
+    let probes = Arc::new(AtomicUsize::new(0));
+    let seen = probes.clone();
+    let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
+        let seen = seen.clone();
+        async move {
+            if req.uri().path() == "/probe" && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::future::pending::<()>().await;
+            }
+            let res = match req.uri().path() {
+                "/probe" => reply(200, "back"),
+                _ => reply(409, "failed over"),
+            };
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let probe =
+        redial_tower::Probe::new(30 * S, || Request::get("http://api.example.com/probe").body(Bytes::new()).unwrap());
+    let policy = Policy::builder().no_deadline().build().unwrap();
+    let layer = RetryLayer::builder()
+        .host("api.example.com", SaysFailover, policy)
+        .unwrap()
+        .failover_probe("api.example.com", probe)
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(vendor);
+    let req = Request::get("http://api.example.com/work").body(Full::default()).unwrap();
+    assert!(svc.oneshot(req).await.unwrap_err().is_failover());
+    tokio::time::sleep(31 * S).await;
+    assert_eq!(probes.load(Ordering::SeqCst), 1, "the first probe went, and hangs");
+    tokio::time::sleep(redial_tower::hooks::FAILOVER_TRIAL_INTERVAL * 10 + 60 * S).await;
+    assert_eq!(
+        layer.failover_mode("api.example.com"),
+        Some(redial_tower::FailoverMode::Primary),
+        "probes sent: {}",
+        probes.load(Ordering::SeqCst)
+    );
+}
