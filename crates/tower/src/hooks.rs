@@ -242,9 +242,8 @@ impl Failover {
 
     pub(crate) fn mode(&self, host: &str) -> FailoverMode {
         if let Some(store) = &self.store {
-            let shared = store.is_failed_over();
-            if shared != self.secondary.load(Ordering::Acquire) {
-                self.adopt(host, shared);
+            if store.is_failed_over() != self.secondary.load(Ordering::Acquire) {
+                self.adopt(host, &**store);
             }
         }
         if !self.secondary.load(Ordering::Acquire) {
@@ -253,9 +252,12 @@ impl Failover {
         self.lock().mode
     }
 
-    /// Take the store's word, which another layer (another process) changed.
-    fn adopt(&self, host: &str, failed_over: bool) {
+    /// Take the store's word, which another layer (another process) changed. It is read again
+    /// under the lock: the word read before it may be older than an `enter` or `recovered` of
+    /// this layer's that ran since (they write the store before they take the lock).
+    fn adopt(&self, host: &str, store: &dyn FailoverStore) {
         let mut st = self.lock();
+        let failed_over = store.is_failed_over();
         if failed_over {
             if st.mode == FailoverMode::Primary {
                 st.failed_over(Instant::now());
@@ -400,6 +402,26 @@ mod tests {
         assert!(matches!(f.mode("h"), FailoverMode::Secondary { .. }));
         tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
         assert!(f.take_trial("h").is_some_and(|t| t > first), "not stuck in failover mode");
+    }
+
+    /// A store read that another request of this layer's raced: it read "failed over" just
+    /// before that request found the vendor back (and wrote the store, then the layer's own
+    /// state). The stale word is not taken: the host stays in primary mode, and the request
+    /// is sent, not refused locally.
+    #[test]
+    fn a_store_read_from_before_this_layers_recovery_does_not_fail_the_host_over_again() {
+        #[derive(Debug, Default)]
+        struct Raced(std::sync::atomic::AtomicUsize);
+        impl FailoverStore for Raced {
+            fn is_failed_over(&self) -> bool {
+                // The first read is from before the recovery's write; the others after it.
+                self.0.fetch_add(1, Ordering::SeqCst) == 0
+            }
+            fn set_failed_over(&self, _: bool) {}
+        }
+        let f = Failover { store: Some(Arc::new(Raced::default())), ..Failover::default() };
+        assert_eq!(f.mode("h"), FailoverMode::Primary);
+        assert_eq!(f.mode("h"), FailoverMode::Primary);
     }
 
     /// A probe that ends after the host came back and failed over again (with a new probe)
