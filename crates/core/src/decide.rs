@@ -35,8 +35,9 @@ pub struct Attempt {
     pub delay: Option<Duration>,
     /// Time since the logical request started when this attempt was sent: after the delay
     /// decided before it, and after any wait for the host's rate or concurrency limiter, a
-    /// login, a reconcile hook or the inner service's readiness. `None` for an attempt
-    /// recorded outside the engine ([`Attempt::new`] alone; see [`with_sent`](Self::with_sent)).
+    /// login, a reconcile hook or the inner service's readiness (and, for the first, for the
+    /// caller's request body to be read whole). `None` for an attempt recorded outside the
+    /// engine ([`Attempt::new`] alone; see [`with_sent`](Self::with_sent)).
     pub sent: Option<Duration>,
     /// Time since the logical request started when this attempt's outcome was known.
     pub elapsed: Duration,
@@ -80,8 +81,8 @@ impl Attempt {
 
     /// How long this attempt waited to be sent beyond the delay decided before it (`previous`
     /// is the attempt before it, `None` for the first): the time the host's limiter, a login,
-    /// a reconcile hook or the inner service's readiness held it. `None` if it was
-    /// recorded without its send time.
+    /// a reconcile hook or the inner service's readiness held it (the first: also the
+    /// reading of the caller's request body). `None` if it was recorded without its send time.
     pub fn held(&self, previous: Option<&Attempt>) -> Option<Duration> {
         let ready = match previous {
             Some(p) => p.elapsed + p.delay.unwrap_or_default(),

@@ -48,7 +48,8 @@ impl Report {
 
     /// The total of the time attempts waited to be sent beyond their decided delays: held by
     /// the host's rate or concurrency limiter, a login, a reconcile hook, or the inner
-    /// service's readiness ([`Attempt::held`](crate::Attempt::held)). Attempts recorded
+    /// service's readiness, or the reading of the caller's request body before the first
+    /// ([`Attempt::held`](crate::Attempt::held)). Attempts recorded
     /// without their send time count nothing.
     ///
     /// ```
