@@ -288,7 +288,7 @@ impl fmt::Display for Error {
             }
             // The rule's own words (the profile's, never the vendor's body): which rule, and why.
             ErrorKind::Decided(r @ FailReason::Final) => match &self.inner.classification {
-                Some(c) if !c.reason.is_empty() => write!(f, "{r}: {}", c.reason)?,
+                Some(c) if !c.reason.is_empty() => write!(f, "{r}: {}", one_line(&c.reason, 200))?,
                 _ => write!(f, "{r}")?,
             },
             ErrorKind::Decided(r) => write!(f, "{r}")?,
@@ -316,7 +316,7 @@ impl fmt::Display for Error {
         if let Some(c) = &self.inner.classification {
             parts.push(c.kind.to_string());
             if let Some(e) = c.errors.first() {
-                parts.push(format!("vendor code {}", e.code));
+                parts.push(format!("vendor code {}", one_line(&e.code, 64)));
             }
         }
         if let Some(hint) = self.hint().filter(|_| !matches!(reason, Some(FailReason::HintExceedsLimit { .. }))) {
@@ -327,6 +327,28 @@ impl fmt::Display for Error {
         }
         Ok(())
     }
+}
+
+/// `text` (a vendor's code, or a rule's reason that names one) for one line of a message: at
+/// most `max` characters, control characters escaped. A code is the vendor's text, and a
+/// hostile body can make it a page long or put a line break in a log. The accessors keep it
+/// whole.
+fn one_line(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max && !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(max.min(text.len()) + 3);
+    for c in text.chars().take(max) {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if text.chars().nth(max).is_some() {
+        shown.push('…');
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 impl fmt::Debug for Error {

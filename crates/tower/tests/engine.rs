@@ -571,6 +571,39 @@ async fn an_error_says_each_thing_once() {
     assert_eq!(err.to_string(), "gave up after 3 attempts (last status 502, transient)");
 }
 
+/// A vendor's code is the vendor's text: a hostile body can make it a page long or break a
+/// log line. The message shows it on one line and cut; the accessors keep it whole.
+#[tokio::test(start_paused = true)]
+async fn a_hostile_vendor_code_is_shown_on_one_line_cut_and_kept_whole() {
+    #[derive(Debug)]
+    struct Hostile;
+    impl Profile for Hostile {
+        fn name(&self) -> &str {
+            "hostile"
+        }
+        fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+            false
+        }
+        fn classify(&self, _: &RequestHead<'_>, _: &Outcome<'_>) -> Classification {
+            let code = format!("E1\nlevel=ERROR forged line{}", "x".repeat(10_000));
+            Classification::fail(Kind::Fatal, format!("hostile: code {code}"))
+                .with_errors([redial_core::VendorError::code_only(code)])
+        }
+    }
+    let (vendor, _) = recording(|| Box::pin(async { reply(400, "no") }));
+    let req = Request::get("http://api.example.com/things").body(Full::default()).unwrap();
+    let err = ServiceBuilder::new()
+        .layer(RetryLayer::new(Hostile, Policy::default()))
+        .service(vendor)
+        .oneshot(req)
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(!shown.contains('\n') && shown.contains("E1\\nlevel=ERROR"), "{shown}");
+    assert!(shown.len() < 600, "{} bytes", shown.len());
+    assert_eq!(err.vendor_errors().next().unwrap().code.len(), 10_026, "the accessor keeps the code whole");
+}
+
 /// A final answer names the rule that made it final, in the profile's words: a log line says
 /// why without the `Debug` of the error.
 #[tokio::test(start_paused = true)]
