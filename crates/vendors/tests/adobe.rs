@@ -135,6 +135,8 @@ fn every_row_of_the_adobe_table() {
         ),
         ("503 EXEG-0201-503", 503, &ct, p("EXEG-0201-503", 503), Transient, Retry, Retry, Some(SECOND)),
         ("503 plain", 503, &[], String::new(), Transient, Retry, Retry, Some(SECOND)),
+        // "503 | transient": whatever EXEG code the body names.
+        ("503 EXEG-0999-503", 503, &ct, p("EXEG-0999-503", 503), Transient, Retry, Retry, Some(SECOND)),
         ("504 EXEG-0200-504", 504, &ct, p("EXEG-0200-504", 504), Transient, Retry, Retry, Some(SECOND)),
         ("502 EXEG-0203-502", 502, &ct, p("EXEG-0203-502", 502), Transient, Retry, Retry, Some(SECOND)),
         ("502 EXEG-0300-502", 502, &ct, p("EXEG-0300-502", 502), Transient, Retry, Retry, Some(SECOND)),
@@ -152,6 +154,8 @@ fn every_row_of_the_adobe_table() {
         ("504 plain", 504, &[], String::new(), Transient, Retry, Retry, Some(SECOND)),
         ("EXEG-0202-502", 502, &ct, p("EXEG-0202-502", 502), Fatal, Fail, Fail, None),
         ("EXEG-0205-502", 502, &ct, p("EXEG-0205-502", 502), Fatal, Fail, Fail, None),
+        // On a 504 as on a 502, an EXEG code not in the table is final [I].
+        ("EXEG-0999-504", 504, &ct, p("EXEG-0999-504", 504), Fatal, Fail, Fail, None),
         ("401 EXEG-0503-401", 401, &ct, p("EXEG-0503-401", 401), AuthExpired, RefreshAuth, RefreshAuth, None),
         ("500 EXEG-0001-500", 500, &ct, p("EXEG-0001-500", 500), Fatal, Fail, Fail, None),
         ("500 EXEG-0100-500", 500, &ct, p("EXEG-0100-500", 500), Fatal, Fail, Fail, None),
@@ -185,9 +189,14 @@ fn every_row_of_the_adobe_table() {
 fn rule_names_are_adobe_code() {
     let ct = [("content-type", PROBLEM)];
     for (status, code, rule) in [
-        (502, "EXEG-0203-502", "adobe.exeg-0203-502"),
+        (503, "EXEG-0000-503", "adobe.exeg-0000-503"),
+        (504, "EXEG-0200-504", "adobe.exeg-0200-504"),
         (503, "EXEG-0201-503", "adobe.exeg-0201-503"),
+        (502, "EXEG-0203-502", "adobe.exeg-0203-502"),
+        (502, "EXEG-0300-502", "adobe.exeg-0300-502"),
+        (502, "EXEG-0307-502", "adobe.exeg-0307-502"),
         (429, "EXEG-0000-429", "adobe.429"),
+        (503, "EXEG-0999-503", "adobe.503"),
     ] {
         let (c, _) = run(&Method::POST, status, &ct, &problem(code, status));
         let Advice::Retry(r) = c.advice else { panic!("{code}") };

@@ -111,7 +111,8 @@ fn every_row_of_the_marketo_table() {
         (codes(&["615"]), Throttled, Retry, Retry, Some(SECOND)),
         (codes(&["604", "608", "611", "614", "713", "719"]), Transient, Retry, Retry, Some(SECOND)),
         (vec![("HTTP 502", 502, Some("text/html"), html.into())], Transient, Retry, Fail, Some(SECOND)),
-        (codes(&["502"]), Transient, Retry, Fail, Some(SECOND)),
+        // 500 and 502 as response-level codes: the call may have been carried out behind them.
+        (codes(&["500", "502"]), Transient, Retry, Fail, Some(SECOND)),
         // "A long backoff (tens of seconds)": from 20 s.
         (codes(&["1016", "1019", "1022", "1029"]), Throttled, Retry, Retry, Some(20 * SECOND)),
         (codes(&["607"]), QuotaExhausted, Fail, Fail, None),
