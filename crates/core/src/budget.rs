@@ -264,6 +264,45 @@ mod tests {
         }
     }
 
+    /// The shape reads back as given; the default is the documented one (20 %, 10 a second,
+    /// over 10 s).
+    #[test]
+    fn a_config_reads_back_as_given() {
+        let c = BudgetConfig::new(0.5, 3, Duration::from_secs(7));
+        assert_eq!((c.ratio(), c.min_per_sec(), c.ttl()), (0.5, 3, Duration::from_secs(7)));
+        let d = BudgetConfig::default();
+        assert_eq!((d.ratio(), d.min_per_sec(), d.ttl()), (0.2, 10, Duration::from_secs(10)));
+    }
+
+    /// A deposit counts for `ttl` and no longer: at `ttl` exactly it has expired.
+    #[test]
+    fn a_deposit_expires_at_ttl_exactly() {
+        let b = RatioBudget::new(BudgetConfig::new(1.0, 0, Duration::from_secs(10)));
+        let t0 = Instant::now();
+        b.deposit(t0);
+        assert_eq!(b.available(t0 + Duration::from_millis(9_999)), 1.0);
+        assert_eq!(b.available(t0 + Duration::from_secs(10)), 0.0);
+    }
+
+    /// Deposits made across the whole window, one in each of its slots, all count; and the
+    /// window goes on sliding, however long the host lives.
+    #[test]
+    fn deposits_across_the_window_all_count() {
+        let b = RatioBudget::new(BudgetConfig::new(1.0, 0, Duration::from_secs(10)));
+        let t0 = Instant::now();
+        for s in 0..10 {
+            b.deposit(t0 + Duration::from_secs(s));
+        }
+        assert_eq!(b.available(t0 + Duration::from_millis(9_500)), 10.0);
+        let late = t0 + Duration::from_secs(100_000);
+        for s in 0..10 {
+            b.deposit(late + Duration::from_secs(s));
+        }
+        assert_eq!(b.available(late + Duration::from_millis(9_500)), 10.0);
+        assert!(b.withdraw(late + Duration::from_millis(9_500)));
+        assert_eq!(b.available(late + Duration::from_millis(9_500)), 9.0);
+    }
+
     #[test]
     fn withdrawals_expire_too() {
         let b = RatioBudget::new(BudgetConfig::new(0.0, 1, Duration::from_secs(1)));
@@ -290,5 +329,26 @@ mod saturation_tests {
         }
         assert!(n <= 2_400_000, "{n} retries from a reserve of 2.4 M");
         assert!(n >= 2_000_000, "{n}");
+        // What was refused was not spent: the reserve less the retries allowed, to the unit.
+        assert_eq!(b.available(now), 2_400_000.0 - f64::from(n));
+    }
+
+    /// A withdrawal that brings the slot to exactly the least value it holds is counted, and
+    /// allowed; the next one cannot be counted, is refused, and spends nothing.
+    #[test]
+    fn a_slot_counts_down_to_its_last_value_and_no_further() {
+        // One deposit of 0.352 retries, then 2,147,484 withdrawals: 352 − 2,147,484,000 is
+        // i32::MIN thousandths of a retry.
+        let b = RatioBudget::new(BudgetConfig::new(0.352, 40_000, Duration::from_secs(60)));
+        let now = Instant::now();
+        b.deposit(now);
+        let mut n = 0u32;
+        while n < 2_500_000 && b.withdraw(now) {
+            n += 1;
+        }
+        assert_eq!(n, 2_147_484);
+        let left = b.available(now);
+        assert!(!b.withdraw(now));
+        assert_eq!(b.available(now), left, "a refused withdrawal spends nothing");
     }
 }
