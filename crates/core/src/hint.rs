@@ -371,6 +371,11 @@ mod tests {
             (b"Monday, 06-Nov-50 08:49:47 GMT", secs(0)),
             (b"Sunday, 06-Nov-50 08:49:47 GMT", None),
             (b"Friday, 06-Nov-43 08:49:47 GMT", Some(Duration::from_secs(2_330_412_587 - 784_111_777))),
+            // an RFC 850 date is `dd-Mon-yy` with both dashes, at its full length, or nothing
+            (b"Sunday, 06-Nov 94 08:49:47 GMT", None),
+            (b"Sunday, 06 Nov-94 08:49:47 GMT", None),
+            (b"Sunday, 06-Nov-94", None),
+            (b"Sunday, 0", None),
             // huge delay-seconds saturate instead of wrapping or failing
             (b"99999999999", secs(99_999_999_999)),
             (b"99999999999999999999999999", secs(u64::MAX)),
@@ -409,6 +414,10 @@ mod tests {
             // ...one second more is the past (1974, a Tuesday)
             (y2024, b"Tuesday, 15-Jan-74 15:30:01 GMT", secs(0)),
             (y2024, b"Monday, 15-Jan-74 15:30:01 GMT", None),
+            // a later month of the 50th year is more than 50 years ahead: 1974 (a Friday), not
+            // 2074 (a Thursday)
+            (y2024, b"Friday, 15-Feb-74 15:30:00 GMT", secs(0)),
+            (y2024, b"Thursday, 15-Feb-74 15:30:00 GMT", None),
             // from 2070, "70" is 2070 (a Wednesday), not 1970 (a Thursday)
             (y2070, b"Wednesday, 01-Jan-70 00:00:10 GMT", secs(10)),
             (y2070, b"Thursday, 01-Jan-70 00:00:10 GMT", None),
@@ -450,6 +459,10 @@ mod tests {
             (&[("ratelimit-remaining", "0"), ("ratelimit-reset", "12")], secs(12)),
             (&[("ratelimit-remaining", "3"), ("ratelimit-reset", "12")], None),
             (&[("ratelimit-reset", "12")], None),
+            // The separate fields are integers too, or nothing.
+            (&[("ratelimit-remaining", "0"), ("ratelimit-reset", "1.5")], None),
+            (&[("ratelimit-remaining", "0"), ("ratelimit-reset", "soon")], None),
+            (&[("ratelimit-remaining", "none"), ("ratelimit-reset", "12")], None),
             // A quoted policy name is a name: its `;` and `,` separate nothing.
             (&[("ratelimit", r#""x;r=0;t=60;y";q=10"#)], None),
             (&[("ratelimit", r#""a,b";r=0;t=7"#)], secs(7)),
