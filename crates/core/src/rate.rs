@@ -155,7 +155,10 @@ impl Log {
                     let steps = u32::try_from(windows).unwrap_or(u32::MAX);
                     let step = (self.limit / 100).max(1);
                     self.effective = self.effective.saturating_add(step.saturating_mul(steps)).min(self.limit);
-                    self.changed_at = Some(now);
+                    // Whole windows only: the part of a window gone since counts towards the next
+                    // step, so a host called more often than once a window still gets every step.
+                    self.changed_at =
+                        Some(at.checked_add(self.window.saturating_mul(steps)).map_or(now, |t| t.min(now)));
                 }
             }
         }
@@ -306,6 +309,105 @@ mod tests {
         // A quiet night: all the way back, and no further.
         let _ = log.reserve(t0 + 12 * 3600 * S);
         assert_eq!(effective(&log), 100);
+    }
+
+    /// "Each quiet window gives back 1 %": quiet is without throttles, not without calls. A host
+    /// called every 0.6 window gets a step back for each window as an idle one does: twelve
+    /// windows, twelve steps.
+    #[test]
+    fn a_busy_host_gets_back_one_percent_for_every_window_too() {
+        let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100);
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(effective(&log), 50);
+        for i in 1..=20 {
+            let _ = log.reserve(t0 + window * 3 * i / 5);
+        }
+        assert_eq!(effective(&log), 62);
+    }
+
+    /// The evidence is the calls *sent* in the window: reservations still waiting were not.
+    #[test]
+    fn only_calls_already_sent_are_evidence() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(10, 20 * S);
+        for _ in 0..15 {
+            log.reserve(t0); // 10 now, 5 a window later
+        }
+        log.throttled(t0 + S, Duration::ZERO);
+        assert_eq!(effective(&log), 9);
+    }
+
+    /// A call sent a whole window ago has left it: no evidence, so the limit is halved.
+    #[test]
+    fn a_call_sent_a_window_ago_is_no_evidence() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(20, 20 * S);
+        for _ in 0..10 {
+            log.reserve(t0);
+        }
+        log.throttled(t0 + 20 * S + Duration::from_millis(100), Duration::ZERO);
+        assert_eq!(effective(&log), 10);
+    }
+
+    /// "At most one per call in the window": with nothing sent, two refusals count as one.
+    #[test]
+    fn refusals_count_at_most_one_per_call_sent() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(effective(&log), 50);
+        for _ in 0..10 {
+            log.reserve(t0 + S);
+        }
+        // 10 sent, 2 refusals counted (this one and one of the two before).
+        log.throttled(t0 + 2 * S, Duration::ZERO);
+        assert_eq!(effective(&log), 8);
+    }
+
+    /// A vendor that refuses every call sent leaves the limit at one call a window, never none.
+    #[test]
+    fn refusing_every_call_never_drives_the_limit_to_zero() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        log.reserve(t0);
+        log.reserve(t0);
+        log.throttled(t0 + S, Duration::ZERO);
+        log.throttled(t0 + S, Duration::ZERO);
+        assert_eq!(effective(&log), 1);
+        assert_eq!(log.reserve(t0 + 2 * S), t0 + 20 * S + Duration::from_millis(100));
+    }
+
+    /// Halving is once per window of the last change: a whole window later it halves again,
+    /// and a limit given back in full halves at the next throttle without evidence.
+    #[test]
+    fn throttled_halves_again_a_window_later_or_once_the_limit_is_back() {
+        let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100);
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        log.throttled(t0 + window, Duration::ZERO);
+        assert_eq!(effective(&log), 25);
+
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        let night = t0 + 12 * 3600 * S;
+        let _ = log.reserve(night);
+        assert_eq!(effective(&log), 100);
+        log.throttled(night + S, Duration::ZERO);
+        assert_eq!(effective(&log), 50);
+    }
+
+    /// A pause too long for the clock (a `Retry-After` of u64::MAX seconds) holds sends for a
+    /// year.
+    #[test]
+    fn a_pause_too_long_for_the_clock_is_a_year() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::MAX);
+        assert_eq!(log.reserve(t0 + S), t0 + 365 * 24 * 3600 * S);
     }
 
     #[test]
