@@ -460,16 +460,28 @@ async fn a_login_transport_error_that_names_its_url_shows_no_query_or_userinfo()
         }
         Ok(Response::new(Full::from("ok")))
     });
+    let err = call_whose_login_fails(inner.map_err(redial_tower::BoxError::from)).await;
+    let login = err.login_error().expect("the login's error");
+    let shown = format!("{err} {err:?} {login} {login:?}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(login.message().contains("http://vendor.test/login?…"), "{}", login.message());
+}
+
+/// A call through `inner` (whose logins fail on the transport) with [`TestLogin`], within 10 s.
+async fn call_whose_login_fails<S>(inner: S) -> redial_tower::Error
+where
+    S: Service<Request<RetryBody<Full<Bytes>>>, Response = Response<Full<Bytes>>, Error = redial_tower::BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let layer = RetryLayer::builder()
         .default_host(Vendor, Policy::builder().deadline(10 * S).build().unwrap())
         .auth("*", TokenSource::login(TestLogin))
         .unwrap()
         .build();
-    let err = ServiceBuilder::new().layer(layer).service(inner).oneshot(api()).await.unwrap_err();
-    let login = err.login_error().expect("the login's error");
-    let shown = format!("{err} {err:?} {login} {login:?}");
-    assert!(!shown.contains("TOPSECRET"), "{shown}");
-    assert!(login.message().contains("http://vendor.test/login?…"), "{}", login.message());
+    ServiceBuilder::new().layer(layer).service(inner).oneshot(api()).await.unwrap_err()
 }
 
 #[tokio::test(start_paused = true)]
@@ -495,12 +507,7 @@ async fn a_login_transport_error_whose_wrapper_repeats_its_cause_tells_it_once()
         }
         Ok(Response::new(Full::from("ok")))
     });
-    let layer = RetryLayer::builder()
-        .default_host(Vendor, Policy::builder().deadline(10 * S).build().unwrap())
-        .auth("*", TokenSource::login(TestLogin))
-        .unwrap()
-        .build();
-    let err = ServiceBuilder::new().layer(layer).service(inner).oneshot(api()).await.unwrap_err();
+    let err = call_whose_login_fails(inner.map_err(redial_tower::BoxError::from)).await;
     let message = err.login_error().expect("the login's error").message().to_owned();
     assert_eq!(message.matches("connection refused").count(), 1, "{message}");
 }
