@@ -171,7 +171,9 @@ pub trait FailoverStore: Send + Sync + fmt::Debug + 'static {
     fn is_failed_over(&self) -> bool;
 
     /// A request met the vendor's failover refusal (`true`), or a probe or trial request was
-    /// served as in primary mode (`false`).
+    /// served as in primary mode (`false`). A refusal older than the store's word (of a
+    /// request this layer sent while it held the host failed over, when the store has since
+    /// said the vendor is back) is not written.
     fn set_failed_over(&self, failed_over: bool);
 }
 
@@ -282,6 +284,14 @@ impl Failover {
     /// running).
     pub(crate) fn enter(&self, host: &str) -> Option<u64> {
         if let Some(store) = &self.store {
+            // This layer holds the host failed over and the store says another client found the
+            // vendor back since: the refusal is of a request sent before that (a trial, a probe,
+            // one in flight when the host failed over), older news than the store's. Setting the
+            // store again would hold every client failed over until its next trial.
+            if self.secondary.load(Ordering::Acquire) && !store.is_failed_over() {
+                self.adopt(host, &**store);
+                return None;
+            }
             store.set_failed_over(true);
         }
         let mut st = self.lock();
@@ -441,6 +451,28 @@ mod tests {
         assert_eq!(f.enter("h"), None, "the second probe still runs");
         f.probe_ended(second);
         assert!(f.enter("h").is_some_and(|p| p > second));
+    }
+
+    /// Two clients of one account. The first finds the vendor back while a trial of the
+    /// second, sent before, is still out; its refusal comes after: it does not put the account
+    /// back in failover mode (every client would be held there until its next trial).
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_older_than_anothers_recovery_does_not_fail_the_account_over_again() {
+        let store: Arc<dyn FailoverStore> = Arc::new(InMemoryFailover::default());
+        let one = Failover { store: Some(store.clone()), ..Failover::default() };
+        let other = Failover { store: Some(store.clone()), ..Failover::default() };
+        assert_eq!(one.enter("h"), None);
+        assert!(matches!(other.mode("h"), FailoverMode::Secondary { .. }));
+        tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
+        let trial = other.take_trial("h").expect("the other's trial");
+        one.recovered("h");
+        other.trial_ended("h", trial, false);
+        assert_eq!(other.enter("h"), None);
+        assert!(!store.is_failed_over(), "the store keeps the newer word");
+        assert_eq!((one.mode("h"), other.mode("h")), (FailoverMode::Primary, FailoverMode::Primary));
+        // A refusal met in primary mode is news: the account fails over again.
+        other.enter("h");
+        assert!(store.is_failed_over() && matches!(one.mode("h"), FailoverMode::Secondary { .. }));
     }
 
     #[test]
