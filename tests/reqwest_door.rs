@@ -97,8 +97,8 @@ async fn a_request_without_a_body_reaches_later_middlewares_without_one() {
     assert_eq!(seen.load(Ordering::SeqCst), 1, "an empty body is still a body");
 }
 
-/// A chunked 200 with a trailer, from a bare socket on loopback.
-async fn trailer_server() -> String {
+/// A server on loopback that answers every request with `answer`, byte for byte.
+async fn raw_server(answer: &'static [u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -108,18 +108,21 @@ async fn trailer_server() -> String {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
-                          trailer: x-checksum\r\n\r\n2\r\n{}\r\n0\r\nx-checksum: abc\r\n\r\n",
-                    )
-                    .await;
+                let _ = s.write_all(answer).await;
                 let _ = s.read(&mut buf).await;
             });
         }
     });
     format!("http://{addr}/x")
 }
+
+/// A chunked 200 with a trailer.
+const WITH_TRAILER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+      trailer: x-checksum\r\n\r\n2\r\n{}\r\n0\r\nx-checksum: abc\r\n\r\n";
+
+/// A chunked 200 (no Content-Length).
+const CHUNKED: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
 
 async fn trailer(res: reqwest::Response) -> Option<http::HeaderValue> {
     use http_body_util::BodyExt;
@@ -129,7 +132,7 @@ async fn trailer(res: reqwest::Response) -> Option<http::HeaderValue> {
 
 #[tokio::test(start_paused = true)]
 async fn trailers_survive_a_body_the_engine_read() {
-    let url = trailer_server().await;
+    let url = raw_server(WITH_TRAILER).await;
     let bare = ClientBuilder::new(plain()).build();
     assert_eq!(trailer(bare.get(&url).send().await.unwrap()).await.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
     let layer = RetryLayer::builder().default_host(InspectEverything, Policy::default()).build();
@@ -183,35 +186,11 @@ async fn a_password_in_the_url_never_shows_in_the_error() {
     assert!(!shown.contains("TOPSECRET"), "{shown}");
 }
 
-/// A chunked 200 (no Content-Length) from a bare socket on loopback.
-async fn chunked_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
-                          2\r\n{}\r\n0\r\n\r\n",
-                    )
-                    .await;
-                let _ = s.read(&mut buf).await;
-            });
-        }
-    });
-    format!("http://{addr}/x")
-}
-
 /// A body whose length the wire did not tell (chunked) has no `content_length` without redial;
 /// read by the engine to classify it, it must not come back with one.
 #[tokio::test(start_paused = true)]
 async fn a_chunked_body_the_engine_read_keeps_its_unknown_length() {
-    let url = chunked_server().await;
+    let url = raw_server(CHUNKED).await;
     let bare = ClientBuilder::new(plain()).build();
     let res = bare.get(&url).send().await.unwrap();
     assert_eq!(res.content_length(), None);

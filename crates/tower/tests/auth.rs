@@ -1295,19 +1295,22 @@ async fn a_stored_credential_near_its_expiry_is_not_taken() {
     assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0, "the stale token was never sent");
 }
 
+/// A credential store that never answers.
+#[derive(Debug)]
+struct Hangs;
+
+impl CredentialStore for Hangs {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        Box::pin(std::future::pending())
+    }
+    fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
 /// A store that never answers costs a quarter of the login timeout, then the login goes on.
 #[tokio::test(start_paused = true)]
 async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
-    #[derive(Debug)]
-    struct Hangs;
-    impl CredentialStore for Hangs {
-        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
-            Box::pin(std::future::pending())
-        }
-        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
-            Box::pin(std::future::pending())
-        }
-    }
     let vendor = FakeVendor::new(3600);
     let source = TokenSource::login(TestLogin).login_timeout(8 * S).store(Arc::new(Hangs));
     let started = Instant::now();
@@ -1322,16 +1325,6 @@ async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
 /// login answered, not one timed out (and counted as unanswered) for the store's hang.
 #[tokio::test(start_paused = true)]
 async fn a_store_that_hangs_leaves_the_login_its_whole_timeout() {
-    #[derive(Debug)]
-    struct Hangs;
-    impl CredentialStore for Hangs {
-        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
-            Box::pin(std::future::pending())
-        }
-        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
-            Box::pin(std::future::pending())
-        }
-    }
     let vendor = FakeVendor::new(3600);
     vendor.0.login_delay_ms.store(7000, Ordering::SeqCst);
     let source = TokenSource::login(TestLogin).login_timeout(8 * S).store(Arc::new(Hangs));
