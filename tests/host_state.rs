@@ -38,9 +38,29 @@ fn marketo_layer(sim: &Sim, host: &str, policy: Policy, seed: u64) -> RetryLayer
 
 /// 2,000 requests from 50 concurrent callers through a layer with Marketo's limits.
 async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::MarketoHandle, RetryLayer) {
+    marketo_quota_run_after(client_limit, 0, 2000).await
+}
+
+/// `requests` requests from 50 concurrent callers through a new layer with Marketo's limits,
+/// `earlier` calls after another client (or this process before it restarted) spent that much
+/// of the instance's window.
+async fn marketo_quota_run_after(
+    client_limit: u32,
+    earlier: usize,
+    requests: usize,
+) -> (usize, Duration, sim_marketo::MarketoHandle, RetryLayer) {
     let sim = Sim::start().await.unwrap();
     let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default()); // 100 / 20 s, 10 concurrent
     let host = "123-abc-456.mktorest.com";
+    if earlier > 0 {
+        let policy = Vendor::Marketo.policy();
+        let before = common::client(&marketo_layer(&sim, host, policy, 7));
+        let url = format!("http://{host}:{}/rest/v1/leads.json?filterType=id&filterValues=1", sim.addr().port());
+        for _ in 0..earlier {
+            let res = before.clone().oneshot(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
     let policy =
         Vendor::Marketo.policy().to_builder().rate_limit(client_limit, 20 * S).deadline(600 * S).build().unwrap();
     let layer = marketo_layer(&sim, host, policy, 11);
@@ -53,7 +73,7 @@ async fn marketo_quota_run(client_limit: u32) -> (usize, Duration, sim_marketo::
         let (svc, url, next) = (svc.clone(), url.clone(), next.clone());
         callers.spawn(async move {
             let mut errors = 0;
-            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2000 {
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
                 let req = Request::get(&url).body(Full::default()).unwrap();
                 match svc.clone().oneshot(req).await {
                     Ok(res) if res.status() == StatusCode::OK => {}
@@ -101,13 +121,35 @@ async fn a_misconfigured_limit_meets_606_and_adapts_without_caller_errors() {
     assert_eq!(errors, 0);
     assert!(throttled > 0, "the sim should have refused some calls");
     assert!(throttled < 150, "redial should adapt: {throttled} × 606");
-    // What it learned: about the vendor's 100 (what it accepted, creeping back up by 1 % a
-    // quiet window), far below the configured 200.
+    // What it learned: about the vendor's 100 (what it accepted, probed 1 % at a time after
+    // each 606), far below the configured 200.
     let learned = layer.current_rate_limit("123-abc-456.mktorest.com").unwrap();
     assert!((90..=110).contains(&learned), "learned a limit of {learned}");
     // 2,000 calls at the vendor's 100 per 20 s take 400 s at best; at 200, 606s all the way.
     assert!(elapsed <= 440 * S, "{elapsed:?}");
     assert_eq!(vendor.count_code("615"), 0);
+}
+
+/// A client that restarts (or starts beside another) meets a window the vendor has nearly
+/// spent: its first calls are refused, and what it learns from them (two calls accepted) says
+/// nothing of the windows after. It must be back at the vendor's rate within minutes, not
+/// after an hour of two calls per window.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_starts_in_a_spent_window_is_back_at_full_rate_within_minutes() {
+    let (errors, elapsed, vendor, layer) = marketo_quota_run_after(100, 98, 1000).await;
+    let throttled = vendor.count_code("606");
+    eprintln!(
+        "1,000 calls after 98 of another's: {throttled} × 606, done in {elapsed:?}, limit now {:?}",
+        layer.current_rate_limit("123-abc-456.mktorest.com")
+    );
+    assert_eq!(errors, 0);
+    assert!(throttled > 0, "the window was spent: the sim should have refused the first calls");
+    assert!(throttled <= 10, "only the calls sent into the spent window are refused: {throttled} × 606");
+    // 1,000 calls at 100 per 20 s take 200 s at best, a window more for the spent one. The
+    // limit learned from the spent window (2) comes back 1, 2, 4, … % a window: 3, 5, 9, 17,
+    // 33, 65, then 100 a window; 1 % a window would have taken 860 s.
+    assert!(elapsed <= 340 * S, "{elapsed:?}");
+    assert_eq!(layer.current_rate_limit("123-abc-456.mktorest.com"), Some(100));
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,9 +26,16 @@
 //!
 //! If the vendor throttles anyway (the limit is shared with other clients, or misconfigured),
 //! the limit drops to what the vendor evidently accepted: the calls sent in the last window,
-//! less the ones it refused in it (halved instead if that would not lower it). Admission pauses for the
-//! wait the decision chose, and each quiet window gives back 1 % of the configured limit:
-//! additive increase, multiplicative decrease, around a learned ceiling.
+//! less the ones it refused in it (halved instead if that would not lower it). Admission
+//! pauses for the wait the decision chose.
+//!
+//! Each quiet window (one without a throttle) then gives back twice what the one before gave:
+//! 1 % of the configured limit, then 2 %, 4 %, and so on. The evidence may be of one window
+//! only: a client that starts (or restarts) in a window that another client, or its own
+//! earlier run, had nearly spent sees two calls accepted, and has its whole limit back eight
+//! quiet windows later, not a hundred. A limit the vendor keeps enforcing (a client beside
+//! it taking a steady share, or a configured limit above the vendor's) is probed a step of 1 %
+//! at a time, so the probe that meets it costs a call or two, not a burst.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -85,6 +92,9 @@ struct Log {
     paused_until: Option<Instant>,
     /// When the limit was last lowered, or last given back.
     changed_at: Option<Instant>,
+    /// What the next quiet window gives back: 1 % of the limit after a throttle, twice as much
+    /// each quiet window after.
+    step: u32,
     /// When the vendor refused calls, within the last window (ascending): a burst of refusals
     /// is that many calls the vendor did not accept.
     refusals: VecDeque<Instant>,
@@ -103,6 +113,7 @@ impl SlidingWindow {
                 sends: VecDeque::with_capacity((limit as usize).min(1024)),
                 paused_until: None,
                 changed_at: None,
+                step: Log::first_step(limit),
                 refusals: VecDeque::new(),
             }),
         }
@@ -145,16 +156,23 @@ impl RateLimiter for SlidingWindow {
 }
 
 impl Log {
+    fn first_step(limit: u32) -> u32 {
+        (limit / 100).max(1)
+    }
+
     fn reserve(&mut self, now: Instant) -> Instant {
-        // Give back 1 % of the limit for every quiet window since it was lowered (all of them,
-        // however long the host was idle).
+        // Give back a step for every quiet window since the limit was lowered (all of them,
+        // however long the host was idle), each step twice the one before.
         if self.effective < self.limit {
             if let Some(at) = self.changed_at {
                 let windows = now.saturating_duration_since(at).as_nanos() / self.window.as_nanos().max(1);
                 if windows > 0 {
                     let steps = u32::try_from(windows).unwrap_or(u32::MAX);
-                    let step = (self.limit / 100).max(1);
-                    self.effective = self.effective.saturating_add(step.saturating_mul(steps)).min(self.limit);
+                    // 33 doublings of a step of 1 or more pass any u32 limit.
+                    for _ in 0..steps.min(33) {
+                        self.effective = self.effective.saturating_add(self.step).min(self.limit);
+                        self.step = self.step.saturating_mul(2);
+                    }
                     // Whole windows only: the part of a window gone since counts towards the next
                     // step, so a host called more often than once a window still gets every step.
                     self.changed_at =
@@ -204,6 +222,8 @@ impl Log {
         if lowered < self.effective && (!recently || accepted.is_some()) {
             self.effective = lowered;
         }
+        // Giving back starts again from its first, smallest step.
+        self.step = Self::first_step(self.limit);
         self.changed_at = Some(now);
         // Saturating: a hint can be as long as u64::MAX seconds.
         let until = now.checked_add(pause).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
@@ -298,33 +318,67 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_limit_comes_back_one_percent_for_every_quiet_window() {
+    fn each_quiet_window_gives_back_twice_what_the_one_before_gave() {
         let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100); // the vendor's 20 s, kept 100 ms longer
         let log = SlidingWindow::new(100, 20 * S);
         log.throttled(t0, Duration::ZERO);
         assert_eq!(effective(&log), 50);
-        // Ten quiet windows (each kept 100 ms longer than the vendor's 20 s), then one call.
-        let _ = log.reserve(t0 + 10 * (20 * S + Duration::from_millis(100)));
-        assert_eq!(effective(&log), 60);
-        // A quiet night: all the way back, and no further.
+        // 1, 2, 4 and 8 % of the limit in four quiet windows, then one call.
+        let _ = log.reserve(t0 + 4 * window);
+        assert_eq!(effective(&log), 65);
+        // 16 % the next window, then back in full, and no further.
+        let _ = log.reserve(t0 + 5 * window);
+        assert_eq!(effective(&log), 81);
+        let _ = log.reserve(t0 + 6 * window);
+        assert_eq!(effective(&log), 100);
         let _ = log.reserve(t0 + 12 * 3600 * S);
         assert_eq!(effective(&log), 100);
     }
 
-    /// "Each quiet window gives back 1 %": quiet is without throttles, not without calls. A host
-    /// called every 0.6 window gets a step back for each window as an idle one does: twelve
-    /// windows, twelve steps.
+    /// A throttle starts the giving back again from its first step: a limit the vendor keeps
+    /// enforcing is probed 1 % at a time.
     #[test]
-    fn a_busy_host_gets_back_one_percent_for_every_window_too() {
+    fn a_throttle_starts_the_steps_again_from_one_percent() {
+        let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100);
+        let log = SlidingWindow::new(100, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        let _ = log.reserve(t0 + 3 * window);
+        assert_eq!(effective(&log), 57);
+        // A throttle with no evidence a window after the last change halves it; then the
+        // first quiet window after gives back 1 %, not the 8 % that was next.
+        let again = t0 + 4 * window;
+        log.throttled(again, Duration::ZERO);
+        assert_eq!(effective(&log), 28);
+        let _ = log.reserve(again + window);
+        assert_eq!(effective(&log), 29);
+    }
+
+    /// Quiet is without throttles, not without calls. A host called every 0.6 window gets a
+    /// step back for each window as an idle one does: four windows, four steps.
+    #[test]
+    fn a_busy_host_gets_its_steps_back_for_every_window_too() {
         let t0 = Instant::now();
         let window = 20 * S + Duration::from_millis(100);
         let log = SlidingWindow::new(100, 20 * S);
         log.throttled(t0, Duration::ZERO);
         assert_eq!(effective(&log), 50);
-        for i in 1..=20 {
+        for i in 1..=7 {
             let _ = log.reserve(t0 + window * 3 * i / 5);
         }
-        assert_eq!(effective(&log), 62);
+        // 4.2 windows: 1 + 2 + 4 + 8.
+        assert_eq!(effective(&log), 65);
+    }
+
+    /// A limit as large as a u32 is given back without overflow, however long the host idles.
+    #[test]
+    fn the_steps_never_overflow() {
+        let t0 = Instant::now();
+        let log = SlidingWindow::new(u32::MAX, S);
+        log.throttled(t0, Duration::ZERO);
+        let _ = log.reserve(t0 + 100_000 * S);
+        assert_eq!(effective(&log), u32::MAX);
     }
 
     /// The evidence is the calls *sent* in the window: reservations still waiting were not.
