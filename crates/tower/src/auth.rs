@@ -26,6 +26,9 @@
 //! - **one login for a fleet**, with a [`CredentialStore`] ([`TokenSource::store`]): before it
 //!   logs in, the cell takes a credential another process (or another source) stored, if it is
 //!   still good and is not the one the vendor just refused; after a login, it stores what it got.
+//!   While requests wait out a login backoff, the cell reads the store once a second, so a
+//!   token another process got meanwhile serves them at once (a fatal answer's window is not
+//!   read past: its requests fail with it).
 
 use std::fmt;
 use std::future::Future;
@@ -224,6 +227,10 @@ struct State {
     version: u64,
     /// The token the vendor last refused: not to be taken back from the store.
     refused: Option<Secret>,
+    /// During a backoff window, the store is not read again before this.
+    peek_after: Option<Instant>,
+    /// What is in flight is a read of the store during the backoff, not a login.
+    peeking: bool,
     /// The last save to the store, which the next one waits for.
     saving: Option<tokio::task::JoinHandle<()>>,
     rng: Option<SplitMix64>,
@@ -332,7 +339,9 @@ impl TokenSource {
     /// Share the credential through `store` (see [`CredentialStore`]): a login first takes a
     /// stored credential that is still good (more than the [`skew`](Self::skew) from expiry by
     /// the layer's wall clock) and is not the one the vendor just refused, and stores what a
-    /// login obtains.
+    /// login obtains. While requests wait out a login backoff, the store is read once a second
+    /// (never more often, and only while requests wait), and a credential found there ends the
+    /// backoff.
     pub fn store(self, store: Arc<dyn CredentialStore>) -> Self {
         self.configure(|c| c.store = Some(store))
     }
@@ -371,9 +380,10 @@ impl TokenSource {
         if wants_login && !st.in_flight {
             match st.not_before {
                 Some(t) if now < t => {
-                    // In the backoff window: nobody logs in; wake when it opens.
+                    // In the backoff window: nobody logs in; wake when it opens, or when the
+                    // store may be read again for a credential another process got meanwhile.
                     return match lease {
-                        Lease::Wait(_) => Lease::Wait(Some(t)),
+                        Lease::Wait(_) => Lease::Wait(Some(self.peek(st, now, wall).map_or(t, |p| p.min(t)))),
                         other => other,
                     };
                 }
@@ -405,6 +415,37 @@ impl TokenSource {
             }
         }
         lease
+    }
+
+    /// A request waits out the backoff window: read the store, at most once a [`PEEK_EVERY`],
+    /// for a credential another process (or source) got meanwhile. No login is sent, and a
+    /// store without one leaves the backoff as it is. Returns when the next read may be, if
+    /// there is a store; a read in flight counts as the login in flight, so that none starts
+    /// beside it and its waiters wake when it ends.
+    fn peek(
+        &self,
+        mut st: std::sync::MutexGuard<'_, State>,
+        now: Instant,
+        wall: fn() -> SystemTime,
+    ) -> Option<Instant> {
+        let store = self.cell.store.clone()?;
+        match st.peek_after {
+            Some(p) if now < p => return Some(p),
+            _ => {}
+        }
+        let next = now + PEEK_EVERY;
+        st.peek_after = Some(next);
+        st.in_flight = true;
+        st.peeking = true;
+        let refused = st.refused.clone();
+        drop(st);
+        let peeking = Peeking { cell: self.cell.clone(), sent_at: now, done: false };
+        tokio::spawn(async move {
+            let stored = load_stored(&*store, peeking.cell.login_timeout / 4).await;
+            let cred = stored.and_then(|stored| good_stored(stored, refused.as_ref(), peeking.cell.skew, wall));
+            peeking.finish(cred);
+        });
+        Some(next)
     }
 
     /// The request that used `version` was told the token expired: unless a newer token is
@@ -482,22 +523,12 @@ impl TokenSource {
             let stored = match &cell.store {
                 Some(store) => {
                     let refused = cell.lock().refused.clone();
-                    load_stored(&**store, cell.login_timeout / 4).await.and_then(|stored| {
-                        let now = wall();
-                        let left = stored.expires_at.map(|at| at.duration_since(now).unwrap_or_default());
-                        let good = left.is_none_or(|left| left > cell.skew);
-                        (good && refused.as_ref() != Some(&stored.token)).then_some((stored, left))
-                    })
+                    let stored = load_stored(&**store, cell.login_timeout / 4).await;
+                    stored.and_then(|stored| good_stored(stored, refused.as_ref(), cell.skew, wall))
                 }
                 None => None,
             };
-            if let Some((stored, left)) = stored {
-                tracing::debug!(expires_in_s = left.map(|l| l.as_secs()), "login: a stored credential is taken");
-                let cred = Credential::new(stored.token, left);
-                let cred = match stored.endpoint {
-                    Some(endpoint) => cred.with_endpoint(endpoint),
-                    None => cred,
-                };
+            if let Some(cred) = stored {
                 // Nothing was sent: the count of logins without an answer stands.
                 return ending.finish(Ok(cred), None, limit);
             }
@@ -554,6 +585,59 @@ impl TokenSource {
             };
             ending.finish(result, unanswered, limit);
         });
+    }
+}
+
+/// A credential read from a store, if it is good: more than `skew` from its expiry by the
+/// `wall` clock, and not the token the vendor last refused.
+fn good_stored(
+    stored: StoredCredential,
+    refused: Option<&Secret>,
+    skew: Duration,
+    wall: fn() -> SystemTime,
+) -> Option<Credential> {
+    let left = stored.expires_at.map(|at| at.duration_since(wall()).unwrap_or_default());
+    if left.is_some_and(|left| left <= skew) || refused == Some(&stored.token) {
+        return None;
+    }
+    tracing::debug!(expires_in_s = left.map(|l| l.as_secs()), "login: a stored credential is taken");
+    let cred = Credential::new(stored.token, left);
+    Some(match stored.endpoint {
+        Some(endpoint) => cred.with_endpoint(endpoint),
+        None => cred,
+    })
+}
+
+/// How often a source waiting out its login backoff reads its store, while requests wait.
+const PEEK_EVERY: Duration = Duration::from_secs(1);
+
+/// A read of the store during the backoff window, ended exactly once: with the credential
+/// it found, or without one (the store had none, or the read panicked or was dropped).
+struct Peeking {
+    cell: Arc<Cell>,
+    sent_at: Instant,
+    done: bool,
+}
+
+impl Peeking {
+    fn finish(mut self, cred: Option<Credential>) {
+        self.done = true;
+        match cred {
+            Some(cred) => {
+                self.cell.lock().logins += 1;
+                // Nothing was sent: the count of logins without an answer stands.
+                self.cell.finish(Ok(cred), self.sent_at, None, None);
+            }
+            None => self.cell.peek_missed(),
+        }
+    }
+}
+
+impl Drop for Peeking {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cell.peek_missed();
+        }
     }
 }
 
@@ -681,6 +765,16 @@ impl Cell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A read of the store during the backoff found nothing: the backoff stands, and the
+    /// waiters wait again (until the window opens, or the next read).
+    fn peek_missed(&self) {
+        let mut st = self.lock();
+        st.in_flight = false;
+        st.peeking = false;
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     /// The login sent at `sent_at` ended with `result`; `unanswered`: it got no answer at all
     /// (`None`: not known, it ended before it could say, or it was not sent); `limit`: the
     /// retries the vendor allows a login without an answer, read by the login's task. Calls
@@ -703,6 +797,7 @@ impl Cell {
         });
         let mut st = self.lock();
         st.in_flight = false;
+        st.peeking = false;
         match unanswered {
             Some(true) => st.unanswered = st.unanswered.saturating_add(1),
             Some(false) => st.unanswered = 0,
@@ -819,12 +914,13 @@ impl TokenSource {
     /// with.
     pub(crate) fn login_state(&self) -> (bool, Option<LoginError>) {
         let st = self.cell.lock();
-        (st.in_flight, st.last_error.clone())
+        (st.in_flight && !st.peeking, st.last_error.clone())
     }
 
-    /// Whether a login is running now.
+    /// Whether a login is running now (a read of the store during a login backoff is not one).
     pub fn login_in_flight(&self) -> bool {
-        self.cell.lock().in_flight
+        let st = self.cell.lock();
+        st.in_flight && !st.peeking
     }
 }
 

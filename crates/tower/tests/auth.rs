@@ -1295,6 +1295,103 @@ async fn a_stored_credential_near_its_expiry_is_not_taken() {
     assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0, "the stale token was never sent");
 }
 
+/// A login failed: the source waits out its backoff window before it logs in again. Another
+/// process logs in meanwhile and stores its token; the request waiting here takes it from the
+/// store within a second (the store is read once a second while requests wait), not a minute
+/// later when the window opens, and the vendor sees no second login from this source.
+#[tokio::test(start_paused = true)]
+async fn a_token_another_process_stores_during_the_login_backoff_is_taken_at_once() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let store = Arc::new(InMemoryStore::default());
+    let source = TokenSource::login(TestLogin).store(store.clone()).login_backoff(60 * S, 300 * S);
+    let a = service(&vendor, source.clone(), Policy::default());
+    let started = Instant::now();
+    let waiting = tokio::spawn(a.oneshot(api()));
+    tokio::time::sleep(5 * S).await;
+    assert_eq!(vendor.logins().len(), 1, "the first login failed; the next waits a minute");
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store), Policy::default());
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let res = waiting.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(started.elapsed() <= 7 * S, "waited {:?}", started.elapsed());
+    assert_eq!(vendor.logins().len(), 2, "one failed login here, one there");
+    assert!(source.last_error().is_none(), "a good token ends the backoff");
+    assert_eq!(source.logins(), 2, "the failed login and the token taken from the store");
+}
+
+/// While a source waits out its backoff, the store is read at most once a second, however
+/// many requests wait, and only while they do.
+#[tokio::test(start_paused = true)]
+async fn the_store_is_read_once_a_second_while_requests_wait_out_a_backoff() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let store = Arc::new(Counting::default());
+    let source = TokenSource::login(TestLogin).store(store.clone()).login_backoff(30 * S, 300 * S);
+    let svc = service(&vendor, source, Policy::default());
+    let mut waiting = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        waiting.spawn(svc.clone().oneshot(api()));
+    }
+    while let Some(res) = waiting.join_next().await {
+        assert_eq!(res.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(vendor.logins().len(), 2, "the failed login, and the one when the window opened");
+    let loads = store.loads.load(Ordering::SeqCst);
+    // Before each login, and once a second for the 30 s the requests waited between them.
+    assert!((30..=33).contains(&loads), "{loads} loads");
+    tokio::time::sleep(60 * S).await;
+    assert_eq!(store.loads.load(Ordering::SeqCst), loads, "nobody waits: nobody reads");
+}
+
+/// A request whose deadline comes while the source waits out its backoff fails for the failed
+/// login, as it would without a store, even if the store is being read at that moment.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_during_a_read_of_the_store_in_the_backoff_fails_for_the_failed_login() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin).store(Arc::new(Slow)).login_backoff(60 * S, 300 * S);
+    let svc = service(&vendor, source.clone(), Policy::builder().deadline(40 * S).build().unwrap());
+    let started = Instant::now();
+    let err = svc.oneshot(api()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+    assert!(err.to_string().contains("login unavailable"), "{err}");
+    assert_eq!(started.elapsed(), 40 * S);
+    assert!(!source.login_in_flight(), "a read of the store is not a login");
+}
+
+/// A store that takes 5 s to answer that it holds nothing.
+#[derive(Debug)]
+struct Slow;
+
+impl CredentialStore for Slow {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        Box::pin(async {
+            tokio::time::sleep(5 * S).await;
+            None
+        })
+    }
+    fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// A store that holds nothing and counts its loads.
+#[derive(Debug, Default)]
+struct Counting {
+    loads: AtomicUsize,
+}
+
+impl CredentialStore for Counting {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(None))
+    }
+    fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// A credential store that never answers.
 #[derive(Debug)]
 struct Hangs;
