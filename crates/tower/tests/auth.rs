@@ -1295,16 +1295,22 @@ async fn a_stored_credential_near_its_expiry_is_not_taken() {
     assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0, "the stale token was never sent");
 }
 
+/// A vendor whose first login fails (transiently), and a source sharing `store` that waits
+/// `backoff` after a failed login.
+fn first_login_fails(store: Arc<dyn CredentialStore>, backoff: Duration) -> (FakeVendor, TokenSource) {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    (vendor, TokenSource::login(TestLogin).store(store).login_backoff(backoff, 300 * S))
+}
+
 /// A login failed: the source waits out its backoff window before it logs in again. Another
 /// process logs in meanwhile and stores its token; the request waiting here takes it from the
 /// store within a second (the store is read once a second while requests wait), not a minute
 /// later when the window opens, and the vendor sees no second login from this source.
 #[tokio::test(start_paused = true)]
 async fn a_token_another_process_stores_during_the_login_backoff_is_taken_at_once() {
-    let vendor = FakeVendor::new(3600);
-    vendor.0.fail_logins.store(1, Ordering::SeqCst);
     let store = Arc::new(InMemoryStore::default());
-    let source = TokenSource::login(TestLogin).store(store.clone()).login_backoff(60 * S, 300 * S);
+    let (vendor, source) = first_login_fails(store.clone(), 60 * S);
     let a = service(&vendor, source.clone(), Policy::default());
     let started = Instant::now();
     let waiting = tokio::spawn(a.oneshot(api()));
@@ -1324,10 +1330,8 @@ async fn a_token_another_process_stores_during_the_login_backoff_is_taken_at_onc
 /// many requests wait, and only while they do.
 #[tokio::test(start_paused = true)]
 async fn the_store_is_read_once_a_second_while_requests_wait_out_a_backoff() {
-    let vendor = FakeVendor::new(3600);
-    vendor.0.fail_logins.store(1, Ordering::SeqCst);
     let store = Arc::new(Counting::default());
-    let source = TokenSource::login(TestLogin).store(store.clone()).login_backoff(30 * S, 300 * S);
+    let (vendor, source) = first_login_fails(store.clone(), 30 * S);
     let svc = service(&vendor, source, Policy::default());
     let mut waiting = tokio::task::JoinSet::new();
     for _ in 0..50 {
@@ -1348,9 +1352,7 @@ async fn the_store_is_read_once_a_second_while_requests_wait_out_a_backoff() {
 /// login, as it would without a store, even if the store is being read at that moment.
 #[tokio::test(start_paused = true)]
 async fn a_deadline_during_a_read_of_the_store_in_the_backoff_fails_for_the_failed_login() {
-    let vendor = FakeVendor::new(3600);
-    vendor.0.fail_logins.store(1, Ordering::SeqCst);
-    let source = TokenSource::login(TestLogin).store(Arc::new(Slow)).login_backoff(60 * S, 300 * S);
+    let (vendor, source) = first_login_fails(Arc::new(Slow), 60 * S);
     let svc = service(&vendor, source.clone(), Policy::builder().deadline(40 * S).build().unwrap());
     let started = Instant::now();
     let err = svc.oneshot(api()).await.unwrap_err();
