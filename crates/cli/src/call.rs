@@ -542,7 +542,7 @@ impl Run {
                         && std::io::stdout().is_terminal()
                         && std::io::stderr().is_terminal()
                     {
-                        self.out.err_line("");
+                        self.out.write(&self.out.err, b"\n");
                     }
                 }
                 self.out.err_line(&message);

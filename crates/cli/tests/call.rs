@@ -188,6 +188,40 @@ fn a_404_is_printed_and_exits_1() {
     assert_eq!((s["requests"].as_u64(), s["successes"].as_u64()), (Some(1), Some(0)));
 }
 
+/// On a terminal (stdout and stderr the same one), a failure's body without a last newline is
+/// followed by a line break, then the error: not by a line of its own that says only `redial: `.
+#[cfg(unix)]
+#[test]
+fn on_a_terminal_the_error_starts_its_own_line_after_the_body() {
+    use std::io::Read;
+
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+
+    let v = Vendor::start();
+    v.sim.set_fallback("/nothing", Reply::json(404, r#"{"error":"nope"}"#));
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
+        .args(["call", &v.url("/nothing")])
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    // What it prints is far less than the terminal buffers: it exits without a reader.
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    // Every copy of the terminal's other side is closed: the read ends (EIO) after the output.
+    let mut printed = Vec::new();
+    let _ = std::fs::File::from(master).read_to_end(&mut printed);
+    let printed = String::from_utf8(printed).unwrap();
+    assert!(printed.contains("{\"error\":\"nope\"}\r\nredial: "), "{printed:?}");
+    assert!(!printed.lines().any(|l| l.trim_end() == "redial:"), "{printed:?}");
+}
+
 #[test]
 fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
     let v = Vendor::start();
