@@ -437,6 +437,16 @@ fn failure_message(e: &Error) -> String {
     message
 }
 
+/// What to add to the error of a request that needed a credential, sent without the login
+/// flags: the flags this vendor's login takes.
+fn login_hint(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Responsys => "; to log in, give --login-url, --user and --password or REDIAL_PASSWORD",
+        Vendor::GenesysEngage => "; redial call has no genesys-engage login: send its credentials with -H",
+        _ => "; to log in, give --login-url, --client-id and --client-secret or REDIAL_CLIENT_SECRET",
+    }
+}
+
 /// One request through the stack.
 async fn send(mut stack: Stack, req: Request<Full<Bytes>>) -> Result<Response<ResponseBody<Incoming>>, Error> {
     std::future::poll_fn(|cx| stack.poll_ready(cx)).await?;
@@ -520,7 +530,11 @@ impl Run {
 
     fn failed(&self, i: u32, e: &Error) {
         let key = failure_key(e);
-        let message = failure_message(e);
+        let mut message = failure_message(e);
+        // Without a login, a credential error is the vendor asking for one: say how to give it.
+        if e.is_auth() && self.args.login.is_none() {
+            message.push_str(login_hint(self.args.vendor));
+        }
         match self.mode {
             Mode::Json => {
                 let mut lines = String::new();

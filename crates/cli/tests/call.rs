@@ -400,6 +400,22 @@ fn the_secret_is_never_printed() {
     assert!(r.stderr.contains("REDIAL_CLIENT_SECRET"), "{}", r.stderr);
 }
 
+/// A vendor that asks for a credential, called without the login flags: the error says which
+/// flags log in, on stderr and in the JSON error line.
+#[test]
+fn a_credential_asked_for_without_the_login_flags_names_them() {
+    let v = Vendor::marketo(None);
+    let url = v.url("/rest/v1/leads.json");
+    let r = redial(&["call", "--vendor", "marketo", &url], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("601"), "{}", r.stderr);
+    assert!(r.stderr.contains("--login-url, --client-id and --client-secret or REDIAL_CLIENT_SECRET"), "{}", r.stderr);
+    let r = redial(&["call", "--vendor", "marketo", "--json", &url], &[]);
+    let lines = r.json_lines();
+    assert_eq!(lines[1]["reason"], "auth_expired", "{}", r.stdout);
+    assert!(lines[1]["error"].as_str().unwrap().contains("give --login-url"), "{}", r.stdout);
+}
+
 #[test]
 fn bad_usage_exits_2_with_one_line() {
     let missing = PathBuf::from("/nonexistent/redial-call-test");
