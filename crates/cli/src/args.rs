@@ -46,7 +46,8 @@ Commands:
   help       Print this text, or the help of a command.
 
 Run `redial explain --help` or `redial call --help` for the flags of a command.
-Exit status: 0 on success, 1 when a call failed, 2 on bad arguments or unreadable input.
+Exit status: 0 on success, 1 when a call failed, 2 on bad arguments or unreadable input,
+130 when a call was interrupted (Ctrl-C).
 ";
 
 /// The usage text of `redial explain`, printed by `redial explain --help`.
@@ -157,7 +158,10 @@ for the host's limits or a login, and to its outcome), a line
 {\"request\",\"error\",\"reason\"} after the attempts of a request that failed, and last:
   {\"summary\":{\"requests\",\"successes\",\"failures\":{KIND:N},\"attempts\",\"logins\",
    \"elapsed_ms\"}}
-Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments.
+Ctrl-C stops the run: the requests under way are dropped, and the summary (with
+\"interrupted\":true) counts those that finished.
+Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments, 130 when
+interrupted.
 ";
 
 /// The largest `--attempt` accepted: far beyond any policy's attempt limit.

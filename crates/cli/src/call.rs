@@ -360,6 +360,8 @@ pub struct Finished {
     pub logins: u64,
     /// From the first request to the last answer.
     pub elapsed: Duration,
+    /// Stopped by [`run_until`]'s `stop` (Ctrl-C) before every request was sent and answered.
+    pub interrupted: bool,
 }
 
 /// How the run prints.
@@ -385,6 +387,19 @@ struct Run {
 /// Send the request `args.repeat` times, at most `args.concurrency` at once, through `stack`,
 /// and print as [`CallArgs::json`] and the repeat count say. Must run within a tokio runtime.
 pub async fn run(args: CallArgs, body: Bytes, stack: Stack, source: Option<TokenSource>, out: Arc<Output>) -> Finished {
+    run_until(args, body, stack, source, out, std::future::pending()).await
+}
+
+/// [`run`], until `stop` completes (the binary's Ctrl-C): then the requests under way are
+/// dropped, and the summary counts those that finished and says that the run was interrupted.
+pub async fn run_until(
+    args: CallArgs,
+    body: Bytes,
+    stack: Stack,
+    source: Option<TokenSource>,
+    out: Arc<Output>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Finished {
     let mode = if args.json {
         Mode::Json
     } else if args.repeat == 1 {
@@ -399,22 +414,41 @@ pub async fn run(args: CallArgs, body: Bytes, stack: Stack, source: Option<Token
     for _ in 0..workers {
         tasks.spawn(worker(run.clone(), stack.clone()));
     }
-    while let Some(joined) = tasks.join_next().await {
-        if let Err(e) = joined {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
+    let all_done = async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         }
+    };
+    let interrupted = tokio::select! {
+        () = all_done => false,
+        () = stop => true,
+    };
+    if interrupted {
+        // Wait for the cancelled workers to stop: none prints after the summary.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
     let elapsed = started.elapsed();
     let tally = run.tally.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let logins = source.as_ref().map_or(0, TokenSource::logins);
     match mode {
-        Mode::Json => run.out.out(format!("{}\n", tally.summary(logins, elapsed)).as_bytes()),
+        Mode::Json => {
+            let mut summary = tally.summary(logins, elapsed);
+            if interrupted {
+                summary["summary"]["interrupted"] = Value::Bool(true);
+            }
+            run.out.out(format!("{summary}\n").as_bytes());
+        }
+        Mode::Quiet if interrupted => run.out.err_line(&format!("interrupted: {}", tally.human(logins, elapsed))),
         Mode::Quiet => run.out.err_line(&tally.human(logins, elapsed)),
+        Mode::Curl if interrupted => run.out.err_line("interrupted"),
         Mode::Curl => {}
     }
-    Finished { tally, logins, elapsed }
+    Finished { tally, logins, elapsed, interrupted }
 }
 
 /// What a failed request prints: the error and, when the last attempt got no response (a

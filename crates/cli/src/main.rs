@@ -1,8 +1,10 @@
 //! `redial`: the command line of the redial retry middleware. See `redial --help`.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::SystemTime;
 
 use redial_cli::args::{self, CallArgs, Command, Data, ExplainArgs, Input, UsageError};
@@ -56,7 +58,8 @@ fn run_explain(a: &ExplainArgs) -> Result<String, UsageError> {
     Ok(format!("{value}\n"))
 }
 
-/// Build the stack, send, print; 0 when every request succeeded, 1 when some failed.
+/// Build the stack, send, print; 0 when every request succeeded, 1 when some failed, 130 when
+/// Ctrl-C stopped it.
 fn run_call(a: CallArgs) -> ExitCode {
     let body = match &a.data {
         None => Vec::new(),
@@ -80,8 +83,23 @@ fn run_call(a: CallArgs) -> ExitCode {
     };
     let out = Arc::new(call::Output::stdio());
     let finished = runtime.block_on(async {
+        // Ctrl-C stops the run with its summary. The handler is registered at the first poll,
+        // before the first request; if it cannot be, Ctrl-C ends the process as it would anyway.
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let first = std::future::poll_fn(|cx| Poll::Ready(ctrl_c.as_mut().poll(cx))).await;
+        let stop = async move {
+            match first {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => std::future::pending().await,
+                Poll::Pending => {
+                    if ctrl_c.await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
         let stack = call::stack(&layer);
-        call::run(a, body.into(), stack, source, out.clone()).await
+        call::run_until(a, body.into(), stack, source, out.clone(), stop).await
     });
     // Connections still open are closed with the runtime, without waiting.
     runtime.shutdown_background();
@@ -89,7 +107,10 @@ fn run_call(a: CallArgs) -> ExitCode {
         let _ = writeln!(io::stderr(), "redial: cannot write the output: {e}");
         return ExitCode::FAILURE;
     }
-    if finished.tally.failed() > 0 {
+    if finished.interrupted {
+        // 128 + SIGINT, as a shell reports a command Ctrl-C ended.
+        ExitCode::from(130)
+    } else if finished.tally.failed() > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

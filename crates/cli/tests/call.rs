@@ -222,6 +222,45 @@ fn on_a_terminal_the_error_starts_its_own_line_after_the_body() {
     assert!(!printed.lines().any(|l| l.trim_end() == "redial:"), "{printed:?}");
 }
 
+/// Ctrl-C (SIGINT) during a run: the summary of the requests that finished, marked
+/// interrupted, and exit status 130; not a process killed without one.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_run_with_its_summary_and_exits_130() {
+    use std::io::{BufRead, BufReader, Read};
+
+    use rustix::process::{kill_process, Pid, Signal};
+
+    let v = Vendor::marketo(None);
+    let (login, url) = (v.url("/identity"), v.url("/rest/v1/leads.json"));
+    // 500 calls of 5 ms one at a time: a few seconds at most, however the signal is taken.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
+        .args(["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"])
+        .args(["--rate-limit", "1000/1", "--json", "--repeat", "500", &url])
+        .env("REDIAL_CLIENT_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The first request answered: the run is under way.
+    let mut printed = String::new();
+    stdout.read_line(&mut printed).unwrap();
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::INT).unwrap();
+    stdout.read_to_string(&mut printed).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {printed}");
+    let lines: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let s = summary(&lines);
+    assert_eq!(s["interrupted"], true, "{s}");
+    let finished = s["requests"].as_u64().unwrap();
+    assert!((1..500).contains(&finished), "{s}");
+    assert_eq!(s["successes"].as_u64(), Some(finished), "{s}");
+    assert_eq!(lines.len() as u64, finished + 1, "a line per finished request, then the summary");
+}
+
 #[test]
 fn retries_show_in_the_attempt_lines_and_repeat_prints_a_summary_on_stderr() {
     let v = Vendor::start();
