@@ -148,7 +148,8 @@ Output:
 
 Without --json, a single request prints the final response's status line, headers and body
 on stdout, like `curl -i` (for a failure, what redial kept of the last response, and why it
-failed on stderr); with --repeat, a summary on stderr.
+failed on stderr); with --repeat, a summary on stderr. A login that fails and is tried
+again is said on stderr as it happens (its requests wait, up to their deadline).
 With --json, one line per attempt:
   {\"request\",\"attempt\",\"status\",\"failure\",\"code\",\"kind\",\"action\",\"rule\",
    \"delay_ms\",\"sent_ms\",\"elapsed_ms\"}

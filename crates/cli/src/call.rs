@@ -426,6 +426,7 @@ pub async fn run_until(
     let interrupted = tokio::select! {
         () = all_done => false,
         () = stop => true,
+        () = report_failed_logins(source.as_ref(), &run.out) => unreachable!("it never ends"),
     };
     if interrupted {
         // Wait for the cancelled workers to stop: none prints after the summary.
@@ -449,6 +450,27 @@ pub async fn run_until(
         Mode::Curl => {}
     }
     Finished { tally, logins, elapsed, interrupted }
+}
+
+/// Say on stderr, as it happens, each login that failed and is tried again: its requests wait,
+/// silent otherwise, up to their deadline (minutes for a vendor's policy). A refused login is
+/// not: its requests fail with it at once. Never ends.
+async fn report_failed_logins(source: Option<&TokenSource>, out: &Output) {
+    let Some(source) = source else { return std::future::pending().await };
+    let mut seen = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let logins = source.logins();
+        if logins == seen || source.login_in_flight() {
+            continue;
+        }
+        seen = logins;
+        if let Some(e) = source.last_error().filter(|e| !e.is_fatal()) {
+            let e = redial_core::auth::redact_urls(&e.to_string()).into_owned();
+            out.err_line(&format!("{e} (login {logins}); trying again until the requests' deadline"));
+        }
+    }
 }
 
 /// What a failed request prints: the error and, when the last attempt got no response (a

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use redial_cli::args::{self, Command};
 use redial_cli::call::{self, Output};
 use redial_sim::vendors::marketo::{self, MarketoConfig};
-use redial_sim::Sim;
+use redial_sim::{Reply, Sim};
 use serde_json::Value;
 
 /// A recognisable secret: it must never be printed.
@@ -99,4 +99,47 @@ async fn the_same_without_the_instances_rate_limit_learns_it_from_the_606s_and_f
     let refused = vendor.count_code("606");
     assert!(refused > 0, "the instance's limit is below Marketo's: it refuses the first burst");
     assert_eq!(s["attempts"].as_u64().unwrap(), 200 + refused as u64, "each 606 retried once: {s}");
+}
+
+/// A login endpoint that keeps failing (503): the requests wait for a token up to their
+/// deadline, and stderr says at each failed login that it is tried again, not nothing until
+/// the deadline.
+#[tokio::test(start_paused = true)]
+async fn a_login_that_keeps_failing_is_reported_as_it_happens() {
+    let sim = Sim::start().await.unwrap();
+    sim.set_fallback("/identity/oauth/token", Reply::status(503));
+    let (login, url) = (sim.url("/identity"), sim.url("/rest/v1/leads.json"));
+    let argv = [
+        "call",
+        "--vendor",
+        "marketo",
+        "--login-url",
+        &login,
+        "--client-id",
+        "sim-client-id",
+        "--json",
+        "--deadline",
+        "30",
+        &url,
+    ];
+    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
+    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
+        panic!("not a call")
+    };
+    let source = call::token_source(&a).unwrap();
+    let layer = call::layer(&a, source.as_ref()).unwrap();
+    let (out, err) = (Captured::default(), Captured::default());
+    let finished =
+        call::run(*a, Bytes::new(), call::stack(&layer), source, Arc::new(Output::new(out.clone(), err.clone()))).await;
+
+    assert_eq!(finished.tally.failures.get("auth_failed"), Some(&1), "{}", out.text());
+    let stderr = err.text();
+    assert!(!stderr.contains(SECRET) && !out.text().contains(SECRET), "the secret was printed");
+    let said: Vec<&str> = stderr.lines().filter(|l| l.contains("trying again")).collect();
+    assert!(said.len() >= 2, "{stderr}");
+    assert!(
+        said[0].starts_with("redial: login failed: ") && said[0].contains("(login 1)") && said[0].contains("503"),
+        "{stderr}"
+    );
+    assert!(finished.logins >= said.len() as u64, "{stderr}");
 }
