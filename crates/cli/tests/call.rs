@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redial_sim::vendors::marketo::{self, MarketoConfig, MarketoHandle};
+use redial_sim::vendors::responsys::{self, ResponsysConfig};
 use redial_sim::{Reply, Sim};
 use serde_json::Value;
 
@@ -453,6 +454,22 @@ fn a_credential_asked_for_without_the_login_flags_names_them() {
     let lines = r.json_lines();
     assert_eq!(lines[1]["reason"], "auth_expired", "{}", r.stdout);
     assert!(lines[1]["error"].as_str().unwrap().contains("give --login-url"), "{}", r.stdout);
+}
+
+/// A Responsys login whose `endPoint` is on another host than the URL's: the error names that
+/// host, the one to call (the help says to call URLs on it).
+#[test]
+fn a_login_endpoint_on_another_host_is_named() {
+    let v = Vendor::start();
+    responsys::install(&v.sim, ResponsysConfig::default());
+    let addr = v.sim.addr();
+    let login = v.url("");
+    // The same sim, by another name of the loopback address: not the endPoint's host.
+    let url = format!("http://localhost:{}/rest/api/v1.3/lists", addr.port());
+    let args = ["call", "--vendor", "responsys", "--login-url", &login, "--user", "sim-user", &url];
+    let r = redial(&args, &[("REDIAL_PASSWORD", "sim-password")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("endpoint on {addr}, a host")), "{}", r.stderr);
 }
 
 #[test]

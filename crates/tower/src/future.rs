@@ -1288,9 +1288,14 @@ impl<B> Engine<B> {
     /// a token is never sent anywhere else.
     fn check_endpoint(&self, token: &Token) -> Result<(), LoginError> {
         match &token.endpoint {
+            // The host and port only: an authority's userinfo is a credential.
             Some(endpoint) if self.shared.hosts.lookup(endpoint) != self.host => Err(LoginError::new(
                 LoginFailureKind::Fatal,
-                "the login named an endpoint on a host this credential is not configured for",
+                format!(
+                    "the login named an endpoint on {}{}, a host this credential is not configured for",
+                    endpoint.host().unwrap_or("no host"),
+                    endpoint.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                ),
             )),
             _ => Ok(()),
         }
