@@ -222,8 +222,13 @@ fn seconds(s: &str, flag: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(invalid());
     }
-    // A value such as 1e-10 is more than 0 but rounds to 0 ns.
-    Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(invalid)
+    // A value such as 1e-10 is more than 0 but rounds to 0 ns; one such as 1e20 is more than a
+    // duration holds.
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(invalid()),
+        Err(_) => Err(format!("invalid {flag} {s:?}: too large (at most {} seconds)", u64::MAX)),
+    }
 }
 
 fn rate_limit(s: &str) -> Result<(u32, Duration), String> {
@@ -591,6 +596,7 @@ mod tests {
             // issued, a window that limits nothing).
             (&["--vendor", "marketo", "--token-lifetime", "0.0000000001"][..], "greater than 0"),
             (&["--vendor", "marketo", "--rate-limit", "5/1e-10"][..], "greater than 0"),
+            (&["--vendor", "marketo", "--token-lifetime", "1e20"][..], "too large"),
         ] {
             let err = run(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
