@@ -216,6 +216,85 @@ fn responsys_with_its_own_password_logs_in() {
     sim.stop();
 }
 
+/// A POST to `/_sim/<command>` on a running sim; its status and JSON answer.
+fn command(sim: &Running, command: &str) -> (u16, Value) {
+    send(Request::post(format!("{}/_sim/{command}", sim.url)).body(Full::default()).unwrap())
+}
+
+/// `GET /_sim`: the vendor's commands and what it saw.
+fn seen(sim: &Running) -> Value {
+    let (status, body) = send(Request::get(format!("{}/_sim", sim.url)).body(Full::default()).unwrap());
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// An application pointed at the sim meets a failover, and then an `UNRECOVERABLE_EXCEPTION`,
+/// when its test says so, over HTTP: the binary's controls do what a Rust test does with the
+/// vendor's handle.
+#[test]
+fn responsys_fails_over_and_back_and_fails_a_call_on_command() {
+    let sim = Running::start(&["--vendor", "responsys"]);
+    assert!(sim.banner_has("control:       POST http://127.0.0.1:"), "{:?}", sim.banner);
+    let login = Request::post(format!("{}/rest/api/v1.3/auth/token", sim.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from("user_name=sim-user&password=sim-password&auth_type=password"))
+        .unwrap();
+    let (_, body) = send(login);
+    let token = body["authToken"].as_str().unwrap().to_owned();
+    let lists = || {
+        let req = Request::get(format!("{}/rest/api/v1.3/lists", sim.url)).header("authorization", &token);
+        send(req.body(Full::default()).unwrap())
+    };
+    assert_eq!(lists().0, 200);
+
+    assert_eq!(command(&sim, "secondary?on=true"), (200, serde_json::json!({"ok": true, "command": "secondary"})));
+    let (status, body) = lists();
+    assert_eq!((status, body["errorCode"].as_str()), (401, Some("API_NOT_ALLOWED_IN_SECONDARY")), "{body}");
+    assert_eq!(seen(&sim)["secondary"], true);
+
+    assert_eq!(command(&sim, "secondary?on=false").0, 200);
+    assert_eq!(command(&sim, "fail-next?n=1&code=UNRECOVERABLE_EXCEPTION").0, 200);
+    let (status, body) = lists();
+    assert_eq!((status, body["errorCode"].as_str()), (500, Some("UNRECOVERABLE_EXCEPTION")), "{body}");
+    assert_eq!(lists().0, 200, "only the next call failed");
+
+    let seen = seen(&sim);
+    assert_eq!(
+        (seen["vendor"].as_str(), seen["logins"].as_u64(), seen["api_calls"].as_u64()),
+        (Some("responsys"), Some(1), Some(4))
+    );
+    assert_eq!(seen["codes"], serde_json::json!({"API_NOT_ALLOWED_IN_SECONDARY": 1, "UNRECOVERABLE_EXCEPTION": 1}));
+    assert!(seen["commands"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().starts_with("secondary?on=")));
+    sim.stop();
+}
+
+/// A command the vendor does not take, a bad parameter or a GET of a command is refused, and
+/// the answer says what would do.
+#[test]
+fn a_command_the_vendor_does_not_take_is_refused_with_its_commands() {
+    let sim = Running::start(&["--vendor", "marketo"]);
+    let (status, body) = command(&sim, "secondary?on=true");
+    assert_eq!(status, 404, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("marketo has no command \"secondary\"") && error.contains("expire-tokens"), "{error}");
+    let (status, body) = command(&sim, "fail-logins?n=many");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("n=\"many\" is not a count"), "{body}");
+    assert_eq!(command(&sim, "hang-logins").0, 400, "on= is missing");
+    let (status, _) = send(Request::get(format!("{}/_sim/expire-tokens", sim.url)).body(Full::default()).unwrap());
+    assert_eq!(status, 405);
+    // Logins refused on command, then accepted again.
+    assert_eq!(command(&sim, "login-fatal?on=true").0, 200);
+    let login = || {
+        send(Request::get(format!("{}/identity/oauth/token?grant_type=client_credentials&client_id=sim-client-id&client_secret=sim-client-secret", sim.url)).body(Full::default()).unwrap())
+    };
+    assert_eq!(login().0, 401);
+    assert_eq!(command(&sim, "login-fatal?on=false").0, 200);
+    assert_eq!(login().0, 200);
+    assert_eq!(seen(&sim)["logins"], 2);
+    sim.stop();
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_it() {

@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use redial_sim::vendors::adobe::{self, AdobeConfig};
+use redial_sim::vendors::control::{Controls, PATH};
 use redial_sim::vendors::genesys::{self, GenesysConfig};
 use redial_sim::vendors::marketo::{self, MarketoConfig};
 use redial_sim::vendors::responsys::{self, ResponsysConfig};
@@ -43,6 +44,15 @@ after it name the endpoints and the credentials the fake vendor accepts (its def
 credentials are printed on purpose; a secret or password given with a flag never is). Runs until Ctrl-C or SIGTERM. The vendors' behaviour (tokens, 601/602/606/615,
 INVALID_TOKEN, EXEG problems, SOAP faults) is described in the docs of redial_sim::vendors.
 Responsys' login names the listening address as its endPoint.
+
+Misbehaving on demand: `POST /_sim/<command>?<parameters>` on the same port, for example
+  curl -X POST 'http://127.0.0.1:8080/_sim/secondary?on=true'            (responsys fails over)
+  curl -X POST 'http://127.0.0.1:8080/_sim/fail-next?n=1&code=UNRECOVERABLE_EXCEPTION'
+  curl -X POST 'http://127.0.0.1:8080/_sim/throttle-next?n=3&retry_after=2'   (adobe-edge)
+  curl -X POST 'http://127.0.0.1:8080/_sim/expire-tokens'
+`GET /_sim` answers the vendor's commands (each vendor has its own: token expiry, failing or
+hanging logins, failover, error codes, throttling, SOAP faults before or after their effect)
+and what it has seen: logins, API calls, and the calls by error code.
 Exit status: 0 when stopped, 1 when it cannot listen, 2 on bad arguments.
 ";
 
@@ -412,6 +422,11 @@ fn masked(query: &str) -> String {
 
 /// Install the vendor on `sim`; the banner: the listening line, then the endpoints and the
 /// credentials accepted.
+/// The banner's line for the controls.
+fn control(base: &str) -> String {
+    format!("control:       POST {base}{PATH}/<command>?… to misbehave; GET {base}{PATH}: the commands and what it saw")
+}
+
 fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
     let base = sim.url("");
     let mut lines = vec![format!("redial-sim: {} listening on {base}", vendor.name())];
@@ -460,12 +475,13 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             if let Some(n) = c.max_concurrency.filter(|_| c.max_concurrency != marketo.max_concurrency) {
                 limits.push_str(&format!("--max-concurrency {n} "));
             }
+            line(control(&base));
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor marketo --login-url {base}/identity \
                  --client-id {} {limits}{base}/rest/v1/leads.json",
                 secret.in_env, c.client_id
             ));
-            let _ = marketo::install(sim, c);
+            Controls::Marketo(marketo::install(sim, c)).mount(sim);
         }
         Vendor::Responsys => {
             let mut c = ResponsysConfig::default();
@@ -486,12 +502,13 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                 "API:           {base}/rest/api/v1.3/lists (everything under /rest/api/v1.3; AFTM under /rest/haApi)"
             ));
             line(format!("limits:        tokens live {} s", c.token_lifetime.as_secs_f64()));
+            line(control(&base));
             line(format!(
                 "try:           REDIAL_PASSWORD={} redial call --vendor responsys --login-url {base} --user {} \
                  {base}/rest/api/v1.3/lists",
                 password.in_env, c.user_name
             ));
-            let _ = responsys::install(sim, c);
+            Controls::Responsys(responsys::install(sim, c)).mount(sim);
         }
         Vendor::AdobeEdge => {
             let mut c = AdobeConfig::default();
@@ -510,6 +527,7 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
             line(format!("client_secret: {}", secret.shown));
             line(format!("API:           {base}{} (everything under /ee/v2)", adobe::INTERACT_PATH));
             line(format!("limits:        tokens live {} s", c.token_lifetime.as_secs_f64()));
+            line(control(&base));
             line(format!(
                 "try:           REDIAL_CLIENT_SECRET={} redial call --vendor adobe-edge --login-url {base}{} \
                  --client-id {} -H 'Content-Type: application/json' -d '{{}}' {base}{}",
@@ -518,7 +536,7 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                 c.client_id,
                 adobe::INTERACT_PATH
             ));
-            let _ = adobe::install(sim, c);
+            Controls::AdobeEdge(adobe::install(sim, c)).mount(sim);
         }
         Vendor::GenesysEngage => {
             line(format!(
@@ -526,8 +544,9 @@ fn install(sim: &Sim, vendor: Vendor, args: &Args) -> String {
                  changeSubCampaignState)",
                 genesys::SERVICE_PATH
             ));
+            line(control(&base));
             line("credentials:   none".to_owned());
-            let _ = genesys::install(sim, GenesysConfig::default());
+            Controls::GenesysEngage(genesys::install(sim, GenesysConfig::default())).mount(sim);
         }
     }
     let mut text = lines.join("\n");

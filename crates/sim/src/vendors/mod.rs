@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::{Recorded, Reply, Sim};
 
 pub mod adobe;
+pub mod control;
 pub mod genesys;
 pub mod marketo;
 pub mod responsys;
