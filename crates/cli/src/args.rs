@@ -26,6 +26,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use redial_core::auth::Secret;
 use redial_core::Failure;
+use redial_vendors::oauth2::AuthStyle;
 use redial_vendors::Vendor;
 
 /// The top-level usage text, printed by `redial --help`.
@@ -125,6 +126,8 @@ Login:
   --client-secret SECRET       or REDIAL_CLIENT_SECRET in the environment (better: a flag is
                                visible to other users of the machine)
   --scope SCOPE                adobe-edge, generic; repeatable
+  --client-auth basic|post     generic: the client's id and secret go to the token URL in
+                               HTTP Basic (default, the RFC's) or in the form body
   --user NAME                  responsys (password login)
   --password PASSWORD          responsys; or REDIAL_PASSWORD in the environment
   Secrets are never printed.
@@ -562,6 +565,8 @@ pub enum LoginArgs {
         secret: Secret,
         /// `--scope`, in order.
         scopes: Vec<String>,
+        /// `--client-auth` (generic only): how the client authenticates to the token URL.
+        client_auth: AuthStyle,
     },
     /// A user name and password: Responsys.
     Password {
@@ -664,6 +669,7 @@ struct RawCall {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     scopes: Vec<String>,
+    client_auth: Option<String>,
     user: Option<String>,
     password: Option<Secret>,
     repeat: Option<String>,
@@ -729,6 +735,7 @@ fn parse_call(
             "--client-id" => set(&mut raw.client_id, &name, utf8(value(&mut args)?)?)?,
             "--client-secret" => set(&mut raw.client_secret, &name, secret(&mut args)?)?,
             "--scope" => raw.scopes.push(utf8(value(&mut args)?)?),
+            "--client-auth" => set(&mut raw.client_auth, &name, utf8(value(&mut args)?)?)?,
             "--user" => set(&mut raw.user, &name, utf8(value(&mut args)?)?)?,
             "--password" => set(&mut raw.password, &name, secret(&mut args)?)?,
             "--repeat" => set(&mut raw.repeat, &name, utf8(value(&mut args)?)?)?,
@@ -859,6 +866,7 @@ fn check_call(raw: RawCall, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Ca
             client_id: raw.client_id,
             client_secret: raw.client_secret,
             scopes: raw.scopes,
+            client_auth: raw.client_auth.as_deref().map(parse_client_auth).transpose()?,
             user: raw.user,
             password: raw.password,
         },
@@ -884,6 +892,7 @@ struct LoginFlags {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     scopes: Vec<String>,
+    client_auth: Option<AuthStyle>,
     user: Option<String>,
     password: Option<Secret>,
 }
@@ -899,6 +908,7 @@ fn check_login(
         || f.client_id.is_some()
         || f.client_secret.is_some()
         || !f.scopes.is_empty()
+        || f.client_auth.is_some()
         || f.user.is_some()
         || f.password.is_some();
     if !any {
@@ -933,6 +943,7 @@ fn check_login(
             not_for("--client-id", f.client_id.is_some(), which)?;
             not_for("--client-secret", f.client_secret.is_some(), which)?;
             not_for("--scope", !f.scopes.is_empty(), which)?;
+            not_for("--client-auth", f.client_auth.is_some(), which)?;
             let url = url(f.url)?;
             let user = f.user.ok_or_else(|| UsageError::new("the responsys login needs --user"))?;
             let password = match f.password {
@@ -952,6 +963,8 @@ fn check_login(
             not_for("--user", f.user.is_some(), which)?;
             not_for("--password", f.password.is_some(), which)?;
             not_for("--scope", vendor == Vendor::Marketo && !f.scopes.is_empty(), which)?;
+            // Marketo's identity and Adobe's IMS each take the client's credentials their one way.
+            not_for("--client-auth", vendor != Vendor::Generic && f.client_auth.is_some(), which)?;
             let url = url(f.url)?;
             let client_id =
                 f.client_id.ok_or_else(|| UsageError::new(format!("the {name} login needs --client-id")))?;
@@ -963,7 +976,8 @@ fn check_login(
                     ))
                 })?,
             };
-            Ok(Some(LoginArgs::ClientCredentials { url, client_id, secret, scopes: f.scopes }))
+            let client_auth = f.client_auth.unwrap_or_default();
+            Ok(Some(LoginArgs::ClientCredentials { url, client_id, secret, scopes: f.scopes, client_auth }))
         }
         _ => Err(UsageError::new(format!("{name} has no login in redial call: send its credentials with -H"))),
     }
@@ -1024,6 +1038,15 @@ pub fn parse_seconds(s: &str, flag: &str) -> Result<Duration, UsageError> {
     }
     // A value such as 0.0000000001 is more than 0 but rounds to 0 ns.
     Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(invalid)
+}
+
+/// `--client-auth`: `basic` or `post`.
+fn parse_client_auth(text: &str) -> Result<AuthStyle, UsageError> {
+    match text {
+        "basic" => Ok(AuthStyle::Basic),
+        "post" => Ok(AuthStyle::Post),
+        _ => Err(UsageError::new(format!("--client-auth: expected basic or post, got {text:?}"))),
+    }
 }
 
 /// Parse `--rate-limit N/SECONDS`: at most N calls in any window of SECONDS.

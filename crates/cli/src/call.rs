@@ -93,14 +93,17 @@ pub fn token_source(args: &CallArgs) -> Result<Option<TokenSource>, UsageError> 
         (Vendor::Marketo, LoginArgs::ClientCredentials { url, client_id, secret, .. }) => {
             TokenSource::login(IdentityLogin::new(url, client_id.clone(), secret.clone()).map_err(bad_url)?)
         }
-        (Vendor::AdobeEdge, LoginArgs::ClientCredentials { url, client_id, secret, scopes }) => TokenSource::login(
+        (Vendor::AdobeEdge, LoginArgs::ClientCredentials { url, client_id, secret, scopes, .. }) => TokenSource::login(
             ImsLogin::new(client_id.clone(), secret.clone(), scopes.iter().cloned()).token_url(url).map_err(bad_url)?,
         ),
-        (Vendor::Generic, LoginArgs::ClientCredentials { url, client_id, secret, scopes }) => TokenSource::login(
-            ClientCredentials::new(url, client_id.clone(), secret.clone())
-                .map_err(bad_url)?
-                .scopes(scopes.iter().cloned()),
-        ),
+        (Vendor::Generic, LoginArgs::ClientCredentials { url, client_id, secret, scopes, client_auth }) => {
+            TokenSource::login(
+                ClientCredentials::new(url, client_id.clone(), secret.clone())
+                    .map_err(bad_url)?
+                    .scopes(scopes.iter().cloned())
+                    .auth_style(*client_auth),
+            )
+        }
         (Vendor::Responsys, LoginArgs::Password { url, user, password }) => {
             TokenSource::login(PasswordLogin::new(url, user.clone(), password.clone()).map_err(bad_url)?)
         }

@@ -472,6 +472,32 @@ fn a_login_endpoint_on_another_host_is_named() {
     assert!(r.stderr.contains(&format!("endpoint on {addr}, a host")), "{}", r.stderr);
 }
 
+/// A generic OAuth 2 login sends the client's id and secret in HTTP Basic unless told
+/// `--client-auth post`: a token endpoint that takes them only in the form body (as the
+/// simulated Marketo identity does) refuses the first and answers the second.
+#[test]
+fn a_generic_login_sends_the_client_secret_in_the_form_body_when_told() {
+    let v = Vendor::marketo(None);
+    let token_url = v.url("/identity/oauth/token");
+    let call = |extra: &[&str]| {
+        let mut args = vec!["call", "--login-url", &token_url, "--client-id", "sim-client-id"];
+        args.extend_from_slice(extra);
+        let url = v.url("/rest/v1/leads.json");
+        args.push(&url);
+        redial(&args, &[("REDIAL_CLIENT_SECRET", SECRET)])
+    };
+    let basic = call(&[]);
+    assert_eq!(basic.code, 1, "{}", basic.stderr);
+    assert!(basic.stderr.contains("login"), "{}", basic.stderr);
+    let post = call(&["--client-auth", "post"]);
+    assert_eq!(post.code, 0, "{}", post.stderr);
+    assert!(post.stdout.starts_with("HTTP/1.1 200"), "{}", post.stdout);
+    assert_eq!(v.handle().logins(), 2, "one refused, one answered");
+    assert!(v.handle().api_calls().iter().any(|c| c.outcome_code.is_none()), "the call carried a good token");
+    basic.assert_no_secret();
+    post.assert_no_secret();
+}
+
 #[test]
 fn bad_usage_exits_2_with_one_line() {
     let missing = PathBuf::from("/nonexistent/redial-call-test");
@@ -525,6 +551,11 @@ fn bad_usage_exits_2_with_one_line() {
             "REDIAL_PASSWORD",
         ),
         (&["call", "--vendor", "genesys-engage", "--client-id", "x", "http://127.0.0.1:1/"], "no login"),
+        (&["call", "--client-auth", "digest", "http://127.0.0.1:1/"], "expected basic or post"),
+        (
+            &["call", "--vendor", "marketo", "--client-auth", "post", "http://127.0.0.1:1/"],
+            "not a login flag of marketo",
+        ),
         (&["call", "-d", &data, "http://127.0.0.1:1/"], "cannot read"),
     ];
     for (args, want) in cases {
