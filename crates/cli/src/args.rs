@@ -48,7 +48,7 @@ Commands:
 
 Run `redial explain --help` or `redial call --help` for the flags of a command.
 Exit status: 0 on success, 1 when a call failed, 2 on bad arguments or unreadable input,
-130 when a call was interrupted (Ctrl-C).
+3 when the output cannot be written, 130 when a call was interrupted (Ctrl-C).
 ";
 
 /// The usage text of `redial explain`, printed by `redial explain --help`.
@@ -164,7 +164,8 @@ for the host's limits or a login, and to its outcome), a line
    \"elapsed_ms\"}}
 Ctrl-C stops the run: the requests under way are dropped, and the summary (with
 \"interrupted\":true) counts those that finished.
-Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments, 130 when
+Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments, 3 when
+the output cannot be written (a closed pipe, as in `| head -1`: the run stops), 130 when
 interrupted.
 ";
 

@@ -290,12 +290,19 @@ pub struct Output {
     out: Mutex<Box<dyn Write + Send>>,
     err: Mutex<Box<dyn Write + Send>>,
     failed: Mutex<Option<io::Error>>,
+    /// Told when a write first fails.
+    broken: tokio::sync::Notify,
 }
 
 impl Output {
     /// Print to these.
     pub fn new(out: impl Write + Send + 'static, err: impl Write + Send + 'static) -> Self {
-        Output { out: Mutex::new(Box::new(out)), err: Mutex::new(Box::new(err)), failed: Mutex::new(None) }
+        Output {
+            out: Mutex::new(Box::new(out)),
+            err: Mutex::new(Box::new(err)),
+            failed: Mutex::new(None),
+            broken: tokio::sync::Notify::new(),
+        }
     }
 
     /// Print to the process's stdout and stderr.
@@ -311,7 +318,13 @@ impl Output {
         let mut w = to.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = w.write_all(bytes).and_then(|()| w.flush()) {
             *failed = Some(e);
+            self.broken.notify_one();
         }
+    }
+
+    /// Ends when a write has failed (a closed pipe: `redial call … | head -1`).
+    pub async fn broken(&self) {
+        self.broken.notified().await;
     }
 
     /// Write to stdout.
@@ -426,12 +439,15 @@ pub async fn run_until(
             }
         }
     };
-    let interrupted = tokio::select! {
-        () = all_done => false,
-        () = stop => true,
+    // A run whose output cannot be written (a closed pipe) stops too: nobody reads what it
+    // would print, and its requests would go on for nothing.
+    let (interrupted, broken) = tokio::select! {
+        () = all_done => (false, false),
+        () = stop => (true, false),
+        () = run.out.broken() => (false, true),
         () = report_failed_logins(source.as_ref(), &run.out) => unreachable!("it never ends"),
     };
-    if interrupted {
+    if interrupted || broken {
         // Wait for the cancelled workers to stop: none prints after the summary.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Best effort: stderr may be gone too.
             let _ = writeln!(io::stderr(), "redial: cannot write the output: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(3)
         }
     }
 }
@@ -58,8 +58,8 @@ fn run_explain(a: &ExplainArgs) -> Result<String, UsageError> {
     Ok(format!("{value}\n"))
 }
 
-/// Build the stack, send, print; 0 when every request succeeded, 1 when some failed, 130 when
-/// Ctrl-C stopped it.
+/// Build the stack, send, print; 0 when every request succeeded, 1 when some failed, 3 when
+/// the output could not be written (the run stops then), 130 when Ctrl-C stopped it.
 fn run_call(a: CallArgs) -> ExitCode {
     let body = match &a.data {
         None => Vec::new(),
@@ -105,7 +105,7 @@ fn run_call(a: CallArgs) -> ExitCode {
     runtime.shutdown_background();
     if let Some(e) = out.take_error() {
         let _ = writeln!(io::stderr(), "redial: cannot write the output: {e}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(3);
     }
     if finished.interrupted {
         // 128 + SIGINT, as a shell reports a command Ctrl-C ended.

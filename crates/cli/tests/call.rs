@@ -498,6 +498,33 @@ fn a_generic_login_sends_the_client_secret_in_the_form_body_when_told() {
     post.assert_no_secret();
 }
 
+/// `redial call --json --repeat 50 … | head -1`: once the pipe is closed, the run stops at
+/// its next line, not after every request is sent; the status (3) says the output was lost.
+#[test]
+fn a_closed_output_stops_the_run_and_exits_3() {
+    use std::io::{BufRead, BufReader};
+
+    let v = Vendor::start();
+    v.sim.set_fallback("/slow", Reply::json(200, "{}").delay(Duration::from_millis(50)));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
+        .args(["call", "--json", "--repeat", "50", &v.url("/slow")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"request\":0"), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
+    let sent = v.sim.count("/slow");
+    assert!(sent < 10, "{sent} requests sent after the pipe closed");
+}
+
 #[test]
 fn bad_usage_exits_2_with_one_line() {
     let missing = PathBuf::from("/nonexistent/redial-call-test");
