@@ -171,6 +171,21 @@ pub enum FailReason {
     NoTokenSource,
 }
 
+/// A duration as a person reads it: to the millisecond (`10.1s`, not `10.09999301s`); one
+/// under a millisecond as it is.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d < Duration::from_millis(1) {
+            return write!(f, "{d:?}");
+        }
+        let ms = d.as_micros().saturating_add(500) / 1000;
+        write!(f, "{:?}", Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+    }
+}
+
 impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -185,13 +200,14 @@ impl fmt::Display for FailReason {
                 f.write_str("the deadline has passed")
             }
             FailReason::DeadlineExceeded { wait, remaining } => {
-                write!(f, "waiting {wait:?} would pass the deadline ({remaining:?} left)")
+                write!(f, "waiting {} would pass the deadline ({} left)", Millis(*wait), Millis(*remaining))
             }
             FailReason::HintExceedsLimit { hint, limit, deadline } => write!(
                 f,
-                "the server asked to wait {:?}, more than {} ({limit:?})",
-                hint.delay,
-                if *deadline { "the time left before the deadline" } else { "the Retry-After cap" }
+                "the server asked to wait {}, more than {} ({})",
+                Millis(hint.delay),
+                if *deadline { "the time left before the deadline" } else { "the Retry-After cap" },
+                Millis(*limit)
             ),
             FailReason::BudgetExhausted => f.write_str("the host's retry budget is spent"),
             FailReason::NotReplayable(why) => write!(f, "not retried: {why}"),

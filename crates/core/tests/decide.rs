@@ -316,3 +316,24 @@ fn the_report_tells_the_time_attempts_were_held_apart_from_their_delays() {
     assert_eq!(report.total_held(), 9 * S);
     assert_eq!(report.total_delay(), 3 * S);
 }
+
+/// Why a request failed reads in milliseconds: a deadline's wait and what was left of it come
+/// from clock readings (`10.09999301s`), and nobody reads nanoseconds.
+#[test]
+fn a_reason_tells_its_durations_to_the_millisecond() {
+    let ns = Duration::from_nanos;
+    let cases = [
+        (
+            FailReason::DeadlineExceeded { wait: ns(10_099_993_010), remaining: ns(1_998_100_578) },
+            "waiting 10.1s would pass the deadline (1.998s left)",
+        ),
+        (
+            FailReason::DeadlineExceeded { wait: ns(1_500), remaining: ns(999_999) },
+            "waiting 1.5µs would pass the deadline (999.999µs left)",
+        ),
+        (FailReason::DeadlineExceeded { wait: S, remaining: Duration::ZERO }, "the deadline has passed"),
+    ];
+    for (reason, want) in cases {
+        assert_eq!(reason.to_string(), want);
+    }
+}
