@@ -22,7 +22,7 @@ Usage: redial-sim --vendor NAME [options]
 
   --vendor NAME            marketo, responsys, adobe-edge, genesys-engage
   --port PORT              the port to listen on (default 0: any free port)
-  --bind ADDR              the address to listen on (default 127.0.0.1)
+  --bind ADDR              the address to listen on (default 127.0.0.1; another is warned of)
 
 Vendor knobs (each vendor takes only its own):
   --client-id ID           marketo, adobe-edge: the accepted client id (default sim-client-id)
@@ -333,6 +333,9 @@ async fn serve(args: Args) -> ExitCode {
         // Nobody reads stdout: keep serving all the same.
     }
     drop(stdout);
+    if let Some(warning) = exposed(sim.addr().ip()) {
+        log!("{warning}");
+    }
 
     let stdin_closed = async {
         if !args.exit_on_stdin_eof {
@@ -422,6 +425,17 @@ fn masked(query: &str) -> String {
 
 /// Install the vendor on `sim`; the banner: the listening line, then the endpoints and the
 /// credentials accepted.
+/// The warning for a sim that listens beyond loopback: its banner gives the fake vendor's
+/// test credentials, and its controls take any caller.
+fn exposed(ip: IpAddr) -> Option<String> {
+    (!ip.is_loopback()).then(|| {
+        format!(
+            "redial-sim: listening on {ip}, not on loopback: anyone who reaches it can log in with the \
+             credentials above and make it misbehave through {PATH}"
+        )
+    })
+}
+
 /// The banner's line for the controls.
 fn control(base: &str) -> String {
     format!("control:       POST {base}{PATH}/<command>?… to misbehave; GET {base}{PATH}: the commands and what it saw")
@@ -595,6 +609,17 @@ mod tests {
             "grant_type=client_credentials&client_id=abc&client_secret=***&access_token=***&filterType=id"
         );
         assert_eq!(masked("Password=x&API_KEY=y&plain"), "Password=***&API_KEY=***&plain");
+    }
+
+    #[test]
+    fn listening_beyond_loopback_is_warned_of() {
+        for ip in ["127.0.0.1", "127.0.0.2", "::1"] {
+            assert_eq!(exposed(ip.parse().unwrap()), None, "{ip}");
+        }
+        for ip in ["0.0.0.0", "::", "192.168.1.10"] {
+            let warning = exposed(ip.parse().unwrap()).unwrap_or_else(|| panic!("{ip}: no warning"));
+            assert!(warning.contains("not on loopback") && warning.contains(ip), "{warning}");
+        }
     }
 
     #[test]
