@@ -167,13 +167,16 @@ pub const FAILOVER_TRIAL_INTERVAL: Duration = Duration::from_secs(60);
 pub trait FailoverStore: Send + Sync + fmt::Debug + 'static {
     /// Whether the vendor has failed over, as far as the store knows. Read by every request
     /// to the host: it must answer at once (a store shared by a fleet answers from a copy it
-    /// keeps fresh).
+    /// keeps fresh), and with this store's own last write as soon as it is made (a copy is
+    /// not overwritten by a read of the shared store from before that write landed): a layer
+    /// that reads anything else takes it for another client's word.
     fn is_failed_over(&self) -> bool;
 
     /// A request met the vendor's failover refusal (`true`), or a probe or trial request was
-    /// served as in primary mode (`false`). A refusal older than the store's word (of a
-    /// request this layer sent while it held the host failed over, when the store has since
-    /// said the vendor is back) is not written.
+    /// served as in primary mode (`false`). `true` is written when this layer fails the host
+    /// over, not again for the refusals it meets while it holds the host failed over (of
+    /// requests sent before another client found the vendor back, they may be older news
+    /// than the store's): a store that could not make the write makes it again itself.
     fn set_failed_over(&self, failed_over: bool);
 }
 
@@ -284,15 +287,21 @@ impl Failover {
     /// running).
     pub(crate) fn enter(&self, host: &str) -> Option<u64> {
         if let Some(store) = &self.store {
-            // This layer holds the host failed over and the store says another client found the
-            // vendor back since: the refusal is of a request sent before that (a trial, a probe,
-            // one in flight when the host failed over), older news than the store's. Setting the
-            // store again would hold every client failed over until its next trial.
-            if self.secondary.load(Ordering::Acquire) && !store.is_failed_over() {
-                self.adopt(host, &**store);
-                return None;
+            // This layer holds the host failed over, so the store was told so (by this layer or
+            // by the client it learnt it from): the refusal is no news to write. If another
+            // client has found the vendor back since, the refusal is of a request sent before
+            // that (a trial, a probe, one in flight when the host failed over), older news than
+            // the store's, and writing it would hold every client failed over until its next
+            // trial. A store that answers from a copy may not know yet of that recovery, so
+            // its word is not what decides whether to write.
+            if self.secondary.load(Ordering::Acquire) {
+                if !store.is_failed_over() {
+                    self.adopt(host, &**store);
+                    return None;
+                }
+            } else {
+                store.set_failed_over(true);
             }
-            store.set_failed_over(true);
         }
         let mut st = self.lock();
         if st.mode == FailoverMode::Primary {
@@ -473,6 +482,55 @@ mod tests {
         // A refusal met in primary mode is news: the account fails over again.
         other.enter("h");
         assert!(store.is_failed_over() && matches!(one.mode("h"), FailoverMode::Secondary { .. }));
+    }
+
+    /// A client's view of a store shared by a fleet: answered from a copy, which `refresh`
+    /// brings up to date with the store; a write goes to both.
+    #[derive(Debug)]
+    struct Copied {
+        remote: Arc<AtomicBool>,
+        copy: AtomicBool,
+    }
+
+    impl Copied {
+        fn refresh(&self) {
+            self.copy.store(self.remote.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    impl FailoverStore for Copied {
+        fn is_failed_over(&self) -> bool {
+            self.copy.load(Ordering::SeqCst)
+        }
+        fn set_failed_over(&self, failed_over: bool) {
+            self.copy.store(failed_over, Ordering::SeqCst);
+            self.remote.store(failed_over, Ordering::SeqCst);
+        }
+    }
+
+    /// As above, with a store that answers from a copy (as the trait's docs advise a fleet's
+    /// does): the late refusal comes before the second client's copy has caught up with the
+    /// first's recovery. It is still older news, and is not written.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_older_than_anothers_recovery_is_not_written_through_a_stale_copy() {
+        let remote = Arc::new(AtomicBool::new(false));
+        let view = || Arc::new(Copied { remote: remote.clone(), copy: AtomicBool::new(false) });
+        let (one_view, other_view) = (view(), view());
+        let one = Failover { store: Some(one_view.clone()), ..Failover::default() };
+        let other = Failover { store: Some(other_view.clone()), ..Failover::default() };
+        assert_eq!(other.enter("h"), None);
+        one_view.refresh();
+        assert!(matches!(one.mode("h"), FailoverMode::Secondary { .. }));
+        tokio::time::advance(FAILOVER_TRIAL_INTERVAL).await;
+        let trial = other.take_trial("h").expect("the other's trial");
+        one.recovered("h");
+        // The other's copy still says failed over when its trial's refusal comes.
+        other.trial_ended("h", trial, false);
+        assert_eq!(other.enter("h"), None);
+        assert!(!remote.load(Ordering::SeqCst), "the store keeps the newer word");
+        one_view.refresh();
+        other_view.refresh();
+        assert_eq!((one.mode("h"), other.mode("h")), (FailoverMode::Primary, FailoverMode::Primary));
     }
 
     #[test]
