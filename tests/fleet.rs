@@ -6,8 +6,8 @@
 //! The remote store is a map shared behind an `Arc`. Where the trait is async
 //! (`CredentialStore`) it is reached over a network that takes [`LATENCY`] each way. Where the
 //! trait is synchronous, a process keeps a copy fresh from it in the background, as the
-//! `FailoverStore` docs advise, or (where a copy cannot answer: a rate slot) asks it in the
-//! call itself, which over a real network is a blocking round trip on the engine's poll.
+//! `FailoverStore` docs advise. A rate slot, which a copy cannot reserve, is the store's: the
+//! limiter answers `Reservation::Pending` with the round trip, and the request awaits it.
 
 mod common;
 
@@ -20,7 +20,7 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use redial::auth::{CredentialStore, StoreFuture, StoredCredential};
 use redial::core::budget::{BudgetConfig, RatioBudget, RetryBudget};
-use redial::core::rate::{RateLimiter, SlidingWindow};
+use redial::core::rate::{RateLimiter, Reservation, SlidingWindow};
 use redial::hooks::{FailoverMode, FailoverStore};
 use redial::vendors::{marketo, responsys};
 use redial::{Policy, RetryLayer, RetryLayerBuilder, TokenSource, Vendor};
@@ -194,56 +194,69 @@ impl FailoverStore for FleetFailover {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RateLimiter: synchronous; a copy cannot reserve, so each call is a round trip
+// RateLimiter: a copy cannot reserve; each slot is the store's, a round trip the request awaits
 // ---------------------------------------------------------------------------------------------
 
-/// The instance's call log kept in the store, reserved in by a script (one round trip per
-/// `reserve`). Slots are answered in this process's clock as offsets from `now`, and the
-/// store's slot of each answer is remembered so that `release` can give back the right one.
+/// The instance's call log kept in the store, reserved in by a script: `reserve` answers
+/// `Reservation::Pending` with the round trip. Slots are answered in this process's clock as
+/// offsets from the store's answer, and the store's slot of each answer is remembered so that
+/// `release` (in the poll: its write goes in the background) gives back the right one.
 #[derive(Debug)]
 struct FleetLimiter {
     remote: Arc<Remote>,
     /// (the slot answered, in this process's clock; the store's slot).
-    answered: Mutex<VecDeque<(std::time::Instant, std::time::Instant)>>,
-    /// Round trips made from inside the engine's poll.
+    answered: Arc<Mutex<VecDeque<(std::time::Instant, std::time::Instant)>>>,
+    /// Round trips to the store, each awaited by its request (none blocks a thread).
     round_trips: AtomicUsize,
 }
 
 impl FleetLimiter {
     fn new(remote: &Arc<Remote>) -> Arc<FleetLimiter> {
-        Arc::new(FleetLimiter {
-            remote: remote.clone(),
-            answered: Mutex::new(VecDeque::new()),
-            round_trips: AtomicUsize::new(0),
-        })
+        Arc::new(FleetLimiter { remote: remote.clone(), answered: Arc::default(), round_trips: AtomicUsize::new(0) })
     }
 }
 
 impl RateLimiter for FleetLimiter {
-    fn reserve(&self, now: std::time::Instant) -> std::time::Instant {
+    fn reserve(&self, _now: std::time::Instant) -> Reservation {
         self.round_trips.fetch_add(1, Ordering::SeqCst);
-        let store_now = store_clock();
-        let slot = self.remote.rate.reserve(store_now);
-        let local = now + slot.saturating_duration_since(store_now);
-        let mut answered = self.answered.lock().unwrap();
-        // A slot a minute gone was used (or will not be given back).
-        while answered.front().is_some_and(|(at, _)| *at + 60 * S < now) {
-            answered.pop_front();
-        }
-        answered.push_back((local, slot));
-        local
+        let (remote, answered) = (self.remote.clone(), self.answered.clone());
+        Reservation::Pending(Box::pin(async move {
+            tokio::time::sleep(LATENCY).await;
+            let store_now = store_clock();
+            let slot = remote.rate.reserve(store_now);
+            tokio::time::sleep(LATENCY).await;
+            let now = Instant::now().into_std();
+            let local = now + slot.saturating_duration_since(store_now).saturating_sub(LATENCY);
+            let mut answered = answered.lock().unwrap();
+            // A slot a minute gone was used (or will not be given back).
+            while answered.front().is_some_and(|(at, _)| *at + 60 * S < now) {
+                answered.pop_front();
+            }
+            answered.push_back((local, slot));
+            local
+        }))
     }
 
     fn release(&self, at: std::time::Instant) {
-        let mut answered = self.answered.lock().unwrap();
-        if let Some(i) = answered.iter().rposition(|(local, _)| *local == at) {
-            let (_, slot) = answered.remove(i).unwrap();
-            self.remote.rate.release(slot);
+        let slot = {
+            let mut answered = self.answered.lock().unwrap();
+            answered.iter().rposition(|(local, _)| *local == at).and_then(|i| answered.remove(i))
+        };
+        if let Some((_, slot)) = slot {
+            let remote = self.remote.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LATENCY).await;
+                remote.rate.release(slot);
+            });
         }
     }
 
     fn throttled(&self, _now: std::time::Instant, pause: Duration) {
-        self.remote.rate.throttled(store_clock(), pause);
+        let remote = self.remote.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LATENCY).await;
+            remote.rate.throttled(store_clock(), pause);
+        });
     }
 
     fn current_limit(&self) -> u32 {
@@ -392,7 +405,7 @@ async fn two_processes_sharing_a_limiter_stay_within_marketos_100_calls_per_20_s
     assert!(elapsed >= 60 * S && elapsed <= 70 * S, "{elapsed:?}");
     assert_eq!(layers[1].current_rate_limit(MARKETO), Some(100));
     let trips: usize = limiters.iter().map(|l| l.round_trips.load(Ordering::SeqCst)).sum();
-    assert!(trips >= 400, "a round trip to the store for every call: {trips}");
+    assert!(trips >= 400, "a round trip to the store for every call, awaited: {trips}");
 }
 
 /// The control: two processes with their own in-memory limiters (Marketo's defaults, 100 per

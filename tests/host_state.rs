@@ -757,8 +757,8 @@ struct Counting {
 }
 
 impl redial::core::rate::RateLimiter for Counting {
-    fn reserve(&self, now: std::time::Instant) -> std::time::Instant {
-        self.inner.reserve(now)
+    fn reserve(&self, now: std::time::Instant) -> redial::core::rate::Reservation {
+        redial::core::rate::Reservation::At(self.inner.reserve(now))
     }
     fn release(&self, at: std::time::Instant) {
         self.inner.release(at)
@@ -816,6 +816,136 @@ async fn a_rate_limiter_given_to_two_hosts_paces_them_as_one_account() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(limiter.throttles.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(layer.current_rate_limit("us.example.test"), Some(1), "the limit both hosts now share");
+}
+
+/// A limiter over a store a fleet shares: each slot is the store's answer, `answer` after it
+/// is asked (an in-memory log stands for the store). Counts the reservations dropped before
+/// the store answered.
+#[derive(Debug)]
+struct Remote {
+    log: std::sync::Arc<redial::core::rate::SlidingWindow>,
+    answer: Duration,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Remote {
+    fn new(limit: u32, window: Duration, answer: Duration) -> std::sync::Arc<Remote> {
+        let log = std::sync::Arc::new(redial::core::rate::SlidingWindow::new(limit, window));
+        std::sync::Arc::new(Remote { log, answer, dropped: Default::default() })
+    }
+}
+
+/// Counts a pending reservation dropped before its answer.
+struct Unanswered(Option<std::sync::Arc<std::sync::atomic::AtomicU32>>);
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(dropped) = self.0.take() {
+            dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl redial::core::rate::RateLimiter for Remote {
+    fn reserve(&self, now: std::time::Instant) -> redial::core::rate::Reservation {
+        let (log, answer) = (self.log.clone(), self.answer);
+        let mut unanswered = Unanswered(Some(self.dropped.clone()));
+        redial::core::rate::Reservation::Pending(Box::pin(async move {
+            tokio::time::sleep(answer).await;
+            unanswered.answered();
+            log.reserve(now)
+        }))
+    }
+    fn release(&self, at: std::time::Instant) {
+        self.log.release(at)
+    }
+    fn throttled(&self, now: std::time::Instant, pause: Duration) {
+        self.log.throttled(now, pause)
+    }
+    fn current_limit(&self) -> u32 {
+        self.log.current_limit()
+    }
+}
+
+/// A layer whose one host (the sim's, any path answering 200) is paced by `limiter`.
+fn paced_by(sim: &Sim, limiter: std::sync::Arc<Remote>, policy: Policy) -> RetryLayer {
+    sim.set_fallback("/x", redial_sim::Reply::json(200, "{}"));
+    RetryLayer::builder()
+        .host("127.0.0.1", redial::core::generic::Generic, policy)
+        .unwrap()
+        .rate_limiter("127.0.0.1", limiter)
+        .unwrap()
+        .build()
+}
+
+/// A rate limiter over a shared store answers `Reservation::Pending`: each request awaits its
+/// slot (20 ms to the store and back) without holding its thread, then waits for the slot's
+/// time; requests in the same window go as the store's log allows.
+#[tokio::test(start_paused = true)]
+async fn a_slot_a_shared_store_reserves_is_awaited_then_kept() {
+    let sim = Sim::start().await.unwrap();
+    let store = Remote::new(2, 10 * S, 20 * Duration::from_millis(1));
+    let svc = common::client(&paced_by(&sim, store.clone(), Policy::default()));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(Request::get(sim.url("/x")).body(Full::default()).unwrap())))
+        .collect();
+    let mut ended = Vec::new();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        ended.push(started.elapsed());
+    }
+    ended.sort();
+    assert!(ended[1] >= 20 * Duration::from_millis(1) && ended[1] < S, "the store's answer, then at once: {ended:?}");
+    assert!(ended[2] >= 10 * S, "the third waited for the window: {ended:?}");
+    assert_eq!(sim.count("/x"), 3);
+    assert_eq!(store.dropped.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A store that answers slower than the request's deadline: the request fails at its deadline,
+/// sends nothing, and drops the reservation (the store lets its slot lapse).
+#[tokio::test(start_paused = true)]
+async fn a_store_that_answers_after_the_deadline_fails_the_request_at_its_deadline() {
+    let sim = Sim::start().await.unwrap();
+    let store = Remote::new(2, 10 * S, 60 * S);
+    let policy = Policy::builder().deadline(5 * S).build().unwrap();
+    let svc = common::client(&paced_by(&sim, store.clone(), policy));
+    let started = Instant::now();
+    let err = svc.oneshot(Request::get(sim.url("/x")).body(Full::default()).unwrap()).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(started.elapsed(), 5 * S);
+    assert_eq!(sim.count("/x"), 0);
+    assert_eq!(store.dropped.load(std::sync::atomic::Ordering::SeqCst), 1, "the reservation was dropped");
+}
+
+/// A slot the store answers at or past the deadline fails the request at once, as an in-memory
+/// one does, and is given back.
+#[tokio::test(start_paused = true)]
+async fn a_slot_the_store_answers_past_the_deadline_fails_the_request_at_once() {
+    let sim = Sim::start().await.unwrap();
+    let store = Remote::new(1, 60 * S, Duration::from_millis(20));
+    let policy = Policy::builder().deadline(10 * S).build().unwrap();
+    let svc = common::client(&paced_by(&sim, store.clone(), policy));
+    let get = || Request::get(sim.url("/x")).body(Full::default()).unwrap();
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
+    let started = Instant::now();
+    let err = svc.clone().oneshot(get()).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert!(err.to_string().contains("would pass the deadline"), "{err}");
+    assert!(started.elapsed() < S, "failed when the store answered: {:?}", started.elapsed());
+    assert_eq!(sim.count("/x"), 1);
+    // The slot was given back: 55 s on, the next call takes it (5 s away, within its
+    // deadline), not the one after it (a window later).
+    tokio::time::sleep(55 * S).await;
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(get()).await.unwrap().status(), StatusCode::OK);
+    assert!(started.elapsed() < 6 * S, "{:?}", started.elapsed());
 }
 
 /// Responsys retries "no response" three times, any method. A POST answered 200 whose body then

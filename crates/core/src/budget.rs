@@ -17,6 +17,15 @@ use std::time::{Duration, Instant};
 /// Shared per-host retry accounting. Implement it to keep the budget elsewhere (a store shared
 /// by a fleet) and give it to a host with `RetryLayerBuilder::retry_budget` (redial-tower);
 /// [`RatioBudget`] is the in-memory default.
+///
+/// Both methods are called in the request's poll (`withdraw` by the pure decision): neither
+/// may wait for a store. `now` is the engine's clock (tokio's, paused in tests); a store a
+/// fleet shares keeps its own. A budget is a bound against retry storms, not a count, and a
+/// fleet's is best kept as a lease: each process spends retries from a local balance that a
+/// background task tops up from the store's (and adds its deposits to it in batches), so the
+/// fleet stays within the budget to a lease's size. While the store cannot be reached, a
+/// process spends what its lease holds and no more: a budget that allowed every retry then
+/// would be none at all.
 pub trait RetryBudget: Send + Sync + fmt::Debug {
     /// A logical request started at `now`.
     fn deposit(&self, now: Instant);

@@ -39,6 +39,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,30 +52,83 @@ use std::time::{Duration, Instant};
 /// tests): an implementation over a store shared by a fleet keeps that store in its own clock
 /// and answers in offsets from `now`.
 ///
+/// Only `reserve` may wait for a store (it answers a [`Reservation`]); the other methods are
+/// called in the request's poll, and one over a store queues its writes. A fleet that shares
+/// one limit this way stays within it together; a limiter per process (the default) sees only
+/// its own calls, and learns the rest from the vendor's throttling.
+///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use redial_core::rate::{RateLimiter, SlidingWindow};
 ///
-/// let limiter = SlidingWindow::new(2, Duration::from_secs(10));
+/// let limiter: &dyn RateLimiter = &SlidingWindow::new(2, Duration::from_secs(10));
 /// let t0 = Instant::now();
-/// assert_eq!(limiter.reserve(t0), t0);
-/// assert_eq!(limiter.reserve(t0), t0);
+/// assert_eq!(limiter.reserve(t0).at(), Some(t0));
+/// assert_eq!(limiter.reserve(t0).at(), Some(t0));
 /// // The third call waits for the first to leave the window (kept 100 ms longer: sent is
 /// // not received).
-/// assert_eq!(limiter.reserve(t0), t0 + Duration::from_millis(10_100));
+/// assert_eq!(limiter.reserve(t0).at(), Some(t0 + Duration::from_millis(10_100)));
 /// ```
 pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// A call is asked for at `now`: the instant it may be sent (`now`, or later), reserved
-    /// for it.
-    fn reserve(&self, now: Instant) -> Instant;
+    /// for it, at once or once a store shared by a fleet has answered (see [`Reservation`]).
+    fn reserve(&self, now: Instant) -> Reservation;
     /// Give back a slot `reserve` answered `at` that was not used: no call was sent in it,
-    /// whether or not its time has come.
+    /// whether or not its time has come. Called in the request's poll: it must not wait for
+    /// a store (one shared by a fleet queues the write).
     fn release(&self, at: Instant);
     /// The vendor throttled a call at `now`: send nothing for `pause`, and lower the limit.
+    /// Called in the request's poll: it must not wait for a store (one shared by a fleet
+    /// queues the write; the slots other processes hold meanwhile are theirs to give back).
     fn throttled(&self, now: Instant, pause: Duration);
     /// The calls per window allowed now (for observability): lower than the configured limit
     /// after the vendor throttled.
     fn current_limit(&self) -> u32;
+}
+
+/// A send slot, as [`RateLimiter::reserve`] gives it.
+///
+/// An in-memory limiter answers [`At`](Reservation::At). One over a store a fleet shares
+/// (Redis, say: a sorted set of send times and a script that reserves atomically) must ask
+/// that store, and answers [`Pending`](Reservation::Pending) with the round trip: the request
+/// waits for it without holding its thread, under its deadline. A pending reservation may be
+/// dropped before it answers (the request was cancelled, or its deadline came): a slot the
+/// store reserved for it is then never used, and never given back with
+/// [`release`](RateLimiter::release); the store lets it lapse as a slot sent in.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use redial_core::rate::Reservation;
+///
+/// let now = Instant::now();
+/// let asked = Reservation::Pending(Box::pin(async move { now + Duration::from_millis(50) }));
+/// assert!(matches!(asked, Reservation::Pending(_)));
+/// assert_eq!(Reservation::At(now).at(), Some(now));
+/// ```
+pub enum Reservation {
+    /// The slot's send time.
+    At(Instant),
+    /// The store is being asked: the slot's send time, once it answers.
+    Pending(Pin<Box<dyn Future<Output = Instant> + Send + 'static>>),
+}
+
+impl Reservation {
+    /// The send time, if it is known now.
+    pub fn at(&self) -> Option<Instant> {
+        match self {
+            Reservation::At(at) => Some(*at),
+            Reservation::Pending(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reservation::At(at) => f.debug_tuple("At").field(at).finish(),
+            Reservation::Pending(_) => f.write_str("Pending"),
+        }
+    }
 }
 
 /// The in-memory [`RateLimiter`]: `limit` calls in any sliding `window`, learned down when
@@ -119,6 +174,13 @@ impl SlidingWindow {
         }
     }
 
+    /// A call is asked for at `now`: the instant it may be sent, reserved for it. The
+    /// in-memory limiter answers at once; [`RateLimiter::reserve`] is this, as
+    /// [`Reservation::At`].
+    pub fn reserve(&self, now: Instant) -> Instant {
+        self.lock().reserve(now)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
         // Plain data, consistent after every statement.
         self.log.lock().unwrap_or_else(|e| e.into_inner())
@@ -138,8 +200,8 @@ impl fmt::Debug for SlidingWindow {
 }
 
 impl RateLimiter for SlidingWindow {
-    fn reserve(&self, now: Instant) -> Instant {
-        self.lock().reserve(now)
+    fn reserve(&self, now: Instant) -> Reservation {
+        Reservation::At(SlidingWindow::reserve(self, now))
     }
 
     fn release(&self, at: Instant) {

@@ -21,6 +21,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use redial_core::auth::{LoginError, LoginFailureKind};
 use redial_core::backoff::SplitMix64;
+use redial_core::rate::Reservation;
 use redial_core::{
     decide, AddIdempotencyKey, Advice, Attempt, Body as BodyView, Classification, Decision, FailReason, Failure, Kind,
     NotReplayable, Outcome, Policy, Report, RequestHead, RequestLimits, ResponseHead, RetrySafe, Rewrite, Safety,
@@ -73,6 +74,8 @@ pin_project! {
         AuthWait { wait: BoxFuture<()> },
         /// Waiting for a concurrency permit.
         Acquire { wait: BoxFuture<Result<OwnedSemaphorePermit, AcquireError>> },
+        /// Waiting for a rate limiter's store to reserve a slot.
+        Reserve { slot: Pin<Box<dyn Future<Output = std::time::Instant> + Send>> },
         /// Waiting for a rate-limit slot (the timer holds the slot's time).
         Pace,
         /// Waiting for the reconcile hook's verdict.
@@ -354,6 +357,7 @@ where
             State::Inspect { .. } => "reading the response body",
             State::AuthWait { .. } => "waiting for a login",
             State::Acquire { .. } => "waiting for a concurrency permit",
+            State::Reserve { .. } => "waiting for the rate limiter's store to reserve a slot",
             State::Pace => "waiting for a rate-limit slot",
             State::Reconcile { .. } => "waiting for the reconcile hook",
             State::Sleep => "waiting before a retry",
@@ -537,25 +541,31 @@ where
                         }
                     }
                     if !eng.paced {
-                        if let Some((at, now, generation)) = eng.host().limits.reserve() {
+                        if let Some((reservation, now, generation)) = eng.host().limits.reserve() {
                             eng.paced = true;
-                            eng.slot = Some(at);
                             eng.slot_generation = generation;
-                            if at > now {
-                                if let Some(deadline) = eng.deadline() {
-                                    if at >= deadline {
-                                        eng.release_slot();
-                                        this.state.set(State::Done);
-                                        let reason =
-                                            FailReason::DeadlineExceeded { wait: at - now, remaining: deadline - now };
-                                        return Poll::Ready(Err(eng.error(ErrorKind::Decided(reason))));
+                            match reservation {
+                                Reservation::At(at) => {
+                                    let at = Instant::from_std(at);
+                                    if let Some(out) = pace(eng, this.timer.as_mut(), this.state.as_mut(), at, now) {
+                                        return Poll::Ready(out);
+                                    }
+                                    if matches!(*this.state, State::Pace) && std::mem::take(&mut eng.ready) {
+                                        this.detach.unready(this.svc);
                                     }
                                 }
-                                if std::mem::take(&mut eng.ready) {
-                                    this.detach.unready(this.svc);
+                                Reservation::Pending(slot) => {
+                                    // The store's answer may take a while: the wait holds nothing
+                                    // of the inner service's, and is bounded by the deadline.
+                                    if std::mem::take(&mut eng.ready) {
+                                        this.detach.unready(this.svc);
+                                    }
+                                    eng.arm_deadline();
+                                    this.timer.set(None);
+                                    this.state.set(State::Reserve { slot });
                                 }
-                                this.timer.set(Some(sleep_until(at)));
-                                this.state.set(State::Pace);
+                            }
+                            if !matches!(*this.state, State::Ready) {
                                 continue;
                             }
                         }
@@ -818,6 +828,17 @@ where
                     }
                     until_deadline!()
                 }
+                StateProj::Reserve { slot } => {
+                    let Poll::Ready(at) = slot.as_mut().poll(cx) else { until_deadline!() };
+                    this.timer.set(None);
+                    this.state.set(State::Ready);
+                    if let Some(out) =
+                        pace(eng, this.timer.as_mut(), this.state.as_mut(), Instant::from_std(at), Instant::now())
+                    {
+                        return Poll::Ready(out);
+                    }
+                    continue;
+                }
                 StateProj::Pace => {
                     if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
                         ready!(sleep.poll(cx));
@@ -1027,6 +1048,33 @@ enum ReadEnd {
 /// Poll the timer for `until`, the time limit of the wait in progress: armed at the first wait
 /// (lazily), and moved if it was left armed for another instant. True if it fired; never, if
 /// the wait has no limit.
+/// A rate-limit slot at `at`, reserved at `now`, is the request's: it goes at once (the state
+/// stays `Ready`), or waits in `Pace` for it; a slot at or past the deadline fails the request
+/// (the error is returned).
+fn pace<F, B, RB>(
+    eng: &mut Engine<B>,
+    mut timer: Pin<&mut Option<Sleep>>,
+    mut state: Pin<&mut State<F, B, RB>>,
+    at: Instant,
+    now: Instant,
+) -> Option<Result<Response<ResponseBody<RB>>, Error>> {
+    eng.slot = Some(at);
+    if at <= now {
+        return None;
+    }
+    if let Some(deadline) = eng.deadline() {
+        if at >= deadline {
+            eng.release_slot();
+            state.set(State::Done);
+            let reason = FailReason::DeadlineExceeded { wait: at - now, remaining: deadline - now };
+            return Some(Err(eng.error(ErrorKind::Decided(reason))));
+        }
+    }
+    timer.set(Some(sleep_until(at)));
+    state.set(State::Pace);
+    None
+}
+
 fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &mut Context<'_>) -> bool {
     let Some(until) = until else { return false };
     match timer.as_mut().as_pin_mut() {

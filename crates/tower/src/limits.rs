@@ -16,7 +16,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redial_core::rate::{RateLimiter, SlidingWindow};
+use redial_core::rate::{RateLimiter, Reservation, SlidingWindow};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -38,14 +38,14 @@ impl Limits {
         }
     }
 
-    /// Reserve a send slot: the instant the next call may go, the time it was asked (the
-    /// clock is read only for a host with a rate limit), and the throttle generation it was
-    /// reserved under.
-    pub(crate) fn reserve(&self) -> Option<(Instant, Instant, u64)> {
+    /// Reserve a send slot: when the next call may go (or the store's answer to come), the
+    /// time it was asked (the clock is read only for a host with a rate limit), and the
+    /// throttle generation it was reserved under.
+    pub(crate) fn reserve(&self) -> Option<(Reservation, Instant, u64)> {
         self.rate.as_ref().map(|rate| {
             let now = Instant::now();
-            let at = Instant::from_std(rate.reserve(now.into_std()));
-            (at, now, self.generation.load(Ordering::Acquire))
+            let generation = self.generation.load(Ordering::Acquire);
+            (rate.reserve(now.into_std()), now, generation)
         })
     }
 
