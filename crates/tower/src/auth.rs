@@ -26,7 +26,8 @@
 //! - **one login for a fleet**, with a [`CredentialStore`] ([`TokenSource::store`]): before it
 //!   logs in, the cell takes a credential another process (or another source) stored, if it is
 //!   still good and is not the one the vendor just refused; after a login, it stores what it got.
-//!   While requests wait out a login backoff, the cell reads the store once a second, so a
+//!   A store that implements [`CredentialStore::claim`] holds off a second process's login
+//!   while the first one's is under way. While requests wait out a login backoff, the cell reads the store once a second, so a
 //!   token another process got meanwhile serves them at once (a fatal answer's window is not
 //!   read past: its requests fail with it).
 
@@ -95,16 +96,39 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the account, and some vendors limit or lock it (Responsys disables a login that keeps
 /// failing). Give it with [`TokenSource::store`]; [`InMemoryStore`] is the one-process kind.
 ///
-/// Neither call is on a request's path. `load` runs in the login's task, for at most a quarter
-/// of the source's [`login_timeout`](TokenSource::login_timeout), before the login's own
-/// timeout starts: past it, answered `None`, or panicking, the login goes on without it.
-/// `save` runs in a task of its own, for at most the login timeout, while the waiters go on
-/// with the new token. A store's errors are its own to log.
+/// No call is on a request's path. `load` and `claim` run in the login's task, each for at
+/// most a quarter of the source's [`login_timeout`](TokenSource::login_timeout), before the
+/// login's own timeout starts: past it, or panicking, the login goes on without them (`load`
+/// answered `None`, `claim` answered `true`). `save` runs in a task of its own, for at most
+/// the login timeout, while the waiters go on with the new token. A store's errors are its own
+/// to log.
+///
+/// With `load` and `save` alone, a process that needs a login while another's is under way
+/// (both met an expired token at once) logs in too. A store that implements `claim` makes it
+/// one login for the fleet: the second process waits for the first one's save, reading the
+/// store, and logs in itself only if no good credential comes within the login timeout.
 pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     /// The credential stored, if any.
     fn load(&self) -> StoreFuture<'_, Option<StoredCredential>>;
-    /// Keep `credential`, which a login has just obtained, in place of the one stored.
+    /// Keep `credential`, which a login has just obtained, in place of the one stored; and end
+    /// this process's [`claim`](Self::claim), if it holds one.
     fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()>;
+    /// Claim the login about to start, for at most `within`: `true` when no other process
+    /// (or source) holds a claim that has not lapsed, and this one now does; `false` when
+    /// another is logging in. A claim ends when its holder saves, or after `within` (a login
+    /// that failed saves nothing: the others log in themselves then). Over Redis:
+    /// `SET <key>:login <id> NX PX <within>`, the key deleted by `save`.
+    ///
+    /// The default claims every time: each process that needs a login makes one.
+    fn claim(&self, within: Duration) -> StoreFuture<'_, bool> {
+        let _ = within;
+        Box::pin(std::future::ready(true))
+    }
+    /// The login this process claimed failed (it saves nothing): end its claim, so that
+    /// another process need not wait for it to lapse. The default does nothing.
+    fn unclaim(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A [`CredentialStore`] in this process's memory: share one with several token sources (two
@@ -121,24 +145,57 @@ pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
 /// # let _ = (a, b);
 /// ```
 #[derive(Default)]
-pub struct InMemoryStore(Mutex<Option<StoredCredential>>);
+pub struct InMemoryStore(Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
+    stored: Option<StoredCredential>,
+    /// Until when a source's claim on the login holds.
+    claimed_until: Option<Instant>,
+}
+
+impl InMemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 impl fmt::Debug for InMemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let stored = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("InMemoryStore").field("stored", &*stored).finish()
+        let kept = self.lock();
+        f.debug_struct("InMemoryStore")
+            .field("stored", &kept.stored)
+            .field("claimed_until", &kept.claimed_until)
+            .finish()
     }
 }
 
 impl CredentialStore for InMemoryStore {
     fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
-        let stored = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stored = self.lock().stored.clone();
         Box::pin(std::future::ready(stored))
     }
 
     fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(credential);
+        let mut kept = self.lock();
+        kept.stored = Some(credential);
+        kept.claimed_until = None;
         Box::pin(std::future::ready(()))
+    }
+
+    fn unclaim(&self) -> StoreFuture<'_, ()> {
+        self.lock().claimed_until = None;
+        Box::pin(std::future::ready(()))
+    }
+
+    fn claim(&self, within: Duration) -> StoreFuture<'_, bool> {
+        let now = Instant::now();
+        let mut kept = self.lock();
+        let free = kept.claimed_until.is_none_or(|until| until <= now);
+        if free {
+            kept.claimed_until = now.checked_add(within);
+        }
+        Box::pin(std::future::ready(free))
     }
 }
 
@@ -532,6 +589,15 @@ impl TokenSource {
                 // Nothing was sent: the count of logins without an answer stands.
                 return ending.finish(Ok(cred), None, limit);
             }
+            // Another process is logging in: its credential, once saved, serves this one too.
+            let mut claimed = false;
+            if let Some(store) = &cell.store {
+                match wait_for_anothers_login(&cell, &**store, wall).await {
+                    Claim::Served(cred) => return ending.finish(Ok(cred), None, limit),
+                    Claim::Ours => claimed = true,
+                    Claim::Lapsed => {}
+                }
+            }
             // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
             let fetch = async {
                 let sent = wall();
@@ -583,6 +649,15 @@ impl TokenSource {
                     (Err(no_response(e)), Some(true))
                 }
             };
+            // A failed login saves nothing: its claim is let go, so that another process's
+            // login need not wait for it to lapse.
+            if let (true, Err(_), Some(store)) = (claimed, &result, &cell.store) {
+                let (store, within) = (store.clone(), timeout);
+                // In a task of its own, as a save is (a panic there ends only that task).
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(within, store.unclaim()).await;
+                });
+            }
             ending.finish(result, unanswered, limit);
         });
     }
@@ -639,6 +714,56 @@ impl Drop for Peeking {
             self.cell.peek_missed();
         }
     }
+}
+
+/// How often a source that another process's claim holds off reads the store for its login.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+
+/// What came of claiming the login in the store.
+enum Claim {
+    /// This source holds the claim: it logs in.
+    Ours,
+    /// Another process's login saved a good credential.
+    Served(Credential),
+    /// Another process held the claim and nothing good came within the login timeout (or the
+    /// store did not answer): this source logs in.
+    Lapsed,
+}
+
+/// Claim the login in `store`; if another process holds the claim, read the store every
+/// [`CLAIM_POLL`] for the credential its login saves, for at most the login timeout. A claim
+/// the store does not answer (in time, or at all: it panicked) is taken as this source's.
+async fn wait_for_anothers_login(cell: &Cell, store: &dyn CredentialStore, wall: fn() -> SystemTime) -> Claim {
+    let within = cell.login_timeout;
+    if claim(store, within).await {
+        return Claim::Ours;
+    }
+    tracing::debug!("login: another process is logging in; waiting for its credential");
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        tokio::time::sleep(CLAIM_POLL).await;
+        let refused = cell.lock().refused.clone();
+        let stored = load_stored(store, within / 4).await;
+        if let Some(cred) = stored.and_then(|stored| good_stored(stored, refused.as_ref(), cell.skew, wall)) {
+            return Claim::Served(cred);
+        }
+        // The other's login failed and let its claim go: this one logs in now.
+        if claim(store, within).await {
+            return Claim::Ours;
+        }
+    }
+    Claim::Lapsed
+}
+
+/// `store.claim(within)`, for at most a quarter of `within`; a claim the store does not answer
+/// (in time, or at all: it panicked) is taken as this source's.
+async fn claim(store: &dyn CredentialStore, within: Duration) -> bool {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let Ok(mut claim) = catch_unwind(AssertUnwindSafe(|| store.claim(within))) else { return true };
+    let claim = std::future::poll_fn(move |cx| {
+        catch_unwind(AssertUnwindSafe(|| claim.as_mut().poll(cx))).unwrap_or(std::task::Poll::Ready(true))
+    });
+    tokio::time::timeout(within / 4, claim).await.unwrap_or(true)
 }
 
 /// The credential `store` holds, if it answers within `within`; a `load` that panics (in the

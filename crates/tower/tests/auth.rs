@@ -1264,6 +1264,80 @@ async fn token_sources_sharing_a_store_log_in_once_between_them() {
     assert!(shown.contains("expires_at") && !shown.contains("tok0"), "{shown}");
 }
 
+/// Two sources sharing a store need a token at the same moment (a fleet's processes meeting
+/// an expired token at once): one claims the login, the other waits for its save and takes
+/// the credential. The vendor sees one login.
+#[tokio::test(start_paused = true)]
+async fn two_sources_that_need_a_token_at_once_log_in_once_through_the_stores_claim() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(200, Ordering::SeqCst);
+    let store = Arc::new(InMemoryStore::default());
+    let (a_source, b_source) =
+        (TokenSource::login(TestLogin).store(store.clone()), TokenSource::login(TestLogin).store(store.clone()));
+    let a = service(&vendor, a_source.clone(), Policy::default());
+    let b = service(&vendor, b_source.clone(), Policy::default());
+    let started = Instant::now();
+    let (ra, rb) = tokio::join!(a.oneshot(api()), b.oneshot(api()));
+    assert_eq!((ra.unwrap().status(), rb.unwrap().status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(vendor.logins().len(), 1, "one login for both");
+    assert!(started.elapsed() < S, "the second waited for the first's save, not a timeout: {:?}", started.elapsed());
+    assert_eq!((a_source.logins(), b_source.logins()), (1, 1), "each source got a credential once");
+    assert!(format!("{store:?}").contains("claimed_until: None"), "the save ended the claim: {store:?}");
+}
+
+/// A claim whose login fails saves nothing: the source lets its claim go, and the source it
+/// held off logs in at its next look (a quarter of a second), not when the claim would lapse.
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_login_fails_is_let_go_and_the_other_source_logs_in_at_once() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    vendor.0.login_delay_ms.store(200, Ordering::SeqCst);
+    let store = Arc::new(InMemoryStore::default());
+    let source = || TokenSource::login(TestLogin).store(store.clone()).login_backoff(60 * S, 300 * S);
+    let a = service(&vendor, source(), Policy::default());
+    let b = service(&vendor, source(), Policy::default());
+    let a_call = tokio::spawn(a.oneshot(api()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let started = Instant::now();
+    let res = b.oneshot(api()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(waited < S, "held off only while the first login ran: {waited:?}");
+    assert_eq!(vendor.logins().len(), 2, "the failed one, and the other source's");
+    // The first source, in its backoff, reads the store and is served by the second's login.
+    assert_eq!(a_call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+/// A store whose claim never answers holds no login off for longer than a quarter of the
+/// login timeout: the source takes the claim as its own, and logs in.
+#[tokio::test(start_paused = true)]
+async fn a_claim_the_store_never_answers_is_taken_as_ours() {
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::login(TestLogin).store(Arc::new(ClaimHangs)).login_timeout(8 * S);
+    let svc = service(&vendor, source, Policy::default());
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), 2 * S, "a quarter of the login timeout");
+    assert_eq!(vendor.logins().len(), 1);
+}
+
+/// A credential store that holds nothing and never answers a claim.
+#[derive(Debug)]
+struct ClaimHangs;
+
+impl CredentialStore for ClaimHangs {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        Box::pin(std::future::ready(None))
+    }
+    fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+    fn claim(&self, _: Duration) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::pending())
+    }
+}
+
 /// The token the vendor refused is not taken back from the store: the source logs in, and
 /// stores the new one for the others.
 #[tokio::test(start_paused = true)]
