@@ -309,7 +309,10 @@ impl RetryLayerBuilder {
     }
 
     /// The wall clock against which `Retry-After` HTTP-dates are measured, a login's answer's
-    /// included (default [`SystemTime::now`]).
+    /// included, and a [`CredentialStore`](crate::auth::CredentialStore)'s credential's expiry
+    /// is kept and read (default [`SystemTime::now`]). A test on tokio's paused clock that
+    /// shares a store, or waits for a token's expiry, gives one that follows the paused clock:
+    /// the real one stands still beside it, and a stored token would look good for ever.
     pub fn wall_clock(mut self, now: fn() -> SystemTime) -> Self {
         self.wall_clock = now;
         self
