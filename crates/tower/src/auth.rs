@@ -590,11 +590,15 @@ impl TokenSource {
                 return ending.finish(Ok(cred), None, limit);
             }
             // Another process is logging in: its credential, once saved, serves this one too.
-            let mut claimed = false;
+            // A claim of ours is let go unless the login succeeds (it saves, which ends it):
+            // a login that fails, or panics, saves nothing.
+            let mut claimed = None;
             if let Some(store) = &cell.store {
                 match wait_for_anothers_login(&cell, &**store, wall).await {
                     Claim::Served(cred) => return ending.finish(Ok(cred), None, limit),
-                    Claim::Ours => claimed = true,
+                    Claim::Ours => {
+                        claimed = Some(Unclaim { store: store.clone(), within: cell.login_timeout, armed: true })
+                    }
                     Claim::Lapsed => {}
                 }
             }
@@ -649,14 +653,14 @@ impl TokenSource {
                     (Err(no_response(e)), Some(true))
                 }
             };
-            // A failed login saves nothing: its claim is let go, so that another process's
-            // login need not wait for it to lapse.
-            if let (true, Err(_), Some(store)) = (claimed, &result, &cell.store) {
-                let (store, within) = (store.clone(), timeout);
-                // In a task of its own, as a save is (a panic there ends only that task).
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(within, store.unclaim()).await;
-                });
+            // A failed login saves nothing: its claim is let go (`claimed` dropped), so that
+            // another process's login need not wait for it to lapse.
+            if result.is_ok() {
+                if let Some(mut claimed) = claimed {
+                    claimed.armed = false;
+                }
+            } else {
+                drop(claimed);
             }
             ending.finish(result, unanswered, limit);
         });
@@ -712,6 +716,31 @@ impl Drop for Peeking {
     fn drop(&mut self) {
         if !self.done {
             self.cell.peek_missed();
+        }
+    }
+}
+
+/// This source's claim on the login, let go when dropped armed: the login failed, or
+/// panicked (dropped as its task unwinds), and saves nothing.
+struct Unclaim {
+    store: Arc<dyn CredentialStore>,
+    within: Duration,
+    armed: bool,
+}
+
+impl Drop for Unclaim {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // In a task of its own, as a save is: no code of the store's runs here (this may be a
+        // panic unwinding), and a panic there ends only that task. Without a runtime (it shut
+        // down) the claim lapses.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, within) = (self.store.clone(), self.within);
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(within, store.unclaim()).await;
+            });
         }
     }
 }

@@ -1309,6 +1309,32 @@ async fn a_claim_whose_login_fails_is_let_go_and_the_other_source_logs_in_at_onc
     assert_eq!(vendor.logins().len(), 2);
 }
 
+/// A login that panics is a failed login (the module's docs): it saves nothing, and its
+/// claim is let go as a failed login's is. The source it held off logs in at its next look,
+/// not when the claim would lapse (the login timeout, 30 s).
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_login_panics_is_let_go_and_the_other_source_logs_in_at_once() {
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(InMemoryStore::default());
+    let panics = TokenSource::from_fn(Attach::Bearer, || async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        panic!("a custom login with a bug");
+    })
+    .store(store.clone())
+    .login_backoff(60 * S, 300 * S);
+    let a = service(&vendor, panics, Policy::default());
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    let a_call = tokio::spawn(a.oneshot(api()));
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let started = Instant::now();
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(waited < S, "held off only while the panicking login ran: {waited:?}");
+    assert_eq!(vendor.logins().len(), 1, "the other source's");
+    // The panicking source, in its backoff, reads the store and is served by the other's login.
+    assert_eq!(a_call.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
 /// A store whose claim never answers holds no login off for longer than a quarter of the
 /// login timeout: the source takes the claim as its own, and logs in.
 #[tokio::test(start_paused = true)]
