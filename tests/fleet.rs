@@ -55,8 +55,8 @@ struct Remote {
     credential: Mutex<Option<Kept>>,
     credential_loads: AtomicUsize,
     credential_saves: AtomicUsize,
-    /// Until when a process's claim on the account's login holds (`SET NX PX`).
-    login_claim: Mutex<Option<Instant>>,
+    /// The process whose claim on the account's login holds, and until when (`SET NX PX`).
+    login_claim: Mutex<Option<(u64, Instant)>>,
     /// The account's failover flag, and how many times it was written.
     failover: Mutex<(bool, u64)>,
     /// The instance's call log, as a script on the store would keep it.
@@ -128,22 +128,25 @@ impl CredentialStore for FleetCredentials {
         })
     }
 
-    fn unclaim(&self) -> StoreFuture<'_, ()> {
+    fn unclaim(&self, id: u64) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             tokio::time::sleep(LATENCY).await;
-            *self.0.login_claim.lock().unwrap() = None;
+            let mut claim = self.0.login_claim.lock().unwrap();
+            if claim.is_some_and(|(holder, _)| holder == id) {
+                *claim = None;
+            }
         })
     }
 
-    fn claim(&self, within: Duration) -> StoreFuture<'_, bool> {
+    fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             tokio::time::sleep(LATENCY).await;
             let claimed = {
                 let mut claim = self.0.login_claim.lock().unwrap();
                 let now = Instant::now();
-                let free = claim.is_none_or(|until| until <= now);
+                let free = claim.is_none_or(|(_, until)| until <= now);
                 if free {
-                    *claim = Some(now + within);
+                    *claim = Some((id, now + within));
                 }
                 free
             };

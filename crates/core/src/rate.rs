@@ -33,9 +33,11 @@
 //! 1 % of the configured limit, then 2 %, 4 %, and so on. The evidence may be of one window
 //! only: a client that starts (or restarts) in a window that another client, or its own
 //! earlier run, had nearly spent sees two calls accepted, and has its whole limit back eight
-//! quiet windows later, not a hundred. A limit the vendor keeps enforcing (a client beside
-//! it taking a steady share, or a configured limit above the vendor's) is probed a step of 1 %
-//! at a time, so the probe that meets it costs a call or two, not a burst.
+//! quiet windows later, not a hundred. A throttle starts the steps again at 1 %: a limit the
+//! vendor keeps enforcing (a client beside it taking a steady share, or a configured limit above
+//! the vendor's) is met again by a probe a few calls over it, more the further below it the
+//! learned limit had fallen (learned 25 by halving under a ceiling of 50, the steps go 26, 28,
+//! 32, 40, 56: six calls over).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -80,6 +82,8 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// The vendor throttled a call at `now`: send nothing for `pause`, and lower the limit.
     /// Called in the request's poll: it must not wait for a store (one shared by a fleet
     /// queues the write; the slots other processes hold meanwhile are theirs to give back).
+    /// A `reserve` made after it must see it: a store that queues the write sends its next
+    /// reservations after it, or the pause does not hold for them.
     fn throttled(&self, now: Instant, pause: Duration);
     /// The calls per window allowed now (for observability): lower than the configured limit
     /// after the vendor throttled.

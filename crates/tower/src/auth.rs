@@ -113,20 +113,24 @@ pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     /// Keep `credential`, which a login has just obtained, in place of the one stored; and end
     /// this process's [`claim`](Self::claim), if it holds one.
     fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()>;
-    /// Claim the login about to start, for at most `within`: `true` when no other process
-    /// (or source) holds a claim that has not lapsed, and this one now does; `false` when
-    /// another is logging in. A claim ends when its holder saves, or after `within` (a login
-    /// that failed saves nothing: the others log in themselves then). Over Redis:
+    /// Claim the login about to start for the source `id` (random, its own for its life:
+    /// unique across a fleet), for at most `within` (longer than the login may take): `true`
+    /// when no other source holds a claim that has not lapsed, and this one now does; `false`
+    /// when another is logging in. A claim ends when a credential is saved, when its holder
+    /// lets it go ([`unclaim`](Self::unclaim)), or after `within`. Over Redis:
     /// `SET <key>:login <id> NX PX <within>`, the key deleted by `save`.
     ///
     /// The default claims every time: each process that needs a login makes one.
-    fn claim(&self, within: Duration) -> StoreFuture<'_, bool> {
-        let _ = within;
+    fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
+        let _ = (id, within);
         Box::pin(std::future::ready(true))
     }
-    /// The login this process claimed failed (it saves nothing): end its claim, so that
-    /// another process need not wait for it to lapse. The default does nothing.
-    fn unclaim(&self) -> StoreFuture<'_, ()> {
+    /// The login the source `id` claimed failed (it saves nothing): end its claim, so that
+    /// another process need not wait for it to lapse; a claim another source holds now (this
+    /// one's lapsed, and was taken) stays. Over Redis, a script that deletes the key only
+    /// while it holds `id`. The default does nothing.
+    fn unclaim(&self, id: u64) -> StoreFuture<'_, ()> {
+        let _ = id;
         Box::pin(std::future::ready(()))
     }
 }
@@ -150,8 +154,8 @@ pub struct InMemoryStore(Mutex<Kept>);
 #[derive(Default)]
 struct Kept {
     stored: Option<StoredCredential>,
-    /// Until when a source's claim on the login holds.
-    claimed_until: Option<Instant>,
+    /// The source whose claim on the login holds, and until when.
+    claimed: Option<(u64, Instant)>,
 }
 
 impl InMemoryStore {
@@ -165,7 +169,7 @@ impl fmt::Debug for InMemoryStore {
         let kept = self.lock();
         f.debug_struct("InMemoryStore")
             .field("stored", &kept.stored)
-            .field("claimed_until", &kept.claimed_until)
+            .field("claimed", &kept.claimed.map(|(_, until)| until))
             .finish()
     }
 }
@@ -179,21 +183,24 @@ impl CredentialStore for InMemoryStore {
     fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()> {
         let mut kept = self.lock();
         kept.stored = Some(credential);
-        kept.claimed_until = None;
+        kept.claimed = None;
         Box::pin(std::future::ready(()))
     }
 
-    fn unclaim(&self) -> StoreFuture<'_, ()> {
-        self.lock().claimed_until = None;
+    fn unclaim(&self, id: u64) -> StoreFuture<'_, ()> {
+        let mut kept = self.lock();
+        if kept.claimed.is_some_and(|(holder, _)| holder == id) {
+            kept.claimed = None;
+        }
         Box::pin(std::future::ready(()))
     }
 
-    fn claim(&self, within: Duration) -> StoreFuture<'_, bool> {
+    fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
         let now = Instant::now();
         let mut kept = self.lock();
-        let free = kept.claimed_until.is_none_or(|until| until <= now);
+        let free = kept.claimed.is_none_or(|(_, until)| until <= now);
         if free {
-            kept.claimed_until = now.checked_add(within);
+            kept.claimed = now.checked_add(within).map(|until| (id, until));
         }
         Box::pin(std::future::ready(free))
     }
@@ -259,6 +266,8 @@ struct Cell {
     backoff_max: Duration,
     login_timeout: Duration,
     store: Option<Arc<dyn CredentialStore>>,
+    /// This source's own in its store's claims on the login: random, for its life.
+    claim_id: u64,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
 }
@@ -349,6 +358,7 @@ impl TokenSource {
                 backoff_max: Duration::from_secs(300),
                 login_timeout: Duration::from_secs(30),
                 store: None,
+                claim_id: SplitMix64::from_entropy().next_u64(),
                 state: Mutex::new(State::default()),
                 changed: watch::channel(0).0,
             }),
@@ -597,9 +607,14 @@ impl TokenSource {
                 match wait_for_anothers_login(&cell, &**store, wall).await {
                     Claim::Served(cred) => return ending.finish(Ok(cred), None, limit),
                     Claim::Ours => {
-                        claimed = Some(Unclaim { store: store.clone(), within: cell.login_timeout, armed: true })
+                        claimed = Some(Unclaim {
+                            store: store.clone(),
+                            id: cell.claim_id,
+                            within: cell.login_timeout,
+                            armed: true,
+                        })
                     }
-                    Claim::Lapsed => {}
+                    Claim::Assumed | Claim::Lapsed => {}
                 }
             }
             // The login's outcome, and whether it got no answer at all (`None`: it was not sent).
@@ -724,6 +739,7 @@ impl Drop for Peeking {
 /// panicked (dropped as its task unwinds), and saves nothing.
 struct Unclaim {
     store: Arc<dyn CredentialStore>,
+    id: u64,
     within: Duration,
     armed: bool,
 }
@@ -737,9 +753,9 @@ impl Drop for Unclaim {
         // panic unwinding), and a panic there ends only that task. Without a runtime (it shut
         // down) the claim lapses.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, within) = (self.store.clone(), self.within);
+            let (store, id, within) = (self.store.clone(), self.id, self.within);
             runtime.spawn(async move {
-                let _ = tokio::time::timeout(within, store.unclaim()).await;
+                let _ = tokio::time::timeout(within, store.unclaim(id)).await;
             });
         }
     }
@@ -752,6 +768,9 @@ const CLAIM_POLL: Duration = Duration::from_millis(250);
 enum Claim {
     /// This source holds the claim: it logs in.
     Ours,
+    /// The store did not answer the claim (in time, or at all: it panicked): this source logs
+    /// in, and has no claim to let go.
+    Assumed,
     /// Another process's login saved a good credential.
     Served(Credential),
     /// Another process held the claim and nothing good came within the login timeout (or the
@@ -764,8 +783,10 @@ enum Claim {
 /// the store does not answer (in time, or at all: it panicked) is taken as this source's.
 async fn wait_for_anothers_login(cell: &Cell, store: &dyn CredentialStore, wall: fn() -> SystemTime) -> Claim {
     let within = cell.login_timeout;
-    if claim(store, within).await {
-        return Claim::Ours;
+    match claim(store, cell).await {
+        Some(true) => return Claim::Ours,
+        None => return Claim::Assumed,
+        Some(false) => {}
     }
     tracing::debug!("login: another process is logging in; waiting for its credential");
     let until = Instant::now() + within;
@@ -777,22 +798,27 @@ async fn wait_for_anothers_login(cell: &Cell, store: &dyn CredentialStore, wall:
             return Claim::Served(cred);
         }
         // The other's login failed and let its claim go: this one logs in now.
-        if claim(store, within).await {
-            return Claim::Ours;
+        match claim(store, cell).await {
+            Some(true) => return Claim::Ours,
+            None => return Claim::Assumed,
+            Some(false) => {}
         }
     }
     Claim::Lapsed
 }
 
-/// `store.claim(within)`, for at most a quarter of `within`; a claim the store does not answer
-/// (in time, or at all: it panicked) is taken as this source's.
-async fn claim(store: &dyn CredentialStore, within: Duration) -> bool {
+/// `store.claim` for `cell`'s source, for a login and the time to claim it: the claim outlasts
+/// a login that hangs until its timeout, which lets it go. Asked for at most a quarter of the
+/// login timeout; `None`: the store did not answer (in time, or at all: it panicked).
+async fn claim(store: &dyn CredentialStore, cell: &Cell) -> Option<bool> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    let Ok(mut claim) = catch_unwind(AssertUnwindSafe(|| store.claim(within))) else { return true };
+    let within = cell.login_timeout;
+    let lasts = within.saturating_add(within / 2);
+    let mut claim = catch_unwind(AssertUnwindSafe(|| store.claim(cell.claim_id, lasts))).ok()?;
     let claim = std::future::poll_fn(move |cx| {
-        catch_unwind(AssertUnwindSafe(|| claim.as_mut().poll(cx))).unwrap_or(std::task::Poll::Ready(true))
+        catch_unwind(AssertUnwindSafe(|| claim.as_mut().poll(cx))).map_or(std::task::Poll::Ready(None), |p| p.map(Some))
     });
-    tokio::time::timeout(within / 4, claim).await.unwrap_or(true)
+    tokio::time::timeout(within / 4, claim).await.ok().flatten()
 }
 
 /// The credential `store` holds, if it answers within `within`; a `load` that panics (in the

@@ -1282,7 +1282,7 @@ async fn two_sources_that_need_a_token_at_once_log_in_once_through_the_stores_cl
     assert_eq!(vendor.logins().len(), 1, "one login for both");
     assert!(started.elapsed() < S, "the second waited for the first's save, not a timeout: {:?}", started.elapsed());
     assert_eq!((a_source.logins(), b_source.logins()), (1, 1), "each source got a credential once");
-    assert!(format!("{store:?}").contains("claimed_until: None"), "the save ended the claim: {store:?}");
+    assert!(format!("{store:?}").contains("claimed: None"), "the save ended the claim: {store:?}");
 }
 
 /// A claim whose login fails saves nothing: the source lets its claim go, and the source it
@@ -1335,6 +1335,78 @@ async fn a_claim_whose_login_panics_is_let_go_and_the_other_source_logs_in_at_on
     assert_eq!(a_call.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
+/// A claim outlasts its login: a login that hangs until its timeout still holds the other
+/// source off (the claim is taken, then answered a second later, before the login's own
+/// timeout starts), and the other logs in once the first gives up, never beside it.
+#[tokio::test(start_paused = true)]
+async fn a_claim_outlasts_a_login_that_hangs_until_its_timeout() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(60_000, Ordering::SeqCst);
+    let store = Arc::new(SlowClaim::default());
+    let source = || TokenSource::login(TestLogin).store(store.clone()).login_timeout(8 * S).login_backoff(S, 300 * S);
+    let a = service(&vendor, source(), Policy::default());
+    let b = service(&vendor, source(), Policy::default());
+    let started = Instant::now();
+    let a_call = tokio::spawn(a.oneshot(api()));
+    // The first login is under way (sent once its claim was answered, at 1 s); the next answers.
+    tokio::time::sleep(2 * S).await;
+    assert_eq!(vendor.logins().len(), 1);
+    vendor.0.login_delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let logins = vendor.logins();
+    assert_eq!(logins.len(), 2, "{logins:?}");
+    assert!(logins[1] - started >= 9 * S, "the second login waited for the first to give up: {logins:?}");
+    // The claim was not granted again while the first login ran (until 9 s: sent at 1 s, its
+    // timeout 8 s): a claim lasting only the login timeout lapsed at 8 s, under it.
+    let granted: Vec<Duration> = store.1.lock().unwrap().iter().map(|t| *t - started).collect();
+    assert_eq!(granted.len(), 2, "{granted:?}");
+    assert!(granted[1] >= 9 * S, "granted again while the first login ran: {granted:?}");
+    assert_eq!(a_call.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+/// A store that takes a claim at once and answers it a second later; it keeps when it granted
+/// each claim.
+#[derive(Debug, Default)]
+struct SlowClaim(InMemoryStore, Mutex<Vec<Instant>>);
+
+impl CredentialStore for SlowClaim {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        self.0.load()
+    }
+    fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()> {
+        self.0.save(credential)
+    }
+    fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
+        let taken = self.0.claim(id, within);
+        Box::pin(async move {
+            let taken = taken.await;
+            if taken {
+                self.1.lock().unwrap().push(Instant::now());
+            }
+            tokio::time::sleep(S).await;
+            taken
+        })
+    }
+    fn unclaim(&self, id: u64) -> StoreFuture<'_, ()> {
+        self.0.unclaim(id)
+    }
+}
+
+/// A claim is let go only by its holder: a source whose claim lapsed (and was taken by
+/// another) and that lets go late ends nothing of the other's.
+#[tokio::test(start_paused = true)]
+async fn a_late_unclaim_leaves_anothers_claim() {
+    let store = InMemoryStore::default();
+    assert!(store.claim(1, 10 * S).await);
+    assert!(!store.claim(2, 10 * S).await, "held");
+    tokio::time::advance(11 * S).await;
+    assert!(store.claim(2, 10 * S).await, "the first one's lapsed");
+    store.unclaim(1).await;
+    assert!(!store.claim(3, 10 * S).await, "the second one's stays");
+    store.unclaim(2).await;
+    assert!(store.claim(3, 10 * S).await);
+}
+
 /// A store whose claim never answers holds no login off for longer than a quarter of the
 /// login timeout: the source takes the claim as its own, and logs in.
 #[tokio::test(start_paused = true)]
@@ -1359,7 +1431,7 @@ impl CredentialStore for ClaimHangs {
     fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
-    fn claim(&self, _: Duration) -> StoreFuture<'_, bool> {
+    fn claim(&self, _: u64, _: Duration) -> StoreFuture<'_, bool> {
         Box::pin(std::future::pending())
     }
 }
