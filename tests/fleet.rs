@@ -488,6 +488,22 @@ fn marketo_auth_process(sim: &Sim, remote: &Arc<Remote>, seed: u64) -> (RetryLay
     (layer, source)
 }
 
+/// Two processes of one Marketo instance sharing a credential store, each served once: the
+/// first logged in, the second (a second later) took its token from the store.
+async fn two_logged_in_processes() -> (Sim, sim_marketo::MarketoHandle, common::Svc, common::Svc) {
+    let sim = Sim::start().await.unwrap();
+    let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default());
+    let remote = Remote::account();
+    let (one, _) = marketo_auth_process(&sim, &remote, 1);
+    let (other, _) = marketo_auth_process(&sim, &remote, 2);
+    let (one, other) = (common::client(&one), common::client(&other));
+    assert_eq!(get_leads(&one, &sim).await, StatusCode::OK);
+    tokio::time::sleep(S).await;
+    assert_eq!(get_leads(&other, &sim).await, StatusCode::OK);
+    assert_eq!(vendor.logins(), 1);
+    (sim, vendor, one, other)
+}
+
 async fn get_leads(svc: &common::Svc, sim: &Sim) -> StatusCode {
     svc.clone().oneshot(Request::get(leads(sim)).body(Full::default()).unwrap()).await.unwrap().status()
 }
@@ -515,16 +531,7 @@ async fn a_second_process_takes_the_first_ones_login_from_the_store() {
 /// waits for its save and takes the new token: one login between them.
 #[tokio::test(start_paused = true)]
 async fn two_processes_that_meet_602_at_once_log_in_once_through_the_stores_claim() {
-    let sim = Sim::start().await.unwrap();
-    let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default());
-    let remote = Remote::account();
-    let (one, _) = marketo_auth_process(&sim, &remote, 1);
-    let (other, _) = marketo_auth_process(&sim, &remote, 2);
-    let (one, other) = (common::client(&one), common::client(&other));
-    assert_eq!(get_leads(&one, &sim).await, StatusCode::OK);
-    tokio::time::sleep(S).await;
-    assert_eq!(get_leads(&other, &sim).await, StatusCode::OK);
-    assert_eq!(vendor.logins(), 1);
+    let (sim, vendor, one, other) = two_logged_in_processes().await;
 
     vendor.expire_tokens();
     let (a, b) = tokio::join!(get_leads(&one, &sim), get_leads(&other, &sim));
@@ -539,15 +546,7 @@ async fn two_processes_that_meet_602_at_once_log_in_once_through_the_stores_clai
 /// when its processes meet the expiry further apart than a login and a save.
 #[tokio::test(start_paused = true)]
 async fn a_process_that_meets_602_after_anothers_login_was_stored_takes_it() {
-    let sim = Sim::start().await.unwrap();
-    let vendor = sim_marketo::install(&sim, sim_marketo::MarketoConfig::default());
-    let remote = Remote::account();
-    let (one, _) = marketo_auth_process(&sim, &remote, 1);
-    let (other, _) = marketo_auth_process(&sim, &remote, 2);
-    let (one, other) = (common::client(&one), common::client(&other));
-    assert_eq!(get_leads(&one, &sim).await, StatusCode::OK);
-    tokio::time::sleep(S).await;
-    assert_eq!(get_leads(&other, &sim).await, StatusCode::OK);
+    let (sim, vendor, one, other) = two_logged_in_processes().await;
 
     vendor.expire_tokens();
     assert_eq!(get_leads(&one, &sim).await, StatusCode::OK);

@@ -1,6 +1,7 @@
 //! `redial call` over the real binary, against the vendor simulator running in this test
 //! process on a real-time runtime (the binary runs in real time too).
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -93,6 +94,26 @@ fn marketo_call(v: &Vendor, extra: &[&str]) -> Run {
     let mut args = vec!["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"];
     args.extend_from_slice(extra);
     redial(&args, &[("REDIAL_CLIENT_SECRET", SECRET)])
+}
+
+/// `redial` started with these arguments and environment variables, its stdout and stderr
+/// piped, once it printed its first line (the run is under way): the child, the rest of its
+/// stdout, and that line.
+fn started(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
+        .args(args)
+        .env_remove("REDIAL_CLIENT_SECRET")
+        .env_remove("REDIAL_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    (child, stdout, first)
 }
 
 fn summary(lines: &[Value]) -> &Value {
@@ -228,26 +249,17 @@ fn on_a_terminal_the_error_starts_its_own_line_after_the_body() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_the_run_with_its_summary_and_exits_130() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
 
     use rustix::process::{kill_process, Pid, Signal};
 
     let v = Vendor::marketo(None);
     let (login, url) = (v.url("/identity"), v.url("/rest/v1/leads.json"));
     // 500 calls of 5 ms one at a time: a few seconds at most, however the signal is taken.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
-        .args(["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"])
-        .args(["--rate-limit", "1000/1", "--json", "--repeat", "500", &url])
-        .env("REDIAL_CLIENT_SECRET", SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // The first request answered: the run is under way.
-    let mut printed = String::new();
-    stdout.read_line(&mut printed).unwrap();
+    let args = ["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"];
+    let more = ["--rate-limit", "1000/1", "--json", "--repeat", "500", &url];
+    let (mut child, mut stdout, mut printed) =
+        started(&[&args[..], &more[..]].concat(), &[("REDIAL_CLIENT_SECRET", SECRET)]);
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     kill_process(pid, Signal::INT).unwrap();
     stdout.read_to_string(&mut printed).unwrap();
@@ -502,20 +514,9 @@ fn a_generic_login_sends_the_client_secret_in_the_form_body_when_told() {
 /// its next line, not after every request is sent; the status (3) says the output was lost.
 #[test]
 fn a_closed_output_stops_the_run_and_exits_3() {
-    use std::io::{BufRead, BufReader};
-
     let v = Vendor::start();
     v.sim.set_fallback("/slow", Reply::json(200, "{}").delay(Duration::from_millis(50)));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redial"))
-        .args(["call", "--json", "--repeat", "50", &v.url("/slow")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    let (child, stdout, first) = started(&["call", "--json", "--repeat", "50", &v.url("/slow")], &[]);
     assert!(first.contains("\"request\":0"), "{first}");
     drop(stdout);
     let out = child.wait_with_output().unwrap();

@@ -37,6 +37,21 @@ impl Captured {
     }
 }
 
+/// `redial call` with these arguments (the client secret in its environment), in this test's
+/// runtime: what it finished with, and what it printed on stdout and stderr.
+async fn run(argv: &[&str]) -> (call::Finished, Captured, Captured) {
+    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
+    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
+        panic!("not a call")
+    };
+    let source = call::token_source(&a).unwrap();
+    let layer = call::layer(&a, source.as_ref()).unwrap();
+    let (out, err) = (Captured::default(), Captured::default());
+    let output = Arc::new(Output::new(out.clone(), err.clone()));
+    let finished = call::run(*a, Bytes::new(), call::stack(&layer), source, output).await;
+    (finished, out, err)
+}
+
 /// `redial call --json --repeat 200 --concurrency 20` (and `flags`) against a Marketo sim with
 /// a quota of 10 calls per 2 s and 10 at once: what it printed, parsed, and the sim.
 async fn two_hundred_against_a_quota_of_10_per_2_s(flags: &[&str]) -> (Vec<Value>, marketo::MarketoHandle) {
@@ -50,15 +65,7 @@ async fn two_hundred_against_a_quota_of_10_per_2_s(flags: &[&str]) -> (Vec<Value
     let mut argv = vec!["call", "--vendor", "marketo", "--login-url", &login, "--client-id", "sim-client-id"];
     argv.extend_from_slice(flags);
     argv.extend_from_slice(&["--json", "--repeat", "200", "--concurrency", "20", &url]);
-    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
-    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
-        panic!("not a call")
-    };
-    let source = call::token_source(&a).unwrap();
-    let layer = call::layer(&a, source.as_ref()).unwrap();
-    let (out, err) = (Captured::default(), Captured::default());
-    let finished =
-        call::run(*a, Bytes::new(), call::stack(&layer), source, Arc::new(Output::new(out.clone(), err.clone()))).await;
+    let (finished, out, err) = run(&argv).await;
 
     let (stdout, stderr) = (out.text(), err.text());
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret was printed");
@@ -122,15 +129,7 @@ async fn a_login_that_keeps_failing_is_reported_as_it_happens() {
         "30",
         &url,
     ];
-    let env = |var: &str| (var == "REDIAL_CLIENT_SECRET").then(|| OsString::from(SECRET));
-    let Command::Call(a) = args::parse_with_env(argv.iter().map(OsString::from), env).unwrap() else {
-        panic!("not a call")
-    };
-    let source = call::token_source(&a).unwrap();
-    let layer = call::layer(&a, source.as_ref()).unwrap();
-    let (out, err) = (Captured::default(), Captured::default());
-    let finished =
-        call::run(*a, Bytes::new(), call::stack(&layer), source, Arc::new(Output::new(out.clone(), err.clone()))).await;
+    let (finished, out, err) = run(&argv).await;
 
     assert_eq!(finished.tally.failures.get("auth_failed"), Some(&1), "{}", out.text());
     let stderr = err.text();
