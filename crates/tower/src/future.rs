@@ -1045,9 +1045,6 @@ enum ReadEnd {
     Failed(Failure, Option<BoxError>),
 }
 
-/// Poll the timer for `until`, the time limit of the wait in progress: armed at the first wait
-/// (lazily), and moved if it was left armed for another instant. True if it fired; never, if
-/// the wait has no limit.
 /// A rate-limit slot at `at`, reserved at `now`, is the request's: it goes at once (the state
 /// stays `Ready`), or waits in `Pace` for it; a slot at or past the deadline fails the request
 /// (the error is returned).
@@ -1075,6 +1072,9 @@ fn pace<F, B, RB>(
     None
 }
 
+/// Poll the timer for `until`, the time limit of the wait in progress: armed at the first wait
+/// (lazily), and moved if it was left armed for another instant. True if it fired; never, if
+/// the wait has no limit.
 fn timer_fired(mut timer: Pin<&mut Option<Sleep>>, until: Option<Instant>, cx: &mut Context<'_>) -> bool {
     let Some(until) = until else { return false };
     match timer.as_mut().as_pin_mut() {
