@@ -75,7 +75,7 @@ pin_project! {
         /// Waiting for a concurrency permit.
         Acquire { wait: BoxFuture<Result<OwnedSemaphorePermit, AcquireError>> },
         /// Waiting for a rate limiter's store to reserve a slot.
-        Reserve { slot: Pin<Box<dyn Future<Output = std::time::Instant> + Send>> },
+        Reserve { slot: BoxFuture<std::time::Instant> },
         /// Waiting for a rate-limit slot (the timer holds the slot's time).
         Pace,
         /// Waiting for the reconcile hook's verdict.
