@@ -144,7 +144,7 @@ impl CredentialStore for FleetCredentials {
             let claimed = {
                 let mut claim = self.0.login_claim.lock().unwrap();
                 let now = Instant::now();
-                let free = claim.is_none_or(|(_, until)| until <= now);
+                let free = claim.is_none_or(|(holder, until)| holder == id || until <= now);
                 if free {
                     *claim = Some((id, now + within));
                 }

@@ -115,10 +115,12 @@ pub trait CredentialStore: Send + Sync + fmt::Debug + 'static {
     fn save(&self, credential: StoredCredential) -> StoreFuture<'_, ()>;
     /// Claim the login about to start for the source `id` (random, its own for its life:
     /// unique across a fleet), for at most `within` (longer than the login may take): `true`
-    /// when no other source holds a claim that has not lapsed, and this one now does; `false`
-    /// when another is logging in. A claim ends when a credential is saved, when its holder
-    /// lets it go ([`unclaim`](Self::unclaim)), or after `within`. Over Redis:
-    /// `SET <key>:login <id> NX PX <within>`, the key deleted by `save`.
+    /// when no other source holds a claim that has not lapsed, and this one now does (a claim
+    /// it holds already, from a login whose save did not land, is renewed); `false` when
+    /// another is logging in. A claim ends when a credential is saved, when its holder
+    /// lets it go ([`unclaim`](Self::unclaim)), or after `within`. Over Redis: a script
+    /// that sets `<key>:login` to `id` with `PX <within>` unless another id holds it, the key
+    /// deleted by `save`.
     ///
     /// The default claims every time: each process that needs a login makes one.
     fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
@@ -198,7 +200,7 @@ impl CredentialStore for InMemoryStore {
     fn claim(&self, id: u64, within: Duration) -> StoreFuture<'_, bool> {
         let now = Instant::now();
         let mut kept = self.lock();
-        let free = kept.claimed.is_none_or(|(_, until)| until <= now);
+        let free = kept.claimed.is_none_or(|(holder, until)| holder == id || until <= now);
         if free {
             kept.claimed = now.checked_add(within).map(|until| (id, until));
         }

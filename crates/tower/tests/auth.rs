@@ -1405,6 +1405,8 @@ async fn a_late_unclaim_leaves_anothers_claim() {
     assert!(!store.claim(3, 10 * S).await, "the second one's stays");
     store.unclaim(2).await;
     assert!(store.claim(3, 10 * S).await);
+    // A holder claims again what it holds (its save did not land): it is not held off by itself.
+    assert!(store.claim(3, 10 * S).await);
 }
 
 /// A store whose claim never answers holds no login off for longer than a quarter of the
