@@ -1581,6 +1581,81 @@ impl CredentialStore for Hangs {
     }
 }
 
+/// A store that never answers, read during a login backoff: each read gives up after a quarter
+/// of the login timeout, so the login when the window opens is held back by no more than that
+/// (and its own read of the store), not by a read that waits on.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_hangs_during_the_backoff_holds_the_next_login_back_a_quarter_of_its_timeout() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let source =
+        TokenSource::login(TestLogin).store(Arc::new(Hangs)).login_timeout(8 * S).login_backoff(10 * S, 300 * S);
+    let svc = service(&vendor, source, Policy::default());
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let logins: Vec<Duration> = vendor.logins().iter().map(|t| *t - started).collect();
+    assert_eq!(logins.len(), 2, "{logins:?}");
+    // The first login after its read (2 s); the window opens 10 s after it fails; a read in
+    // flight then ends within 2 s, and the login's own read takes 2 s more.
+    assert!(logins[1] <= 16 * S + Duration::from_millis(500), "{logins:?}");
+}
+
+/// Another process holds the login's claim and the store's reads never answer: the wait for
+/// the other's credential ends after the login timeout (each read giving up after a quarter of
+/// it), and the source logs in itself.
+#[tokio::test(start_paused = true)]
+async fn a_claim_held_elsewhere_with_a_store_that_hangs_holds_the_login_back_its_timeout_at_most() {
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::login(TestLogin).store(Arc::new(HeldElsewhere)).login_timeout(8 * S);
+    let svc = service(&vendor, source, Policy::default());
+    let started = Instant::now();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let logins: Vec<Duration> = vendor.logins().iter().map(|t| *t - started).collect();
+    assert_eq!(logins.len(), 1);
+    // Its read (2 s), the claim refused, then 8 s of waiting, the last read giving up 2 s in.
+    assert!(logins[0] >= 10 * S && logins[0] <= 12 * S + Duration::from_millis(500), "{logins:?}");
+}
+
+/// A read of the store during the backoff that never ends (its runtime shut down under it)
+/// leaves no login in flight behind: on another runtime, the source logs in.
+#[test]
+fn a_backoff_read_dropped_with_its_runtime_leaves_no_login_in_flight() {
+    let paused = || tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin).store(Arc::new(Hangs)).login_timeout(8 * S).login_backoff(S, 300 * S);
+    let runtime = paused();
+    runtime.block_on(async {
+        let svc = service(&vendor, source.clone(), Policy::default());
+        // The login fails at 2 s (after its read of the store), and a read of the store starts
+        // in its backoff, never to end: the runtime is shut down under it at 3.5 s.
+        let waited = tokio::time::timeout(Duration::from_millis(3500), svc.oneshot(api())).await;
+        assert!(waited.is_err(), "still waiting for a token");
+    });
+    drop(runtime);
+    paused().block_on(async {
+        let svc = service(&vendor, source.clone(), Policy::builder().deadline(30 * S).build().unwrap());
+        assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    });
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+/// A store whose reads never answer, and whose login claim another process always holds.
+#[derive(Debug)]
+struct HeldElsewhere;
+
+impl CredentialStore for HeldElsewhere {
+    fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+        Box::pin(std::future::pending())
+    }
+    fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+    fn claim(&self, _: u64, _: Duration) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::ready(false))
+    }
+}
+
 /// A store that never answers costs a quarter of the login timeout, then the login goes on.
 #[tokio::test(start_paused = true)]
 async fn a_store_that_hangs_delays_the_login_and_does_not_fail_it() {
