@@ -813,25 +813,27 @@ async fn wait_for_anothers_login(cell: &Cell, store: &dyn CredentialStore, wall:
 /// a login that hangs until its timeout, which lets it go. Asked for at most a quarter of the
 /// login timeout; `None`: the store did not answer (in time, or at all: it panicked).
 async fn claim(store: &dyn CredentialStore, cell: &Cell) -> Option<bool> {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
     let within = cell.login_timeout;
     let lasts = within.saturating_add(within / 2);
-    let mut claim = catch_unwind(AssertUnwindSafe(|| store.claim(cell.claim_id, lasts))).ok()?;
-    let claim = std::future::poll_fn(move |cx| {
-        catch_unwind(AssertUnwindSafe(|| claim.as_mut().poll(cx))).map_or(std::task::Poll::Ready(None), |p| p.map(Some))
-    });
-    tokio::time::timeout(within / 4, claim).await.ok().flatten()
+    ask(|| store.claim(cell.claim_id, lasts), within / 4).await
 }
 
 /// The credential `store` holds, if it answers within `within`; a `load` that panics (in the
 /// call or in its future) answers nothing.
 async fn load_stored(store: &dyn CredentialStore, within: Duration) -> Option<StoredCredential> {
+    ask(|| store.load(), within).await.flatten()
+}
+
+/// What a store's call answers within `within`; `None` if it does not (in time, or at all: the
+/// call or its future panicked).
+async fn ask<'a, T>(call: impl FnOnce() -> StoreFuture<'a, T>, within: Duration) -> Option<T> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    let mut load = catch_unwind(AssertUnwindSafe(|| store.load())).ok()?;
-    let load = std::future::poll_fn(move |cx| {
-        catch_unwind(AssertUnwindSafe(|| load.as_mut().poll(cx))).unwrap_or(std::task::Poll::Ready(None))
+    let mut answer = catch_unwind(AssertUnwindSafe(call)).ok()?;
+    let answer = std::future::poll_fn(move |cx| {
+        catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx)))
+            .map_or(std::task::Poll::Ready(None), |p| p.map(Some))
     });
-    tokio::time::timeout(within, load).await.ok().flatten()
+    tokio::time::timeout(within, answer).await.ok().flatten()
 }
 
 /// Send `login`'s request and read its answer: the outcome, and whether the login got no
