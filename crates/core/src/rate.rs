@@ -402,6 +402,25 @@ mod tests {
         assert_eq!(effective(&log), 100);
     }
 
+    /// The steps are of the host's own limit: 1 % of 1,000 is 10 calls, then 20, 40.
+    #[test]
+    fn the_first_step_is_one_percent_of_the_limit() {
+        let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100);
+        let log = SlidingWindow::new(1000, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(effective(&log), 500);
+        let _ = log.reserve(t0 + window);
+        assert_eq!(effective(&log), 510);
+        let _ = log.reserve(t0 + 3 * window);
+        assert_eq!(effective(&log), 570);
+        // Under 100, a step is still one call.
+        let log = SlidingWindow::new(10, 20 * S);
+        log.throttled(t0, Duration::ZERO);
+        let _ = log.reserve(t0 + window);
+        assert_eq!(effective(&log), 6);
+    }
+
     /// A throttle starts the giving back again from its first step: a limit the vendor keeps
     /// enforcing is probed 1 % at a time.
     #[test]

@@ -337,3 +337,21 @@ fn a_reason_tells_its_durations_to_the_millisecond() {
         assert_eq!(reason.to_string(), want);
     }
 }
+
+/// The error a caller reads says why the body could not be sent again, and the limit it passed.
+#[test]
+fn a_body_that_cannot_be_sent_again_says_why() {
+    let cases = [
+        (
+            NotReplayable::Streaming,
+            "not retried: the request body is a stream of unknown length, sent once and not kept",
+        ),
+        (
+            NotReplayable::TooLarge { limit: 65_536 },
+            "not retried: the request body is larger than the replay limit (65536 bytes)",
+        ),
+    ];
+    for (why, want) in cases {
+        assert_eq!(FailReason::NotReplayable(why).to_string(), want);
+    }
+}
