@@ -221,6 +221,33 @@ async fn a_request_dropped_mid_attempt_gives_back_the_permit_of_a_concurrency_li
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_redirect_inside_redial_is_followed_within_each_attempt() {
+    // `/old` redirects to `/new`, which is unavailable once: the retry starts over at `/old`.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let vendor = tower::service_fn(move |req: Req| {
+        let mut seen = log.lock().unwrap();
+        seen.push(req.uri().path().to_owned());
+        let new_calls = seen.iter().filter(|p| *p == "/new").count();
+        let res = match req.uri().path() {
+            "/old" => Response::builder().status(301).header("location", "/new").body(Full::default()),
+            _ if new_calls == 1 => Response::builder().status(503).header("retry-after", "1").body(Full::default()),
+            _ => Response::builder().body(Full::<Bytes>::from("new")),
+        };
+        std::future::ready(Ok::<_, Infallible>(res.unwrap()))
+    });
+    let svc = ServiceBuilder::new()
+        .layer(layer())
+        .layer(tower_http::follow_redirect::FollowRedirectLayer::new())
+        .service(vendor);
+    let res = svc.oneshot(Request::get("http://vendor.test/old").body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.extensions().get::<Report>().unwrap().attempt_count(), 2);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "new");
+    assert_eq!(*seen.lock().unwrap(), ["/old", "/new", "/old", "/new"]);
+}
+
 /// A login answered with its token as the body.
 #[derive(Debug)]
 struct PlainLogin;

@@ -81,6 +81,15 @@ impl<B> RetryBody<B> {
     }
 }
 
+/// An empty body. A middleware below redial that makes requests of its own asks for one:
+/// tower-http's `FollowRedirect` sends a redirect's `GET` (after a 303, or for a request whose
+/// body is empty) with its body type's `Default`, and takes no body type without it.
+impl<B> Default for RetryBody<B> {
+    fn default() -> Self {
+        Self::buffered(Bytes::new(), None)
+    }
+}
+
 impl<B> Body for RetryBody<B>
 where
     B: Body,
