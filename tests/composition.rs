@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use redial::core::auth::{Credential, Login, LoginError};
 use redial::core::backoff::Backoff;
 use redial::core::generic::Generic;
+use redial::core::Failure;
 use redial::{Policy, Report, RetryBody, RetryLayer, TokenSource, Vendor, VendorExt};
 use redial_sim::{Reply, Sim};
 use tokio::time::Instant;
@@ -246,6 +247,40 @@ async fn a_redirect_inside_redial_is_followed_within_each_attempt() {
     assert_eq!(res.extensions().get::<Report>().unwrap().attempt_count(), 2);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "new");
     assert_eq!(*seen.lock().unwrap(), ["/old", "/new", "/old", "/new"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_inside_bounds_each_attempt_and_reads_as_a_timeout() {
+    let vendor = Script::new([(200, 60 * S)]);
+    let svc = ServiceBuilder::new().layer(layer()).timeout(5 * S).service(vendor.service());
+    let res = svc.oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let report = res.extensions().get::<Report>().unwrap();
+    assert_eq!(report.attempt_count(), 2);
+    assert_eq!(report.attempts[0].failure, Some(Failure::Timeout), "{report:?}");
+
+    // Every attempt timed out: the error says so, and owns the timeout's error.
+    let vendor = Script::new([(200, 60 * S); 3]);
+    let svc = ServiceBuilder::new().layer(layer()).timeout(5 * S).service(vendor.service());
+    let err = svc.oneshot(get()).await.unwrap_err();
+    assert!(err.is_timeout() && err.is_exhausted(), "{err}");
+    let source = std::error::Error::source(&err).unwrap();
+    assert!(source.is::<tower::timeout::error::Elapsed>(), "{source:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_shed_by_load_shed_inside_fails_as_refused_on_this_side_not_as_one_that_may_have_been_sent() {
+    let vendor = Script::new([(200, 10 * S)]);
+    let svc = ServiceBuilder::new().layer(layer()).load_shed().concurrency_limit(1).service(vendor.service());
+    let post = || Request::post("http://vendor.test/things").body(Full::from("{}")).unwrap();
+    let first = tokio::spawn(svc.clone().oneshot(post()));
+    tokio::time::sleep(10 * MS).await;
+    let err = svc.oneshot(post()).await.unwrap_err();
+    assert_eq!(err.failure(), Some(Failure::Local), "{err}");
+    assert!(err.is_final() && !err.is_not_idempotent(), "{err}");
+    assert!(std::error::Error::source(&err).unwrap().is::<tower::load_shed::error::Overloaded>());
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.calls(), 1);
 }
 
 /// A login answered with its token as the body.

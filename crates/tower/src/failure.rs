@@ -10,14 +10,31 @@ use crate::BoxError;
 
 /// The default [`FailureClassifier`](crate::FailureClassifier): walks the error's sources for an
 /// `io::Error` that proves the request never left (`ConnectionRefused`, `AddrNotAvailable`) or
-/// that timed out.
+/// that timed out, and for the errors of tower's own middleware below redial: a `Timeout`'s
+/// `Elapsed` is a timeout, and a `LoadShed`'s `Overloaded` a refusal on this side, before the
+/// request was sent ([`Failure::Local`]: final).
 /// Anything else may have reached the server.
 ///
 /// hyper-util's and reqwest's connect errors wrap the `io::Error` of the failed connect, so
 /// both are recognised.
+///
+/// ```
+/// use redial_tower::{classify_error, core::Failure};
+///
+/// let elapsed = tower::timeout::error::Elapsed::new();
+/// assert_eq!(classify_error(&elapsed), Failure::Timeout);
+/// ```
 pub fn classify_error(error: &(dyn StdError + 'static)) -> Failure {
     let mut next = Some(error);
     while let Some(e) = next {
+        // A per-attempt timeout (`ServiceBuilder::timeout` inside redial) is one, not a broken
+        // connection; a shed call was never sent, and is not "ambiguous" for a POST.
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return Failure::Timeout;
+        }
+        if e.is::<tower::load_shed::error::Overloaded>() {
+            return Failure::Local;
+        }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             match io.kind() {
                 io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => return Failure::Connect,

@@ -319,8 +319,10 @@ impl RetryLayerBuilder {
     }
 
     /// How an inner service's error is read: did the request fail before it was sent? The
-    /// default walks the error's sources for an `io::Error` of kind `ConnectionRefused` or
-    /// `AddrNotAvailable` (connect) or `TimedOut`; anything else may have reached the server.
+    /// default ([`classify_error`](crate::classify_error)) walks the error's sources for an
+    /// `io::Error` of kind `ConnectionRefused` or `AddrNotAvailable` (connect) or `TimedOut`,
+    /// and for tower's `Elapsed` (a timeout) and `Overloaded` (refused on this side, final);
+    /// anything else may have reached the server.
     pub fn failure_classifier(mut self, f: FailureClassifier) -> Self {
         self.classify_error = f;
         self
