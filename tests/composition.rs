@@ -283,6 +283,74 @@ async fn a_post_shed_by_load_shed_inside_fails_as_refused_on_this_side_not_as_on
     assert_eq!(vendor.calls(), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_timeout_outside_that_fires_mid_backoff_leaves_a_buffer_and_a_limit_inside_free() {
+    // A 503 asks for 1 s; the caller's timeout ends the request half-way through that wait.
+    let vendor = Script::new([UNAVAILABLE]);
+    let inner = ServiceBuilder::new().buffer(1).concurrency_limit(1).service(vendor.service());
+    let retrying = ServiceBuilder::new().layer(layer()).service(inner);
+    let svc = ServiceBuilder::new().timeout(500 * MS).service(retrying.clone());
+    let err = svc.oneshot(get()).await.unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    let started = Instant::now();
+    let res = tokio::time::timeout(S, retrying.oneshot(get())).await.expect("a slot and a permit are free");
+    assert_eq!(res.unwrap().status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(vendor.calls(), 2);
+}
+
+/// An inner service that is not ready for `busy` after each call (it wakes its caller when
+/// it is), and counts how often it is asked.
+#[derive(Clone)]
+struct BusyAfterEachCall<T> {
+    inner: T,
+    busy: Duration,
+    until: Arc<Mutex<Option<Instant>>>,
+    polls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T: Service<Req>> Service<Req> for BusyAfterEachCall<T> {
+    type Response = T::Response;
+    type Error = T::Error;
+    type Future = T::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), T::Error>> {
+        self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(until) = *self.until.lock().unwrap() {
+            if Instant::now() < until {
+                let waker = cx.waker().clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(until).await;
+                    waker.wake();
+                });
+                return std::task::Poll::Pending;
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, req: Req) -> T::Future {
+        *self.until.lock().unwrap() = Some(Instant::now() + self.busy);
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_for_an_inner_service_that_is_not_ready_without_polling_it_in_a_loop() {
+    let vendor = Script::new([UNAVAILABLE]);
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let busy =
+        BusyAfterEachCall { inner: vendor.service(), busy: 5 * S, until: Default::default(), polls: polls.clone() };
+    // redial's own limits too: the rate slot is given back while the service is not ready.
+    let policy = Policy::builder().backoff(Backoff::constant(S)).rate_limit(10, S).max_concurrency(2).build().unwrap();
+    let svc = ServiceBuilder::new().layer(RetryLayer::new(Generic, policy)).service(busy);
+    let started = Instant::now();
+    let res = svc.oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The retry was due at 1 s and went when the service was ready again.
+    assert_eq!(started.elapsed(), 5 * S);
+    // Once for the first attempt, once at 1 s, once when woken at 5 s.
+    assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 /// A login answered with its token as the body.
 #[derive(Debug)]
 struct PlainLogin;
