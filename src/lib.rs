@@ -3,8 +3,8 @@
 
 #[doc(inline)]
 pub use redial_tower::{
-    classify_error, AttemptError, BoxError, Detach, Detached, Error, FailureClassifier, Inner, InvalidHost, Policy,
-    Report, RequestLimits, ResponseBody, ResponseFuture, Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
+    AttemptError, BoxError, Detach, Detached, Error, FailureClassifier, Inner, InvalidHost, Policy, Report,
+    RequestLimits, ResponseBody, ResponseFuture, Retry, RetryBody, RetryLayer, RetryLayerBuilder, RetrySafe,
     TokenSource,
 };
 
@@ -44,15 +44,45 @@ pub use redial_vendors as vendors;
 #[doc(inline)]
 pub use redial_vendors::Vendor;
 
-/// A layer builder with every built-in vendor registered on its default hosts, and the generic
-/// rules for every other host.
+/// A layer builder with every built-in vendor registered on its default hosts, the generic
+/// rules for every other host, and [`classify_error`] to read its inner service's errors.
 ///
 /// ```
 /// let layer = redial::builder().build();
 /// # let _ = layer;
 /// ```
 pub fn builder() -> RetryLayerBuilder {
-    Vendor::ALL.into_iter().fold(RetryLayer::builder(), VendorExt::vendor)
+    Vendor::ALL.into_iter().fold(RetryLayer::builder(), VendorExt::vendor).failure_classifier(classify_error)
+}
+
+/// The [`FailureClassifier`] of [`builder`]: the tower layer's default
+/// ([`redial_tower::classify_error`]: an `io::Error` that proves the request never left or
+/// timed out, tower's own `Timeout` and `LoadShed` errors), and the connect errors of the two
+/// clients redial is built over, hyper-util's legacy `Client` and reqwest
+/// ([`redial_reqwest::classify_error`]).
+///
+/// A connect error is [`Failure::Connect`](crate::core::Failure::Connect) whatever its cause: a
+/// name that does not resolve, a connect refused or timed out, a TLS handshake that failed. The
+/// request was never written, so a POST is sent again. The tower layer's own default knows only
+/// a refused connect: it does not depend on hyper-util.
+///
+/// ```
+/// use redial::core::Failure;
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert_eq!(redial::classify_error(&refused), Failure::Connect);
+/// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+/// assert_eq!(redial::classify_error(&reset), Failure::Io);
+/// ```
+pub fn classify_error(error: &(dyn std::error::Error + 'static)) -> redial_core::Failure {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(|e| e.is_connect()) {
+            return redial_core::Failure::Connect;
+        }
+        next = e.source();
+    }
+    redial_reqwest::classify_error(error)
 }
 
 /// Registers built-in vendors on a [`RetryLayerBuilder`].

@@ -96,3 +96,32 @@ async fn readiness_is_polled_again_before_each_retry() {
     // Once by the caller for the first attempt, once by redial before each of the two retries.
     assert_eq!(readies.load(Ordering::SeqCst), 3);
 }
+
+/// A connect that failed for another reason than a refusal (here a TLS handshake, as a TLS
+/// connector reports it; a name that does not resolve is the same) never wrote the request:
+/// `redial::builder()` reads hyper-util's connect error as such, and sends a POST again.
+#[tokio::test(start_paused = true)]
+async fn a_post_whose_connect_failed_over_hyper_util_is_sent_again() {
+    use hyper_util::rt::TokioIo;
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counted = connects.clone();
+    let connector = tower::service_fn(move |_: http::Uri| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err::<TokioIo<tokio::net::TcpStream>, _>(std::io::Error::other("tls handshake failed")))
+    });
+    let client = Client::builder(TokioExecutor::new()).build::<_, RetryBody<Full<Bytes>>>(connector);
+    let policy = fast_policy().max_attempts(3).build().unwrap();
+    let layer = redial::builder().default_host(redial::Generic, policy).build();
+    let post = || Request::post("http://api.example.com/v1/orders").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    let err = ServiceBuilder::new().layer(layer).service(client.clone()).oneshot(post()).await.unwrap_err();
+    assert_eq!(connects.load(Ordering::SeqCst), 3, "{err}");
+    assert!(err.is_exhausted(), "{err}");
+    assert_eq!(err.failure(), Some(redial::core::Failure::Connect));
+
+    // The tower layer's own default knows only a refused connect: the POST may have been sent.
+    connects.store(0, Ordering::SeqCst);
+    let layer = RetryLayer::builder().default_host(redial::Generic, fast_policy().build().unwrap()).build();
+    let err = ServiceBuilder::new().layer(layer).service(client).oneshot(post()).await.unwrap_err();
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+    assert!(err.is_not_idempotent(), "{err}");
+}

@@ -322,7 +322,8 @@ impl RetryLayerBuilder {
     /// default ([`classify_error`](crate::classify_error)) walks the error's sources for an
     /// `io::Error` of kind `ConnectionRefused` or `AddrNotAvailable` (connect) or `TimedOut`,
     /// and for tower's `Elapsed` (a timeout) and `Overloaded` (refused on this side, final);
-    /// anything else may have reached the server.
+    /// anything else may have reached the server. The facade's `redial::builder()` sets
+    /// `redial::classify_error`, which also reads hyper-util's and reqwest's connect errors.
     pub fn failure_classifier(mut self, f: FailureClassifier) -> Self {
         self.classify_error = f;
         self
