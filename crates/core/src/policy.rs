@@ -390,6 +390,33 @@ mod tests {
         assert_eq!(format!("{:?}", MethodSet::EMPTY.with(&Method::GET)), "{GET}");
     }
 
+    /// Every setting the builder takes is the one the policy answers (away from the defaults).
+    #[test]
+    fn a_built_policy_answers_what_it_was_given() {
+        let budget = BudgetConfig::new(0.5, 3, Duration::from_secs(5));
+        let methods = MethodSet::idempotent().without(&Method::DELETE);
+        let p = Policy::builder()
+            .replay_limit(7)
+            .inspect_limit(9)
+            .idempotent_methods(methods)
+            .honor_idempotency_key(false)
+            .budget(budget)
+            .rate_limit(100, Duration::from_secs(20))
+            .max_concurrency(10)
+            .idempotency_keys(true)
+            .build()
+            .unwrap();
+        assert_eq!((p.replay_limit(), p.inspect_limit()), (7, 9));
+        assert!(p.idempotent_methods().contains(&Method::GET) && !p.idempotent_methods().contains(&Method::DELETE));
+        assert!(!p.honor_idempotency_key() && p.add_idempotency_key());
+        assert_eq!(p.budget(), Some(&budget));
+        assert_eq!(p.rate_limit(), Some((100, Duration::from_secs(20))));
+        assert_eq!(p.max_concurrency(), Some(10));
+
+        let none = p.to_builder().no_budget().no_rate_limit().no_max_concurrency().build().unwrap();
+        assert_eq!((none.budget(), none.rate_limit(), none.max_concurrency()), (None, None, None));
+    }
+
     #[test]
     fn builder_validates() {
         let s = Duration::from_secs(1);
@@ -412,6 +439,11 @@ mod tests {
             (Policy::builder().retry_after_cap(Duration::MAX), false),
             (Policy::builder().rate_limit(1, Duration::MAX), false),
             (Policy::builder().rate_limit(1, MAX_DURATION), true),
+            (Policy::builder().rate_limit(0, s), false),
+            (Policy::builder().rate_limit(1, Duration::ZERO), false),
+            (Policy::builder().max_concurrency(0), false),
+            (Policy::builder().max_concurrency(1), true),
+            (Policy::builder().inspect_limit(MAX_INSPECT_LIMIT), true),
         ];
         for (i, (b, ok)) in cases.into_iter().enumerate() {
             assert_eq!(b.build().is_ok(), ok, "case {i}");

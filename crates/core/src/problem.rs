@@ -212,6 +212,12 @@ mod tests {
         let p = Problem::parse(br#"{"status":503,"detail":"down"}"#).unwrap();
         assert_eq!(p.to_vendor_error().code, "503");
         assert_eq!(p.to_vendor_error().message.as_deref(), Some("down"));
+        // `about:blank`, or an empty type, names no problem type (RFC 9457 §4.2.1): the status does.
+        for ty in ["about:blank", ""] {
+            let p =
+                Problem::parse(format!(r#"{{"type":"{ty}","status":429,"title":"Slow down"}}"#).as_bytes()).unwrap();
+            assert_eq!(p.to_vendor_error().code, "429", "{ty:?}");
+        }
     }
 
     #[test]
