@@ -32,7 +32,7 @@
 //! Each quiet window (one without a throttle) then gives back twice what the one before gave:
 //! 1 % of the configured limit, then 2 %, 4 %, and so on. The evidence may be of one window
 //! only: a client that starts (or restarts) in a window that another client, or its own
-//! earlier run, had nearly spent sees two calls accepted, and has its whole limit back eight
+//! earlier run, had nearly spent sees two calls accepted, and has its whole limit back seven
 //! quiet windows later, not a hundred. A throttle starts the steps again at 1 %: a limit the
 //! vendor keeps enforcing (a client beside it taking a steady share, or a configured limit above
 //! the vendor's) is met again by a probe a few calls over it, more the further below it the
@@ -438,6 +438,28 @@ mod tests {
         assert_eq!(effective(&log), 28);
         let _ = log.reserve(again + window);
         assert_eq!(effective(&log), 29);
+    }
+
+    /// The module's case: a client that starts in a window another had nearly spent sees two
+    /// of its calls accepted, and has Marketo's whole 100 back seven quiet windows later (2,
+    /// then 3, 5, 9, 17, 33, 65, 100), not after the hundred a step of 1 % would take.
+    #[test]
+    fn a_limit_learned_as_two_is_back_in_full_seven_quiet_windows_later() {
+        let t0 = Instant::now();
+        let window = 20 * S + Duration::from_millis(100);
+        let log = SlidingWindow::new(100, 20 * S);
+        for _ in 0..3 {
+            log.reserve(t0);
+        }
+        // Three sent, the third refused: the vendor accepted two.
+        log.throttled(t0, Duration::ZERO);
+        assert_eq!(effective(&log), 2);
+        let mut seen = Vec::new();
+        for n in 1..=8 {
+            let _ = log.reserve(t0 + window * n);
+            seen.push(effective(&log));
+        }
+        assert_eq!(seen, [3, 5, 9, 17, 33, 65, 100, 100]);
     }
 
     /// Quiet is without throttles, not without calls. A host called every 0.6 window gets a
