@@ -390,6 +390,26 @@ mod tests {
         assert_eq!(format!("{:?}", MethodSet::EMPTY.with(&Method::GET)), "{GET}");
     }
 
+    /// The defaults each accessor's docs (and the README's "Everything is bounded") state.
+    #[test]
+    fn the_default_policy_is_the_documented_one() {
+        let p = Policy::default();
+        assert_eq!(p.max_attempts(), 3);
+        assert_eq!(p.deadline(), Some(Duration::from_secs(120)));
+        assert_eq!(p.attempt_timeout(), None);
+        assert_eq!(p.replay_limit(), 1024 * 1024);
+        assert_eq!(p.inspect_limit(), 64 * 1024);
+        assert_eq!(p.idempotent_methods(), MethodSet::idempotent());
+        assert!(p.honor_idempotency_key());
+        assert_eq!(p.retry_after_cap(), Duration::from_secs(300));
+        assert_eq!(p.max_auth_refreshes(), 2);
+        assert_eq!(p.budget(), Some(&BudgetConfig::default()));
+        assert_eq!(p.rate_limit(), None);
+        assert_eq!(p.max_concurrency(), None);
+        assert!(!p.add_idempotency_key());
+        assert_eq!(Policy::builder().build(), Ok(p));
+    }
+
     /// Every setting the builder takes is the one the policy answers (away from the defaults).
     #[test]
     fn a_built_policy_answers_what_it_was_given() {
