@@ -297,6 +297,41 @@ mod tests {
         assert!(hosts.all[0].auth.is_some());
     }
 
+    /// `RetryLayerBuilder::host` says a pattern registered again keeps its retry budget, rate
+    /// limiter, reconcile hook and probe, not only its token source: the ones the user gave,
+    /// not the in-memory ones its old policy made.
+    #[test]
+    fn a_pattern_registered_again_keeps_its_budget_limiter_hook_and_probe() {
+        use redial_core::budget::BudgetConfig;
+        use redial_core::rate::{RateLimiter, SlidingWindow};
+        let mut hosts = Hosts::new(host("default"));
+        hosts.insert("api.example.com", host("api.example.com")).unwrap();
+        let budget: Arc<dyn RetryBudget> = Arc::new(RatioBudget::new(BudgetConfig::default()));
+        let limiter: Arc<dyn RateLimiter> = Arc::new(SlidingWindow::new(7, std::time::Duration::from_secs(1)));
+        let h = hosts.by_pattern_mut("api.example.com").unwrap();
+        (h.budget, h.budget_given) = (Some(budget.clone()), true);
+        (h.limits.rate, h.rate_given) = (Some(limiter.clone()), true);
+        h.reconcile = Some(Arc::new(|_: crate::hooks::ReconcileRequest| async { crate::hooks::Verdict::NotApplied }));
+        h.failover.probe = Some(crate::hooks::Probe::new(std::time::Duration::from_secs(42), || {
+            http::Request::new(bytes::Bytes::new())
+        }));
+
+        let own = Policy::builder().rate_limit(100, std::time::Duration::from_secs(20)).build().unwrap();
+        hosts.insert("api.example.com", Host::new("api.example.com", Arc::new(Generic), own)).unwrap();
+        let served = hosts.by_pattern("api.example.com").unwrap();
+        assert!(Arc::ptr_eq(served.budget.as_ref().unwrap(), &budget), "the budget stays");
+        assert!(Arc::ptr_eq(served.limits.rate.as_ref().unwrap(), &limiter), "the rate limiter stays");
+        assert_eq!(served.limits.effective_rate(), Some(7));
+        assert!(served.reconcile.is_some(), "the reconcile hook stays");
+        assert_eq!(served.failover.probe.as_ref().map(|p| p.interval()), Some(std::time::Duration::from_secs(42)));
+
+        // Without a budget or limiter of the user's, the new policy's own serve.
+        hosts.insert("plain.example.com", host("plain.example.com")).unwrap();
+        let own = Policy::builder().rate_limit(100, std::time::Duration::from_secs(20)).build().unwrap();
+        hosts.insert("plain.example.com", Host::new("plain.example.com", Arc::new(Generic), own)).unwrap();
+        assert_eq!(hosts.by_pattern("plain.example.com").unwrap().limits.effective_rate(), Some(100));
+    }
+
     #[test]
     fn patterns_are_validated() {
         let mut hosts = Hosts::new(host("default"));

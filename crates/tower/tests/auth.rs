@@ -230,10 +230,10 @@ async fn a_login_answering_an_expired_token_backs_off_instead_of_storming() {
 
 #[tokio::test(start_paused = true)]
 async fn proactive_refresh_keeps_every_request_on_a_valid_token() {
-    // A 10-minute token, renewed 60 s (plus up to 15 s of jitter) before it expires, under a
-    // request every 10 s for an hour.
+    // A 10-minute token, renewed 60 s before it expires (the default skew), up to 15 s later
+    // at random, under a request every 10 s for an hour.
     let vendor = FakeVendor::new(600);
-    let source = TokenSource::login(TestLogin).skew(Duration::from_secs(60));
+    let source = TokenSource::login(TestLogin);
     let svc = service(&vendor, source, Policy::default());
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(3600) {
@@ -275,6 +275,54 @@ async fn a_failing_login_is_retried_once_per_backoff_window_then_requests_succee
     for (i, pair) in logins.windows(2).enumerate() {
         assert!(pair[1] - pair[0] >= S * (1 << i), "{:?}", pair[1] - pair[0]);
     }
+}
+
+/// A source left at its defaults: a failing login is tried again after 1 s, then 2 s, 4 s …
+/// doubling to 5 min, and no longer apart than that.
+#[tokio::test(start_paused = true)]
+async fn a_source_left_at_its_defaults_backs_off_from_1_s_doubling_to_5_min() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(11, Ordering::SeqCst);
+    let svc = service(&vendor, TokenSource::login(TestLogin), Policy::builder().deadline(1800 * S).build().unwrap());
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let logins = vendor.logins();
+    let gaps: Vec<u64> = logins.windows(2).map(|pair| (pair[1] - pair[0]).as_secs()).collect();
+    assert_eq!(gaps, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+}
+
+/// A source left at its defaults: after a fatal answer, no login for 5 min (its longest
+/// backoff), then one.
+#[tokio::test(start_paused = true)]
+async fn a_fatal_answer_holds_a_source_left_at_its_defaults_off_for_5_min() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fatal.store(true, Ordering::SeqCst);
+    let svc = service(&vendor, TokenSource::login(TestLogin), Policy::default());
+    assert!(svc.clone().oneshot(api()).await.unwrap_err().is_auth_failed());
+    vendor.0.fatal.store(false, Ordering::SeqCst);
+    tokio::time::sleep(299 * S).await;
+    assert!(svc.clone().oneshot(api()).await.unwrap_err().is_auth_failed());
+    assert_eq!(vendor.logins().len(), 1);
+    tokio::time::sleep(S).await;
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2);
+}
+
+/// A source left at its defaults: a login that hangs counts as failed after 30 s, and the next
+/// goes a backoff (1 s) later.
+#[tokio::test(start_paused = true)]
+async fn a_login_that_hangs_fails_after_30_s_by_default() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.login_delay_ms.store(3_600_000, Ordering::SeqCst);
+    let svc = service(&vendor, TokenSource::login(TestLogin), Policy::default());
+    let call = tokio::spawn(svc.oneshot(api()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(vendor.logins().len(), 1, "the first login hangs");
+    vendor.0.login_delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    let logins = vendor.logins();
+    assert_eq!(logins.len(), 2);
+    let gap = logins[1] - logins[0];
+    assert!(gap >= 31 * S && gap < 31 * S + Duration::from_millis(100), "{gap:?}");
 }
 
 #[tokio::test(start_paused = true)]
