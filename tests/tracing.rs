@@ -46,3 +46,64 @@ async fn a_span_per_request_an_event_per_attempt_and_no_secret() {
         assert!(!out.contains(secret), "{secret} leaked into tracing:\n{out}");
     }
 }
+
+/// "Every lowering of a limit and every failover change is a `tracing` event" (the README): a
+/// 429 lowers a host's rate limit, a Marketo 615 its concurrency limit, a Responsys
+/// `API_NOT_ALLOWED_IN_SECONDARY` fails it over, and a trial the vendor serves brings it back.
+#[tokio::test(start_paused = true)]
+async fn every_lowering_of_a_limit_and_every_failover_change_is_an_event() {
+    use redial::{Vendor, VendorExt};
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let (capture, _guard) = common::Capture::install();
+    let replies: Arc<Mutex<VecDeque<(u16, &'static str)>>> = Arc::default();
+    let queue = replies.clone();
+    let vendor = tower::service_fn(move |_req: Request<RetryBody<Full<Bytes>>>| {
+        let (status, body) = queue.lock().unwrap().pop_front().unwrap_or((200, r#"{"success":true,"result":[]}"#));
+        let res = http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("retry-after", "1")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        async move { Ok::<_, std::convert::Infallible>(res) }
+    });
+    let rated = Policy::builder().rate_limit(10, Duration::from_secs(10)).build().unwrap();
+    let layer = RetryLayer::builder()
+        .host("rate.example", redial::core::generic::Generic, rated)
+        .unwrap()
+        .vendor_at(Vendor::Marketo, "mkto.example")
+        .unwrap()
+        .vendor_at(Vendor::Responsys, "rsys.example")
+        .unwrap()
+        .build();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service(vendor);
+    let get = |url: &str| Request::get(url).body(Full::default()).unwrap();
+    let events = |needle: &str| capture.text().lines().filter(|l| l.contains(needle)).count();
+
+    replies.lock().unwrap().push_back((429, "{}"));
+    svc.clone().oneshot(get("http://rate.example/x")).await.unwrap();
+    assert_eq!(layer.current_rate_limit("rate.example"), Some(5));
+    assert_eq!(events("host rate limit lowered"), 1, "{}", capture.text());
+
+    replies
+        .lock()
+        .unwrap()
+        .push_back((200, r#"{"success":false,"errors":[{"code":"615","message":"Concurrent access limit reached"}]}"#));
+    svc.clone().oneshot(get("http://mkto.example/rest/v1/leads.json")).await.unwrap();
+    assert_eq!(layer.current_concurrency_limit("mkto.example"), Some(5));
+    assert_eq!(events("vendor refused concurrency: host limit lowered"), 1, "{}", capture.text());
+
+    let secondary = r#"{"type":"","title":"API not allowed in secondary","errorCode":"API_NOT_ALLOWED_IN_SECONDARY","detail":"","errorDetails":[]}"#;
+    replies.lock().unwrap().push_back((401, secondary));
+    let lists = "http://rsys.example/rest/api/v1.3/lists";
+    assert!(svc.clone().oneshot(get(lists)).await.unwrap_err().is_failover());
+    assert_eq!(events("failover: the vendor failed over"), 1, "{}", capture.text());
+    // Without a probe, a trial request a minute later; the vendor serves it.
+    tokio::time::sleep(redial::hooks::FAILOVER_TRIAL_INTERVAL).await;
+    svc.oneshot(get(lists)).await.unwrap();
+    assert_eq!(layer.failover_mode("rsys.example"), Some(redial::hooks::FailoverMode::Primary));
+    assert_eq!(events("failover: the vendor is serving again"), 1, "{}", capture.text());
+}
