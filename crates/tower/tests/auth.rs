@@ -1548,6 +1548,32 @@ async fn a_token_another_process_stores_during_the_login_backoff_is_taken_at_onc
     assert_eq!(source.logins(), 2, "the failed login and the token taken from the store");
 }
 
+/// A fatal answer's window is not read past (the module's docs): while it holds, requests fail
+/// with it, even with another process's good token in the store; the first login after it
+/// takes that token instead of logging in.
+#[tokio::test(start_paused = true)]
+async fn a_token_stored_during_a_fatal_answers_window_does_not_end_it() {
+    let store = Arc::new(InMemoryStore::default());
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fatal.store(true, Ordering::SeqCst);
+    let a = service(
+        &vendor,
+        TokenSource::login(TestLogin).store(store.clone()).login_backoff(S, 60 * S),
+        Policy::default(),
+    );
+    assert!(a.clone().oneshot(api()).await.unwrap_err().is_auth_failed());
+    vendor.0.fatal.store(false, Ordering::SeqCst);
+    let b = service(&vendor, TokenSource::login(TestLogin).store(store), Policy::default());
+    assert_eq!(b.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(10 * S).await;
+    let err = a.clone().oneshot(api()).await.unwrap_err();
+    assert!(err.login_error().is_some_and(|e| e.is_fatal()), "{err}");
+    assert_eq!(vendor.logins().len(), 2, "a's fatal login, b's");
+    tokio::time::sleep(50 * S).await;
+    assert_eq!(a.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 2, "the token b stored serves a");
+}
+
 /// While a source waits out its backoff, the store is read at most once a second, however
 /// many requests wait, and only while they do.
 #[tokio::test(start_paused = true)]
@@ -1730,6 +1756,44 @@ async fn a_store_that_hangs_leaves_the_login_its_whole_timeout() {
     assert_eq!(res.map(|r| r.status()).ok(), Some(StatusCode::OK), "{:?}", source.last_error());
     assert_eq!(started.elapsed(), 9 * S, "2 s for the store, 7 s for the login");
     assert_eq!(vendor.logins().len(), 1);
+}
+
+/// A save runs in a task of its own for at most the login timeout (`CredentialStore`'s docs):
+/// one that hangs holds back no request, and the next login's save, which waits for it, is
+/// made once the timeout has given it up.
+#[tokio::test(start_paused = true)]
+async fn a_save_that_hangs_is_given_up_after_the_login_timeout_and_the_next_one_is_made() {
+    #[derive(Debug, Default)]
+    struct FirstSaveHangs(Mutex<Vec<Instant>>);
+    impl CredentialStore for FirstSaveHangs {
+        fn load(&self) -> StoreFuture<'_, Option<StoredCredential>> {
+            Box::pin(std::future::ready(None))
+        }
+        fn save(&self, _: StoredCredential) -> StoreFuture<'_, ()> {
+            let mut saves = self.0.lock().unwrap();
+            saves.push(Instant::now());
+            let first = saves.len() == 1;
+            Box::pin(async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+            })
+        }
+    }
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(FirstSaveHangs::default());
+    let svc =
+        service(&vendor, TokenSource::login(TestLogin).login_timeout(8 * S).store(store.clone()), Policy::default());
+    let started = Instant::now();
+    assert_eq!(svc.clone().oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    vendor.expire_all();
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert!(started.elapsed() < S, "no request waited for the hanging save: {:?}", started.elapsed());
+    assert_eq!(vendor.logins().len(), 2);
+    tokio::time::sleep(10 * S).await;
+    let saves: Vec<Duration> = store.0.lock().unwrap().iter().map(|t| *t - started).collect();
+    assert_eq!(saves.len(), 2, "{saves:?}");
+    assert!(saves[1] >= 8 * S && saves[1] < 8 * S + Duration::from_millis(100), "{saves:?}");
 }
 
 /// A store whose `load` panics (a bug in the store) is a store without a credential: the login
