@@ -477,9 +477,12 @@ fn oauth_fatal_codes() {
         }
         // A JSON 400 that says nothing recognisable: refused.
         assert_fatal(parse(login.as_ref(), 400, r#"{"message":"bad"}"#), None);
-        // A wrong URL or a redirect.
-        assert_fatal(parse(login.as_ref(), 404, HTML_GATEWAY), None);
-        assert_fatal(parse(login.as_ref(), 302, ""), None);
+        // A wrong URL or a redirect (the table's 404, 405, 410 and 3xx rows), whatever the body.
+        for status in [404, 405, 410, 301, 302, 303, 307, 308] {
+            for body in ["", HTML_GATEWAY, "{}"] {
+                assert_fatal(parse(login.as_ref(), status, body), None);
+            }
+        }
     }
 }
 
