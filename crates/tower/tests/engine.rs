@@ -805,6 +805,65 @@ async fn a_probe_answered_with_a_200_redial_gives_up_on_does_not_end_failover() 
     );
 }
 
+/// `final_responses_as_ok` returns what the vendor answered; what is not a vendor's answer
+/// stays an error, as its docs list: a body that broke, a login that failed, no token source
+/// for a token the vendor asked for, the deadline passing while waiting, a failed-over host
+/// refusing the call.
+#[tokio::test(start_paused = true)]
+async fn with_final_responses_as_ok_what_is_not_a_vendors_answer_stays_an_error() {
+    fn ok_layer(profile: impl Profile, policy: Policy) -> redial_tower::RetryLayerBuilder {
+        RetryLayer::builder().default_host(profile, policy).final_responses_as_ok()
+    }
+    let get = || Request::get("http://api.example.com/things").body(Full::default()).unwrap();
+    let answers = |status: u16| {
+        tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .header("retry-after", "1")
+                    .body(Full::new(Bytes::from_static(b"x")))
+                    .unwrap(),
+            )
+        })
+    };
+
+    // A body that broke while it was read.
+    let breaks = tower::service_fn(|_: Request<RetryBody<Full<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::builder().status(404).body(Breaks(false)).unwrap())
+    });
+    let layer = ok_layer(Generic, Policy::builder().max_attempts(1).build().unwrap()).build();
+    let err = ServiceBuilder::new().layer(layer).service(breaks).oneshot(get()).await.unwrap_err();
+    assert_eq!(err.failure(), Some(Failure::BodyRead), "{err}");
+
+    // A login that failed.
+    let source = TokenSource::from_fn(Attach::Bearer, || async {
+        Err::<Credential, _>(LoginError::new(LoginFailureKind::Fatal, "account suspended"))
+    });
+    let layer = ok_layer(Steps, Policy::default()).auth("*", source).unwrap().build();
+    let err = ServiceBuilder::new().layer(layer).service(answers(200)).oneshot(get()).await.unwrap_err();
+    assert!(err.is_auth_failed(), "{err}");
+
+    // The vendor asked for a new token, and no token source serves the host.
+    let layer = ok_layer(Steps, Policy::default()).build();
+    let err = ServiceBuilder::new().layer(layer).service(answers(401)).oneshot(get()).await.unwrap_err();
+    assert!(err.is_auth() && err.to_string().contains("no token source"), "{err}");
+
+    // The deadline passing while a retry of a 503 waits for the host's rate limit: the next slot
+    // is a minute away, the deadline 10 s.
+    let paced = Policy::builder().rate_limit(1, 60 * S).deadline(10 * S).build().unwrap();
+    let layer = ok_layer(Generic, paced).build();
+    let err = ServiceBuilder::new().layer(layer).service(answers(503)).oneshot(get()).await.unwrap_err();
+    assert!(err.is_deadline(), "{err}");
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "it owns the 503 it retried");
+
+    // A failed-over host refusing a call: the vendor's refusal comes back as the response it
+    // was; the next call, refused here without being sent, is an error.
+    let layer = ok_layer(SaysFailover, Policy::default()).build();
+    let svc = ServiceBuilder::new().layer(layer).service(answers(409));
+    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), StatusCode::CONFLICT);
+    assert!(svc.oneshot(get()).await.unwrap_err().is_failover_local());
+}
+
 /// A request's own limits are its own: one that may not retry (`RequestLimits::no_retries()`,
 /// a health check) and meets a 429 with `Retry-After: 10` still pauses its host for the 10 s
 /// the vendor asked, as a request without limits does; the next call waits for it.
