@@ -247,7 +247,8 @@ impl LoginError {
 
     /// The wait the vendor named before the next login (a throttled login: Responsys's
     /// `API_LIMIT_EXCEEDED`, "try again in the next minute"): the token source waits at least
-    /// this long, whatever its backoff.
+    /// this long, whatever its backoff, up to an hour (a longer wait is held to the hour, so
+    /// that no answer stops the logins for good).
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
         self

@@ -467,6 +467,37 @@ async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
     assert!(at[1] - at[0] >= 60 * S, "the second login went {:?} after the first", at[1] - at[0]);
 }
 
+/// A wait a login's answer names is kept up to an hour (`LoginError::with_retry_after`): a
+/// throttled login that asks for two hours is tried again one hour later, not two, nor at its
+/// backoff.
+#[tokio::test(start_paused = true)]
+async fn a_login_asked_to_wait_two_hours_is_tried_again_an_hour_later() {
+    let vendor = FakeVendor::new(3600);
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let seen = logins.clone();
+    let v = vendor.clone();
+    let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Instant::now());
+        let first = seen.len() == 1;
+        let v = v.clone();
+        async move {
+            if first {
+                return Err(
+                    LoginError::new(LoginFailureKind::Transient, "come back in two hours").with_retry_after(7200 * S)
+                );
+            }
+            Ok(Credential::new(login_by_hand(v).await, None))
+        }
+    });
+    let policy = Policy::builder().no_deadline().build().unwrap();
+    let res = service(&vendor, source, policy).oneshot(api()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let at = logins.lock().unwrap().clone();
+    assert_eq!(at.len(), 2, "{at:?}");
+    assert_eq!(at[1] - at[0], 3600 * S);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fatal_login_with_a_backoff_of_duration_max_stops_logins_without_a_panic() {
     // "After a fatal answer, never again", said the natural way: the wait is held to what the

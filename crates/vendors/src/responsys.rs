@@ -634,7 +634,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// | HTTP 5xx, 429, 408, a body that is not JSON (a gateway page, empty, truncated) | transient |
 /// | no answer (a connection error, a reset, the token source's login timeout) | transient; the next login comes [`NO_RESPONSE_INTERVAL`] (2 min) later at the earliest; after [`NO_RESPONSE_RETRIES`] (3) such retries in a row, the next one without an answer is fatal (no login for the token source's longest backoff, 2 min at least). A login the client never sent (its inner service failed to get ready) is not one of them |
 /// | 2xx whose `endPoint` is not an absolute http(s) URI | transient ("login answered without a usable endPoint") |
-/// | any transient answer with a `Retry-After` (a gateway's, in a maintenance window) | the next login comes that much later at the earliest, or the code's own wait if longer |
+/// | any transient answer with a `Retry-After` (a gateway's, in a maintenance window) | the next login comes that much later at the earliest (up to an hour), or the code's own wait if longer |
 ///
 /// The other status rules are those of [`oauth2`](crate::oauth2). `Debug` never shows the
 /// password; neither does any [`LoginError`](redial_core::auth::LoginError).
