@@ -116,8 +116,10 @@ impl From<&str> for Secret {
 pub struct Credential {
     /// The token.
     pub token: Secret,
-    /// How long it stays valid from when the login answered (`expires_in`); `None` when the
-    /// vendor does not say (it is then used until the vendor says it expired).
+    /// How long it stays valid, as the vendor's answer says (`expires_in`); redial-tower's
+    /// token cell counts it from when the login was sent, since the vendor's clock ran while it
+    /// answered. `None` when the vendor does not say (it is then used until the vendor says it
+    /// expired).
     pub lifetime: Option<Duration>,
     /// Where later requests must go (Responsys's `endPoint`): scheme and authority replace the
     /// request's own.

@@ -617,7 +617,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 /// `user_name=…&password=…&auth_type=password` (credentials in the body only), and reads
 /// `{"authToken","issuedAt","endPoint"}`. Later requests go to `endPoint` (the credential's
 /// [`endpoint`](redial_core::auth::Credential::endpoint)) with `Authorization: <authToken>`,
-/// without `Bearer`. The token is used for [`TOKEN_LIFETIME`] from the answer (see there
+/// without `Bearer`. The token is used for [`TOKEN_LIFETIME`] from the login (see there
 /// for the 2 h / 3 h conflict); `issuedAt` is not read.
 ///
 /// Responsys disables the API login after repeated failed attempts, so every code that is not
