@@ -283,6 +283,18 @@ mod tests {
         assert_eq!((d.ratio(), d.min_per_sec(), d.ttl()), (0.2, 10, Duration::from_secs(10)));
     }
 
+    /// `BudgetConfig::new` panics on a value out of its documented range, and takes the ends.
+    #[test]
+    fn a_config_out_of_range_panics() {
+        let made = |ratio: f32, ttl_ms: u64| {
+            std::panic::catch_unwind(|| BudgetConfig::new(ratio, 1, Duration::from_millis(ttl_ms))).is_ok()
+        };
+        assert!(made(0.0, 1_000) && made(1000.0, 60_000));
+        for (ratio, ttl_ms) in [(-0.1, 10_000), (1000.5, 10_000), (f32::NAN, 10_000), (0.2, 999), (0.2, 60_001)] {
+            assert!(!made(ratio, ttl_ms), "ratio {ratio}, ttl {ttl_ms} ms");
+        }
+    }
+
     /// A deposit counts for `ttl` and no longer: at `ttl` exactly it has expired.
     #[test]
     fn a_deposit_expires_at_ttl_exactly() {

@@ -321,6 +321,17 @@ mod tests {
         assert_eq!(*slots.last().unwrap() - start, 9 * (20 * S + Duration::from_millis(100)));
     }
 
+    /// `SlidingWindow::new`: each call is kept a tenth of the window longer, at most 100 ms.
+    #[test]
+    fn a_call_is_kept_a_tenth_of_the_window_longer_at_most_100_ms() {
+        let t0 = Instant::now();
+        for (window_ms, kept_ms) in [(500, 550), (1_000, 1_100), (20_000, 20_100), (3_600_000, 3_600_100)] {
+            let log = SlidingWindow::new(1, Duration::from_millis(window_ms));
+            log.reserve(t0);
+            assert_eq!(log.reserve(t0) - t0, Duration::from_millis(kept_ms), "a {window_ms} ms window");
+        }
+    }
+
     #[test]
     fn throttled_halves_once_per_window_pauses_and_recovers() {
         let t0 = Instant::now();

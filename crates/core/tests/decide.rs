@@ -144,6 +144,19 @@ fn min_delay_raises_short_hints() {
     assert_eq!(run(&c, &ctx(&p, &[], Duration::ZERO)), Decision::Retry { after: S * 60, range: (S * 60, S * 60) });
 }
 
+/// A rule that ignores hints (`RetryRule::ignore_hint`) waits its backoff, whatever the server
+/// asked: a `Retry-After` over the cap fails nothing, and a short one is not taken.
+#[test]
+fn a_rule_that_ignores_hints_waits_its_backoff() {
+    let p = Policy::builder().retry_after_cap(S * 60).build().unwrap();
+    let rule = RetryRule::new("r").backoff(Backoff::constant(S * 7)).ignore_hint();
+    for secs in [1, 3600] {
+        let c = Classification::retry(Kind::Throttled, rule.clone(), "x")
+            .with_hint(Some(ServerHint { delay: S * secs, source: HintSource::RetryAfter }));
+        assert_eq!(run(&c, &ctx(&p, &[], Duration::ZERO)), Decision::Retry { after: S * 7, range: (S * 7, S * 7) });
+    }
+}
+
 #[test]
 fn forbidding_checks_come_first() {
     let p = Policy::default();
