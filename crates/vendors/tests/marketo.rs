@@ -518,7 +518,8 @@ fn policy_and_hosts() {
     assert_eq!(p.rate_limit(), Some((100, 20 * SECOND)));
     assert_eq!(p.max_concurrency(), Some(10));
     assert_eq!(marketo::RATE_WINDOW, 20 * SECOND);
-    assert_eq!(p.max_attempts(), 4);
+    // The README's "Marketo: 4 attempts in 5 min".
+    assert_eq!((p.max_attempts(), p.deadline()), (4, Some(300 * SECOND)));
     assert!(p.deadline().unwrap() >= marketo::QUEUE_RETRY_MAX * 3);
     assert!(p.replay_limit() >= 1_000_000, "Marketo accepts bodies up to 1 MB");
     // "Every 2xx JSON body is read": a batch of 300 records (the most a call takes), each

@@ -467,6 +467,8 @@ fn policy_fits_the_documented_waits() {
     let deadline = p.deadline().unwrap();
     let attempt = p.attempt_timeout().unwrap();
     assert!(deadline >= 6 * 60 * S + 4 * attempt);
+    // The README's "Responsys: 5 in 15 min, for its 2-minute waits".
+    assert_eq!((p.max_attempts(), deadline), (5, 15 * 60 * S));
     assert!(p.retry_after_cap() >= responsys::CAPACITY_MAX_DELAY);
     assert_eq!(HOSTS, ["*.responsys.ocs.oraclecloud.com", "*.responsys.net"]);
 }
