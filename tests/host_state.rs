@@ -647,6 +647,25 @@ async fn an_idempotency_key_is_added_once_and_reused_on_every_attempt() {
     assert_eq!(keys[0].len(), 36);
 }
 
+/// A key added on a host whose policy does not honour keys (`honor_idempotency_key(false)`: its
+/// server ignores them) does not make the request safe to re-send: a POST reset after it was
+/// read is sent once, key and all.
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_a_host_does_not_honour_makes_nothing_retryable() {
+    let sim = Sim::start().await.unwrap();
+    sim.enqueue("/v1/payments", redial_sim::Reply::ok().fault(redial_sim::Fault::ResetAfterRead));
+    sim.set_fallback("/v1/payments", redial_sim::Reply::status(201));
+    let policy = Policy::builder().idempotency_keys(true).honor_idempotency_key(false).build().unwrap();
+    let layer = RetryLayer::builder().host("api.example.com", redial::core::generic::Generic, policy).unwrap().build();
+    let url = format!("http://api.example.com:{}/v1/payments", sim.addr().port());
+    let req = Request::post(url).body(Full::new(Bytes::from_static(b"{\"amount\":1}"))).unwrap();
+    let err = common::client(&layer).oneshot(req).await.unwrap_err();
+    assert!(err.is_not_idempotent(), "{err}");
+    let sent = sim.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].headers["idempotency-key"].len(), 36, "the key was added all the same");
+}
+
 #[tokio::test(start_paused = true)]
 async fn two_vendors_in_one_layer_keep_separate_limits_budgets_and_tokens() {
     let sim = Sim::start().await.unwrap();

@@ -50,7 +50,8 @@ pub struct RetrySafe;
 
 /// A marker a caller puts in a request's extensions to have an `Idempotency-Key` (a random
 /// UUID) added once and sent unchanged on every attempt; the request may then be retried even
-/// after it may have reached the server. Hosts can opt every request in with
+/// after it may have reached the server, on a host whose policy honours the key (the default:
+/// [`Policy::honor_idempotency_key`]). Hosts can opt every request in with
 /// [`PolicyBuilder::idempotency_keys`].
 ///
 /// ```

@@ -194,7 +194,9 @@ impl Policy {
     }
     /// Whether every request to the host gets an `Idempotency-Key` (a random UUID), added once
     /// and sent unchanged on every attempt, so that it may be retried even after it may have
-    /// reached the server. Default false (opt in per request with `AddIdempotencyKey`).
+    /// reached the server, if the host honours keys
+    /// ([`honor_idempotency_key`](Self::honor_idempotency_key)). Default false (opt in per
+    /// request with `AddIdempotencyKey`).
     pub fn add_idempotency_key(&self) -> bool {
         self.add_idempotency_key
     }
