@@ -104,3 +104,46 @@ impl StdError for AttemptError {
         Some(&*self.source)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's error that wraps the `io::Error` it failed on, as hyper-util's and reqwest's do.
+    #[derive(Debug)]
+    struct Wrapped(io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl StdError for Wrapped {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// The default classifier's docs: a refused connection or an address not available never
+    /// left, a timeout is a timeout, anything else may have reached the server; read from the
+    /// error itself or from any error below it.
+    #[test]
+    fn the_default_classifier_reads_the_io_error_at_any_depth() {
+        use io::ErrorKind::*;
+        for (kind, want) in [
+            (ConnectionRefused, Failure::Connect),
+            (AddrNotAvailable, Failure::Connect),
+            (TimedOut, Failure::Timeout),
+            (ConnectionReset, Failure::Io),
+            (BrokenPipe, Failure::Io),
+            (Other, Failure::Io),
+        ] {
+            assert_eq!(classify_error(&io::Error::from(kind)), want, "{kind:?}");
+            let wrapped = Wrapped(io::Error::from(kind));
+            assert_eq!(classify_error(&Wrapped(io::Error::other(wrapped))), want, "{kind:?}, wrapped twice");
+        }
+        let not_io: BoxError = "no such host".into();
+        assert_eq!(classify_error(&*not_io), Failure::Io);
+    }
+}
