@@ -381,7 +381,10 @@ impl TokenSource {
     }
 
     /// Renew a token this long before it expires (default 60 s; each renewal comes up to a
-    /// quarter of it later, at random, so that fleets do not renew in step).
+    /// quarter of it later, at random, so that fleets do not renew in step). A token whose
+    /// whole lifetime is within it (Marketo's identity answers the token it already gave, with
+    /// what is left of its hour) is not renewed at once, which would log in on every request:
+    /// it is used until it expires, and the next login comes then.
     pub fn skew(self, skew: Duration) -> Self {
         self.configure(|c| c.skew = skew)
     }

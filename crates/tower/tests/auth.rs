@@ -277,6 +277,23 @@ async fn a_failing_login_is_retried_once_per_backoff_window_then_requests_succee
     }
 }
 
+/// A token whose whole lifetime is within the skew (Marketo's identity answers the token it
+/// already gave, with what is left of its hour) is not renewed at once, which would log in on
+/// every request: it is used until it expires, and the next login comes then.
+#[tokio::test(start_paused = true)]
+async fn a_token_shorter_than_the_skew_is_used_until_it_expires_not_renewed_at_once() {
+    let vendor = FakeVendor::new(30);
+    let svc = service(&vendor, TokenSource::login(TestLogin), Policy::default());
+    let start = Instant::now();
+    while start.elapsed() < 50 * S {
+        assert_eq!(svc.clone().oneshot(api()).await.unwrap().status(), StatusCode::OK);
+        tokio::time::sleep(5 * S).await;
+    }
+    let logins: Vec<Duration> = vendor.logins().iter().map(|t| *t - start).collect();
+    assert_eq!(logins, [Duration::ZERO, 30 * S], "one login a lifetime, the second at the expiry");
+    assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 0);
+}
+
 /// A source left at its defaults: a failing login is tried again after 1 s, then 2 s, 4 s …
 /// doubling to 5 min, and no longer apart than that.
 #[tokio::test(start_paused = true)]
