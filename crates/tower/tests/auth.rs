@@ -899,6 +899,39 @@ async fn a_login_that_ends_without_an_answer_does_not_reset_the_count_of_logins_
     assert_eq!(logins.lock().unwrap().len(), 4, "four logins sent, none answered");
 }
 
+/// A login's answer is read up to 64 KiB: one of exactly 64 KiB is read whole and parsed; one
+/// a byte longer is an answer whose body could not be read, and the login fails.
+#[tokio::test(start_paused = true)]
+async fn a_login_answer_is_read_up_to_64_kib() {
+    #[derive(Debug)]
+    struct Measures;
+    impl Login for Measures {
+        fn request(&self) -> Request<Bytes> {
+            TestLogin.request()
+        }
+        fn parse(&self, _: &ResponseHead<'_>, body: &[u8]) -> Result<Credential, LoginError> {
+            Ok(Credential::new(format!("read-{}", body.len()), None))
+        }
+    }
+    for (len, read) in [(64 * 1024, true), (64 * 1024 + 1, false)] {
+        let vendor = tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| async move {
+            let body = if req.uri().path() == "/login" { Bytes::from(vec![b'x'; len]) } else { Bytes::from("ok") };
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        });
+        let source = TokenSource::login(Measures);
+        let policy = Policy::builder().deadline(5 * S).build().unwrap();
+        let layer = RetryLayer::builder().default_host(Vendor, policy).auth("*", source.clone()).unwrap().build();
+        let res = ServiceBuilder::new().layer(layer).service(vendor).oneshot(api()).await;
+        match res {
+            Ok(res) => assert!(read, "{len} bytes: {:?}", res.status()),
+            Err(err) => {
+                assert!(!read && err.is_auth_failed(), "{len} bytes: {err}");
+                assert!(source.last_error().is_some_and(|e| !e.is_fatal()), "{:?}", source.last_error());
+            }
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_login_answered_with_a_body_too_long_to_read_is_an_answer_not_a_silence() {
     // The vendor answers every login, with a body past the login body limit: four of them are
