@@ -31,6 +31,7 @@
 //! assert_eq!(res.url().as_str(), url);
 //! let report = res.extensions().get::<Report>().expect("a retry happened");
 //! assert_eq!(report.attempt_count(), 2);
+//! assert_eq!(report.total_delay(), std::time::Duration::from_secs(2));
 //! assert_eq!(res.text().await?, r#"{"items":[]}"#);
 //! # Ok(()) }
 //! ```
