@@ -805,6 +805,51 @@ async fn a_probe_answered_with_a_200_redial_gives_up_on_does_not_end_failover() 
     );
 }
 
+/// `Failure::Local` is "final: never retried, whatever the profile": an inner service's
+/// `AttemptError::final_error` (a middleware refusing the call) is not sent again, even under a
+/// profile that calls every failure a success or retries it for any method.
+#[tokio::test(start_paused = true)]
+async fn a_final_attempt_error_is_final_whatever_the_profile() {
+    #[derive(Debug)]
+    struct RetriesEveryFailure;
+    impl Profile for RetriesEveryFailure {
+        fn name(&self) -> &str {
+            "retries-every-failure"
+        }
+        fn inspect(&self, _: &RequestHead<'_>, _: &ResponseHead<'_>) -> bool {
+            false
+        }
+        fn classify(&self, req: &RequestHead<'_>, outcome: &Outcome<'_>) -> Classification {
+            match outcome {
+                Outcome::Failure(_) => {
+                    Classification::retry(Kind::Transient, RetryRule::new("every").any_method(), "again")
+                }
+                _ => Generic.classify(req, outcome),
+            }
+        }
+    }
+    async fn refused(profile: impl Profile) -> (redial_tower::Error, usize) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let refuses = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let e = redial_tower::AttemptError::final_error("no signing key".into());
+            async move { Err::<Response<Full<Bytes>>, _>(e) }
+        });
+        let layer = RetryLayer::new(profile, Policy::default());
+        let req = Request::post("http://vendor.test/things").body(Full::default()).unwrap();
+        let err = ServiceBuilder::new().layer(layer).service(refuses).oneshot(req).await.unwrap_err();
+        (err, calls.load(Ordering::SeqCst))
+    }
+    for (err, calls) in [refused(RetriesEveryFailure).await, refused(Steps).await] {
+        assert_eq!(calls, 1, "{err}");
+        assert_eq!(err.failure(), Some(Failure::Local), "{err}");
+        assert!(err.is_final(), "{err}");
+        let source = std::error::Error::source(&err).expect("the middleware's error is the source");
+        assert!(source.to_string().contains("no signing key"), "{source}");
+    }
+}
+
 /// `final_responses_as_ok` returns what the vendor answered; what is not a vendor's answer
 /// stays an error, as its docs list: a body that broke, a login that failed, no token source
 /// for a token the vendor asked for, the deadline passing while waiting, a failed-over host
