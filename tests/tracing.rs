@@ -107,3 +107,16 @@ async fn every_lowering_of_a_limit_and_every_failover_change_is_an_event() {
     assert_eq!(layer.failover_mode("rsys.example"), Some(redial::hooks::FailoverMode::Primary));
     assert_eq!(events("failover: the vendor is serving again"), 1, "{}", capture.text());
 }
+
+/// A token source configured after it was shared says so (its docs: "ignored, with a warning").
+#[test]
+fn a_token_source_configured_after_it_was_shared_warns() {
+    use redial::core::auth::{Attach, Credential, LoginError};
+    let (capture, _guard) = common::Capture::install();
+    let source =
+        redial::TokenSource::from_fn(Attach::Bearer, || async { Ok::<_, LoginError>(Credential::new("t", None)) });
+    let _shared = source.clone();
+    let _late = source.skew(std::time::Duration::from_secs(5));
+    let out = capture.text();
+    assert!(out.contains("WARN") && out.contains("configured after it was cloned"), "{out}");
+}

@@ -307,6 +307,22 @@ async fn a_source_left_at_its_defaults_backs_off_from_1_s_doubling_to_5_min() {
     assert_eq!(gaps, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
 }
 
+/// A setting given to a source already shared (cloned, or given to a layer) is ignored, as
+/// `TokenSource`'s docs say: its clones keep one configuration. Here the backoff stays the
+/// default 1 s, not the 60 s given to a clone.
+#[tokio::test(start_paused = true)]
+async fn a_setting_given_to_a_source_already_shared_is_ignored() {
+    let vendor = FakeVendor::new(3600);
+    vendor.0.fail_logins.store(1, Ordering::SeqCst);
+    let source = TokenSource::login(TestLogin);
+    let shared = source.clone();
+    let late = source.login_backoff(60 * S, 300 * S);
+    assert_eq!(service(&vendor, late, Policy::default()).oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    let logins = vendor.logins();
+    assert_eq!((logins.len(), logins[1] - logins[0]), (2, S), "{logins:?}");
+    assert_eq!(shared.logins(), 2, "the clones are one source");
+}
+
 /// A source left at its defaults: after a fatal answer, no login for 5 min (its longest
 /// backoff), then one.
 #[tokio::test(start_paused = true)]
