@@ -1600,6 +1600,17 @@ async fn a_stored_token_the_vendor_refused_is_not_taken_back() {
     assert_eq!(vendor.logins().len(), 2, "the new token was stored and taken");
 }
 
+/// `StoredCredential`'s `Debug` never shows the token (its docs), nor does the in-memory store
+/// that keeps one.
+#[tokio::test]
+async fn a_stored_credential_and_its_store_never_show_the_token() {
+    let stored = StoredCredential::new("tok-SECRET", None).with_endpoint("https://rest.example.com".parse().unwrap());
+    let store = InMemoryStore::default();
+    store.save(stored.clone()).await;
+    let shown = format!("{stored:?} {store:?}");
+    assert!(!shown.contains("SECRET") && shown.contains("rest.example.com"), "{shown}");
+}
+
 /// A stored credential that expires within the source's skew (renewal time), or has expired,
 /// is not taken: the source logs in.
 #[tokio::test(start_paused = true)]
