@@ -804,8 +804,9 @@ async fn a_rate_limiter_given_to_two_hosts_paces_them_as_one_account() {
         throttles: Default::default(),
     });
     let shared: std::sync::Arc<dyn redial::core::rate::RateLimiter> = limiter.clone();
-    // The policy's limit, far looser, is replaced by the shared one.
-    let policy = Policy::builder().rate_limit(1000, S).build().unwrap();
+    // The policy's limit, far looser, is replaced by the shared one; its concurrency limit
+    // still holds (`RetryLayerBuilder::rate_limiter`'s docs).
+    let policy = Policy::builder().rate_limit(1000, S).max_concurrency(4).build().unwrap();
     let generic = || redial::core::generic::Generic;
     let layer = RetryLayer::builder()
         .host("eu.example.test", generic(), policy.clone())
@@ -818,6 +819,7 @@ async fn a_rate_limiter_given_to_two_hosts_paces_them_as_one_account() {
         .unwrap()
         .build();
     assert_eq!(layer.current_rate_limit("eu.example.test"), Some(2));
+    assert_eq!(layer.current_concurrency_limit("eu.example.test"), Some(4));
     let svc = common::client(&layer);
     let get = |host: &str| Request::get(format!("http://{host}:{port}/x")).body(Full::default()).unwrap();
     let started = Instant::now();
