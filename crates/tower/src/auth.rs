@@ -514,7 +514,7 @@ impl TokenSource {
         let peeking = Peeking { cell: self.cell.clone(), sent_at: now, done: false };
         tokio::spawn(async move {
             let stored = load_stored(&*store, peeking.cell.login_timeout / 4).await;
-            let cred = stored.and_then(|stored| good_stored(stored, refused.as_ref(), peeking.cell.skew, wall));
+            let cred = stored.and_then(|stored| good_stored(stored, refused.as_ref(), &peeking.cell, wall));
             peeking.finish(cred);
         });
         Some(next)
@@ -596,7 +596,7 @@ impl TokenSource {
                 Some(store) => {
                     let refused = cell.lock().refused.clone();
                     let stored = load_stored(&**store, cell.login_timeout / 4).await;
-                    stored.and_then(|stored| good_stored(stored, refused.as_ref(), cell.skew, wall))
+                    stored.and_then(|stored| good_stored(stored, refused.as_ref(), &cell, wall))
                 }
                 None => None,
             };
@@ -692,11 +692,14 @@ impl TokenSource {
 fn good_stored(
     stored: StoredCredential,
     refused: Option<&Secret>,
-    skew: Duration,
+    cell: &Cell,
     wall: fn() -> SystemTime,
 ) -> Option<Credential> {
     let left = stored.expires_at.map(|at| at.duration_since(wall()).unwrap_or_default());
-    if left.is_some_and(|left| left <= skew) || refused == Some(&stored.token) {
+    if left.is_some_and(|left| left <= cell.skew)
+        || refused == Some(&stored.token)
+        || !attaches(&cell.attach, &stored.token)
+    {
         return None;
     }
     tracing::debug!(expires_in_s = left.map(|l| l.as_secs()), "login: a stored credential is taken");
@@ -705,6 +708,11 @@ fn good_stored(
         Some(endpoint) => cred.with_endpoint(endpoint),
         None => cred,
     })
+}
+
+/// Whether `token` can be sent as the source attaches it (a header value).
+fn attaches(attach: &Attach, token: &Secret) -> bool {
+    attach.apply(&mut http::HeaderMap::new(), token)
 }
 
 /// How often a source waiting out its login backoff reads its store, while requests wait.
@@ -799,7 +807,7 @@ async fn wait_for_anothers_login(cell: &Cell, store: &dyn CredentialStore, wall:
         tokio::time::sleep(CLAIM_POLL).await;
         let refused = cell.lock().refused.clone();
         let stored = load_stored(store, within / 4).await;
-        if let Some(cred) = stored.and_then(|stored| good_stored(stored, refused.as_ref(), cell.skew, wall)) {
+        if let Some(cred) = stored.and_then(|stored| good_stored(stored, refused.as_ref(), cell, wall)) {
             return Claim::Served(cred);
         }
         // The other's login failed and let its claim go: this one logs in now.
@@ -980,6 +988,12 @@ impl Cell {
             Some(l) if l.is_zero() => {
                 Err(LoginError::new(LoginFailureKind::Transient, "the login answered an already-expired token"))
             }
+            // Requests would go without it (and meet the vendor's refusal, and a login again):
+            // a login of the user's own answered a line break, say. Never the token itself.
+            _ if !attaches(&self.attach, &cred.token) => Err(LoginError::new(
+                LoginFailureKind::Fatal,
+                format!("the login answered a token that is not a valid {} header value", self.attach.header_name()),
+            )),
             _ => Ok(cred),
         });
         let mut st = self.lock();

@@ -1976,3 +1976,31 @@ async fn a_slow_save_of_an_older_token_does_not_overwrite_a_newer_one() {
     assert_eq!(vendor.logins().len(), 2, "the store holds the newer token, and b took it");
     assert_eq!(vendor.0.expired_sent.load(Ordering::SeqCst), 1, "only a's own refused call");
 }
+
+/// A login of the user's own that answers a token no header can carry (a line break in it)
+/// fails the request as a fatal login: the request is not sent without its token, to meet the
+/// vendor's refusal and a login again. The error never shows the token.
+#[tokio::test(start_paused = true)]
+async fn a_token_no_header_can_carry_fails_the_login_and_is_never_sent_without() {
+    let vendor = FakeVendor::new(3600);
+    let source = TokenSource::from_fn(Attach::Bearer, || async { Ok(Credential::new("tok\r\nX-Evil: 1", None)) });
+    let err = service(&vendor, source.clone(), Policy::default()).oneshot(api()).await.unwrap_err();
+    let login = err.login_error().expect("the login's error");
+    assert_eq!(login.kind(), LoginFailureKind::Fatal);
+    assert!(login.message().contains("not a valid authorization header value"), "{err}");
+    assert_eq!(vendor.0.api_calls.load(Ordering::SeqCst), 0, "a request went without its token");
+    assert!(!format!("{err:?} {err}").contains("Evil"));
+}
+
+/// A stored credential no header can carry is not taken: the source logs in, and its one
+/// request goes with the login's token (not first without one, to be refused).
+#[tokio::test(start_paused = true)]
+async fn a_stored_token_no_header_can_carry_is_not_taken() {
+    let vendor = FakeVendor::new(3600);
+    let store = Arc::new(InMemoryStore::default());
+    store.save(StoredCredential::new("tok\nbroken", None)).await;
+    let svc = service(&vendor, TokenSource::login(TestLogin).store(store.clone()), Policy::default());
+    assert_eq!(svc.oneshot(api()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(vendor.logins().len(), 1);
+    assert_eq!(vendor.0.api_calls.load(Ordering::SeqCst), 1, "a request went without its token");
+}
