@@ -368,8 +368,10 @@ impl BodyUse {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Throttle {
-    /// The host's call rate (Marketo 606, HTTP 429): its rate limit is lowered to what the vendor
-    /// accepted, and admission to the host pauses for the wait.
+    /// The host's call rate (Marketo 606, HTTP 429): on a host with a rate limit (its policy's,
+    /// or a limiter of the user's), the limit is lowered to what the vendor accepted and
+    /// admission to the host pauses for the wait. A host without one keeps no rate to lower:
+    /// only this request waits, and each other request meets the vendor's answer itself.
     #[default]
     Rate,
     /// The host's calls in flight (Marketo 615): its concurrency limit is lowered.
