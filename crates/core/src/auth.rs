@@ -410,8 +410,8 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
         Attach::Bearer
     }
 
-    /// The least wait before another login after one that got no answer (a connection error,
-    /// a reset, the login timeout), when the vendor names one (default `None`: the token
+    /// The least wait before another login after one that got no answer (a connection that
+    /// broke, a reset, the login timeout), when the vendor names one (default `None`: the token
     /// source's backoff). Responsys: "retry up to three times, with two minute intervals, to
     /// prevent the API login being disabled".
     fn no_response_wait(&self) -> Option<Duration> {
@@ -423,8 +423,10 @@ pub trait Login: Send + Sync + fmt::Debug + 'static {
     /// answer either, the next unanswered login counts as fatal: its waiters fail, and no
     /// login is tried for the token source's longest backoff (and never sooner than
     /// [`no_response_wait`](Self::no_response_wait)). Any answer resets the count. A login
-    /// that was never sent (the inner service failed to get ready for it) is neither: it is a
-    /// failed login, under the token source's backoff, and the count stands.
+    /// that was never sent (the inner service failed to get ready for it, its connect failed,
+    /// a layer below refused it: what the layer's failure classifier reads as
+    /// [`Failure::Connect`](crate::Failure::Connect) or [`Failure::Local`](crate::Failure::Local))
+    /// is neither: it is a failed login, under the token source's backoff, and the count stands.
     /// Responsys: 3 ("retry up to three times … to prevent the API login being disabled").
     fn no_response_retries(&self) -> Option<u32> {
         None

@@ -44,11 +44,11 @@ use http_body::Body;
 /// is enough to write a [`TokenSource::from_fn`] or a [`Login`] of your own.
 pub use redial_core::auth::{Attach, Credential, Login, LoginError, LoginFailureKind, Secret};
 use redial_core::backoff::{Rng, SplitMix64};
-use redial_core::MAX_DURATION;
+use redial_core::{Failure, MAX_DURATION};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::{BoxError, RetryBody};
+use crate::{BoxError, FailureClassifier, RetryBody};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -905,6 +905,11 @@ async fn send_login(
                         format!("the login was not sent: the inner service failed to get ready for it: {why}");
                     (Err(LoginError::new(LoginFailureKind::Transient, message).with_source(e)), None)
                 }
+                // Nor did it here: the vendor saw no login, so none goes unanswered.
+                Some(StoppedAt::NeverLeft) => {
+                    let message = format!("the login was not sent: {why}");
+                    (Err(LoginError::new(LoginFailureKind::Transient, message)), None)
+                }
                 // A body that could not be read came with an answer (its head).
                 Some(StoppedAt::BodyUnread) => (
                     Err(LoginError::new(LoginFailureKind::Transient, format!("login request failed: {why}"))),
@@ -1157,6 +1162,9 @@ struct Stopped {
 enum StoppedAt {
     /// The inner service failed to get ready for the login: nothing was sent.
     NotSent,
+    /// The call failed before the login left: its connect failed, or a layer below refused it
+    /// (the layer's failure classifier reads [`Failure::Connect`] or [`Failure::Local`]).
+    NeverLeft,
     /// The answer came (its head), but its body could not be read (too long, broken).
     BodyUnread,
 }
@@ -1177,7 +1185,7 @@ impl std::error::Error for Stopped {
 /// client as everything else, and its response is read up to 64 KiB. An inner service that
 /// fails to get ready sent nothing ([`StoppedAt::NotSent`]). `wall_clock` (the layer's) says when the
 /// answer came, as it does for every other response.
-pub(crate) fn transport<S, B, RB>(svc: S, wall_clock: fn() -> SystemTime) -> Transport
+pub(crate) fn transport<S, B, RB>(svc: S, wall_clock: fn() -> SystemTime, classify: FailureClassifier) -> Transport
 where
     S: tower_service::Service<Request<RetryBody<B>>, Response = Response<RB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -1198,7 +1206,17 @@ where
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(|e| Stopped { at: StoppedAt::NotSent, error: e.into() })?;
-            let res = svc.call(req).await.map_err(Into::into)?;
+            let res = svc.call(req).await.map_err(|e| {
+                let error: BoxError = e.into();
+                let failure = match error.downcast_ref::<crate::AttemptError>() {
+                    Some(e) => e.failure(),
+                    None => classify(&*error),
+                };
+                match failure {
+                    Failure::Connect | Failure::Local => Stopped { at: StoppedAt::NeverLeft, error }.into(),
+                    _ => error,
+                }
+            })?;
             let received_at = wall_clock();
             let (head, body) = res.into_parts();
             let limited = http_body_util::Limited::new(body, LOGIN_BODY_LIMIT);

@@ -492,8 +492,9 @@ where
                     if eng.token.is_none() {
                         if let Some(source) = eng.host().auth.clone() {
                             let (svc, detach, clock) = (&*this.svc, &*this.detach, eng.shared.wall_clock);
+                            let classify = eng.shared.classify_error;
                             let (lease, wait) = source.lease_or_wait(eng.stale, clock, || {
-                                detach.detach(svc).map(|svc| auth::transport(svc, clock))
+                                detach.detach(svc).map(|svc| auth::transport(svc, clock, classify))
                             });
                             match lease {
                                 Lease::Ready(token) => {

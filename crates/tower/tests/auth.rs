@@ -743,7 +743,7 @@ impl Login for SilentVendorLogin {
     }
 }
 
-/// An inner service whose logins fail without an answer (a refused connection) while
+/// An inner service whose logins fail without an answer (the connection broke) while
 /// `silent` is set, and answer `tok:3600` otherwise; the login times are kept.
 fn silent_login_vendor(
     silent: Arc<std::sync::atomic::AtomicBool>,
@@ -752,13 +752,25 @@ fn silent_login_vendor(
        + Clone
        + Send
        + 'static {
+    failing_login_vendor(silent, logins, || std::io::Error::other("connection broke"))
+}
+
+/// As [`silent_login_vendor`], the logins failing with `error` while `failing` is set.
+fn failing_login_vendor(
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    logins: Arc<Mutex<Vec<Instant>>>,
+    error: fn() -> std::io::Error,
+) -> impl Service<Request<RetryBody<Full<Bytes>>>, Response = Response<Full<Bytes>>, Error = std::io::Error, Future: Send>
+       + Clone
+       + Send
+       + 'static {
     tower::service_fn(move |req: Request<RetryBody<Full<Bytes>>>| {
-        let (silent, logins) = (silent.clone(), logins.clone());
+        let (failing, logins) = (failing.clone(), logins.clone());
         async move {
             if req.uri().path() == "/login" {
                 logins.lock().unwrap().push(Instant::now());
-                if silent.load(Ordering::SeqCst) {
-                    return Err(std::io::Error::other("connection refused"));
+                if failing.load(Ordering::SeqCst) {
+                    return Err(error());
                 }
                 return Ok(Response::new(Full::from("tok:3600")));
             }
@@ -794,6 +806,31 @@ async fn logins_without_an_answer_stay_the_vendors_wait_apart_even_past_a_shorte
     for w in times.windows(2) {
         assert!(w[1] - w[0] >= 120 * S, "a login came {:?} after one that got no answer", w[1] - w[0]);
     }
+}
+
+/// A login whose connect was refused never reached the vendor: it is no login without an
+/// answer (Responsys counts those, and disables the login after the fourth), only a failed
+/// one, under the token source's own backoff. Twenty refusals later the login still goes.
+#[tokio::test(start_paused = true)]
+async fn logins_whose_connect_was_refused_are_not_logins_the_vendor_left_unanswered() {
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let logins = Arc::new(Mutex::new(Vec::new()));
+    let source = TokenSource::login(SilentVendorLogin).login_backoff(S, 2 * S);
+    let layer = RetryLayer::builder()
+        .default_host(Vendor, Policy::builder().deadline(900 * S).build().unwrap())
+        .auth("*", source.clone())
+        .unwrap()
+        .build();
+    let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    let vendor = failing_login_vendor(refusing.clone(), logins.clone(), refused);
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    let request = tokio::spawn(svc.oneshot(api()));
+    tokio::time::sleep(40 * S).await;
+    assert!(logins.lock().unwrap().len() >= 20, "{:?}", logins.lock().unwrap());
+    let last = source.last_error().expect("the logins failed");
+    assert!(!last.is_fatal() && last.message().contains("not sent"), "{last}");
+    refusing.store(false, Ordering::SeqCst);
+    assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(start_paused = true)]
@@ -840,7 +877,7 @@ async fn a_request_whose_deadline_comes_as_the_login_backoff_opens_fails_and_sta
     let err = svc.oneshot(req).await.unwrap_err();
     assert_eq!(started.elapsed(), S);
     assert!(err.is_auth_failed(), "{err}");
-    assert!(err.login_error().unwrap().message().contains("connection refused"), "{err}");
+    assert!(err.login_error().unwrap().message().contains("connection broke"), "{err}");
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(logins.lock().unwrap().len(), 1, "a login went for a request past its deadline");
     assert_eq!(source.logins(), 1);
