@@ -120,3 +120,34 @@ fn a_token_source_configured_after_it_was_shared_warns() {
     let out = capture.text();
     assert!(out.contains("WARN") && out.contains("configured after it was cloned"), "{out}");
 }
+
+/// A Marketo 606 in a gzipped 200 that reaches redial still encoded (decompression outside it,
+/// the order the README warns of) cannot be read: the response goes through as it came, and
+/// redial says why once per host, not once per response.
+#[tokio::test(start_paused = true)]
+async fn an_encoded_body_redial_would_read_is_passed_through_and_warned_of_once() {
+    use http_body_util::BodyExt;
+    use redial::{Vendor, VendorExt};
+    let (capture, _guard) = common::Capture::install();
+    let gzipped: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03 a 606, compressed";
+    let vendor = tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| async move {
+        let res = http::Response::builder()
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(Full::new(Bytes::from_static(gzipped)))
+            .unwrap();
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let layer = RetryLayer::builder().vendor(Vendor::Marketo).build();
+    let svc = ServiceBuilder::new().layer(layer).service(vendor);
+    for _ in 0..2 {
+        let req = Request::get("https://123-abc-456.mktorest.com/rest/v1/leads.json").body(Full::default()).unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), gzipped);
+    }
+    let out = capture.text();
+    let warnings: Vec<_> = out.lines().filter(|l| l.contains("came encoded")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains("gzip"), "{out}");
+    assert!(warnings[0].contains("decompression layer inside redial"), "{out}");
+}

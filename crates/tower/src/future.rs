@@ -1202,7 +1202,28 @@ impl<B> Engine<B> {
     /// an error owns what the vendor said.
     fn wants_body(&self, status: StatusCode, headers: &HeaderMap, received_at: SystemTime) -> bool {
         let res = ResponseHead { status, headers, received_at };
-        status.as_u16() >= 400 || self.host().profile.inspect(&self.request_head(), &res)
+        let error = status.as_u16() >= 400;
+        if !error && !self.host().profile.inspect(&self.request_head(), &res) {
+            return false;
+        }
+        // A body still encoded (a decompression layer outside redial, or none) cannot be read:
+        // a vendor error in a 2xx (Marketo's 606) would pass as a success. Said once per host;
+        // a 2xx goes through unread, an error's bytes are still kept for the caller.
+        if let Some(encoding) = headers.get(http::header::CONTENT_ENCODING) {
+            if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+                let host = self.host();
+                if !host.warned_encoded.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        host = &*host.pattern,
+                        content_encoding = ?encoding,
+                        "a response body redial reads for the vendor's errors came encoded: put the \
+                         decompression layer inside redial (the README's stacking order)"
+                    );
+                }
+                return error;
+            }
+        }
+        true
     }
 
     fn classify_response(

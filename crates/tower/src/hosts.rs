@@ -28,6 +28,8 @@ pub(crate) struct Host {
     pub(crate) limits: Limits,
     pub(crate) failover: Failover,
     pub(crate) reconcile: Option<Arc<dyn ReconcileHook>>,
+    /// Whether an encoded body the profile wanted to read was warned of (once per host).
+    pub(crate) warned_encoded: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -45,6 +47,7 @@ impl Host {
             limits,
             failover: Failover::default(),
             reconcile: None,
+            warned_encoded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
