@@ -249,6 +249,48 @@ async fn a_redirect_inside_redial_is_followed_within_each_attempt() {
     assert_eq!(*seen.lock().unwrap(), ["/old", "/new", "/old", "/new"]);
 }
 
+/// A 307 keeps the method and the body (RFC 9110 §15.4.8): a redirect layer inside redial
+/// follows it with the body only if its policy can clone the body, which a buffered
+/// `RetryBody` can (`try_clone`). tower-http's standard policy alone does not follow it.
+#[tokio::test(start_paused = true)]
+async fn a_307_inside_redial_is_followed_with_its_body_by_a_policy_that_clones_it() {
+    use tower_http::follow_redirect::{policy, policy::PolicyExt, FollowRedirectLayer};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let vendor = tower::service_fn(move |req: Req| {
+        let log = log.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            log.lock().unwrap().push((path.clone(), body));
+            let res = match path.as_str() {
+                "/old" => Response::builder().status(307).header("location", "/new").body(Full::default()),
+                _ => Response::builder().status(201).body(Full::<Bytes>::from("created")),
+            };
+            Ok::<_, Infallible>(res.unwrap())
+        }
+    });
+    let post = || Request::post("http://vendor.test/old").body(Full::new(Bytes::from_static(b"{\"id\":1}"))).unwrap();
+    let clones = policy::Standard::default().and::<_, _, ()>(policy::clone_body_fn(RetryBody::try_clone));
+    let svc =
+        ServiceBuilder::new().layer(layer()).layer(FollowRedirectLayer::with_policy(clones)).service(vendor.clone());
+    let res = svc.oneshot(post()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("/old".to_owned(), Bytes::from_static(b"{\"id\":1}")),
+            ("/new".to_owned(), Bytes::from_static(b"{\"id\":1}"))
+        ]
+    );
+
+    seen.lock().unwrap().clear();
+    let svc = ServiceBuilder::new().layer(layer()).layer(FollowRedirectLayer::new()).service(vendor);
+    let res = svc.oneshot(post()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TEMPORARY_REDIRECT, "not followed without a clone of the body");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_timeout_inside_bounds_each_attempt_and_reads_as_a_timeout() {
     let vendor = Script::new([(200, 60 * S)]);

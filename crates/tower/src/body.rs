@@ -79,6 +79,29 @@ impl<B> RetryBody<B> {
     pub fn is_buffered(&self) -> bool {
         matches!(self.inner, Inner::Buffered { .. })
     }
+
+    /// A copy of a body replayed from memory (its bytes shared, not copied), not yet sent;
+    /// `None` for a body streamed once. For a layer below redial that sends a request's body
+    /// again: tower-http's `FollowRedirect` follows a 307 or 308 with its body only if its
+    /// policy can clone it.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use redial_tower::RetryBody;
+    ///
+    /// let body = RetryBody::<Full<Bytes>>::from_bytes(Bytes::from_static(b"{\"id\":1}"));
+    /// assert!(body.try_clone().is_some_and(|copy| copy.is_buffered()));
+    /// // With tower-http: policy::Standard::default().and(policy::clone_body_fn(RetryBody::try_clone))
+    /// ```
+    pub fn try_clone(&self) -> Option<Self> {
+        match &self.inner {
+            Inner::Buffered { data, trailers } => {
+                Some(RetryBody { inner: Inner::Buffered { data: data.clone(), trailers: trailers.clone() } })
+            }
+            Inner::Streaming { .. } => None,
+        }
+    }
 }
 
 /// An empty body. A middleware below redial that makes requests of its own asks for one:
