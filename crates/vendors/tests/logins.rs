@@ -819,6 +819,17 @@ fn nothing_secret_in_debug_or_errors() {
     check("marketo", format!("{:?}", marketo()));
     check("responsys", format!("{:?}", responsys()));
     check("adobe", format!("{:?}", adobe()));
+    // Hidden, not blank: each Debug still says which login it is and whose it is.
+    for (shown, names) in [
+        (format!("{:?}", marketo()), ["IdentityLogin", "mkto-client-id"]),
+        (format!("{:?}", responsys()), ["PasswordLogin", "api.user@acme.example"]),
+        (format!("{:?}", adobe()), ["ImsLogin", "adobe-client-id"]),
+        (format!("{:?}", oauth()), ["ClientCredentials", "oauth client"]),
+    ] {
+        for name in names {
+            assert!(shown.contains(name), "{shown} does not name {name}");
+        }
+    }
     check("oauth2", format!("{:?}", oauth().param("client_assertion_extra", CLIENT_SECRET)));
     check("oauth2 alt", format!("{:#?}", oauth().auth_style(AuthStyle::Post)));
     // A login URL pasted from Marketo's docs, the credentials in its query.
