@@ -180,15 +180,19 @@ async fn a_redirect_outside_redial_is_followed_as_a_request_of_its_own() {
 // ---------------------------------------------------------------------------------------------
 // Inside redial: each attempt.
 
-#[tokio::test(start_paused = true)]
-async fn a_concurrency_limit_inside_is_not_held_through_a_backoff() {
-    let vendor = Script::new([UNAVAILABLE]);
-    let svc = ServiceBuilder::new().layer(layer()).concurrency_limit(1).service(vendor.service());
+/// A first request meets a 503 and waits 1 s for its retry; a second sent 10 ms later goes
+/// at once through `svc`, whose inner layer admits one call at a time: the first holds none of
+/// it through its backoff.
+async fn a_backoff_holds_nothing_of<S>(svc: S, vendor: &Script)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<redial::ResponseBody<Full<Bytes>>>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+{
     let started = Instant::now();
     let first = tokio::spawn(svc.clone().oneshot(get()));
     tokio::time::sleep(10 * MS).await;
-    // The first waits 1 s for its retry; the limit's one permit is free meanwhile.
-    let second = svc.clone().oneshot(get()).await.unwrap();
+    let second = svc.oneshot(get()).await.unwrap();
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(started.elapsed(), 10 * MS);
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
@@ -196,16 +200,19 @@ async fn a_concurrency_limit_inside_is_not_held_through_a_backoff() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_concurrency_limit_inside_is_not_held_through_a_backoff() {
+    let vendor = Script::new([UNAVAILABLE]);
+    a_backoff_holds_nothing_of(
+        ServiceBuilder::new().layer(layer()).concurrency_limit(1).service(vendor.service()),
+        &vendor,
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_buffer_inside_is_not_held_through_a_backoff() {
     let vendor = Script::new([UNAVAILABLE]);
-    let svc = ServiceBuilder::new().layer(layer()).buffer(1).service(vendor.service());
-    let started = Instant::now();
-    let first = tokio::spawn(svc.clone().oneshot(get()));
-    tokio::time::sleep(10 * MS).await;
-    let second = svc.clone().oneshot(get()).await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
-    assert_eq!(started.elapsed(), 10 * MS);
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    a_backoff_holds_nothing_of(ServiceBuilder::new().layer(layer()).buffer(1).service(vendor.service()), &vendor).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -471,32 +471,39 @@ async fn a_login_answer_that_cannot_be_read_keeps_its_status_but_never_a_2xx_bod
     assert!(!format!("{err:?} {err}").contains("tok0"));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
-    // The first login is refused for its per-minute limit ("try again in the next minute"); the
-    // token source's backoff starts at 1 s, but the next login waits the minute.
+/// A request through a source whose first login is refused with `message`, asking for `wait`
+/// (a login throttled for its own limit); every login after it succeeds. Returns when the
+/// two logins went.
+async fn logins_after_a_first_refused_with(message: &'static str, wait: Duration, policy: Policy) -> Vec<Instant> {
     let vendor = FakeVendor::new(3600);
     let logins = Arc::new(Mutex::new(Vec::new()));
     let seen = logins.clone();
     let v = vendor.clone();
-    let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
+    let source = TokenSource::from_fn(Attach::Bearer, move || {
         let mut seen = seen.lock().unwrap();
         seen.push(Instant::now());
         let first = seen.len() == 1;
         let v = v.clone();
         async move {
             if first {
-                return Err(LoginError::new(LoginFailureKind::Transient, "API_LIMIT_EXCEEDED")
-                    .with_retry_after(Duration::from_secs(60)));
+                return Err(LoginError::new(LoginFailureKind::Transient, message).with_retry_after(wait));
             }
             Ok(Credential::new(login_by_hand(v).await, None))
         }
     });
-    let policy = Policy::builder().deadline(300 * S).build().unwrap();
     let res = service(&vendor, source, policy).oneshot(api()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let at = logins.lock().unwrap().clone();
     assert_eq!(at.len(), 2, "{at:?}");
+    at
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
+    // The first login is refused for its per-minute limit ("try again in the next minute"); the
+    // token source's backoff starts at 1 s, but the next login waits the minute.
+    let policy = Policy::builder().deadline(300 * S).build().unwrap();
+    let at = logins_after_a_first_refused_with("API_LIMIT_EXCEEDED", 60 * S, policy).await;
     assert!(at[1] - at[0] >= 60 * S, "the second login went {:?} after the first", at[1] - at[0]);
 }
 
@@ -505,29 +512,8 @@ async fn a_throttled_login_waits_the_time_the_vendor_named_not_the_backoff() {
 /// backoff.
 #[tokio::test(start_paused = true)]
 async fn a_login_asked_to_wait_two_hours_is_tried_again_an_hour_later() {
-    let vendor = FakeVendor::new(3600);
-    let logins = Arc::new(Mutex::new(Vec::new()));
-    let seen = logins.clone();
-    let v = vendor.clone();
-    let source = TokenSource::from_fn(redial_core::auth::Attach::Bearer, move || {
-        let mut seen = seen.lock().unwrap();
-        seen.push(Instant::now());
-        let first = seen.len() == 1;
-        let v = v.clone();
-        async move {
-            if first {
-                return Err(
-                    LoginError::new(LoginFailureKind::Transient, "come back in two hours").with_retry_after(7200 * S)
-                );
-            }
-            Ok(Credential::new(login_by_hand(v).await, None))
-        }
-    });
     let policy = Policy::builder().no_deadline().build().unwrap();
-    let res = service(&vendor, source, policy).oneshot(api()).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let at = logins.lock().unwrap().clone();
-    assert_eq!(at.len(), 2, "{at:?}");
+    let at = logins_after_a_first_refused_with("come back in two hours", 7200 * S, policy).await;
     assert_eq!(at[1] - at[0], 3600 * S);
 }
 
