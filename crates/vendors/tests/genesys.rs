@@ -547,6 +547,48 @@ fn hostile_sizes_are_bounded() {
     assert_eq!(c.kind, Kind::Fatal);
 }
 
+/// A fault is read only from one whole document, and its code and reason only from their own
+/// elements, wherever they stand among the fault's children. Each case would otherwise read a
+/// fault that is not there, miss one that is, or take its code from the wrong element.
+#[test]
+fn a_fault_is_read_from_one_whole_document_and_its_own_elements() {
+    let envelope = |fault: &str| {
+        format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>{fault}</soap:Fault></soap:Body></soap:Envelope>"#
+        )
+    };
+    let detail = "<detail><error><code>INTERNAL_ERROR</code><message>m</message></error></detail>";
+    let whole = envelope(&format!("<faultcode>soap:Server</faultcode><faultstring>Oops</faultstring>{detail}"));
+    let nested = |n: usize| format!("{}{whole}{}", "<a>".repeat(n), "</a>".repeat(n));
+
+    let refused = [
+        ("nested past the depth limit", nested(genesys::MAX_DEPTH)),
+        ("a second root before it", format!("<a/>{whole}")),
+        ("a second root after it", format!("{whole}<a/>")),
+        ("cut before its last end tag", whole.trim_end_matches("</soap:Envelope>").to_owned()),
+    ];
+    for (what, body) in refused {
+        assert!(parse_fault(body.as_bytes()).is_none(), "{what}: {body}");
+    }
+    assert!(parse_fault(nested(genesys::MAX_DEPTH - 8).as_bytes()).is_some(), "within the depth limit");
+
+    // (the fault's children, its code, its reason, its first error's code)
+    let read = [
+        (format!("<faultstring>Oops</faultstring><faultcode>soap:Server</faultcode>{detail}"), "soap:Server", "Oops"),
+        (format!("{detail}<faultstring>Oops</faultstring><faultcode>soap:Server</faultcode>"), "soap:Server", "Oops"),
+        (
+            format!("<faultcode>soap:Server</faultcode><faultcode>soap:Client</faultcode><faultstring>Oops</faultstring>{detail}"),
+            "soap:Server",
+            "Oops",
+        ),
+    ];
+    for (children, code, reason) in read {
+        let f = parse_fault(envelope(&children).as_bytes()).unwrap_or_else(|| panic!("{children}"));
+        assert_eq!((f.code.as_deref(), f.reason.as_deref()), (Some(code), Some(reason)), "{children}");
+        assert_eq!(f.errors.first().map(|e| e.code.as_str()), Some("INTERNAL_ERROR"), "{children}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parser tolerance.
 
