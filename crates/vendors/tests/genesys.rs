@@ -707,6 +707,8 @@ fn inspects_errors_and_xml_successes() {
         // Only `xml` or a `+xml` suffix is XML: a long subtype is not, whatever its length.
         (200, Some("application/octet-stream"), false),
         (200, Some("text/plain"), false),
+        // A suffix needs a subtype before it.
+        (200, Some("application/+xml"), false),
         (200, None, false),
         (500, None, true),
         (404, Some("text/html"), true),
