@@ -203,7 +203,10 @@ fn marketo_identity_url_forms() {
         let login = IdentityLogin::new(url, "id", "secret").unwrap();
         assert_eq!(login.token_url(), "https://123-ABC-456.mktorest.com/identity/oauth/token");
     }
-    for bad in ["123-ABC-456.mktorest.com/identity", "ftp://x/identity", "", "https://u:p@h/identity"] {
+    // No scheme, another scheme, nothing, credentials in it, a port without a host.
+    for bad in
+        ["123-ABC-456.mktorest.com/identity", "ftp://x/identity", "", "https://u:p@h/identity", "https://:443/identity"]
+    {
         let e = IdentityLogin::new(bad, "id", CLIENT_SECRET).unwrap_err();
         assert!(e.to_string().starts_with("invalid login URL"), "{e}");
     }
@@ -524,6 +527,37 @@ fn transient_statuses_for_every_login() {
         }
         // A 400 gateway page is not the vendor's answer.
         assert_transient(parse(login.as_ref(), 400, HTML_GATEWAY));
+        // Only a 4xx with a JSON body is the endpoint refusing the request: a status of no class
+        // the table names (1xx, or beyond 599) is an unexpected answer, not a refusal.
+        for status in [100, 199, 600, 999] {
+            for body in ["{}", r#"{"message":"bad"}"#, ""] {
+                let e = assert_transient(parse(login.as_ref(), status, body));
+                assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{name}");
+            }
+        }
+    }
+}
+
+/// A failed login says why its answer was not read: an empty body, truncated JSON, a body that
+/// is not JSON or not a JSON object; "not a token" for a 2xx, "not JSON" otherwise.
+#[test]
+fn an_answer_that_is_not_a_token_says_why() {
+    let table: &[(u16, &str, &str)] = &[
+        (200, "", "the answer is not a token (empty body)"),
+        (200, " \r\n", "the answer is not a token (empty body)"),
+        (200, r#"{"access_token":"abc","expires_in":36"#, "the answer is not a token (truncated JSON)"),
+        (200, HTML_GATEWAY, "the answer is not a token (not JSON)"),
+        (200, "[]", "the answer is not a token (not a JSON object)"),
+        (400, HTML_GATEWAY, "the answer is not JSON (not JSON)"),
+        (400, r#"{"error":"#, "the answer is not JSON (truncated JSON)"),
+        (400, "null", "the answer is not JSON (not a JSON object)"),
+        (502, "", "the login endpoint is unavailable or throttled"),
+    ];
+    for (name, login) in all_logins() {
+        for &(status, body, why) in table {
+            let e = assert_transient(parse(login.as_ref(), status, body));
+            assert!(e.message().ends_with(why), "{name}, {status} {body:?}: {e}");
+        }
     }
 }
 
@@ -750,6 +784,9 @@ fn responsys_a_token_that_cannot_go_in_a_header_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Tolerance.
 
+/// The longest lifetime a login reads from `expires_in`, in seconds.
+const TEN_YEARS: u64 = 10 * 365 * 86_400;
+
 #[test]
 fn expires_in_as_string_and_other_shapes() {
     for login in [Box::new(marketo()) as Box<dyn Login>, Box::new(adobe()), Box::new(oauth())] {
@@ -761,6 +798,11 @@ fn expires_in_as_string_and_other_shapes() {
             ("null", None),
             (r#""soon""#, None),
             ("[]", None),
+            // A string that parses as a float, not as a number of seconds.
+            (r#""NaN""#, None),
+            // Lifetimes beyond ten years are read as ten years.
+            ("315360001", Some(TEN_YEARS)),
+            ("1e300", Some(TEN_YEARS)),
         ];
         for (value, want) in cases {
             let body = format!(r#"{{"access_token":"abc","token_type":"bearer","expires_in":{value}}}"#);
@@ -794,6 +836,20 @@ fn extra_fields_charset_and_bom() {
     // Responsys: issuedAt as a string, extra fields.
     let body = r#"{"authToken":"t","issuedAt":"x","endPoint":"https://h.example","extra":[1]}"#;
     assert!(parse(&responsys(), 200, body).is_ok());
+}
+
+/// RFC 6749 §5.2's `error` is a code: an empty one (`"error":""`, some servers send it beside
+/// the token) names no error, and the answer is read as if it had none.
+#[test]
+fn an_empty_error_member_is_no_error() {
+    for login in [Box::new(marketo()) as Box<dyn Login>, Box::new(adobe()), Box::new(oauth())] {
+        for error in [r#""""#, r#""  ""#, "null"] {
+            let body = format!(r#"{{"access_token":"abc","token_type":"bearer","expires_in":3599,"error":{error}}}"#);
+            assert_eq!(parse(login.as_ref(), 200, &body).unwrap().token.expose(), "abc", "{body}");
+            let body = format!(r#"{{"error":{error},"error_description":"d"}}"#);
+            assert_fatal(parse(login.as_ref(), 401, &body), None);
+        }
+    }
 }
 
 #[test]
@@ -897,6 +953,53 @@ fn a_secret_echoed_in_another_encoding_is_withheld() {
         let shown = format!("{e} {e:?} {:?}", e.message());
         assert!(!shown.contains(echoed) && !shown.contains("a b/c"), "{echoed}: {shown}");
     }
+}
+
+/// A failed login keeps the vendor's body, except one that echoes a secret: as sent, as the
+/// form body carried it, or in another encoding. A secret with `+` or `%` in it, echoed as
+/// sent, decodes to something else, and is still found.
+#[test]
+fn a_body_that_echoes_a_secret_is_not_kept() {
+    for (secret, echoed) in [
+        (CLIENT_SECRET, CLIENT_SECRET.to_owned()),
+        ("a+b%41c", "a+b%41c".to_owned()),
+        ("a+b%41c", form_urlencode("a+b%41c")),
+        ("a b/c", form_urlencode("a b/c")),
+        ("a b/c", "a%20b%2fc".to_owned()),
+    ] {
+        let login = ClientCredentials::new("https://auth.example.com/oauth/token", "id", secret).unwrap();
+        let body = format!(r#"{{"error":"invalid_client","error_description":"bad secret {echoed}"}}"#);
+        let e = assert_fatal(parse(&login, 401, &body), Some("invalid_client"));
+        assert!(e.body().is_empty(), "{secret:?} echoed as {echoed:?}: the body is kept");
+        assert!(!format!("{e} {e:?}").contains(&echoed), "{echoed}: {e}");
+    }
+    // A body without the secret is kept.
+    let body = r#"{"error":"invalid_client","error_description":"bad secret"}"#;
+    let e = assert_fatal(parse(&oauth(), 401, body), Some("invalid_client"));
+    assert_eq!(&e.body()[..], body.as_bytes());
+}
+
+/// Vendor text with a `%` that starts no escape (at its end, or one hex digit before its end)
+/// is shown as it came.
+#[test]
+fn vendor_text_with_a_bare_percent_sign_is_shown_as_it_came() {
+    for text in ["quota at 100%", "code %4", "50% off %zz"] {
+        let body = format!(r#"{{"error":"invalid_client","error_description":"{text}"}}"#);
+        let e = assert_fatal(parse(&oauth(), 401, &body), Some("invalid_client"));
+        assert!(e.message().ends_with(&format!(": {text}")), "{e}");
+    }
+}
+
+/// `ClientCredentials`' `Debug` shows the token URL, the client id, the auth style and the names
+/// of the extra parameters, never the secret or the parameters' values.
+#[test]
+fn oauth2_debug_shows_the_login_never_its_secret() {
+    let login = oauth().auth_style(AuthStyle::Post).scope("read").param("audience", "aud-value-7f3e");
+    let shown = format!("{login:?}");
+    for part in ["https://auth.example.com/oauth2/token", "oauth client", "Post", "audience", "read", "Bearer"] {
+        assert!(shown.contains(part), "{part} not in {shown}");
+    }
+    assert!(!shown.contains(CLIENT_SECRET) && !shown.contains("aud-value-7f3e"), "{shown}");
 }
 
 #[test]
