@@ -439,6 +439,15 @@ mod tests {
         assert_eq!((none.budget(), none.rate_limit(), none.max_concurrency()), (None, None, None));
     }
 
+    /// The bounds are the ones their docs give (64 MiB, a year), and a refusal names its rule.
+    #[test]
+    fn the_bounds_are_the_documented_ones_and_a_refusal_names_its_rule() {
+        assert_eq!(MAX_INSPECT_LIMIT, 67_108_864);
+        assert_eq!(MAX_DURATION, Duration::from_secs(31_536_000));
+        let e = Policy::builder().max_attempts(0).build().unwrap_err();
+        assert_eq!(e.to_string(), "invalid policy: max_attempts must be at least 1");
+    }
+
     #[test]
     fn builder_validates() {
         let s = Duration::from_secs(1);
