@@ -284,6 +284,58 @@ fn marketo_607_beside_another_error_puts_the_reset_on_the_607_only() {
     assert_eq!(got, [("606", None), ("607", Some("Tue, 16 Jan 2024 06:00:00 GMT"))]);
 }
 
+/// Every day from 2007 (when the rule took its present form) to 2100 against the US rule
+/// worked out independently, from the calendar httpdate prints: the reset after noon UTC is the next local midnight, 05:00 UTC
+/// when that midnight is in daylight time (after the second Sunday of March, up to and
+/// including the first Sunday of November), 06:00 UTC otherwise.
+#[test]
+fn quota_reset_follows_the_us_rule_every_day_to_2100() {
+    const DAY: u64 = 86_400;
+    // (weekday, day of the month, month) of a day since 1970, as httpdate writes it.
+    let calendar = |day: u64| {
+        let text = httpdate::fmt_http_date(at(day * DAY));
+        let mut words = text.split([' ', ',']).filter(|w| !w.is_empty());
+        let weekday = words.next().unwrap().to_owned();
+        let dom: u32 = words.next().unwrap().parse().unwrap();
+        let name = words.next().unwrap();
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        let month = months.iter().position(|m| *m == name).unwrap() as u32 + 1;
+        (weekday, dom, month)
+    };
+    // 1 Jan 2007 to 31 Dec 2100.
+    let (first, last) = (13_514, 47_846);
+    assert_eq!(httpdate::fmt_http_date(at(first * DAY)), "Mon, 01 Jan 2007 00:00:00 GMT");
+    assert_eq!(httpdate::fmt_http_date(at(last * DAY)), "Fri, 31 Dec 2100 00:00:00 GMT");
+    let mut sundays_this_month = 0;
+    let mut daylight = false; // whether the midnight that starts the next day is in daylight time
+    let mut checked = 0;
+    for day in first..=last {
+        let (weekday, dom, month) = calendar(day);
+        if dom == 1 {
+            sundays_this_month = 0;
+        }
+        if weekday == "Sun" {
+            sundays_this_month += 1;
+            // The change at 02:00 on these Sundays: the midnight that ends the day is the other side.
+            if month == 3 && sundays_this_month == 2 {
+                daylight = true;
+            }
+            if month == 11 && sundays_this_month == 1 {
+                daylight = false;
+            }
+        }
+        let want = (day + 1) * DAY + if daylight { 5 } else { 6 } * 3600;
+        assert_eq!(
+            quota_reset(at(day * DAY + 12 * 3600)),
+            Some(at(want)),
+            "{}",
+            httpdate::fmt_http_date(at(day * DAY))
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 34_333);
+}
+
 #[test]
 fn quota_reset_follows_us_central_daylight_saving() {
     // (received, reset), around the 2024 changes: 10 Mar and 3 Nov.
